@@ -1,0 +1,1 @@
+"""Echo-IAD: a multi-expert MLLM industrial anomaly inspector served over gRPC."""

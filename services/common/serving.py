@@ -1,0 +1,57 @@
+"""gRPC server plumbing shared by every stage: options, health, reflection, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.telemetry import MetricsInterceptor
+
+log = logging.getLogger(__name__)
+
+
+def channel_options(max_message_mb: int = 32) -> list[tuple[str, int]]:
+    """Message-size limits set on both ends (image payloads exceed gRPC's 4 MB default)."""
+    size = max_message_mb * 1024 * 1024
+    return [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
+
+
+def new_server(max_message_mb: int = 32) -> grpc.aio.Server:
+    return grpc.aio.server(options=channel_options(max_message_mb), interceptors=[MetricsInterceptor()])
+
+
+def add_health_and_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> health.aio.HealthServicer:
+    """Standard health (every service starts NOT_SERVING until marked ready) and server reflection."""
+    names = list(service_names)
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    return servicer
+
+
+async def set_serving(servicer: health.aio.HealthServicer, names: Iterable[str], serving: bool = True) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in names:
+        await servicer.set(name, status)
+
+
+async def wait_for_termination(server: grpc.aio.Server, grace_s: float) -> None:
+    """Serve until SIGTERM/SIGINT, then stop accepting and let in-flight requests finish for grace_s."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.create_task(server.wait_for_termination())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set():
+        log.info("shutting down: finishing in-flight requests (grace %.1fs)", grace_s)
+        await server.stop(grace_s)
+    for t in (waiter, stopper):
+        t.cancel()

@@ -1,0 +1,40 @@
+"""Settings of the gateway (Inspector): planning, fan-out, stage addresses."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+# The paper's ablation table (DESIGN §1): which experts each question type activates.
+DEFAULT_EXPERT_MAP: dict[str, list[str]] = {
+    "Anomaly Detection": ["reference"],
+    "Defect Classification": ["reference", "knowledge"],
+    "Defect Localization": [],
+    "Defect Description": ["reference", "knowledge", "reasoning"],
+    "Defect Analysis": ["reference", "reasoning"],
+    "Object Classification": [],
+    "Object Analysis": [],
+}
+
+
+class StageEndpoint(BaseModel):
+    address: str = Field("", description="host:port of the stage; empty: this process (embedded mode).")
+    application: str = Field("", description="Ray Serve application name, sent as 'application' metadata.")
+    timeout_share: float = Field(0.5, gt=0, le=1, description="Fraction of the remaining deadline this stage may use.")
+    retries: int = Field(2, ge=0, description="Retries for idempotent calls on UNAVAILABLE.")
+
+
+class GatewaySettings(BaseModel):
+    embedding: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=0.3))
+    retrieval: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=0.2))
+    knowledge: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=0.3))
+    decision: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=1.0, retries=0))
+    expert_map: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_EXPERT_MAP.items()},
+        description="Question type -> experts activated (reference, knowledge, reasoning). The decision maker always runs.",
+    )
+    default_deadline_ms: float = Field(30_000, gt=0, description="Deadline when neither the request nor gRPC sets one.")
+    default_reference_mode: str = Field("1-shot*", description="0-shot, 1-shot, 1-shot* or k-shot.")
+    default_k_shots: int = Field(2, ge=1, description="References for k-shot when a request leaves k unset.")
+    max_concurrent: int = Field(64, ge=1, description="Inspections in flight before new ones get RESOURCE_EXHAUSTED.")
+    default_dataset: str = Field("synthetic", description="Dataset used when a request names none.")
+    planner_min_confidence: float = Field(0.35, ge=0, le=1, description="Below this, the free-form classifier's guess is flagged.")
