@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -55,3 +55,49 @@ async def wait_for_termination(server: grpc.aio.Server, grace_s: float) -> None:
         await server.stop(grace_s)
     for t in (waiter, stopper):
         t.cancel()
+
+
+class Stage:
+    """One stage hosted by a gRPC server: its servicer and how to register it.
+
+    A servicer exposes `async check_health()`, which runs a tiny real request
+    and raises when the stage cannot serve (a live process is not enough).
+    """
+
+    def __init__(self, service_name: str, servicer: object, register: Callable[[grpc.aio.Server, object], None]):
+        self.service_name = service_name
+        self.servicer = servicer
+        self.register = register
+
+    async def healthy(self) -> bool:
+        try:
+            await self.servicer.check_health()  # type: ignore[attr-defined]
+            return True
+        except Exception as e:
+            log.warning("%s not ready: %s", self.service_name, e)
+            return False
+
+
+async def start_server(
+    stages: list[Stage], host: str = "127.0.0.1", port: int = 0, max_message_mb: int = 32
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Start one gRPC server hosting `stages`; mark each SERVING once its health check passes.
+
+    Returns the server, the bound port (useful with port=0) and the health servicer.
+    """
+    server = new_server(max_message_mb)
+    for st in stages:
+        st.register(server, st.servicer)
+    names = [st.service_name for st in stages]
+    health_servicer = add_health_and_reflection(server, names)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+    await server.start()
+    all_ok = True
+    for st in stages:
+        ok = await st.healthy()
+        all_ok &= ok
+        await set_serving(health_servicer, [st.service_name], ok)
+    await set_serving(health_servicer, [""], all_ok)  # "" is the whole server
+    return server, bound, health_servicer

@@ -57,7 +57,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
-        _, service, method = details.method.split("/", 2) if details.method.count("/") >= 2 else ("", "", details.method)
+        _, service, method = (
+            details.method.split("/", 2) if details.method.count("/") >= 2 else ("", "", details.method)
+        )
         inner = handler.unary_unary
 
         async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:

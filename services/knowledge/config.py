@@ -8,7 +8,9 @@ from pydantic import BaseModel, Field
 
 
 class KnowledgeSettings(BaseModel):
-    store: Literal["files", "redis"] = Field("files", description="files: the embedded default; redis: shared, versioned.")
+    store: Literal["files", "redis"] = Field(
+        "files", description="files: the embedded default; redis: shared, versioned."
+    )
     dir: str = Field("", description="Knowledge folder; empty: the knowledge_base/ shipped with Echo-IAD.")
     redis_url: str = Field("redis://localhost:6379/0", description="Redis store address.")
     redis_prefix: str = Field("echo:kb", description="Key prefix in Redis.")

@@ -15,11 +15,13 @@ class HnswSettings(BaseModel):
 
 class RetrievalSettings(BaseModel):
     engine: Literal["edge", "server"] = Field(
-        "edge", description="edge: Qdrant Edge in-process (embedded default); server: a Qdrant server via qdrant-client."
+        "edge",
+        description="edge: Qdrant Edge in-process (embedded default); server: a Qdrant server via qdrant-client.",
     )
     path: str = Field("./echo-data/memory", description="Qdrant Edge: folder the shard persists to.")
     url: str = Field(
-        "", description="Qdrant server URL (e.g. http://qdrant:6333); ':memory:' or a path uses qdrant-client's local mode."
+        "",
+        description="Qdrant server URL (e.g. http://qdrant:6333); ':memory:' or a path uses qdrant-client's local mode.",
     )
     prefer_grpc: bool = Field(True, description="Qdrant server: talk gRPC (port 6334) rather than REST.")
     api_key: str = Field("", description="Qdrant server API key, if any.")
