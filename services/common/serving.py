@@ -79,10 +79,16 @@ class Stage:
 
 
 async def start_server(
-    stages: list[Stage], host: str = "127.0.0.1", port: int = 0, max_message_mb: int = 32
+    stages: list[Stage],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_message_mb: int = 32,
+    on_bound: Callable[[int], None] | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Start one gRPC server hosting `stages`; mark each SERVING once its health check passes.
 
+    on_bound(port) runs after binding and before the health checks: the embedded
+    gateway uses it to point its stage clients at this very server.
     Returns the server, the bound port (useful with port=0) and the health servicer.
     """
     server = new_server(max_message_mb)
@@ -93,6 +99,8 @@ async def start_server(
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind gRPC server to {host}:{port}")
+    if on_bound is not None:
+        on_bound(bound)
     await server.start()
     all_ok = True
     for st in stages:

@@ -30,7 +30,9 @@ class GatewaySettings(BaseModel):
     decision: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=1.0, retries=0))
     expert_map: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_EXPERT_MAP.items()},
-        description="Question type -> experts activated (reference, knowledge, reasoning). The decision maker always runs.",
+        description=(
+            "Question type -> experts activated (reference, knowledge, reasoning). The decision maker always runs."
+        ),
     )
     default_deadline_ms: float = Field(30_000, gt=0, description="Deadline when neither the request nor gRPC sets one.")
     default_reference_mode: str = Field("1-shot*", description="0-shot, 1-shot, 1-shot* or k-shot.")

@@ -1,0 +1,203 @@
+"""Decision planning: which question type is this, and which experts does it need?
+
+MMAD's own phrasings are recognised by rule (confidence 1.0). Anything else goes
+to a prototype classifier: the question is embedded with the offline MiniLM and
+compared with hand-written prototypes of each type (nearest centroid, with a
+softmax over cosine similarities as the confidence).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+QUESTION_TYPES: tuple[str, ...] = (
+    "Anomaly Detection",
+    "Defect Classification",
+    "Defect Localization",
+    "Defect Description",
+    "Defect Analysis",
+    "Object Classification",
+    "Object Analysis",
+)
+
+# MMAD's phrasings (DESIGN §2), matched case-insensitively against the question text.
+_RULES: list[tuple[str, re.Pattern[str]]] = [
+    ("Anomaly Detection", re.compile(r"\b(is|are) there any (defects?|anomal\w*)\b.*\?")),
+    ("Defect Classification", re.compile(r"\bwhat is the type of the defects?\b")),
+    ("Defect Localization", re.compile(r"\bwhere is the defects?\b")),
+    ("Defect Description", re.compile(r"\bwhat is the appearance of the defects?\b")),
+    ("Defect Analysis", re.compile(r"\bwhat is the effect of the defects?\b")),
+    ("Object Classification", re.compile(r"\bwhat (kind|type|category) of (product|object)\b")),
+]
+
+# Prototypes for free-form questions: a few ways an operator might ask each type.
+PROTOTYPES: dict[str, list[str]] = {
+    "Anomaly Detection": [
+        "Is there any defect in the object?",
+        "Is this part defective or good?",
+        "Does the product have any anomaly?",
+        "Is the item normal?",
+        "Should this part be rejected?",
+        "Is anything wrong with this product?",
+        "Is this sample acceptable?",
+        "Pass or fail?",
+        "Is the object damaged in any way?",
+        "Can you see any flaw on it?",
+    ],
+    "Defect Classification": [
+        "What is the type of the defect?",
+        "What kind of defect is this?",
+        "Which category of flaw does the part show?",
+        "Classify the defect.",
+        "What defect class is present?",
+        "Name the type of damage.",
+        "Which failure mode is visible?",
+        "What sort of fault is it?",
+    ],
+    "Defect Localization": [
+        "Where is the defect?",
+        "In which region of the image is the flaw?",
+        "Where on the part is the damage located?",
+        "Which area contains the anomaly?",
+        "Point out the location of the defect.",
+        "Is the defect at the top, bottom, left or right?",
+        "Where exactly is the problem?",
+        "Which part of the object is damaged?",
+    ],
+    "Defect Description": [
+        "What is the appearance of the defect?",
+        "What does the defect look like?",
+        "Describe the defect.",
+        "How would you describe the flaw visually?",
+        "What shape and color is the damage?",
+        "Describe how the anomaly appears.",
+        "What are the visual characteristics of the defect?",
+        "How does the damage look?",
+    ],
+    "Defect Analysis": [
+        "What is the effect of the defect?",
+        "How does the defect affect the product's function?",
+        "What are the consequences of this damage?",
+        "What impact will the flaw have on use?",
+        "Is the defect a safety risk?",
+        "What problem will this defect cause?",
+        "Why does this defect matter?",
+        "What is the likely cause of the defect?",
+    ],
+    "Object Classification": [
+        "What kind of product is in the image?",
+        "What is this object?",
+        "What type of item is shown?",
+        "Identify the product.",
+        "Which product category is this?",
+        "What object is being inspected?",
+        "What is shown in the picture?",
+        "Name the item in the image.",
+    ],
+    "Object Analysis": [
+        "How many components are on the object?",
+        "What is the shape of the object?",
+        "What color is the object?",
+        "What material is the object made of?",
+        "Describe the structure of the object.",
+        "What details are visible on the object?",
+        "How many holes does the part have?",
+        "What is printed on the object?",
+        "How is the object arranged?",
+        "What is the texture of the surface?",
+    ],
+}
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TypeGuess:
+    type: str
+    confidence: float
+    method: str  # "client", "rule" or "prototype"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one inspection will run."""
+
+    question_type: TypeGuess
+    experts: tuple[str, ...]  # subset of ("reference", "knowledge", "reasoning"); decision always runs
+    disabled_by_request: tuple[str, ...] = field(default=())
+
+
+class QuestionTypeClassifier:
+    """Rules for MMAD phrasings; a MiniLM prototype classifier for the rest."""
+
+    def __init__(self, embed: Embed | None = None, prototypes: dict[str, list[str]] | None = None) -> None:
+        self._embed = embed
+        self._prototypes = prototypes or PROTOTYPES
+        self._labels: list[str] = []
+        self._matrix: np.ndarray | None = None
+
+    def _ensure_prototypes(self) -> None:
+        if self._matrix is not None or self._embed is None:
+            return
+        texts, labels = [], []
+        for label, examples in self._prototypes.items():
+            texts.extend(examples)
+            labels.extend([label] * len(examples))
+        vecs = np.asarray(self._embed(texts), dtype=np.float32)
+        self._matrix = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+        self._labels = labels
+
+    @staticmethod
+    def by_rule(text: str) -> str | None:
+        low = " ".join(text.lower().split())
+        for label, pattern in _RULES:
+            if pattern.search(low):
+                return label
+        return None
+
+    def classify(self, text: str) -> TypeGuess:
+        label = self.by_rule(text)
+        if label is not None:
+            return TypeGuess(label, 1.0, "rule")
+        if self._embed is None:
+            return TypeGuess("Anomaly Detection", 0.0, "default")
+        self._ensure_prototypes()
+        assert self._matrix is not None
+        q = np.asarray(self._embed([text]), dtype=np.float32)[0]
+        q = q / (np.linalg.norm(q) or 1.0)
+        sims = self._matrix @ q
+        # Per type: mean of its three best prototype similarities (robust to one odd prototype).
+        scores = {}
+        for label in self._prototypes:
+            idx = [i for i, lab in enumerate(self._labels) if lab == label]
+            top = np.sort(sims[idx])[-3:]
+            scores[label] = float(top.mean())
+        names = list(scores)
+        vals = np.array([scores[n] for n in names])
+        probs = np.exp((vals - vals.max()) / 0.05)
+        probs /= probs.sum()
+        best = int(np.argmax(probs))
+        return TypeGuess(names[best], float(probs[best]), "prototype")
+
+
+def plan_experts(
+    question_type: TypeGuess,
+    expert_map: dict[str, list[str]],
+    switches: dict[str, bool | None],
+) -> Plan:
+    """Experts from the configured map, then per-request switches force each on or off."""
+    chosen = list(expert_map.get(question_type.type, []))
+    disabled = []
+    for expert in ("reference", "knowledge", "reasoning"):
+        forced = switches.get(expert)
+        if forced is True and expert not in chosen:
+            chosen.append(expert)
+        elif forced is False and expert in chosen:
+            chosen.remove(expert)
+            disabled.append(expert)
+    order = ("reference", "knowledge", "reasoning")
+    return Plan(question_type, tuple(e for e in order if e in chosen), tuple(disabled))

@@ -1,0 +1,116 @@
+"""Hosting the Inspector: alone (cluster), or with every stage in one process (embedded).
+
+`echo-iad serve` runs the embedded server: one gRPC port, five services, the
+gateway reaching the stages over gRPC on that same port, exactly as it reaches
+separate deployments in the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import grpc
+
+from services.common.config import EchoSettings
+from services.common.images import ImageLimits, ImageStore
+from services.common.serving import Stage, start_server, wait_for_termination
+from services.gateway.clients import StageClients
+from services.gateway.core import Inspector
+from services.gateway.planner import QuestionTypeClassifier
+from services.gateway.servicer import InspectorServicer, register
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "echo.v1.Inspector"
+
+
+def build_classifier() -> QuestionTypeClassifier:
+    """Rules plus the MiniLM prototype classifier (loaded lazily on the first free-form question)."""
+    from services.knowledge.embedder import TextEmbedder
+
+    embedder = TextEmbedder()
+    return QuestionTypeClassifier(embed=embedder.encode)
+
+
+def build_inspector(settings: EchoSettings, default_address: str) -> Inspector:
+    clients = StageClients(settings.gateway, default_address, settings.server.max_message_mb)
+    return Inspector(
+        clients=clients,
+        classifier=build_classifier(),
+        settings=settings.gateway,
+        image_store=ImageStore(settings.retrieval.image_store),
+        limits=ImageLimits(),
+    )
+
+
+async def build_stage(settings: EchoSettings, default_address: str = "") -> Stage:
+    """The Inspector alone; stage addresses come from settings.gateway (cluster mode)."""
+    return Stage(SERVICE_NAME, InspectorServicer(build_inspector(settings, default_address)), register)
+
+
+@dataclass
+class EmbeddedServer:
+    server: grpc.aio.Server
+    port: int
+    inspector: Inspector
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.inspector.clients.close()
+        await self.server.stop(grace)
+
+
+async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
+    """Every stage in this process on one gRPC port; the gateway calls them over that port."""
+    from services.decision.server import build_stage as build_decision
+    from services.embedding.server import build_stage as build_embedding
+    from services.knowledge.server import build_stage as build_knowledge
+    from services.retrieval.server import build_stage as build_retrieval
+
+    stages = [
+        await build_embedding(settings),
+        await build_retrieval(settings),
+        await build_knowledge(settings),
+        await build_decision(settings),
+    ]
+    holder: dict[str, Inspector] = {}
+
+    def connect(port: int) -> None:
+        holder["inspector"] = build_inspector(settings, f"127.0.0.1:{port}")
+        inspector_stage.servicer.inspector = holder["inspector"]  # type: ignore[attr-defined]
+
+    inspector_stage = Stage(SERVICE_NAME, InspectorServicer(None), register)  # type: ignore[arg-type]
+    server, port, _ = await start_server(
+        [*stages, inspector_stage],
+        host=settings.server.host,
+        port=settings.server.port,
+        max_message_mb=settings.server.max_message_mb,
+        on_bound=connect,
+    )
+    log.info("Echo-IAD embedded server on %s:%d", settings.server.host, port)
+    return EmbeddedServer(server, port, holder["inspector"])
+
+
+async def serve_embedded(settings: EchoSettings) -> None:
+    """Run until SIGTERM; in-flight requests get settings.server.grace_s to finish."""
+    embedded = await start_embedded(settings)
+    print(f"Echo-IAD serving on {settings.server.host}:{embedded.port} (embedded: all five services)", flush=True)
+    await wait_for_termination(embedded.server, settings.server.grace_s)
+    await embedded.inspector.clients.close()
+
+
+def main() -> None:
+    from services.common.config import load_settings
+    from services.common.telemetry import setup_logging
+
+    settings = load_settings()
+    setup_logging(settings.telemetry.log_level)
+    asyncio.run(serve_embedded(settings))
+
+
+if __name__ == "__main__":
+    main()
