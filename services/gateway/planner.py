@@ -114,6 +114,50 @@ PROTOTYPES: dict[str, list[str]] = {
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
+_DEFECT_WORDS = r"(defects?|flaws?|damage\w*|faults?|anomal\w*|scratch\w*|cracks?|stains?|problem)"
+# Lexical cues that sentence embeddings blur (e.g. "where" vs "what"): each hit adds CUE_BONUS to that type.
+_CUES: dict[str, list[re.Pattern[str]]] = {
+    "Anomaly Detection": [
+        re.compile(
+            r"\b(defective|faulty|flawless|reject\w*|pass\w*|ok|okay|acceptable|abnormal|normal|good or bad|"
+            r"free of|anything (wrong|off|abnormal)|something (wrong|off)|ship)\b"
+        ),
+        re.compile(r"^(is|are|does|do|can|would|should|any)\b"),
+    ],
+    "Defect Classification": [
+        re.compile(rf"\b(type|kind|class|category|categori\w+|name|sort)\b.*\b{_DEFECT_WORDS}"),
+        re.compile(rf"\b{_DEFECT_WORDS}\s+(type|class|category)\b"),
+        re.compile(r"\bis it an? \w+,? (an? )?\w+ or\b"),
+        re.compile(r"\b(classify|categori[sz]e|identify the defect)\b"),
+    ],
+    "Defect Localization": [
+        re.compile(r"\b(where|locat\w*|position|region|corner|area|side|edge or|near the)\b"),
+    ],
+    "Defect Description": [
+        re.compile(
+            r"\b(look|looks|appearance|appear|describe|description|visual\w*|shape and colou?r|colou?r and shape)\b"
+        ),
+    ],
+    "Defect Analysis": [
+        re.compile(
+            r"\b(effect|impact|affect\w*|consequences?|lead to|dangerous|danger|safety|risk|failure|function\w*|"
+            r"performance|happens if|quality|why)\b"
+        ),
+    ],
+    "Object Classification": [
+        re.compile(r"\b(what|which)( kind of| type of)? (product|object|item|thing)\b"),
+        re.compile(r"\b(identify|name) the (object|product|item)\b"),
+        re.compile(r"\bwhat is this( thing| item| object| product)?\b"),
+    ],
+    "Object Analysis": [
+        re.compile(
+            r"\b(how many|colou?r|material|made (of|from)|shape|texture|structure|printed|text|arranged|arrangement|"
+            r"consist)\b"
+        ),
+    ],
+}
+CUE_BONUS = 0.12
+
 
 @dataclass(frozen=True)
 class TypeGuess:
@@ -170,12 +214,20 @@ class QuestionTypeClassifier:
         q = np.asarray(self._embed([text]), dtype=np.float32)[0]
         q = q / (np.linalg.norm(q) or 1.0)
         sims = self._matrix @ q
-        # Per type: mean of its three best prototype similarities (robust to one odd prototype).
+        # Per type: mean of its three best prototype similarities (robust to one odd prototype),
+        # plus a bonus per lexical cue of that type.
         scores = {}
         for label in self._prototypes:
             idx = [i for i, lab in enumerate(self._labels) if lab == label]
             top = np.sort(sims[idx])[-3:]
             scores[label] = float(top.mean())
+        low = " ".join(text.lower().split())
+        has_defect_word = re.search(rf"\b{_DEFECT_WORDS}", low) is not None
+        for label, patterns in _CUES.items():
+            scores[label] += CUE_BONUS * sum(bool(p.search(low)) for p in patterns)
+        if has_defect_word:  # object questions are about the product, not its flaws
+            scores["Object Classification"] -= CUE_BONUS
+            scores["Object Analysis"] -= CUE_BONUS
         names = list(scores)
         vals = np.array([scores[n] for n in names])
         probs = np.exp((vals - vals.max()) / 0.05)

@@ -27,10 +27,9 @@ SERVICE_NAME = "echo.v1.Inspector"
 
 def build_classifier() -> QuestionTypeClassifier:
     """Rules plus the MiniLM prototype classifier (loaded lazily on the first free-form question)."""
-    from services.knowledge.embedder import TextEmbedder
+    from services.knowledge.embedder import get_embedder
 
-    embedder = TextEmbedder()
-    return QuestionTypeClassifier(embed=embedder.encode)
+    return QuestionTypeClassifier(embed=lambda texts: get_embedder().encode(list(texts)))
 
 
 def build_inspector(settings: EchoSettings, default_address: str) -> Inspector:
