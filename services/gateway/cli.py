@@ -191,14 +191,21 @@ def product_add(
 def put_knowledge_file(path: Path, server: str, *, dataset: str, category: str) -> tuple[str, int]:
     """Send a knowledge YAML through the Knowledge stage's PutEntry RPC."""
     import grpc
+    import yaml
 
     from echo.v1 import knowledge_pb2, knowledge_pb2_grpc
-    from services.knowledge.schema import entry_to_proto, load_entry_file
+    from services.knowledge.entries import SchemaError, parse_entry
+    from services.knowledge.servicer import entry_to_proto
 
-    entry = load_entry_file(path)
-    msg = entry_to_proto(entry)
-    msg.dataset = msg.dataset or dataset
-    msg.category = msg.category or category
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{path}: the top level must be a mapping (schema: knowledge_base/README.md)")
+    data.setdefault("dataset", dataset)
+    data.setdefault("category", category)
+    try:
+        msg = entry_to_proto(parse_entry(data))
+    except SchemaError as e:
+        raise typer.BadParameter(f"{path}: {e.field}: {e.problem}") from None
     with grpc.insecure_channel(server) as channel:
         resp = knowledge_pb2_grpc.KnowledgeStub(channel).PutEntry(knowledge_pb2.PutEntryRequest(entry=msg), timeout=30)
     return resp.id, resp.version

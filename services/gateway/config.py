@@ -38,7 +38,7 @@ class GatewaySettings(BaseModel):
     default_reference_mode: str = Field("1-shot*", description="0-shot, 1-shot, 1-shot* or k-shot.")
     default_k_shots: int = Field(2, ge=1, description="References for k-shot when a request leaves k unset.")
     max_concurrent: int = Field(64, ge=1, description="Inspections in flight before new ones get RESOURCE_EXHAUSTED.")
-    default_dataset: str = Field("synthetic", description="Dataset used when a request names none.")
+    default_dataset: str = Field("", description="Dataset namespace used when a request names none (empty: any).")
     planner_min_confidence: float = Field(
         0.35, ge=0, le=1, description="Below this, the free-form classifier's guess is flagged."
     )

@@ -152,7 +152,11 @@ _CUES: dict[str, list[re.Pattern[str]]] = {
     "Object Analysis": [
         re.compile(
             r"\b(how many|colou?r|material|made (of|from)|shape|texture|structure|printed|text|arranged|arrangement|"
-            r"consist)\b"
+            r"consist|interlaced|woven)\b"
+        ),
+        # "what kind of head does the screw have?": a kind of some part, not of product or defect
+        re.compile(
+            r"\b(what|which) (kind|type|sort) of (?!(product|object|item|thing)s?\b)(?!" + _DEFECT_WORDS + r")\w+"
         ),
     ],
 }
@@ -228,6 +232,8 @@ class QuestionTypeClassifier:
         if has_defect_word:  # object questions are about the product, not its flaws
             scores["Object Classification"] -= CUE_BONUS
             scores["Object Analysis"] -= CUE_BONUS
+        else:  # "what does the surface look like?" asks about the object, not a defect's appearance
+            scores["Defect Description"] -= CUE_BONUS
         names = list(scores)
         vals = np.array([scores[n] for n in names])
         probs = np.exp((vals - vals.max()) / 0.05)

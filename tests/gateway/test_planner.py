@@ -120,9 +120,9 @@ PARAPHRASES = {
 
 @pytest.fixture(scope="module")
 def classifier() -> QuestionTypeClassifier:
-    from services.knowledge.embedder import TextEmbedder
+    from services.knowledge.embedder import get_embedder
 
-    return QuestionTypeClassifier(embed=TextEmbedder().encode)
+    return QuestionTypeClassifier(embed=get_embedder().encode)
 
 
 def test_mmad_phrasings_are_recognised_by_rule_with_full_confidence() -> None:
