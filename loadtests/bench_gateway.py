@@ -1,0 +1,157 @@
+"""Gateway overhead in embedded mode: end-to-end latency minus what the stages report as compute.
+
+The server runs as its own process (`echo-iad serve`, decision backend `random`
+so the LLM does not drown the figure); this process is the factory-line client.
+Baseline, same server, same run: the bare gRPC round trip (a health Check).
+
+    python loadtests/bench_gateway.py [--requests 200] [--quick]
+
+Prints ONE JSON line: overhead p50/p99 at 1 and 16 concurrent clients, the bare
+round trip at the same concurrency, and their ratio. Goal: overhead p50 <= 3 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import grpc
+
+from services.client import InspectorClient, build_inspect_request
+
+COMPUTE_STAGES = {"embedding", "retrieval", "knowledge", "decision", "category", "decision.preprocess"}
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 3)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(workdir: Path, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "ECHO_IAD__DATA_DIR": str(workdir / "state"),
+        "ECHO_IAD__DECISION__BACKEND": "random",
+        "ECHO_IAD__TELEMETRY__LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = InspectorClient(f"127.0.0.1:{port}", retries=0)
+    for _ in range(600):
+        try:
+            if client.health(timeout_s=1) == "SERVING":
+                client.close()
+                return proc
+        except grpc.RpcError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def _requests(workdir: Path, address: str) -> list:
+    from services.mmad.loader import load_dataset
+    from services.mmad.synth import synthesize
+
+    root = synthesize(workdir / "d", seed=0, per_category=8, templates_per_category=6, progress=False)
+    ds = load_dataset(root)
+    with InspectorClient(address) as client:
+        for dataset, category in ds.categories():
+            rels = [r for d, c, r in ds.templates() if (d, c) == (dataset, category)]
+            client.add_normal_images("bench", category, [ds.abspath(r) for r in rels], dataset=dataset)
+    cache: dict[str, bytes] = {}
+    reqs = []
+    for sample, q in ds.questions():
+        data = cache.setdefault(sample.image_path, ds.abspath(sample.image_path).read_bytes())
+        reqs.append(
+            build_inspect_request(
+                data, q.text, q.options, line_id="bench", dataset=sample.dataset, category=sample.category,
+                question_type=q.type,
+            )
+        )  # fmt: skip
+    return reqs
+
+
+def _measure(address: str, reqs: list, n: int, concurrency: int) -> dict:
+    clients = [InspectorClient(address, retries=0) for _ in range(concurrency)]
+
+    def inspect(i: int) -> tuple[float, float]:
+        c = clients[i % concurrency]
+        t0 = time.perf_counter()
+        resp = c.inspect_request(reqs[i % len(reqs)])
+        e2e = (time.perf_counter() - t0) * 1000
+        compute = sum(s.compute_ms for s in resp.trace.timings if s.stage in COMPUTE_STAGES)
+        return e2e, e2e - compute
+
+    def bare(i: int) -> float:
+        t0 = time.perf_counter()
+        clients[i % concurrency].health()
+        return (time.perf_counter() - t0) * 1000
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(inspect, range(min(n, 20))))  # warm-up
+        t0 = time.perf_counter()
+        rows = list(pool.map(inspect, range(n)))
+        wall = time.perf_counter() - t0
+        bare_ms = list(pool.map(bare, range(n)))
+    for c in clients:
+        c.close()
+    overhead = [o for _, o in rows]
+    e2e = [e for e, _ in rows]
+    return {
+        "e2e_p50_ms": _pct(e2e, 0.5),
+        "overhead_p50_ms": _pct(overhead, 0.5),
+        "overhead_p99_ms": _pct(overhead, 0.99),
+        "bare_rtt_p50_ms": _pct(bare_ms, 0.5),
+        "bare_rtt_p99_ms": _pct(bare_ms, 0.99),
+        "ratio_overhead_to_bare_p50": round(statistics.median(overhead) / statistics.median(bare_ms), 2),
+        "req_per_s": round(n / wall, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=300, help="Requests per concurrency level")
+    ap.add_argument("--quick", action="store_true", help="80 requests per level")
+    args = ap.parse_args()
+    n = 80 if args.quick else args.requests
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        port = _free_port()
+        proc = _start_server(workdir, port)
+        address = f"127.0.0.1:{port}"
+        try:
+            reqs = _requests(workdir, address)
+            result = {"bench": "gateway", "mode": "embedded", "decision_backend": "random", "requests": n}
+            for conc in (1, 16):
+                for k, v in _measure(address, reqs, n, conc).items():
+                    result[f"c{conc}_{k}"] = v
+            result["goal_overhead_p50_le_3ms"] = result["c1_overhead_p50_ms"] <= 3.0
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
