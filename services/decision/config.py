@@ -4,7 +4,31 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+
+class VLLMSettings(BaseModel):
+    """vllm backend: a Ray Serve LLM deployment of Qwen2-VL / Qwen2.5-VL (GPU extra `[gpu]`)."""
+
+    app_name: str = Field("echo-llm", description="Serve application that holds the LLM deployment.")
+    deployment: str = Field(
+        "",
+        description="LLMServer deployment to call by handle; empty: Ray Serve LLM's default name for the model id.",
+    )
+    accelerator_type: str = Field("", description="Ray accelerator type for the replicas (e.g. H100); empty: any GPU.")
+    min_replicas: int = Field(1, ge=0, description="Autoscaling: fewest engine replicas.")
+    max_replicas: int = Field(1, ge=1, description="Autoscaling: most engine replicas.")
+    max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica accepts at once (vLLM batches them).")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine replica.")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="Share of GPU memory vLLM may take.")
+    enable_prefix_caching: bool = Field(
+        True,
+        description=(
+            "Reuse the KV cache of a shared prefix (the two-pass mode repeats the first pass's prompt). Turn off "
+            "on vLLM versions that mixed up identical text with different images under concurrency."
+        ),
+    )
+    dtype: str = Field("auto", description="vLLM dtype.")
 
 
 class DecisionSettings(BaseModel):
@@ -17,12 +41,38 @@ class DecisionSettings(BaseModel):
     )
     model: str = Field(
         "echo-tiny-qwen2-vl",
-        description="Model path or id. 'echo-tiny-qwen2-vl' is the offline random-weight test model, built once and cached.",
+        description=(
+            "Model path or id. 'echo-tiny-qwen2-vl' is the offline random-weight test model, built once and cached."
+        ),
     )
     model_cache: str = Field("./echo-data/models", description="Where offline test models are built and cached.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="transformers backend device.")
-    base_url: str = Field("", description="openai backend: endpoint, e.g. http://localhost:8000/v1.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="transformers backend dtype; auto: bfloat16 on CUDA, float32 on CPU."
+    )
+    base_url: str = Field(
+        "",
+        description=(
+            "openai backend: endpoint, e.g. http://localhost:8000/v1. vllm backend: when set, the Serve LLM "
+            "app's OpenAI route (or a `vllm serve`) is called over HTTP instead of by deployment handle."
+        ),
+    )
     api_key: str = Field("EMPTY", description="openai backend: API key.")
+    served_model: str = Field(
+        "", description="openai/vllm backends: the model name the endpoint serves; empty: the model setting."
+    )
+    openai_constraint: Literal["structured_outputs", "response_format", "logit_bias", "none"] = Field(
+        "structured_outputs",
+        description=(
+            "openai backend: how the answer is constrained to the option letters. structured_outputs: vLLM's "
+            "`structured_outputs.choice`; response_format: an OpenAI JSON schema with an enum (hosted models); "
+            "logit_bias: +100 on the letters' token ids (needs the tokenizer; works with `transformers serve`); "
+            "none. The reply is parsed in every case."
+        ),
+    )
+    tokenizer: str = Field(
+        "", description="openai backend with logit_bias: tokenizer folder for the letter token ids; empty: the model."
+    )
     max_pixels: int = Field(448 * 448, ge=28 * 28, description="Every image is resized to at most this many pixels.")
     min_pixels: int = Field(56 * 56, ge=28 * 28, description="Every image is resized to at least this many pixels.")
     max_images: int = Field(4, ge=1, description="Most images per prompt (vLLM limit_mm_per_prompt).")
@@ -30,7 +80,21 @@ class DecisionSettings(BaseModel):
     max_reasoning_tokens: int = Field(128, ge=1, description="Reasoning Expert pass: most new tokens.")
     max_answer_tokens: int = Field(16, ge=1, description="Open-QA answers: most new tokens.")
     max_batch_size: int = Field(8, ge=1, description="Local backend: concurrent requests that share a generate call.")
-    max_wait_ms: float = Field(10.0, ge=0, description="Local backend: longest wait to fill a batch.")
+    max_wait_ms: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "Local backend: longest wait to fill a batch. It only waits while other decisions are in flight, "
+            "so a lone request never waits."
+        ),
+    )
     timeout_s: float = Field(60.0, gt=0, description="Backend call timeout.")
     seed: int = Field(0, description="Seed for the random answerer and the random-weight test model.")
     oracle_data: str = Field("", description="oracle backend: the MMAD-format dataset whose answers it reads.")
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)
+
+    @model_validator(mode="after")
+    def _pixel_budget_is_ordered(self) -> DecisionSettings:
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) is above max_pixels ({self.max_pixels})")
+        return self

@@ -1,0 +1,247 @@
+"""The decision stage's logic: Reasoning Expert + Decision Maker over an injected LLM backend (no gRPC here).
+
+One decision: check the input, decode and fit the images to the pixel budget
+(timed apart as preprocess_ms), build the prompt, run the Reasoning Expert pass
+when asked (bounded free text), run the constrained final pass(es), and read
+the answer out of the reply without guessing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+from services.common.errors import DeadlineExceeded, InvalidArgument
+from services.decision.backends.base import Backend, Reply
+from services.decision.config import DecisionSettings
+from services.decision.parsing import match_option, parse_letter, parse_yes_no
+from services.decision.preprocess import prepare_images
+from services.decision.prompt import (
+    ANSWER_FORMATS,
+    YES,
+    AnswerFormat,
+    ChatPrompt,
+    PromptInput,
+    final_prompts,
+    reasoning_prompt,
+)
+
+log = logging.getLogger(__name__)
+_LETTER = re.compile(r"^[A-Z]$")
+
+
+@dataclass
+class DecisionInput:
+    """One question about one query image (the domain form of echo.v1.DecideRequest)."""
+
+    query_image: bytes
+    question: str
+    options: dict[str, str]
+    reference_images: list[bytes] = field(default_factory=list)
+    knowledge: str = ""
+    reasoning: bool = False
+    answer_format: AnswerFormat = "multiple_choice"
+    return_prompt: bool = False
+    max_reasoning_tokens: int = 0  # 0: the configured default
+    category: str = ""
+    request_id: str = ""
+
+
+@dataclass
+class DecisionResult:
+    answer: str  # an option letter; "" when the reply named none (unparsed)
+    unparsed: bool
+    raw_reply: str
+    reasoning: str = ""
+    prompt: str = ""
+    model_id: str = ""
+    compute_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    scores: dict[str, float] = field(default_factory=dict)  # per option, when the backend gives probabilities
+
+
+class Decider(Protocol):
+    """What the servicer calls: the Decision Maker over an LLM, or a baseline answerer."""
+
+    backend_name: str
+    model_id: str
+
+    async def decide(self, inp: DecisionInput, *, timeout_s: float | None = None) -> DecisionResult: ...
+
+    async def check_health(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def validate_input(inp: DecisionInput, max_images: int | None = None) -> None:
+    """Refuse what no backend can answer; every error names the field."""
+    if not inp.query_image:
+        raise InvalidArgument("is missing: set data (encoded JPEG/PNG bytes) or uri", field="query_image")
+    if not inp.question.strip():
+        raise InvalidArgument("is empty", field="question.text")
+    if not inp.options:
+        raise InvalidArgument("is empty: a question needs lettered options (A, B, ...)", field="question.options")
+    for k, v in inp.options.items():
+        if not _LETTER.match(k):
+            raise InvalidArgument(f"key {k!r} is not a single capital letter", field="question.options")
+        if not v.strip():
+            raise InvalidArgument(f"option {k} has no text", field="question.options")
+    if inp.answer_format not in ANSWER_FORMATS:
+        raise InvalidArgument(f"{inp.answer_format!r} is not one of {ANSWER_FORMATS}", field="answer_format")
+    if inp.max_reasoning_tokens < 0:
+        raise InvalidArgument(f"is {inp.max_reasoning_tokens}; use 0 for the default", field="max_reasoning_tokens")
+    n = 1 + len(inp.reference_images)
+    if max_images is not None and n > max_images:
+        raise InvalidArgument(
+            f"has {n} images (the query and {n - 1} references); the model allows {max_images} (decision.max_images)",
+            field="reference_images",
+        )
+
+
+def interpret(fmt: AnswerFormat, replies: list[Reply], options: dict[str, str]) -> tuple[str, str, dict[str, float]]:
+    """(answer letter or "", raw reply, per-option scores) from the final pass(es)."""
+    letters = sorted(options)
+    if fmt == "multiple_choice":
+        r = replies[0]
+        return parse_letter(r.text, options), r.text, dict(r.scores or {})
+    if fmt == "open_qa":
+        r = replies[0]
+        letter, score = match_option(r.text, options)
+        return letter, r.text, ({letter: score} if letter else {})
+    # true/false: with a yes-probability for every option, the most probably true one (the model's own
+    # ranking); without probabilities, the first option answered yes; no yes at all is unparsed.
+    raw = "; ".join(f"{k}: {r.text}" for k, r in zip(letters, replies, strict=True))
+    yes_prob = {k: r.scores[YES] for k, r in zip(letters, replies, strict=True) if r.scores and YES in r.scores}
+    if len(yes_prob) == len(letters):
+        return max(letters, key=lambda k: yes_prob[k]), raw, yes_prob
+    judged_true = [k for k, r in zip(letters, replies, strict=True) if parse_yes_no(r.text) is True]
+    return (judged_true[0] if judged_true else ""), raw, yes_prob
+
+
+def tiny_png(size: int = 56, value: int = 128) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (value, value, value)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def health_input() -> DecisionInput:
+    """The tiny real request a health check sends: a grey 56x56 image and MMAD's anomaly question."""
+    return DecisionInput(tiny_png(), "Is there any defect in the object?", {"A": "Yes.", "B": "No."})
+
+
+class DecisionMaker:
+    """Reasoning Expert + Decision Maker over one LLM backend."""
+
+    def __init__(self, backend: Backend, settings: DecisionSettings) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.backend_name = backend.name
+        self.model_id = backend.model_id
+
+    async def decide(self, inp: DecisionInput, *, timeout_s: float | None = None) -> DecisionResult:
+        validate_input(inp, self.backend.max_images)
+        timeout = min(timeout_s if timeout_s is not None else math.inf, self.settings.timeout_s)
+        try:
+            return await asyncio.wait_for(self._decide(inp), timeout)
+        except TimeoutError as e:
+            raise DeadlineExceeded(f"{self.backend_name} backend: no decision within {timeout:.3g}s") from e
+
+    async def _decide(self, inp: DecisionInput) -> DecisionResult:
+        s = self.settings
+        async with self.backend.session():
+            t0 = time.perf_counter()
+            fields = [("query_image", inp.query_image)]
+            fields += [(f"reference_images[{i}]", b) for i, b in enumerate(inp.reference_images)]
+            images = await asyncio.to_thread(prepare_images, fields, s.min_pixels, s.max_pixels)
+            t1 = time.perf_counter()
+            query, refs = images[0], images[1:]
+            pin = PromptInput(
+                question=inp.question.strip(),
+                options=dict(inp.options),
+                knowledge=inp.knowledge,
+                n_references=len(refs),
+                category=inp.category,
+                answer_format=inp.answer_format,
+                reasoning=inp.reasoning,
+            )
+            replies: list[Reply] = []
+            reasoning: str | None = None
+            first: ChatPrompt | None = None
+            if inp.reasoning:
+                first = reasoning_prompt(pin, query, refs, inp.max_reasoning_tokens or s.max_reasoning_tokens)
+                r = await self.backend.complete(first)
+                replies.append(r)
+                reasoning = r.text
+            finals = final_prompts(
+                pin, query, refs, reasoning=reasoning, first_pass=first, max_answer_tokens=s.max_answer_tokens
+            )
+            final_replies = list(await asyncio.gather(*(self.backend.complete(p) for p in finals)))
+            replies += final_replies
+            t2 = time.perf_counter()
+        answer, raw, scores = interpret(inp.answer_format, final_replies, inp.options)
+        if not answer:
+            log.info("unparsed reply (request %s): %.200r", inp.request_id or "-", raw)
+        prompt = ""
+        if inp.return_prompt:
+            rendered = [self.backend.render(p) for p in finals]
+            if len(rendered) == 1:
+                prompt = rendered[0]
+            else:
+                letters = sorted(inp.options)
+                prompt = "\n".join(f"----- option {k} -----\n{t}" for k, t in zip(letters, rendered, strict=True))
+        return DecisionResult(
+            answer=answer,
+            unparsed=not answer,
+            raw_reply=raw,
+            reasoning=reasoning or "",
+            prompt=prompt,
+            model_id=self.model_id,
+            compute_ms=(t2 - t1) * 1000,
+            preprocess_ms=(t1 - t0) * 1000,
+            prompt_tokens=sum(r.prompt_tokens for r in replies),
+            completion_tokens=sum(r.completion_tokens for r in replies),
+            scores=scores,
+        )
+
+    async def check_health(self) -> None:
+        """A tiny real decision; raises when the backend cannot answer."""
+        await self.decide(health_input(), timeout_s=self.settings.timeout_s)
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+def build_decider(settings: DecisionSettings) -> Decider:
+    """The configured decider; blocking (it may load or build a model), so call it off the event loop."""
+    backend = settings.backend
+    if backend == "random":
+        from services.decision.baselines import RandomDecider
+
+        return RandomDecider(settings)
+    if backend == "oracle":
+        from services.decision.baselines import OracleDecider
+
+        return OracleDecider(settings)
+    if backend == "transformers":
+        from services.decision.backends.local import TransformersBackend
+
+        return DecisionMaker(TransformersBackend.from_settings(settings), settings)
+    if backend == "openai":
+        from services.decision.backends.openai_compat import OpenAIBackend
+
+        return DecisionMaker(OpenAIBackend.from_settings(settings), settings)
+    if backend == "vllm":
+        from services.decision.backends.vllm_serve import VLLMBackend
+
+        return DecisionMaker(VLLMBackend(settings), settings)
+    raise InvalidArgument(f"unknown backend {backend!r}", field="decision.backend")

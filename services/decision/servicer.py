@@ -1,0 +1,74 @@
+"""gRPC servicer of the decision stage: proto <-> domain, one call into the core."""
+
+from __future__ import annotations
+
+import grpc
+
+from echo.v1 import common_pb2, decision_pb2, decision_pb2_grpc
+from services.common.errors import InvalidArgument, grpc_errors
+from services.common.images import image_bytes
+from services.common.telemetry import IN_FLIGHT
+from services.decision.core import Decider, DecisionInput
+from services.decision.prompt import AnswerFormat
+
+ANSWER_FORMATS: dict[int, AnswerFormat] = {
+    common_pb2.ANSWER_FORMAT_UNSPECIFIED: "multiple_choice",
+    common_pb2.MULTIPLE_CHOICE: "multiple_choice",
+    common_pb2.OPEN_QA: "open_qa",
+    common_pb2.TRUE_FALSE: "true_false",
+}
+
+
+def to_input(request: decision_pb2.DecideRequest) -> DecisionInput:
+    """Validate and convert a DecideRequest; errors name the field."""
+    if not request.HasField("query_image"):
+        raise InvalidArgument("is missing: set data (encoded JPEG/PNG bytes) or uri", field="query_image")
+    fmt = ANSWER_FORMATS.get(request.answer_format)
+    if fmt is None:
+        raise InvalidArgument(f"unknown value {request.answer_format}", field="answer_format")
+    return DecisionInput(
+        query_image=image_bytes(request.query_image, field="query_image"),
+        reference_images=[
+            image_bytes(img, field=f"reference_images[{i}]") for i, img in enumerate(request.reference_images)
+        ],
+        question=request.question.text,
+        options=dict(request.question.options),
+        knowledge=request.knowledge,
+        reasoning=request.reasoning,
+        answer_format=fmt,
+        return_prompt=request.return_prompt,
+        max_reasoning_tokens=request.max_reasoning_tokens,
+        category=request.category,
+        request_id=request.request_id,
+    )
+
+
+class DecisionServicer(decision_pb2_grpc.DecisionServicer):
+    def __init__(self, decider: Decider) -> None:
+        self.decider = decider
+
+    @grpc_errors
+    async def Decide(
+        self, request: decision_pb2.DecideRequest, context: grpc.aio.ServicerContext
+    ) -> decision_pb2.DecideResponse:
+        inp = to_input(request)
+        IN_FLIGHT.labels("decision").inc()
+        try:
+            r = await self.decider.decide(inp, timeout_s=context.time_remaining())
+        finally:
+            IN_FLIGHT.labels("decision").dec()
+        return decision_pb2.DecideResponse(
+            answer=r.answer,
+            unparsed=r.unparsed,
+            raw_reply=r.raw_reply,
+            reasoning=r.reasoning,
+            prompt=r.prompt,
+            model_id=r.model_id,
+            compute_ms=r.compute_ms,
+            preprocess_ms=r.preprocess_ms,
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+        )
+
+    async def check_health(self) -> None:
+        await self.decider.check_health()

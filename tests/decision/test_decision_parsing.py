@@ -1,0 +1,57 @@
+"""Reading answers as MMAD does, with a text fallback, and never guessing."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.decision.parsing import match_option, parse_letter, parse_yes_no
+
+YN = {"A": "Yes.", "B": "No."}
+TYPES = {"A": "Scratch.", "B": "Crack.", "C": "Hole.", "D": "Contamination."}
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("A", "A"),
+        ("B.", "B"),
+        ("The answer is C.", "C"),
+        ("(D) Contamination", "D"),
+        ("I think B", "B"),  # 'I' is a capital letter but not an option
+        ("E", ""),  # not an option here
+        ("a scratch", "A"),  # lower-case 'a' is no letter; the option text 'scratch' is stated
+        ("There is a crack near the rim.", "B"),
+        ("Scratch or crack, hard to say", ""),  # two options stated: ambiguous, no guess
+        ("", ""),
+        ("something else entirely", ""),
+    ],
+)
+def test_parse_letter(reply: str, expected: str) -> None:
+    assert parse_letter(reply, TYPES) == expected
+
+
+def test_yes_no_options_match_by_text_when_no_letter_is_given() -> None:
+    assert parse_letter("Yes", YN) == "A"
+    assert parse_letter("no.", YN) == "B"
+    assert parse_letter("yes and no", YN) == ""
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [("Yes", True), ("No.", False), ("yes, it is", True), ("TRUE", True), ("maybe", None), ("yes no", None)],
+)
+def test_parse_yes_no(reply: str, expected: bool | None) -> None:
+    assert parse_yes_no(reply) is expected
+
+
+def test_open_answer_maps_to_the_closest_option_or_nothing() -> None:
+    options = {
+        "A": "A long scratch across the surface.",
+        "B": "A crack at the edge.",
+        "C": "A missing piece.",
+    }
+    assert match_option("there is a crack at the edge", options)[0] == "B"
+    assert match_option("scratch on the surface", options)[0] == "A"
+    assert match_option("purple elephant", options) == ("", 0.0)
+    assert match_option("", options) == ("", 0.0)
+    assert match_option("a", {"A": "A dent.", "B": "A bump."}) == ("", 0.0)  # a tie is not broken by chance
