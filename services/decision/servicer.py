@@ -68,6 +68,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServicer):
             preprocess_ms=r.preprocess_ms,
             prompt_tokens=r.prompt_tokens,
             completion_tokens=r.completion_tokens,
+            scores=r.scores,
         )
 
     async def check_health(self) -> None:

@@ -228,6 +228,7 @@ class Inspector:
         trace.raw_reply = decided.raw_reply
         trace.reasoning = decided.reasoning
         trace.prompt = decided.prompt
+        trace.option_scores.update(decided.scores)
         if decided.preprocess_ms:
             trace.timings.add(stage="decision.preprocess", ms=decided.preprocess_ms, compute_ms=decided.preprocess_ms)
         trace.timings.add(stage="total", ms=(time.perf_counter() - started) * 1000.0)

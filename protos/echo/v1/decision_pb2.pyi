@@ -32,7 +32,14 @@ class DecideRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., query_image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., reference_images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., knowledge: _Optional[str] = ..., question: _Optional[_Union[_common_pb2.Question, _Mapping]] = ..., reasoning: _Optional[bool] = ..., answer_format: _Optional[_Union[_common_pb2.AnswerFormat, str]] = ..., return_prompt: _Optional[bool] = ..., max_reasoning_tokens: _Optional[int] = ..., category: _Optional[str] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("answer", "unparsed", "raw_reply", "reasoning", "prompt", "model_id", "compute_ms", "preprocess_ms", "prompt_tokens", "completion_tokens")
+    __slots__ = ("answer", "unparsed", "raw_reply", "reasoning", "prompt", "model_id", "compute_ms", "preprocess_ms", "prompt_tokens", "completion_tokens", "scores")
+    class ScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     UNPARSED_FIELD_NUMBER: _ClassVar[int]
     RAW_REPLY_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +50,7 @@ class DecideResponse(_message.Message):
     PREPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
     answer: str
     unparsed: bool
     raw_reply: str
@@ -53,4 +61,5 @@ class DecideResponse(_message.Message):
     preprocess_ms: float
     prompt_tokens: int
     completion_tokens: int
-    def __init__(self, answer: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., prompt: _Optional[str] = ..., model_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ...) -> None: ...
+    scores: _containers.ScalarMap[str, float]
+    def __init__(self, answer: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., prompt: _Optional[str] = ..., model_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
