@@ -1,1 +1,11 @@
+"""The evaluation harness (`echo-iad eval`): MMAD-format runs through the Inspector, reports, ablations, comparisons.
 
+Modules, in the order data flows through them:
+    cells    request settings of one run and the paper's ablation grid
+    answers  the crash-safe, resumable answers.jsonl of a run
+    runner   send every question (embedded server or --server), durably
+    report   Table 1, MMAD's seven types, per category, latency; md/csv/png
+    ablation Tables 2-4 and the shot-count series from a grid of runs
+    compare  per-cell differences between two runs with McNemar's test
+    stats    Wilson and chance intervals, McNemar, percentiles
+"""

@@ -1,7 +1,439 @@
-"""`echo-iad` commands for this part (filled in by its issue)."""
+"""`echo-iad eval`: run MMAD-format evaluations, ablation grids, reports and comparisons.
+
+    echo-iad eval --data DIR [--server ADDR | --embedded] [--concurrency N] [--out RUN_DIR]
+    echo-iad eval ablate --data DIR --grid experts,shots,format,knowledge --out GRID_DIR
+    echo-iad eval report RUN_DIR
+    echo-iad eval compare RUN_A RUN_B
+
+Every run folder is resumable: rerun the same command and answered questions are skipped.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(help="Run MMAD evaluations, ablations and comparisons.", no_args_is_help=True)
+app = typer.Typer(
+    help=(
+        "Run MMAD evaluations, ablations and comparisons.\n\n"
+        "`echo-iad eval --data DIR` answers every question of an MMAD-format dataset and prints the paper's "
+        "tables; rerunning resumes. Subcommands: run (the same), ablate, report, compare."
+    ),
+    no_args_is_help=True,
+    invoke_without_command=True,
+)
+
+Data = Annotated[
+    Path | None,
+    typer.Option("--data", "-d", help="MMAD-format dataset folder (holds mmad.json).", file_okay=False),
+]
+ServerOpt = Annotated[
+    str | None, typer.Option("--server", "-s", help="Inspector address host:port. Omit to run the embedded server.")
+]
+Embedded = Annotated[
+    bool, typer.Option("--embedded", help="Start every service in this process (the default when --server is unset).")
+]
+Config = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML settings for the embedded server (env ECHO_IAD_CONFIG).")
+]
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        help=(
+            "Embedded only: decision backend (transformers, openai, vllm, random, oracle). random and oracle are "
+            "baselines that check the harness; oracle reads --data's answers."
+        )
+    ),
+]
+Concurrency = Annotated[int, typer.Option("--concurrency", "-j", min=1, help="Requests in flight at once.")]
+Out = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="Run folder (default ./echo-data/eval/<dataset folder>/<cell>); reruns resume."),
+]
+Line = Annotated[str, typer.Option("--line", help="Line id (tenant) whose memory the questions use.")]
+PlanTypes = Annotated[
+    bool, typer.Option("--plan-types", help="Send no question type: let the gateway's planner classify each question.")
+]
+Reference = Annotated[str | None, typer.Option(help="Reference mode: 0-shot, 1-shot, 1-shot* or k-shot.")]
+KShots = Annotated[int, typer.Option(min=0, help="References for k-shot.")]
+Knowledge = Annotated[str | None, typer.Option(help="Knowledge mode: none, dk or csk.")]
+Format = Annotated[str | None, typer.Option("--format", help="Answer format: mc, open or tf.")]
+Experts = Annotated[
+    str, typer.Option(help="Force experts on/off, e.g. 'reference=off,reasoning=on' (default: the planner's map).")
+]
+Name = Annotated[
+    str | None,
+    typer.Option(
+        help="Cell name recorded with every answer (default: from the settings, e.g. full, 0-shot_format-tf)."
+    ),
+]
+Limit = Annotated[int, typer.Option(min=0, help="Answer only the first N questions (0: all).")]
+Timeout = Annotated[float, typer.Option(help="Per-request deadline in seconds.")]
+MaxQps = Annotated[float, typer.Option(help="Start at most this many requests per second (0: no limit).")]
+Seed = Annotated[int, typer.Option(help="Request seed (the 1-shot random reference).")]
+MaxErrors = Annotated[int, typer.Option(help="Stop after this many failed requests (a rerun retries them).")]
+BuildMemory = Annotated[
+    bool,
+    typer.Option(help="Give categories with an empty memory the dataset's normal templates before asking."),
+]
+ShowCategories = Annotated[bool, typer.Option(help="Print the per-category table too.")]
+
+
+def _console() -> Any:
+    """Progress and messages: stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _out() -> Any:
+    """Tables: stdout, wide enough for MMAD's seven-type table when it goes to a file or a pipe."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=220)
+
+
+def _load_dataset(data: Path) -> Any:
+    from services.common.errors import EchoError
+    from services.mmad.loader import load_dataset
+
+    try:
+        return load_dataset(data)
+    except EchoError as e:
+        raise typer.BadParameter(str(e), param_hint="--data") from None
+
+
+def _settings(config: Path | None, backend: str | None, data: Path) -> Any:
+    """Embedded-server settings: the config file, a free port, and the backend override (oracle reads --data)."""
+    from services.common.config import load_settings
+    from services.common.errors import ConfigError
+
+    overrides: dict[str, Any] = {"server": {"port": 0}}
+    if backend:
+        overrides["decision"] = {"backend": backend}
+    try:
+        settings = load_settings(config, **overrides)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint="--config/--backend") from None
+    if settings.decision.backend == "oracle" and not settings.decision.oracle_data:
+        settings.decision.oracle_data = str(data.resolve())
+    return settings
+
+
+def _options(**kw: Any) -> Any:
+    from services.evaluation.runner import RunOptions
+
+    return RunOptions(**kw)
+
+
+def _run(coro: Any, console: Any) -> Any:
+    """Run the evaluation coroutine; expected failures become one red line and exit code 1, not a traceback."""
+    import grpc
+
+    from services.common.errors import EchoError
+    from services.evaluation.runner import TooManyErrors
+
+    try:
+        return asyncio.run(coro)
+    except (EchoError, ConnectionError, TooManyErrors) as e:
+        console.print(f"[red]{e}[/red]", highlight=False)
+    except grpc.aio.AioRpcError as e:
+        console.print(f"[red]{e.code().name}: {e.details()}[/red]", highlight=False)
+    raise typer.Exit(1)
+
+
+def _target(server: str | None, embedded: bool) -> str | None:
+    if server and embedded:
+        raise typer.BadParameter("choose --server ADDR or --embedded, not both")
+    return server
+
+
+def _cell(
+    name: str | None, experts: str, reference: str | None, k_shots: int, knowledge: str | None, fmt: str | None
+) -> Any:
+    from dataclasses import replace
+
+    from services.evaluation.cells import Cell, parse_experts
+
+    try:
+        cell = Cell(
+            experts=parse_experts(experts),
+            reference_mode=reference,
+            k_shots=k_shots,
+            answer_format=fmt,
+            knowledge_mode=knowledge,
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    return replace(cell, name=name or cell.slug())
+
+
+def run_eval(
+    data: Path,
+    server: str | None = None,
+    embedded: bool = False,
+    config: Path | None = None,
+    backend: str | None = None,
+    concurrency: int = 4,
+    out: Path | None = None,
+    line: str = "eval",
+    plan_types: bool = False,
+    reference: str | None = None,
+    k_shots: int = 0,
+    knowledge: str | None = None,
+    answer_format: str | None = None,
+    experts: str = "",
+    name: str | None = None,
+    limit: int = 0,
+    timeout_s: float = 120.0,
+    max_qps: float = 0.0,
+    seed: int = 0,
+    max_errors: int = 20,
+    build_memory: bool = True,
+    show_categories: bool = True,
+) -> Path:
+    """The body of `echo-iad eval` / `echo-iad eval run`; returns the run folder."""
+
+    from services.evaluation.report import print_report, report_run
+    from services.evaluation.runner import evaluate
+
+    address = _target(server, embedded)
+    console = _console()
+    dataset = _load_dataset(data)
+    cell = _cell(name, experts, reference, k_shots, knowledge, answer_format)
+    run_dir = out or Path("echo-data/eval") / data.resolve().name / cell.name
+    opts = _options(
+        line_id=line,
+        concurrency=concurrency,
+        plan_types=plan_types,
+        timeout_s=timeout_s,
+        max_qps=max_qps,
+        seed=seed,
+        limit=limit,
+        max_errors=max_errors,
+    )
+    if backend and address is not None:
+        raise typer.BadParameter("--backend configures the embedded server; with --server the server's own applies")
+    settings = _settings(config, backend, data) if address is None else None
+    (result,) = _run(
+        evaluate(
+            dataset,
+            [(cell, run_dir)],
+            opts,
+            address=address,
+            settings=settings,
+            build_memory=build_memory,
+            console=console,
+        ),
+        console,
+    )
+    console.print(
+        f"{run_dir}: {result.answered} answered now, {result.skipped} already answered, "
+        f"{result.errors} failed, {result.wall_s:.1f} s",
+        highlight=False,
+    )
+    rep = report_run(run_dir, write=True)
+    print_report(rep, _out(), per_category=show_categories)
+    if result.errors:
+        console.print(f"[yellow]{result.errors} requests failed (see {run_dir / 'errors.jsonl'}); rerun to retry[/]")
+        raise typer.Exit(1)
+    return run_dir
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    data: Data = None,
+    server: ServerOpt = None,
+    embedded: Embedded = False,
+    config: Config = None,
+    backend: Backend = None,
+    concurrency: Concurrency = 4,
+    out: Out = None,
+    line: Line = "eval",
+    plan_types: PlanTypes = False,
+    reference: Reference = None,
+    k_shots: KShots = 0,
+    knowledge: Knowledge = None,
+    answer_format: Format = None,
+    experts: Experts = "",
+    name: Name = None,
+    limit: Limit = 0,
+    timeout_s: Timeout = 120.0,
+    max_qps: MaxQps = 0.0,
+    seed: Seed = 0,
+    max_errors: MaxErrors = 20,
+    build_memory: BuildMemory = True,
+    show_categories: ShowCategories = True,
+) -> None:
+    """Answer every question of an MMAD-format dataset through the Inspector and print the paper's tables.
+
+    Answers go to RUN_DIR/answers.jsonl with their full traces, one durable line each; rerunning the same
+    command skips answered questions, so a killed run resumes. The report (Table 1 layout, MMAD's seven
+    types with overkill and miss rates, per category, latency) is printed and written as report.md,
+    report.csv, per_category.csv and chart.png.
+    """
+    if ctx.invoked_subcommand is not None:
+        if data is not None:
+            raise typer.BadParameter("--data goes after the subcommand, e.g. `echo-iad eval ablate --data DIR`")
+        return
+    if data is None:
+        raise typer.BadParameter("--data DIR is required (an MMAD-format folder with mmad.json)")
+    run_eval(**{k: v for k, v in locals().items() if k != "ctx"})
+
+
+@app.command("run")
+def run_command(
+    data: Annotated[Path, typer.Option("--data", "-d", help="MMAD-format dataset folder.", file_okay=False)],
+    server: ServerOpt = None,
+    embedded: Embedded = False,
+    config: Config = None,
+    backend: Backend = None,
+    concurrency: Concurrency = 4,
+    out: Out = None,
+    line: Line = "eval",
+    plan_types: PlanTypes = False,
+    reference: Reference = None,
+    k_shots: KShots = 0,
+    knowledge: Knowledge = None,
+    answer_format: Format = None,
+    experts: Experts = "",
+    name: Name = None,
+    limit: Limit = 0,
+    timeout_s: Timeout = 120.0,
+    max_qps: MaxQps = 0.0,
+    seed: Seed = 0,
+    max_errors: MaxErrors = 20,
+    build_memory: BuildMemory = True,
+    show_categories: ShowCategories = True,
+) -> None:
+    """The same as `echo-iad eval --data DIR ...` (an explicit name for scripts)."""
+    run_eval(**locals())
+
+
+@app.command("ablate")
+def ablate_command(
+    data: Annotated[Path, typer.Option("--data", "-d", help="MMAD-format dataset folder.", file_okay=False)],
+    grid: Annotated[
+        str, typer.Option(help="Comma-separated axes: experts (Table 2), format (3), knowledge (4), shots (figure).")
+    ] = "experts,format,knowledge,shots",
+    server: ServerOpt = None,
+    embedded: Embedded = False,
+    config: Config = None,
+    backend: Backend = None,
+    concurrency: Concurrency = 4,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Grid folder (default ./echo-data/ablate/<dataset folder>).")
+    ] = None,
+    line: Line = "eval",
+    plan_types: PlanTypes = False,
+    limit: Limit = 0,
+    timeout_s: Timeout = 120.0,
+    max_qps: MaxQps = 0.0,
+    seed: Seed = 0,
+    max_errors: MaxErrors = 20,
+    build_memory: BuildMemory = True,
+) -> None:
+    """Run the paper's ablations as one grid (each distinct setting once, resumable) and print Tables 2-4
+    and the shot-count series. Settings equal to the default (Echo, multiple choice, CSK, 1-shot*) share one run.
+    """
+
+    from services.evaluation.ablation import run_grid
+    from services.evaluation.cells import grid_cells
+
+    address = _target(server, embedded)
+    if backend and address is not None:
+        raise typer.BadParameter("--backend configures the embedded server; with --server the server's own applies")
+    axes = [a.strip() for a in grid.split(",") if a.strip()]
+    try:
+        grid_cells(axes)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--grid") from None
+    console = _console()
+    dataset = _load_dataset(data)
+    grid_dir = out or Path("echo-data/ablate") / data.resolve().name
+    opts = _options(
+        line_id=line,
+        concurrency=concurrency,
+        plan_types=plan_types,
+        timeout_s=timeout_s,
+        max_qps=max_qps,
+        seed=seed,
+        limit=limit,
+        max_errors=max_errors,
+    )
+    settings = _settings(config, backend, data) if address is None else None
+    tables = _run(
+        run_grid(
+            dataset,
+            grid_dir,
+            axes,
+            opts,
+            address=address,
+            settings=settings,
+            build_memory=build_memory,
+            console=console,
+        ),
+        console,
+    )
+    out_console = _out()
+    for t in tables.values():
+        out_console.print(t.to_rich())
+    console.print(f"grid written to {grid_dir} (ablation.md, ablation_<axis>.csv, shots.png, one folder per cell)")
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run folder (answers.jsonl) or an ablation grid folder (grid.json).")
+    ],
+    show_categories: ShowCategories = True,
+    write: Annotated[bool, typer.Option(help="Also (re)write report.md, CSVs and the chart.")] = True,
+) -> None:
+    """Print (and rewrite) the report of a run or a grid from its answers on disk; safe while a run is going."""
+
+    from services.evaluation.ablation import GRID_FILE, grid_tables, write_grid_report
+    from services.evaluation.report import print_report, report_run
+
+    console = _out()
+    if (run_dir / GRID_FILE).exists():
+        tables = grid_tables(run_dir)
+        if write:
+            write_grid_report(run_dir, tables)
+        for t in tables.values():
+            console.print(t.to_rich())
+        return
+    if not (run_dir / "answers.jsonl").exists():
+        raise typer.BadParameter(f"{run_dir}: no answers.jsonl or grid.json here")
+    rep = report_run(run_dir, write=write)
+    print_report(rep, console, per_category=show_categories)
+
+
+@app.command("compare")
+def compare_command(
+    run_a: Annotated[Path, typer.Argument(help="Run folder A (the baseline).")],
+    run_b: Annotated[Path, typer.Argument(help="Run folder B (the candidate).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the table here (.md or .csv).")] = None,
+) -> None:
+    """Per (dataset, type): accuracy of A and B on the questions both answered, B - A, and McNemar's p-value."""
+
+    from services.evaluation.compare import compare_runs
+
+    try:
+        comparison = compare_runs(run_a, run_b)
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e)) from None
+    _out().print(comparison.table.to_rich())
+    if out is not None:
+        if out.suffix == ".csv":
+            comparison.table.write_csv(out)
+        else:
+            out.write_text(comparison.table.to_markdown(), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,141 @@
+"""The ablation grid: run the paper's settings as cells and print Tables 2 to 4 and the shot-count figure.
+
+A grid is a folder: `grid.json` (axes, rows, cells) and one run folder per
+distinct cell (`GRID_DIR/<cell>/answers.jsonl`, resumable like any run). Rows
+are settings; columns are the paper's five types and their average, each the
+unweighted mean over datasets (Anomaly Detection balanced, unparseable wrong).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from services.evaluation.cells import AXES, Cell, grid_cells
+from services.evaluation.report import AVERAGE, PAPER_HEADERS, PAPER_TYPES, Table, dedupe, graded
+from services.mmad.scoring import score
+
+GRID_FILE = "grid.json"
+
+
+def save_grid(grid_dir: Path, axes: list[str], cells: list[Cell], rows: dict[str, list[tuple[str, str]]]) -> None:
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    data = {
+        "axes": axes,
+        "cells": [c.to_dict() for c in cells],
+        "rows": {a: [list(r) for r in v] for a, v in rows.items()},
+    }
+    (grid_dir / GRID_FILE).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def load_grid(grid_dir: str | Path) -> tuple[list[str], list[Cell], dict[str, list[tuple[str, str]]]]:
+    path = Path(grid_dir) / GRID_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not an ablation grid folder (run `echo-iad eval ablate` first)")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    rows = {a: [(str(label), str(name)) for label, name in v] for a, v in data["rows"].items()}
+    return list(data["axes"]), [Cell.from_dict(c) for c in data["cells"]], rows
+
+
+def row_scores(records: list[dict[str, Any]]) -> list[float | None]:
+    """The five paper types (mean over datasets) and their average, for one cell's answers."""
+    rep = score(graded(dedupe(records)), types=PAPER_TYPES)
+    return [*(rep.wrong.type_average.get(t) for t in PAPER_TYPES), rep.wrong.headline]
+
+
+def axis_table(axis: str, rows: list[tuple[str, str]], records: dict[str, list[dict[str, Any]]]) -> Table:
+    """One axis in the paper's layout: rows = settings, columns = five types + Average (+ answered, unparseable)."""
+    title = AXES[axis][0]
+    cols = ["Setting", *(PAPER_HEADERS[t] for t in PAPER_TYPES), AVERAGE, "Answered", "Unparseable", "Cell"]
+    out: list[list[Any]] = []
+    for label, name in rows:
+        recs = dedupe(records.get(name, []))
+        unparsed = sum(1 for r in recs if not r.get("answer"))
+        out.append([label, *row_scores(recs), len(recs), unparsed, name])
+    note = "Accuracy (%): mean over datasets; Discrimination is balanced Anomaly Detection; unparseable is wrong."
+    if axis == "shots":
+        note += " Reference modes change only the question types whose plan uses the Reference Extractor."
+    return Table(title, cols, out, note)
+
+
+def grid_tables(grid_dir: str | Path) -> dict[str, Table]:
+    """Every axis table of a grid folder, from the answers on disk (a partly run grid shows what it has)."""
+    from services.evaluation.runner import load_run
+
+    grid_dir = Path(grid_dir)
+    axes, cells, rows = load_grid(grid_dir)
+    records = {c.name: load_run(grid_dir / c.name)[0] for c in cells}
+    return {axis: axis_table(axis, rows[axis], records) for axis in axes}
+
+
+def write_grid_report(grid_dir: str | Path, tables: dict[str, Table]) -> list[Path]:
+    """ablation.md, one CSV per axis, and shots.png when the grid has the shots axis."""
+    grid_dir = Path(grid_dir)
+    md = ["# Echo-IAD ablations", ""] + [t.to_markdown() for t in tables.values()]
+    paths = [grid_dir / "ablation.md"]
+    paths[0].write_text("\n".join(md), encoding="utf-8")
+    for axis, t in tables.items():
+        p = grid_dir / f"ablation_{axis}.csv"
+        t.write_csv(p)
+        paths.append(p)
+    if "shots" in tables:
+        paths.append(shots_chart(tables["shots"], grid_dir / "shots.png"))
+    return paths
+
+
+def shots_chart(table: Table, path: Path) -> Path:
+    """The paper's shot-count figure: accuracy per type (and the average) against the reference setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [str(r[0]) for r in table.rows]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for col in [*(PAPER_HEADERS[t] for t in PAPER_TYPES), AVERAGE]:
+        ys = [v if isinstance(v, float | int) else float("nan") for v in table.column(col)]
+        ax.plot(labels, ys, marker="o", label=col, linewidth=2.5 if col == AVERAGE else 1.2)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xlabel("reference images")
+    ax.set_title("Accuracy against reference shots")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+async def run_grid(
+    dataset: Any,
+    grid_dir: str | Path,
+    axes: list[str],
+    opts: Any,
+    *,
+    address: str | None = None,
+    settings: Any | None = None,
+    build_memory: bool = True,
+    console: Any | None = None,
+) -> dict[str, Table]:
+    """Run every distinct cell of the chosen axes (resuming each), write each cell's report and the grid's tables."""
+    from services.evaluation.report import report_run
+    from services.evaluation.runner import evaluate
+
+    grid_dir = Path(grid_dir)
+    cells, rows = grid_cells(axes)
+    save_grid(grid_dir, axes, cells, rows)
+    await evaluate(
+        dataset,
+        [(c, grid_dir / c.name) for c in cells],
+        opts,
+        address=address,
+        settings=settings,
+        build_memory=build_memory,
+        console=console,
+    )
+    for c in cells:
+        report_run(grid_dir / c.name, write=True, chart=False)  # the grid draws its own figure
+    tables = grid_tables(grid_dir)
+    write_grid_report(grid_dir, tables)
+    return tables

@@ -1,0 +1,546 @@
+"""Run every question of an MMAD-format dataset through the Inspector, durably and resumably.
+
+One run is a folder: `answers.jsonl` (one line per answered question, with its
+trace), `errors.jsonl` (questions that failed; a rerun retries them) and
+`run.json` (dataset, settings, models, sessions). Rerunning the same command
+skips the ids already answered, so a killed run resumes where it stopped.
+
+`evaluate()` is the whole flow: connect (or start the embedded server), make
+sure the memory holds each category's normal templates, then run each cell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from services.client import AsyncInspectorClient, build_inspect_request
+from services.common.errors import FailedPrecondition
+from services.evaluation.answers import RUN_FILE, AnswerLog, append_error, read_answers
+from services.evaluation.cells import Cell
+from services.mmad.loader import MMADDataset
+from services.mmad.scoring import Graded, parse_answer
+from services.mmad.types import QUESTION_TYPES, Question, Sample
+
+
+@dataclass
+class RunOptions:
+    """How questions are sent.
+
+    Attributes:
+        line_id: the line (tenant) whose memory the questions use.
+        concurrency: requests in flight at once.
+        plan_types: send no question type, so the gateway's planner classifies each question.
+        timeout_s: per-request deadline.
+        max_qps: at most this many requests started per second (0: unlimited), to spare a shared server.
+        seed: RequestSettings.seed (the 1-shot random reference's seed).
+        limit: answer only the first N questions of the dataset (0: all), for quick checks.
+        max_errors: stop the run after this many failed requests (they are logged and retried on rerun).
+        return_prompt: ask for the exact decision prompt in every trace (large).
+    """
+
+    line_id: str = "eval"
+    concurrency: int = 4
+    plan_types: bool = False
+    timeout_s: float = 120.0
+    max_qps: float = 0.0
+    seed: int = 0
+    limit: int = 0
+    max_errors: int = 20
+    return_prompt: bool = False
+
+
+@dataclass
+class RunResult:
+    """What one session of one cell did."""
+
+    run_dir: Path
+    cell: Cell
+    total: int  # questions in scope
+    skipped: int  # already answered before this session
+    answered: int  # answered in this session
+    errors: int
+    wall_s: float
+    error_messages: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.skipped + self.answered >= self.total
+
+
+class TooManyErrors(RuntimeError):
+    """The run stopped because requests kept failing; everything answered so far is kept."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def questions_in_scope(dataset: MMADDataset, limit: int = 0) -> list[tuple[Sample, Question]]:
+    items = list(dataset.questions())
+    return items[:limit] if limit > 0 else items
+
+
+def build_request(sample: Sample, question: Question, image: bytes, cell: Cell, opts: RunOptions) -> Any:
+    """The InspectRequest for one question under one cell (question type from the dataset unless plan_types)."""
+    qtype = None if opts.plan_types or question.type not in QUESTION_TYPES else question.type
+    return build_inspect_request(
+        image,
+        question.text,
+        question.options,
+        line_id=opts.line_id,
+        dataset=sample.dataset,
+        category=sample.category,
+        question_type=qtype,
+        seed=opts.seed,
+        return_prompt=opts.return_prompt,
+        deadline_ms=opts.timeout_s * 1000.0,
+        **cell.request_kwargs(),
+    )
+
+
+def make_record(
+    sample: Sample, question: Question, resp: Any, latency_ms: float, cell: Cell, session: float
+) -> dict[str, Any]:
+    """One answers.jsonl line. `answer` is the Inspector's letter; when it gave none, MMAD's parse of the raw reply."""
+    answer = resp.answer
+    reparsed = False
+    if not answer and resp.trace.raw_reply:
+        answer = parse_answer(resp.trace.raw_reply, question.options)
+        reparsed = bool(answer)
+    graded = Graded(
+        dataset=sample.dataset,
+        category=sample.category,
+        type=question.type,
+        gold=question.answer,
+        predicted=answer,
+        is_normal=sample.is_normal,
+        question_id=question.id,
+    )
+    return {
+        "id": question.id,
+        "dataset": sample.dataset,
+        "category": sample.category,
+        "type": question.type,
+        "gold": question.answer,
+        "answer": answer,
+        "correct": graded.correct,
+        "unparsed": not graded.parsed,
+        "reparsed": reparsed,
+        "is_normal": sample.is_normal,
+        "n_options": len(question.options),
+        "latency_ms": round(latency_ms, 3),
+        "cell": cell.name,
+        "session": session,
+        "ts": time.time(),
+        "trace": MessageToDict(resp.trace, preserving_proto_field_name=True),
+    }
+
+
+class _Throttle:
+    """Spaces request starts to at most `qps` per second across all workers."""
+
+    def __init__(self, qps: float) -> None:
+        self.interval = 1.0 / qps if qps > 0 else 0.0
+        self.next_at = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        at = max(now, self.next_at)
+        self.next_at = at + self.interval
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+class _ImageCache:
+    """The questions of one image arrive together; keep the last few images' bytes."""
+
+    def __init__(self, dataset: MMADDataset, size: int) -> None:
+        self.dataset = dataset
+        self.size = max(4, size)
+        self.items: OrderedDict[str, bytes] = OrderedDict()
+
+    async def get(self, rel: str) -> bytes:
+        if rel in self.items:
+            self.items.move_to_end(rel)
+            return self.items[rel]
+        data = await asyncio.to_thread(self.dataset.abspath(rel).read_bytes)
+        self.items[rel] = data
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return data
+
+
+class Reporter:
+    """Progress with an ETA: a live rich bar on a terminal, a plain line every ~10% (or 30 s) otherwise."""
+
+    def __init__(self, console: Any | None, title: str, total: int, done: int) -> None:
+        self.console = console
+        self.title = title
+        self.total = total
+        self.done = done
+        self.start_done = done
+        self.t0 = time.perf_counter()
+        self.last_print = self.t0
+        self.last_step = -1
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Reporter:
+        if self.console is not None and self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.title, total=self.total, completed=self.done, rate="")
+        elif self.console is not None:
+            self.console.print(f"{self.title}: {self.done}/{self.total} already answered")
+        return self
+
+    def rate(self) -> float:
+        dt = time.perf_counter() - self.t0
+        return (self.done - self.start_done) / dt if dt > 0 else 0.0
+
+    def eta_s(self) -> float | None:
+        r = self.rate()
+        return (self.total - self.done) / r if r > 0 else None
+
+    def advance(self) -> None:
+        self.done += 1
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, rate=f"{self.rate():.2f} q/s")
+            return
+        if self.console is None:
+            return
+        step = 10 * self.done // max(1, self.total)
+        now = time.perf_counter()
+        if step != self.last_step or now - self.last_print > 30 or self.done == self.total:
+            self.last_step, self.last_print = step, now
+            eta = self.eta_s()
+            eta_s = f"{eta:.0f} s" if eta is not None else "?"
+            self.console.print(f"{self.title}: {self.done}/{self.total} answered, {self.rate():.2f} q/s, ETA {eta_s}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+
+
+def _merge_run_json(run_dir: Path, update: dict[str, Any]) -> dict[str, Any]:
+    path = run_dir / RUN_FILE
+    meta: dict[str, Any] = {}
+    if path.exists():
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            meta = {}
+    sessions = meta.get("sessions", [])
+    meta.update({k: v for k, v in update.items() if k != "session"})
+    if "session" in update:
+        s = update["session"]
+        sessions = [x for x in sessions if x.get("id") != s["id"]] + [s]
+    meta["sessions"] = sessions
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return meta
+
+
+def models_seen(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """stage -> distinct model ids over every trace (so a report says plainly which models answered)."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        for stage, model in (r.get("trace", {}).get("model_ids") or {}).items():
+            seen[stage].add(model)
+    return {k: sorted(v) for k, v in sorted(seen.items())}
+
+
+async def run_cell(
+    client: AsyncInspectorClient,
+    dataset: MMADDataset,
+    run_dir: str | Path,
+    cell: Cell,
+    opts: RunOptions,
+    *,
+    meta: dict[str, Any] | None = None,
+    console: Any | None = None,
+) -> RunResult:
+    """Answer every question not yet in RUN_DIR/answers.jsonl, appending each answer durably.
+
+    Args:
+        client: a connected client.
+        dataset: the loaded MMAD-format dataset.
+        run_dir: the run's folder (created).
+        cell: request settings for every question.
+        opts: concurrency, line id, limits.
+        meta: extra run.json fields (server, settings).
+        console: a rich Console for progress (None: silent).
+
+    Raises:
+        TooManyErrors: more than opts.max_errors requests failed (answers so far are kept).
+    """
+    run_dir = Path(run_dir)
+    scope = questions_in_scope(dataset, opts.limit)
+    session = time.time()
+    t0 = time.perf_counter()
+    with AnswerLog.open(run_dir) as log:
+        _check_same_run(run_dir, dataset, cell, opts, bool(len(log)))
+        skipped = sum(1 for _, q in scope if q.id in log)
+        todo = [(s, q) for s, q in scope if q.id not in log]
+        _merge_run_json(
+            run_dir,
+            {
+                "dataset_path": str(dataset.root.resolve()),
+                "questions": len(scope),
+                "cell": cell.to_dict(),
+                "options": {k: v for k, v in vars(opts).items()},
+                **(meta or {}),
+                "started_at": _first(run_dir, "started_at") or now_iso(),
+                "session": {"id": session, "started_at": now_iso(), "skipped": skipped, "todo": len(todo)},
+            },
+        )
+        images = _ImageCache(dataset, 4 * opts.concurrency)
+        throttle = _Throttle(opts.max_qps)
+        errors: list[str] = []
+        answered = 0
+        queue = iter(todo)
+        stop = asyncio.Event()
+
+        async def worker(progress: Reporter) -> None:
+            nonlocal answered
+            for sample, q in queue:
+                if stop.is_set():
+                    return
+                await throttle.wait()
+                data = await images.get(sample.image_path)
+                req = build_request(sample, q, data, cell, opts)
+                start = time.perf_counter()
+                try:
+                    resp = await client.inspect_request(req, timeout_s=opts.timeout_s)
+                except grpc.aio.AioRpcError as e:
+                    msg = f"{e.code().name}: {e.details()}"
+                    errors.append(msg)
+                    append_error(run_dir, {"id": q.id, "cell": cell.name, "error": msg, "ts": time.time()})
+                    if len(errors) > opts.max_errors:
+                        stop.set()
+                    continue
+                latency_ms = (time.perf_counter() - start) * 1000.0
+                log.append(make_record(sample, q, resp, latency_ms, cell, session))
+                answered += 1
+                progress.advance()
+
+        title = f"eval {cell.name}" if cell.name else "eval"
+        with Reporter(console, title, len(scope), skipped) as progress:
+            try:
+                # A TaskGroup cancels the other workers if one fails, so none writes after the log closes.
+                async with asyncio.TaskGroup() as tg:
+                    for _ in range(max(1, opts.concurrency)):
+                        tg.create_task(worker(progress))
+            except BaseExceptionGroup as group:
+                raise group.exceptions[0] from None
+        wall = time.perf_counter() - t0
+        records = list(log)
+    done = skipped + answered
+    _merge_run_json(
+        run_dir,
+        {
+            "answered": len(records),
+            "models": models_seen(records),
+            **({"finished_at": now_iso()} if done >= len(scope) else {}),
+            "session": {
+                "id": session,
+                "started_at": datetime.fromtimestamp(session, UTC).isoformat(timespec="seconds"),
+                "ended_at": now_iso(),
+                "skipped": skipped,
+                "answered": answered,
+                "errors": len(errors),
+                "wall_s": round(wall, 3),
+            },
+        },
+    )
+    result = RunResult(run_dir, cell, len(scope), skipped, answered, len(errors), wall, errors[:5])
+    if stop.is_set():
+        raise TooManyErrors(
+            f"{run_dir}: stopped after {len(errors)} failed requests (first: {errors[0]}); "
+            f"{done} of {len(scope)} answered are kept, rerun to resume"
+        )
+    return result
+
+
+def _check_same_run(run_dir: Path, dataset: MMADDataset, cell: Cell, opts: RunOptions, has_answers: bool) -> None:
+    """Resuming must not mix answers of different settings or datasets into one file."""
+    path = run_dir / RUN_FILE
+    if not has_answers or not path.exists():
+        return
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return
+    before = Cell.from_dict(meta.get("cell") or {})
+    if before.settings_key() != cell.settings_key():
+        raise FailedPrecondition(
+            f"{run_dir} holds answers for other settings ({before.describe()}); "
+            f"now: {cell.describe()}. Use another --out folder."
+        )
+    old_data = meta.get("dataset_path")
+    if old_data and old_data != str(dataset.root.resolve()):
+        raise FailedPrecondition(
+            f"{run_dir} holds answers for {old_data}, not {dataset.root}. Use another --out folder."
+        )
+    old_opts = meta.get("options") or {}
+    for key in ("line_id", "plan_types", "seed"):
+        if key in old_opts and old_opts[key] != getattr(opts, key):
+            raise FailedPrecondition(
+                f"{run_dir} was answered with {key}={old_opts[key]!r}, now {getattr(opts, key)!r}; use another --out"
+            )
+
+
+def _first(run_dir: Path, key: str) -> Any:
+    path = run_dir / RUN_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get(key)
+    except json.JSONDecodeError:
+        return None
+
+
+async def wait_ready(client: AsyncInspectorClient, timeout_s: float = 60.0) -> None:
+    """Wait until the Inspector answers health checks (a server that is still starting is not an error)."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            status = await client.health("", timeout_s=min(5.0, max(0.5, deadline - time.monotonic())))
+            if status == "SERVING":
+                return
+            last = status
+        except grpc.aio.AioRpcError as e:
+            last = f"{e.code().name}: {e.details()}"
+        await asyncio.sleep(0.2)
+    raise ConnectionError(f"Inspector at {client.address} is not serving after {timeout_s:.0f} s ({last})")
+
+
+async def ensure_memory(
+    client: AsyncInspectorClient, dataset: MMADDataset, line_id: str, *, batch: int = 16, console: Any | None = None
+) -> dict[str, int]:
+    """Give the line the dataset's normal templates for every category whose memory is empty.
+
+    Uses the Inspector's own AddNormalImages RPC, so it works the same on the embedded server and on a remote
+    cluster. Categories that already hold images are left alone (ingesting is idempotent anyway).
+
+    Returns:
+        "dataset/category" -> images added (0 for categories already present).
+    """
+    by_cat: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for ds, cat, path in dataset.templates():
+        by_cat[(ds, cat)].append(path)
+    added: dict[str, int] = {}
+    for (ds, cat), paths in by_cat.items():
+        listing = await client.list_normal_images(line_id, category=cat, dataset=ds, limit=1)
+        key = f"{ds}/{cat}"
+        if listing.total:
+            added[key] = 0
+            continue
+        n = 0
+        for start in range(0, len(paths), batch):
+            chunk = [await asyncio.to_thread(dataset.abspath(p).read_bytes) for p in paths[start : start + batch]]
+            resp = await client.add_normal_images(line_id, cat, chunk, dataset=ds)
+            n += resp.added + resp.existing
+        added[key] = n
+        if console is not None:
+            console.print(f"memory: {n} normal templates added for line={line_id} {key}")
+    return added
+
+
+def _settings_summary(settings: Any) -> dict[str, Any]:
+    """The embedded server's settings, minus anything secret."""
+    d = settings.model_dump(mode="json")
+    d.get("decision", {}).pop("api_key", None)
+    return d
+
+
+async def evaluate(
+    dataset: MMADDataset,
+    runs: Sequence[tuple[Cell, str | Path]],
+    opts: RunOptions,
+    *,
+    address: str | None = None,
+    settings: Any | None = None,
+    build_memory: bool = True,
+    console: Any | None = None,
+) -> list[RunResult]:
+    """Run cells over a dataset against a server, or an embedded one started here from `settings`.
+
+    Args:
+        dataset: the loaded dataset.
+        runs: (cell, run directory) pairs, run in order.
+        opts: how requests are sent.
+        address: the Inspector's host:port; None starts the embedded server from `settings` (port 0).
+        settings: EchoSettings for the embedded server.
+        build_memory: first give each category with an empty memory its normal templates.
+        console: rich Console for progress and messages.
+    """
+    embedded = None
+    meta: dict[str, Any] = {}
+    if address is None:
+        if settings is None:
+            raise ValueError("either an address or settings for the embedded server are needed")
+        from services.gateway.server import start_embedded
+
+        if console is not None:
+            console.print(f"starting the embedded server (decision backend: {settings.decision.backend})")
+        embedded = await start_embedded(settings)
+        address = embedded.address
+        meta = {"server": "embedded", "settings": _settings_summary(settings)}
+    else:
+        meta = {"server": address}
+    results: list[RunResult] = []
+    try:
+        async with AsyncInspectorClient(address, timeout_s=opts.timeout_s) as client:
+            await wait_ready(client)
+            if build_memory:
+                meta["memory_added"] = await ensure_memory(client, dataset, opts.line_id, console=console)
+            for cell, run_dir in runs:
+                results.append(await run_cell(client, dataset, run_dir, cell, opts, meta=meta, console=console))
+    finally:
+        if embedded is not None:
+            await embedded.stop(grace=1.0)
+    return results
+
+
+def load_run(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A run's records (complete lines only; never modifies the file) and its run.json ({} if absent)."""
+    run_dir = Path(run_dir)
+    records = read_answers(run_dir / "answers.jsonl")
+    meta_path = run_dir / RUN_FILE
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    return records, meta

@@ -1,0 +1,80 @@
+"""The harness checked by baseline answerers: random lands on the Random Chance row, the oracle scores 100%."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from statistics import fmean
+
+from evalkit import write_config
+from typer.testing import CliRunner
+
+from services.evaluation.cells import AXES
+from services.evaluation.report import build_report, report_run
+from services.evaluation.runner import RunOptions, evaluate, load_run
+from services.evaluation.stats import balanced_chance_interval, chance_interval
+from services.mmad.loader import load_dataset
+from services.mmad.types import ANOMALY_DETECTION, QUESTION_TYPES
+
+# MMAD's "Random Chance" row (accuracy %): balanced AD is 50 whatever the option count; the other types have
+# four options in MMAD and in our synthetic data.
+RANDOM_CHANCE = dict.fromkeys(QUESTION_TYPES, 25.0) | {ANOMALY_DETECTION: 50.0}
+CONFIDENCE = 0.999  # per type; seven types are checked, so a fair guesser fails this about 0.7% of the time
+
+
+def test_random_answerer_lands_on_the_random_chance_row(
+    random_server,
+    chance_data: Path,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    dataset = load_dataset(chance_data)
+    dm_only = next(c for c in AXES["experts"][1] if c.name == "wo_all")  # the check is about scoring, not experts
+    (result,) = asyncio.run(
+        evaluate(dataset, [(dm_only, tmp_path / "run")], RunOptions(concurrency=8), address=random_server.address)
+    )
+    assert result.complete and result.errors == 0
+    records, meta = load_run(tmp_path / "run")
+    assert len(records) == sum(len(s.questions) for s in dataset.samples)
+    assert meta["models"]["decision"] == ["random(seed=7)"]
+    rep = build_report(records, meta)
+    for t in QUESTION_TYPES:
+        rows = [r for r in records if r["type"] == t]
+        if t == ANOMALY_DETECTION:
+            expected = 0.5
+            lo, hi = balanced_chance_interval(
+                [1 / r["n_options"] for r in rows if r["is_normal"]],
+                [1 / r["n_options"] for r in rows if not r["is_normal"]],
+                CONFIDENCE,
+            )
+        else:
+            expected = fmean(1 / r["n_options"] for r in rows)
+            lo, hi = chance_interval([1 / r["n_options"] for r in rows], CONFIDENCE)
+        assert 100 * expected == RANDOM_CHANCE[t]
+        acc = rep.full.wrong.accuracy["Synthetic"][t]
+        assert acc is not None and 100 * lo <= acc <= 100 * hi, (t, acc, lo, hi, len(rows))
+    assert rep.full.unparseable == 0
+
+
+def test_oracle_scores_100_percent_through_the_embedded_cli(small_data: Path, tmp_path: Path) -> None:
+    from services.cli import app
+
+    cfg = write_config(tmp_path / "cfg.yaml", tmp_path / "state", backend="oracle")  # oracle_data defaults to --data
+    run = tmp_path / "run"
+    args = ["eval", "--data", str(small_data), "--embedded", "-c", str(cfg), "--out", str(run), "-j", "4"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    for title in ("Table 1", "MMAD: accuracy (%) for all seven question types", "Per category", "Latency"):
+        assert title in res.output
+    rep = report_run(run, write=False)
+    assert len(rep.records) == 40
+    for name in ("table1", "mmad"):
+        t = rep.tables[name]
+        for row in t.rows:
+            accs = row[1 : t.columns.index("Average") + 1]
+            assert accs == [100.0] * len(accs), (name, row)
+    mm = rep.tables["mmad"].row("Synthetic")
+    assert mm[-3:] == [0.0, 0.0, 0] and len(mm) == 12  # no overkill, no miss, nothing unparseable
+    assert {p.name for p in run.iterdir()} >= {"answers.jsonl", "run.json", "report.md", "report.csv", "chart.png"}
+    # every answer used the full expert path of the embedded server
+    experts = {tuple(r["trace"]["experts_used"]) for r in rep.records}
+    assert ("reference", "decision") in experts
