@@ -61,13 +61,22 @@ class Stage:
     """One stage hosted by a gRPC server: its servicer and how to register it.
 
     A servicer exposes `async check_health()`, which runs a tiny real request
-    and raises when the stage cannot serve (a live process is not enough).
+    and raises when the stage cannot serve (a live process is not enough), and
+    may expose `close()` (sync or async) to release its resources.
     """
 
     def __init__(self, service_name: str, servicer: object, register: Callable[[grpc.aio.Server, object], None]):
         self.service_name = service_name
         self.servicer = servicer
         self.register = register
+
+    async def close(self) -> None:
+        """Release what the servicer holds (batchers, stores, models), if it says how."""
+        close = getattr(self.servicer, "close", None)
+        if close is not None:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
 
     async def healthy(self) -> bool:
         try:

@@ -73,3 +73,6 @@ class DecisionServicer(decision_pb2_grpc.DecisionServicer):
 
     async def check_health(self) -> None:
         await self.decider.check_health()
+
+    async def close(self) -> None:
+        await self.decider.close()

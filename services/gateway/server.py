@@ -53,14 +53,17 @@ class EmbeddedServer:
     server: grpc.aio.Server
     port: int
     inspector: Inspector
+    stages: list[Stage]
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     async def stop(self, grace: float | None = None) -> None:
-        await self.inspector.clients.close()
+        """Stop accepting, let in-flight requests finish for `grace` seconds, then release every stage."""
         await self.server.stop(grace)
+        for stage in reversed(self.stages):
+            await stage.close()
 
 
 async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
@@ -91,7 +94,7 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
         on_bound=connect,
     )
     log.info("Echo-IAD embedded server on %s:%d", settings.server.host, port)
-    return EmbeddedServer(server, port, holder["inspector"])
+    return EmbeddedServer(server, port, holder["inspector"], [*stages, inspector_stage])
 
 
 async def serve_embedded(settings: EchoSettings) -> None:
@@ -99,7 +102,8 @@ async def serve_embedded(settings: EchoSettings) -> None:
     embedded = await start_embedded(settings)
     print(f"Echo-IAD serving on {settings.server.host}:{embedded.port} (embedded: all five services)", flush=True)
     await wait_for_termination(embedded.server, settings.server.grace_s)
-    await embedded.inspector.clients.close()
+    for stage in reversed(embedded.stages):
+        await stage.close()
 
 
 def main() -> None:

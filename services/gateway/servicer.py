@@ -47,6 +47,9 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
         """Every stage this gateway depends on answers its own health check as SERVING."""
         await check_stages(self.inspector.clients)
 
+    async def close(self) -> None:
+        await self.inspector.clients.close()
+
 
 async def check_stages(clients: StageClients, timeout: float = 5.0) -> None:
     for stage, service in STAGE_SERVICES.items():
