@@ -124,15 +124,31 @@ def build_inspect_request(
 
 
 class InspectorClient:
-    """Blocking client; reuse one per process (it holds one HTTP/2 connection)."""
+    """Blocking client; reuse one per process (it holds one HTTP/2 connection).
+
+    Args:
+        address: host:port of the embedded server or of Ray Serve's gRPC proxy.
+        application: the Ray Serve application to route to (cluster mode: "inspector"); empty in embedded mode.
+    """
 
     def __init__(
-        self, address: str = "127.0.0.1:50051", *, timeout_s: float = 60.0, retries: int = 3, max_message_mb: int = 32
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        timeout_s: float = 60.0,
+        retries: int = 3,
+        max_message_mb: int = 32,
+        application: str = "",
     ) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        self.metadata = (("application", application),) if application else None
         self._channel = grpc.insecure_channel(address, options=_options(retries, max_message_mb))
         self._stub = inspector_pb2_grpc.InspectorStub(self._channel)
+
+    @property
+    def channel(self) -> grpc.Channel:
+        return self._channel
 
     def inspect(
         self, image: ImageLike, question: str, options: Mapping[str, str], *, timeout_s: float | None = None, **kw
@@ -142,7 +158,7 @@ class InspectorClient:
     def inspect_request(
         self, request: inspector_pb2.InspectRequest, *, timeout_s: float | None = None
     ) -> inspector_pb2.InspectResponse:
-        return self._stub.Inspect(request, timeout=timeout_s or self.timeout_s)
+        return self._stub.Inspect(request, timeout=timeout_s or self.timeout_s, metadata=self.metadata)
 
     def add_normal_images(
         self, line_id: str, category: str, images: Iterable[ImageLike], *, dataset: str = "", timeout_s: float = 600.0
@@ -150,7 +166,7 @@ class InspectorClient:
         req = inspector_pb2.AddNormalImagesRequest(
             line_id=line_id, dataset=dataset, category=category, images=[to_image(i) for i in images]
         )
-        return self._stub.AddNormalImages(req, timeout=timeout_s)
+        return self._stub.AddNormalImages(req, timeout=timeout_s, metadata=self.metadata)
 
     def list_normal_images(
         self, line_id: str, *, category: str = "", dataset: str = "", limit: int = 100, page_token: str = ""
@@ -158,18 +174,18 @@ class InspectorClient:
         req = inspector_pb2.ListNormalImagesRequest(
             line_id=line_id, dataset=dataset, category=category, limit=limit, page_token=page_token
         )
-        return self._stub.ListNormalImages(req, timeout=self.timeout_s)
+        return self._stub.ListNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
 
     def delete_normal_images(
         self, line_id: str, *, category: str = "", dataset: str = "", ids: Iterable[str] = ()
     ) -> inspector_pb2.DeleteNormalImagesResponse:
         req = inspector_pb2.DeleteNormalImagesRequest(line_id=line_id, dataset=dataset, category=category, ids=ids)
-        return self._stub.DeleteNormalImages(req, timeout=self.timeout_s)
+        return self._stub.DeleteNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
 
     def health(self, service: str = "", timeout_s: float = 5.0) -> str:
         """SERVING, NOT_SERVING or SERVICE_UNKNOWN, from the standard gRPC health service."""
         resp = health_pb2_grpc.HealthStub(self._channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s, metadata=self.metadata
         )
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
@@ -187,13 +203,20 @@ class InspectorClient:
 
 
 class AsyncInspectorClient:
-    """asyncio client with the same methods; create it inside the running loop."""
+    """asyncio client with the same methods and arguments; create it inside the running loop."""
 
     def __init__(
-        self, address: str = "127.0.0.1:50051", *, timeout_s: float = 60.0, retries: int = 3, max_message_mb: int = 32
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        timeout_s: float = 60.0,
+        retries: int = 3,
+        max_message_mb: int = 32,
+        application: str = "",
     ) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        self.metadata = (("application", application),) if application else None
         self._channel = grpc.aio.insecure_channel(address, options=_options(retries, max_message_mb))
         self._stub = inspector_pb2_grpc.InspectorStub(self._channel)
 
@@ -205,7 +228,7 @@ class AsyncInspectorClient:
     async def inspect_request(
         self, request: inspector_pb2.InspectRequest, *, timeout_s: float | None = None
     ) -> inspector_pb2.InspectResponse:
-        return await self._stub.Inspect(request, timeout=timeout_s or self.timeout_s)
+        return await self._stub.Inspect(request, timeout=timeout_s or self.timeout_s, metadata=self.metadata)
 
     async def add_normal_images(
         self, line_id: str, category: str, images: Iterable[ImageLike], *, dataset: str = "", timeout_s: float = 600.0
@@ -213,7 +236,7 @@ class AsyncInspectorClient:
         req = inspector_pb2.AddNormalImagesRequest(
             line_id=line_id, dataset=dataset, category=category, images=[to_image(i) for i in images]
         )
-        return await self._stub.AddNormalImages(req, timeout=timeout_s)
+        return await self._stub.AddNormalImages(req, timeout=timeout_s, metadata=self.metadata)
 
     async def list_normal_images(
         self, line_id: str, *, category: str = "", dataset: str = "", limit: int = 100, page_token: str = ""
@@ -221,17 +244,17 @@ class AsyncInspectorClient:
         req = inspector_pb2.ListNormalImagesRequest(
             line_id=line_id, dataset=dataset, category=category, limit=limit, page_token=page_token
         )
-        return await self._stub.ListNormalImages(req, timeout=self.timeout_s)
+        return await self._stub.ListNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
 
     async def delete_normal_images(
         self, line_id: str, *, category: str = "", dataset: str = "", ids: Iterable[str] = ()
     ) -> inspector_pb2.DeleteNormalImagesResponse:
         req = inspector_pb2.DeleteNormalImagesRequest(line_id=line_id, dataset=dataset, category=category, ids=ids)
-        return await self._stub.DeleteNormalImages(req, timeout=self.timeout_s)
+        return await self._stub.DeleteNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
 
     async def health(self, service: str = "", timeout_s: float = 5.0) -> str:
         resp = await health_pb2_grpc.HealthStub(self._channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s, metadata=self.metadata
         )
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 

@@ -13,6 +13,13 @@ Config = Annotated[
     typer.Option("--config", "-c", help="YAML settings file (env ECHO_IAD_CONFIG; ECHO_IAD__* variables override)."),
 ]
 Server = Annotated[str, typer.Option("--server", "-s", help="Inspector address host:port.")]
+Application = Annotated[
+    str,
+    typer.Option(
+        help="Cluster mode: the Ray Serve application of the Inspector (e.g. 'inspector'; the Knowledge stage is "
+        "then reached as 'knowledge' through the same proxy). Leave empty for `echo-iad serve`."
+    ),
+]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 product_app = typer.Typer(
@@ -85,6 +92,7 @@ def inspect(
     deadline_ms: Annotated[float, typer.Option(help="Deadline in milliseconds (0: server default).")] = 0.0,
     show_prompt: Annotated[bool, typer.Option(help="Return and print the exact decision prompt.")] = False,
     server: Server = "127.0.0.1:50051",
+    application: Application = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")] = False,
 ) -> None:
     """Ask the Inspector one question about one image and print the answer with its trace."""
@@ -93,7 +101,7 @@ def inspect(
     from services.client import InspectorClient
 
     options = _parse_options(option) if option else {"A": "Yes.", "B": "No."}
-    with InspectorClient(server) as client:
+    with InspectorClient(server, application=application) as client:
         resp = client.inspect(
             image,
             question,
@@ -163,6 +171,7 @@ def product_add(
     ] = None,
     dataset: Annotated[str, typer.Option(help="Namespace for your own products.")] = "Custom",
     server: Server = "127.0.0.1:50051",
+    application: Application = "",
     batch: Annotated[int, typer.Option(help="Images per AddNormalImages call.")] = 16,
 ) -> None:
     """Send a product's normal images to the memory and its knowledge entry to the knowledge stage."""
@@ -174,7 +183,7 @@ def product_add(
     if not images:
         raise typer.BadParameter(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {normal_dir}")
     added = existing = 0
-    with InspectorClient(server) as client, Progress() as progress:
+    with InspectorClient(server, application=application) as client, Progress() as progress:
         task = progress.add_task(f"adding {len(images)} normal images", total=len(images))
         for start in range(0, len(images), batch):
             chunk = images[start : start + batch]
@@ -184,11 +193,19 @@ def product_add(
             progress.advance(task, len(chunk))
     typer.echo(f"memory: {added} added, {existing} already present for line={line} {dataset}/{category}")
     if knowledge is not None:
-        entry_id, version = put_knowledge_file(knowledge, server, dataset=dataset, category=category)
+        entry_id, version = put_knowledge_file(
+            knowledge, server, dataset=dataset, category=category, cluster=bool(application)
+        )
         typer.echo(f"knowledge: {entry_id} stored (version {version})")
 
 
-def put_knowledge_file(path: Path, server: str, *, dataset: str, category: str) -> tuple[str, int]:
+def _knowledge_metadata(cluster: bool) -> tuple[tuple[str, str], ...] | None:
+    return (("application", "knowledge"),) if cluster else None
+
+
+def put_knowledge_file(
+    path: Path, server: str, *, dataset: str, category: str, cluster: bool = False
+) -> tuple[str, int]:
     """Send a knowledge YAML through the Knowledge stage's PutEntry RPC."""
     import grpc
     import yaml
@@ -207,7 +224,9 @@ def put_knowledge_file(path: Path, server: str, *, dataset: str, category: str) 
     except SchemaError as e:
         raise typer.BadParameter(f"{path}: {e.field}: {e.problem}") from None
     with grpc.insecure_channel(server) as channel:
-        resp = knowledge_pb2_grpc.KnowledgeStub(channel).PutEntry(knowledge_pb2.PutEntryRequest(entry=msg), timeout=30)
+        resp = knowledge_pb2_grpc.KnowledgeStub(channel).PutEntry(
+            knowledge_pb2.PutEntryRequest(entry=msg), timeout=30, metadata=_knowledge_metadata(cluster)
+        )
     return resp.id, resp.version
 
 
@@ -217,6 +236,7 @@ def product_check(
     category: Annotated[str, typer.Option(help="Product category name.")],
     dataset: Annotated[str, typer.Option(help="Namespace the product was added under.")] = "Custom",
     server: Server = "127.0.0.1:50051",
+    application: Application = "",
 ) -> None:
     """Is this product ready to inspect? Counts normal images, finds its knowledge, runs a test inspection."""
     import grpc
@@ -225,14 +245,16 @@ def product_check(
     from services.client import InspectorClient
 
     ok = True
-    with InspectorClient(server) as client:
+    with InspectorClient(server, application=application) as client:
         listing = client.list_normal_images(line, category=category, dataset=dataset, limit=1)
         n = listing.total
         typer.echo(f"normal images   {n} {'(ready)' if n else '(none: run `echo-iad product add`)'}")
         ok &= n > 0
         with grpc.insecure_channel(server) as channel:
             entries = knowledge_pb2_grpc.KnowledgeStub(channel).ListEntries(
-                knowledge_pb2.ListEntriesRequest(dataset=dataset), timeout=30
+                knowledge_pb2.ListEntriesRequest(dataset=dataset),
+                timeout=30,
+                metadata=_knowledge_metadata(bool(application)),
             )
         has_kb = any(e.category == category for e in entries.entries)
         typer.echo(f"knowledge       {'present' if has_kb else 'missing (optional; improves classification)'}")

@@ -1,0 +1,280 @@
+"""Thin Ray Serve wrappers: each deployment hosts one stage's servicer from services/<stage>/server.py.
+
+Serve's gRPC proxy calls a deployment method named after the RPC with the
+request proto and a `grpc_context` (a picklable RayServegRPCContext, not a
+grpc.aio context). The servicers report errors with `context.abort()` (via
+@grpc_errors); `ServeContext` turns that into `grpc_context.set_code/details`
+so callers receive the real status code, not INTERNAL (DESIGN §6).
+
+Two health checks per stage:
+- `Check`: the standard grpc.health.v1.Health/Check, routed to the application by
+  the proxy like any RPC; it runs the stage's own tiny real request (the
+  Inspector's asks every stage it depends on).
+- `check_health`: Serve's periodic replica check, the same tiny real request, so
+  a replica that is alive but cannot serve is replaced. The Inspector's checks
+  only itself: a stage outage must not get the gateway's replicas restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from grpc_health.v1 import health_pb2
+from ray import serve
+
+from deploy.apps import GatewayArgs, StageArgs
+from deploy.metrics import IN_FLIGHT, LATENCY, REQUESTS
+from echo.v1 import decision_pb2, embedding_pb2, inspector_pb2, knowledge_pb2, retrieval_pb2  # noqa: F401 (registers)
+from services.common.serving import Stage
+
+log = logging.getLogger(__name__)
+HEALTH_CACHE_S = 1.0  # health probes from many callers share one real request per second
+
+
+class _Aborted(grpc.aio.AbortError):
+    """Raised by ServeContext.abort; @grpc_errors lets it through."""
+
+
+class ServeContext:
+    """The part of grpc.aio.ServicerContext our servicers use, over Serve's RayServegRPCContext.
+
+    The proxy does not forward the caller's deadline, so time_remaining() is None
+    and stages fall back to their configured timeouts (the gateway: the request's
+    deadline_ms, else gateway.default_deadline_ms).
+    """
+
+    def __init__(self, grpc_context: Any | None) -> None:
+        self.serve_context = grpc_context
+        self._code: grpc.StatusCode | None = None
+        self._details = ""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        self.set_code(code)
+        self.set_details(details)
+        raise _Aborted(details)
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+        if self.serve_context is not None:
+            self.serve_context.set_code(code)
+
+    def set_details(self, details: str) -> None:
+        self._details = details
+        if self.serve_context is not None:
+            self.serve_context.set_details(details)
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def invocation_metadata(self) -> list[tuple[str, str]]:
+        return list(self.serve_context.invocation_metadata()) if self.serve_context is not None else []
+
+    def peer(self) -> str:
+        return self.serve_context.peer() if self.serve_context is not None else ""
+
+
+_RESPONSE_TYPES: dict[tuple[str, str], type[Message]] = {}
+
+
+def response_type(service: str, method: str) -> type[Message]:
+    """The response message class of `service/method` (e.g. echo.v1.Embedding, EmbedImages)."""
+    key = (service, method)
+    if key not in _RESPONSE_TYPES:
+        desc = descriptor_pool.Default().FindServiceByName(service).methods_by_name[method]
+        _RESPONSE_TYPES[key] = GetMessageClass(desc.output_type)
+    return _RESPONSE_TYPES[key]
+
+
+class StageHost:
+    """Hosts one stage (servicer + health) in a Serve replica; subclasses add one method per RPC."""
+
+    stage: Stage
+    stage_label: str
+
+    def _host(self, stage: Stage, label: str) -> None:
+        self.stage = stage
+        self.stage_label = label
+        self._health_checked_at = 0.0
+        self._health_error: str | None = None
+        self._health_lock = asyncio.Lock()  # concurrent probes wait for the one real request
+        self._in_flight = 0
+        log.info("%s replica ready (%s)", label, stage.service_name)
+
+    async def _rpc(self, method: str, request: Message, grpc_context: Any | None) -> Message:
+        """One call into the servicer; an abort becomes the status code on Serve's gRPC context."""
+        ctx = ServeContext(grpc_context)
+        service = self.stage.service_name
+        start = time.perf_counter()
+        self._in_flight += 1
+        IN_FLIGHT.set(self._in_flight, tags={"stage": self.stage_label})
+        try:
+            return await getattr(self.stage.servicer, method)(request, ctx)
+        except _Aborted:
+            return response_type(service, method)()  # the status set on grpc_context is what the caller gets
+        finally:
+            self._in_flight -= 1
+            IN_FLIGHT.set(self._in_flight, tags={"stage": self.stage_label})
+            code = ctx.code()
+            REQUESTS.inc(tags={"service": service, "method": method, "code": code.name if code else "OK"})
+            LATENCY.observe(time.perf_counter() - start, tags={"service": service, "method": method})
+
+    async def _ready(self) -> str | None:
+        """None when the stage serves (a tiny real request, cached briefly), else why not."""
+        async with self._health_lock:
+            if time.monotonic() - self._health_checked_at > HEALTH_CACHE_S:
+                try:
+                    await self.stage.servicer.check_health()  # type: ignore[attr-defined]
+                    self._health_error = None
+                except Exception as e:
+                    self._health_error = f"{type(e).__name__}: {e}"
+                    log.warning("%s not ready: %s", self.stage_label, self._health_error)
+                self._health_checked_at = time.monotonic()
+            return self._health_error
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, grpc_context: Any | None = None
+    ) -> health_pb2.HealthCheckResponse:
+        """grpc.health.v1.Health/Check for this application: "" or this stage's service name."""
+        if request.service not in ("", self.stage.service_name):
+            if grpc_context is not None:
+                grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
+                grpc_context.set_details(f"unknown service {request.service!r}; this is {self.stage.service_name}")
+            return health_pb2.HealthCheckResponse()
+        error = await self._ready()
+        status = health_pb2.HealthCheckResponse.NOT_SERVING if error else health_pb2.HealthCheckResponse.SERVING
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def check_health(self) -> None:
+        """Serve's replica health check: raising gets the replica replaced."""
+        error = await self._ready()
+        if error:
+            raise RuntimeError(f"{self.stage_label} cannot serve: {error}")
+
+
+@serve.deployment(name="Embedding", max_ongoing_requests=64)
+class EmbeddingDeployment(StageHost):
+    """open_clip image and text towers; images batched across requests by `@serve.batch`."""
+
+    async def __init__(self, args: StageArgs) -> None:
+        from deploy.batching import EmbeddingBatcher
+        from services.embedding.server import build_stage
+
+        echo = args.echo_settings()
+        settings = echo.embedding
+        stage = await build_stage(echo)
+        service = stage.servicer.service  # type: ignore[attr-defined]
+        embedded_batcher = service.batcher
+        service.batcher = EmbeddingBatcher(service.encoder.embed_items, settings.max_batch_size, settings.max_wait_ms)
+        await embedded_batcher.close()
+        self._host(stage, "embedding")
+
+    async def EmbedImages(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("EmbedImages", request, grpc_context)
+
+    async def EmbedTexts(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("EmbedTexts", request, grpc_context)
+
+
+@serve.deployment(name="Retrieval", max_ongoing_requests=64)
+class RetrievalDeployment(StageHost):
+    """The memory of normal images (Qdrant)."""
+
+    async def __init__(self, args: StageArgs) -> None:
+        from services.retrieval.server import build_stage
+
+        self._host(await build_stage(args.echo_settings()), "retrieval")
+
+    async def Upsert(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("Upsert", request, grpc_context)
+
+    async def Search(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("Search", request, grpc_context)
+
+    async def Delete(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("Delete", request, grpc_context)
+
+    async def Stats(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("Stats", request, grpc_context)
+
+    async def InferCategory(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("InferCategory", request, grpc_context)
+
+
+@serve.deployment(name="Knowledge", max_ongoing_requests=64)
+class KnowledgeDeployment(StageHost):
+    """Knowledge entries and context-specific extraction."""
+
+    async def __init__(self, args: StageArgs) -> None:
+        from services.knowledge.server import build_stage
+
+        self._host(await build_stage(args.echo_settings()), "knowledge")
+
+    async def GetContext(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("GetContext", request, grpc_context)
+
+    async def PutEntry(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("PutEntry", request, grpc_context)
+
+    async def ListEntries(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("ListEntries", request, grpc_context)
+
+
+@serve.deployment(name="Decision", max_ongoing_requests=64)
+class DecisionDeployment(StageHost):
+    """The MLLM; the local transformers backend batches with `@serve.batch`."""
+
+    async def __init__(self, args: StageArgs) -> None:
+        from services.decision.server import build_stage
+
+        echo = args.echo_settings()
+        settings = echo.decision
+        stage = await build_stage(echo)
+        backend = getattr(stage.servicer.decider, "backend", None)  # type: ignore[attr-defined]
+        if getattr(backend, "name", "") == "transformers":
+            from deploy.batching import DecisionBatcher
+
+            embedded_batcher = backend.batcher
+            backend.batcher = DecisionBatcher(backend.model.run_batch, settings.max_batch_size, settings.max_wait_ms)
+            await embedded_batcher.close()
+        self._host(stage, "decision")
+
+    async def Decide(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("Decide", request, grpc_context)
+
+
+@serve.deployment(name="Inspector", max_ongoing_requests=64)
+class InspectorDeployment(StageHost):
+    """The gateway: calls the stage applications over gRPC through the proxy, as in embedded mode."""
+
+    async def __init__(self, args: GatewayArgs) -> None:
+        from services.gateway.server import build_stage
+
+        self._host(await build_stage(args.echo_settings(), args.proxy_address), "inspector")
+
+    async def Inspect(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("Inspect", request, grpc_context)
+
+    async def AddNormalImages(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("AddNormalImages", request, grpc_context)
+
+    async def ListNormalImages(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("ListNormalImages", request, grpc_context)
+
+    async def DeleteNormalImages(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("DeleteNormalImages", request, grpc_context)
+
+    async def check_health(self) -> None:
+        """Liveness of the gateway itself; readiness (every stage) is the gRPC Health/Check."""

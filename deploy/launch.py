@@ -1,0 +1,247 @@
+"""`echo-iad serve --ray CONFIG`: start or join Ray, deploy a Serve config YAML, wait until every stage serves.
+
+The YAML is an ordinary Serve config (`serve deploy CONFIG` / `serve run CONFIG`
+take it unchanged); this command deploys it the way `serve run CONFIG` does
+(Serve's controller applies it, `deployments:` overrides included), and adds:
+- validation of every application's `args` against its builder's schema, before anything starts;
+- relative `config_path` / `data_dir` made absolute against the working directory;
+- the environment variables the YAML references (`${QDRANT_URL}`) forwarded to the replicas;
+- a readiness wait that sends each application a real grpc.health.v1 Check through the gRPC proxy.
+
+With a running cluster (`ray start --head`, RAY_ADDRESS, or KubeRay) it joins,
+deploys and returns: the applications stay up. Otherwise it starts a local Ray,
+deploys, and serves until Ctrl-C/SIGTERM, then shuts Serve and Ray down.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from deploy.apps import ENV_REF
+from services.common.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The Serve config YAML as a dict; ConfigError naming the file when unreadable."""
+    if not path.is_file():
+        raise ConfigError(f"Serve config {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"Serve config {path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict) or not data.get("applications"):
+        raise ConfigError(f"Serve config {path}: expected a multi-application config with `applications:`")
+    return data
+
+
+def validate_config(config: dict[str, Any]) -> Any:
+    """Validate with Serve's own schema and every Echo-IAD application's args with its builder's model.
+
+    Returns the ServeDeploySchema. Applications from other builders (e.g. Ray Serve LLM) are left to Serve.
+    """
+    from pydantic import ValidationError
+    from ray.serve.schema import ServeDeploySchema
+
+    from deploy.apps import BUILDERS
+
+    try:
+        schema = ServeDeploySchema.model_validate(config)
+    except ValidationError as e:
+        raise ConfigError(f"not a valid Serve config: {e}") from None
+    for app in config["applications"]:
+        model = BUILDERS.get(app.get("import_path", ""))
+        if model is None:
+            continue
+        try:
+            model.model_validate(app.get("args") or {})
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+            raise ConfigError(
+                f"application {app.get('name')!r} ({app['import_path']}): invalid args: {problems}"
+            ) from None
+    return schema
+
+
+def prepare_config(config: dict[str, Any], base_dir: Path, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """A deployable copy: relative paths made absolute, referenced environment variables forwarded.
+
+    Replicas may run in another working directory (and on other nodes), so a
+    relative `config_path` or `settings.data_dir` is resolved against base_dir.
+    Each `${VAR}` the YAML references and this process has is added to the
+    application's runtime_env env_vars (unless the YAML sets it there).
+    """
+    from deploy.apps import BUILDERS
+
+    environ = dict(os.environ if environ is None else environ)
+    out = copy.deepcopy(config)
+    for app in out["applications"]:
+        if app.get("import_path") not in BUILDERS:
+            continue
+        args = app.setdefault("args", {}) or {}
+        app["args"] = args
+        settings = args.get("settings") or {}
+        for holder, key in ((args, "config_path"), (settings, "data_dir")):
+            value = holder.get(key)
+            if isinstance(value, str) and value and "${" not in value and not Path(value).is_absolute():
+                holder[key] = str((base_dir / value).resolve())
+        referenced = {m.group(1) for m in ENV_REF.finditer(yaml.safe_dump(args))}
+        forwarded = {name: environ[name] for name in sorted(referenced) if name in environ}
+        if forwarded:
+            env_vars = app.setdefault("runtime_env", {}).setdefault("env_vars", {})
+            for name, value in forwarded.items():
+                env_vars.setdefault(name, value)
+    return out
+
+
+def proxy_address(config: dict[str, Any], host: str = "127.0.0.1") -> str:
+    """Where clients reach the gRPC proxy on this node."""
+    return f"{host}:{int((config.get('grpc_options') or {}).get('port', 9000))}"
+
+
+def connect(address: str | None = None, num_cpus: float | None = None) -> bool:
+    """Join a running Ray cluster, else start a local one; True when a local one was started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, namespace="serve")
+        return False
+    try:
+        ray.init(address="auto", namespace="serve")
+        log.info("joined the running Ray cluster")
+        return False
+    except ConnectionError:
+        ray.init(num_cpus=num_cpus, namespace="serve", include_dashboard=False)
+        log.info("started a local Ray instance")
+        return True
+
+
+def deploy(config: dict[str, Any]) -> None:
+    """Start Serve with the config's proxy options and hand the applications to Serve's controller."""
+    from ray.serve._private.api import serve_start
+    from ray.serve.config import gRPCOptions
+
+    schema = validate_config(config)
+    client = serve_start(
+        http_options=schema.http_options.model_dump(),
+        grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
+        proxy_location=schema.proxy_location,
+        controller_options=schema.controller_options,
+    )
+    client.deploy_apps(schema, _blocking=False)
+
+
+def proxy_health(address: str, timeout_s: float = 10.0) -> str | None:
+    """None when Serve's gRPC proxy answers its own Healthz (RayServeAPIService), else why not."""
+    from ray.serve.generated import serve_pb2, serve_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            serve_pb2_grpc.RayServeAPIServiceStub(channel).Healthz(serve_pb2.HealthzRequest(), timeout=timeout_s)
+        except grpc.RpcError as e:
+            return f"proxy Healthz: {e.code().name}: {e.details()}"
+    return None
+
+
+def stage_health(address: str, application: str, timeout_s: float = 10.0) -> str | None:
+    """None when the application answers grpc.health.v1 Check with SERVING through the proxy, else why not.
+
+    The Check runs the stage's own tiny real request (the Inspector's: every stage it calls).
+    """
+    with grpc.insecure_channel(address) as channel:
+        try:
+            resp = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout_s, metadata=(("application", application),)
+            )
+        except grpc.RpcError as e:
+            return f"{e.code().name}: {e.details()}"
+    if resp.status != health_pb2.HealthCheckResponse.SERVING:
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+    return None
+
+
+def wait_until_healthy(config: dict[str, Any], timeout_s: float = 900.0, poll_s: float = 1.0) -> None:
+    """Until the proxy is healthy, every application RUNNING, and every Echo-IAD one SERVING through the proxy.
+
+    Raises ConfigError when an application fails to deploy, TimeoutError (with each app's state) on timeout.
+    """
+    from ray import serve
+
+    from deploy.apps import GRPC_BUILDERS
+
+    address = proxy_address(config)
+    apps = {a["name"]: a.get("import_path") in GRPC_BUILDERS for a in config["applications"]}
+    pending: dict[str, str] = dict.fromkeys(apps, "not deployed yet")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = serve.status().applications
+        proxy_error = proxy_health(address)
+        for name, ours in apps.items():
+            st = statuses.get(name)
+            if st is None:
+                pending[name] = "not deployed yet"
+                continue
+            state = str(st.status.value if hasattr(st.status, "value") else st.status)
+            if state == "DEPLOY_FAILED":
+                raise ConfigError(f"application {name!r} failed to deploy: {st.message}")
+            if state != "RUNNING":
+                pending[name] = f"{state} {st.message}".strip()
+                continue
+            error = proxy_error or (stage_health(address, name) if ours else None)
+            if error is None:
+                pending.pop(name, None)
+            else:
+                pending[name] = f"health: {error}"
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not healthy after {timeout_s:.0f}s: {pending}")
+        time.sleep(poll_s)
+
+
+def serve_ray(config_path: Path, *, address: str | None = None, timeout_s: float = 900.0) -> None:
+    """Deploy CONFIG on Ray Serve and wait until every stage is healthy (see the module docstring)."""
+    from ray import serve
+
+    from services.common.telemetry import setup_logging
+
+    setup_logging(os.environ.get("ECHO_IAD__TELEMETRY__LOG_LEVEL", "INFO"))
+    config = prepare_config(read_config(Path(config_path)), Path.cwd())
+    validate_config(config)
+    started_local = connect(address)
+    deploy(config)
+    names = ", ".join(a["name"] for a in config["applications"])
+    print(f"deploying {names} ...", flush=True)
+    wait_until_healthy(config, timeout_s)
+    ingress = [a["name"] for a in config["applications"] if a.get("import_path") == "deploy.apps:inspector_app"]
+    inspector = ingress[0] if ingress else ""
+    print(
+        f"Echo-IAD on Ray Serve: gRPC proxy {proxy_address(config)}; send metadata application={inspector or '<app>'}",
+        flush=True,
+    )
+    if not started_local:
+        return  # the cluster keeps the applications running
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print("serving until Ctrl-C (this process owns the local Ray instance)", flush=True)
+    stop.wait()
+    import ray
+
+    serve.shutdown()
+    ray.shutdown()
