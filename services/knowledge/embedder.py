@@ -69,9 +69,13 @@ class TextEmbedder:
         return np.asarray(out, dtype=np.float32)
 
 
-@functools.cache
 def get_embedder(name_or_path: str = PACKAGED_MINILM, device: str = "cpu") -> TextEmbedder:
     """The process-wide embedder for (model, device): loaded on first use, then shared."""
+    return _cached_embedder(str(resolve_model_dir(name_or_path)), name_or_path or PACKAGED_MINILM, device)
+
+
+@functools.cache
+def _cached_embedder(model_dir: str, name_or_path: str, device: str) -> TextEmbedder:
     return TextEmbedder(name_or_path, device)
 
 

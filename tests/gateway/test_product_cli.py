@@ -1,0 +1,115 @@
+"""Onboarding a new product from the command line: add, check, inspect, over real gRPC."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
+from services.common.images import encode_png
+from services.gateway.background import BackgroundServer
+from services.mmad.synth import draw_defect, render_normal
+
+KNOWLEDGE = """\
+display_name: Brake disc
+normal: >-
+  A round grey part with a central opening, seen from above; shading is smooth and the outline is a clean circle.
+defects:
+  crack:
+    display_name: Crack
+    signature: A jagged dark line that branches.
+    location: Anywhere on the face, often from the rim.
+    look_alikes: A scratch is straight and smooth; a crack zigzags.
+    tolerance: Any crack rejects.
+    cause: Thermal stress.
+    effect: The disc can fracture under braking, a safety risk.
+"""
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path) -> Iterator[BackgroundServer]:
+    from services.common.config import load_settings
+    from services.knowledge.entries import default_root
+
+    state = tmp_path_factory.mktemp("state")
+    kb = state / "knowledge"
+    shutil.copytree(default_root(), kb, ignore=shutil.ignore_patterns("*.md"))
+    settings = load_settings(
+        data_dir=str(state),
+        server={"port": 0},
+        knowledge={"dir": str(kb)},
+        decision={"model_cache": str(offline_model_cache)},
+    )
+    with BackgroundServer(settings) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("brake_disc")
+    normal = root / "good"
+    normal.mkdir()
+    for i in range(4):
+        (normal / f"{i}.png").write_bytes(encode_png(render_normal("round_part", np.random.default_rng(i))))
+    bad, _, _ = draw_defect(render_normal("round_part", np.random.default_rng(99)), "round_part", "crack",
+                            np.random.default_rng(1))  # fmt: skip
+    (root / "part.png").write_bytes(encode_png(bad))
+    (root / "brake_disc.yaml").write_text(KNOWLEDGE)
+    return {"normal": normal, "part": root / "part.png", "knowledge": root / "brake_disc.yaml"}
+
+
+def _run(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_check_before_onboarding_says_not_ready(server: BackgroundServer) -> None:
+    result = runner.invoke(app, ["product", "check", "--line", "line-9", "--category", "brake_disc",
+                                 "--server", server.address])  # fmt: skip
+    assert result.exit_code == 1 and "NOT READY" in result.output and "normal images   0" in result.output
+
+
+def test_onboarding_a_product_makes_it_ready_and_inspectable(server: BackgroundServer, product) -> None:  # type: ignore[no-untyped-def]
+    out = _run("product", "add", "--line", "line-9", "--category", "brake_disc", "--normal-dir",
+               str(product["normal"]), "--knowledge", str(product["knowledge"]), "--server", server.address)  # fmt: skip
+    assert "memory: 4 added, 0 already present" in out and "knowledge: Custom/brake_disc stored" in out
+    again = _run("product", "add", "--line", "line-9", "--category", "brake_disc", "--normal-dir",
+                 str(product["normal"]), "--server", server.address)  # fmt: skip
+    assert "memory: 0 added, 4 already present" in again
+
+    out = _run("product", "check", "--line", "line-9", "--category", "brake_disc", "--server", server.address)
+    assert "normal images   4 (ready)" in out and "knowledge       present" in out and "READY" in out
+
+    out = _run("inspect", str(product["part"]), "--line", "line-9", "--category", "brake_disc", "--dataset",
+               "Custom", "-q", "There is a defect in the object. What is the type of the defect?",
+               "-o", "A=Crack.", "-o", "B=Scratch.", "-o", "C=Stain.", "-o", "D=Hole.",
+               "--server", server.address, "--json")  # fmt: skip
+    resp = json.loads(out)
+    trace = resp["trace"]
+    assert trace["question_type"] == "DEFECT_CLASSIFICATION"
+    assert trace["experts_used"] == ["reference", "knowledge", "decision"]
+    assert trace["knowledge_entry_ids"] == ["Custom/brake_disc"]
+    assert trace["references"][0]["category"] == "brake_disc"
+    assert resp.get("answer", "") in {"A", "B", "C", "D", ""}
+
+
+def test_inspect_prints_a_readable_trace(server: BackgroundServer, product) -> None:  # type: ignore[no-untyped-def]
+    out = _run("inspect", str(product["part"]), "--line", "line-9", "--category", "brake_disc", "--dataset",
+               "Custom", "-q", "Is there any defect in the object?", "--server", server.address)  # fmt: skip
+    for label in ("answer", "question type", "ANOMALY_DETECTION", "experts used", "reference", "latency", "total"):
+        assert label in out
+
+
+def test_inspect_refuses_a_malformed_option(server: BackgroundServer, product) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, ["inspect", str(product["part"]), "-q", "Is it ok?", "-o", "Yes",
+                                 "--server", server.address])  # fmt: skip
+    assert result.exit_code != 0 and "LETTER=TEXT" in result.output
