@@ -72,6 +72,8 @@ class EchoSettings(BaseSettings):
             self.retrieval.image_store = str(root / "images")
         if self.decision.model_cache == DecisionSettings().model_cache:
             self.decision.model_cache = str(root / "models")
+        if not self.knowledge.dir:
+            self.knowledge.dir = str(root / "knowledge")
         if self.knowledge.refine_cache == KnowledgeSettings().refine_cache:
             self.knowledge.refine_cache = str(root / "knowledge-refined.json")
         return self

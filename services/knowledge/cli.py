@@ -13,7 +13,7 @@ import typer
 app = typer.Typer(help="Read, import, export and hot-update the knowledge base.", no_args_is_help=True)
 
 CONFIG_HELP = "YAML settings file (else $ECHO_IAD_CONFIG, else defaults)."
-DIR_HELP = "Knowledge folder (default: knowledge.dir from the settings, else the shipped knowledge_base/)."
+DIR_HELP = "Knowledge folder (default: knowledge.dir from the settings if it exists, else the shipped knowledge_base/)."
 
 
 def _settings(config: str | None):  # -> KnowledgeSettings
@@ -28,7 +28,9 @@ def _root(directory: str | None, config: str | None) -> Path:
     if directory:
         return Path(directory)
     ks = _settings(config).knowledge
-    return Path(ks.dir).expanduser() if ks.dir else default_root()
+    root = Path(ks.dir).expanduser() if ks.dir else None
+    # Before the first server start the folder is not seeded yet: read what it will be seeded from.
+    return root if root is not None and root.is_dir() and any(root.iterdir()) else default_root()
 
 
 def _entries(directory: str | None, redis_url: str | None, config: str | None):  # -> list[Entry]

@@ -11,7 +11,13 @@ class KnowledgeSettings(BaseModel):
     store: Literal["files", "redis"] = Field(
         "files", description="files: the embedded default; redis: shared, versioned."
     )
-    dir: str = Field("", description="Knowledge folder; empty: the knowledge_base/ shipped with Echo-IAD.")
+    dir: str = Field(
+        "",
+        description=(
+            "Folder the file store reads and PutEntry writes; empty: <data_dir>/knowledge. A missing or empty "
+            "folder is seeded with a copy of the knowledge_base/ shipped with Echo-IAD."
+        ),
+    )
     reload_s: float = Field(1.0, gt=0, description="Files: at most this often a read checks the files for changes.")
     redis_url: str = Field("redis://localhost:6379/0", description="Redis store address.")
     redis_prefix: str = Field("echo:kb", description="Key prefix in Redis.")

@@ -88,7 +88,7 @@ class KnowledgeGuide:
             import torch
 
             torch.set_num_threads(settings.torch_threads)
-        root = Path(settings.dir).expanduser() if settings.dir else default_root()
+        root = seed_folder(Path(settings.dir).expanduser()) if settings.dir else default_root()
         store = open_store(
             settings.store,
             root,
@@ -244,6 +244,15 @@ class KnowledgeGuide:
 
     def close(self) -> None:
         self.store.close()
+
+
+def seed_folder(root: Path) -> Path:
+    """A writable knowledge folder: on first use, a copy of the shipped knowledge_base/ (never written in place)."""
+    if not root.exists() or not any(root.iterdir()):
+        import shutil
+
+        shutil.copytree(default_root(), root, ignore=shutil.ignore_patterns("*.md"), dirs_exist_ok=True)
+    return root
 
 
 def closest_ids(entries: list[Entry], dataset: str, category: str, n: int = 5) -> list[str]:

@@ -48,7 +48,9 @@ def test_validate_names_the_broken_file_and_field(kb_dir: Path) -> None:
 
 
 def test_the_shipped_knowledge_base_validates() -> None:
-    out = _run("validate")
+    from services.knowledge.entries import default_root
+
+    out = _run("validate", "--dir", str(default_root()))
     assert out.exit_code == 0 and "all valid" in out.output
 
 

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DefectKnowledge(_message.Message):
-    __slots__ = ("name", "signature", "location", "look_alikes", "tolerance", "cause", "effect")
+    __slots__ = ("name", "signature", "location", "look_alikes", "tolerance", "cause", "effect", "display_name")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class DefectKnowledge(_message.Message):
     TOLERANCE_FIELD_NUMBER: _ClassVar[int]
     CAUSE_FIELD_NUMBER: _ClassVar[int]
     EFFECT_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     signature: str
     location: str
@@ -23,23 +24,26 @@ class DefectKnowledge(_message.Message):
     tolerance: str
     cause: str
     effect: str
-    def __init__(self, name: _Optional[str] = ..., signature: _Optional[str] = ..., location: _Optional[str] = ..., look_alikes: _Optional[str] = ..., tolerance: _Optional[str] = ..., cause: _Optional[str] = ..., effect: _Optional[str] = ...) -> None: ...
+    display_name: str
+    def __init__(self, name: _Optional[str] = ..., signature: _Optional[str] = ..., location: _Optional[str] = ..., look_alikes: _Optional[str] = ..., tolerance: _Optional[str] = ..., cause: _Optional[str] = ..., effect: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
 
 class KnowledgeEntry(_message.Message):
-    __slots__ = ("dataset", "category", "normal", "defects", "version", "id")
+    __slots__ = ("dataset", "category", "normal", "defects", "version", "id", "display_name")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     NORMAL_FIELD_NUMBER: _ClassVar[int]
     DEFECTS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     category: str
     normal: str
     defects: _containers.RepeatedCompositeFieldContainer[DefectKnowledge]
     version: int
     id: str
-    def __init__(self, dataset: _Optional[str] = ..., category: _Optional[str] = ..., normal: _Optional[str] = ..., defects: _Optional[_Iterable[_Union[DefectKnowledge, _Mapping]]] = ..., version: _Optional[int] = ..., id: _Optional[str] = ...) -> None: ...
+    display_name: str
+    def __init__(self, dataset: _Optional[str] = ..., category: _Optional[str] = ..., normal: _Optional[str] = ..., defects: _Optional[_Iterable[_Union[DefectKnowledge, _Mapping]]] = ..., version: _Optional[int] = ..., id: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
 
 class Passage(_message.Message):
     __slots__ = ("id", "text", "score")
