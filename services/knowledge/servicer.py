@@ -29,28 +29,22 @@ QUESTION_TYPE_OF = {
 }
 DEGRADED_METADATA_KEY = "echo-degraded"  # trailing metadata: why this stage served in a reduced way
 
-# The proto has no display names (yet); keep the stored ones, or derive one from the snake_case name.
-_HAS_DISPLAY = "display_name" in knowledge_pb2.KnowledgeEntry.DESCRIPTOR.fields_by_name
-_HAS_DEFECT_DISPLAY = "display_name" in knowledge_pb2.DefectKnowledge.DESCRIPTOR.fields_by_name
-
 
 def entry_to_proto(entry: Entry) -> knowledge_pb2.KnowledgeEntry:
-    msg = knowledge_pb2.KnowledgeEntry(
+    return knowledge_pb2.KnowledgeEntry(
         dataset=entry.dataset,
         category=entry.category,
+        display_name=entry.display_name,
         normal=entry.normal,
         version=entry.version,
         id=entry.id,
         defects=[
-            knowledge_pb2.DefectKnowledge(name=d.name, **{f: d.field(f) for f in DEFECT_FIELDS}) for d in entry.defects
+            knowledge_pb2.DefectKnowledge(
+                name=d.name, display_name=d.display_name, **{f: d.field(f) for f in DEFECT_FIELDS}
+            )
+            for d in entry.defects
         ],
     )
-    if _HAS_DISPLAY:
-        msg.display_name = entry.display_name
-    if _HAS_DEFECT_DISPLAY:
-        for pd, d in zip(msg.defects, entry.defects, strict=True):
-            pd.display_name = d.display_name
-    return msg
 
 
 def entry_from_proto(msg: knowledge_pb2.KnowledgeEntry, existing: Entry | None = None) -> Entry:
@@ -62,16 +56,15 @@ def entry_from_proto(msg: knowledge_pb2.KnowledgeEntry, existing: Entry | None =
             raise InvalidArgument("is empty", field=f"entry.defects[{i}].name")
         if d.name in defects:
             raise InvalidArgument(f"defect type {d.name!r} appears twice", field=f"entry.defects[{i}].name")
-        display = getattr(d, "display_name", "") if _HAS_DEFECT_DISPLAY else ""
+        # A missing display name keeps the stored one, or is derived from the snake_case name.
         defects[d.name] = {
-            "display_name": display or old_names.get(d.name) or humanize(d.name),
+            "display_name": d.display_name or old_names.get(d.name) or humanize(d.name),
             **{f: getattr(d, f) for f in DEFECT_FIELDS},
         }
-    display = getattr(msg, "display_name", "") if _HAS_DISPLAY else ""
     data = {
         "dataset": msg.dataset,
         "category": msg.category,
-        "display_name": display or (existing.display_name if existing else humanize(msg.category)),
+        "display_name": msg.display_name or (existing.display_name if existing else humanize(msg.category)),
         "normal": msg.normal,
         "defects": defects,
     }
