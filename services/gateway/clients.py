@@ -27,6 +27,7 @@ _STUBS = {
     "decision": decision_pb2_grpc.DecisionStub,
 }
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+DEGRADED_METADATA_KEY = "echo-degraded"  # trailing metadata a stage sends when it served in a reduced way
 _MIN_STAGE_TIMEOUT_S = 0.005
 
 
@@ -63,7 +64,10 @@ class StageClient:
         self.stub = _STUBS[name](channel)
         self.metadata = (("application", endpoint.application),) if endpoint.application else None
 
-    async def call(self, method: str, request: Any, deadline: Deadline, *, idempotent: bool = True) -> Any:
+    async def call(
+        self, method: str, request: Any, deadline: Deadline, *, idempotent: bool = True, degraded: Any = None
+    ) -> Any:
+        """One RPC under a share of the deadline; a stage's `echo-degraded` trailer is appended to `degraded`."""
         rpc = getattr(self.stub, method)
         attempts = 1 + (self.endpoint.retries if idempotent else 0)
         for attempt in range(attempts):
@@ -72,7 +76,13 @@ class StageClient:
                 raise StageCallError(self.name, grpc.StatusCode.DEADLINE_EXCEEDED, "no time left before the deadline")
             timeout = max(_MIN_STAGE_TIMEOUT_S, remaining * self.endpoint.timeout_share)
             try:
-                return await rpc(request, timeout=timeout, metadata=self.metadata)
+                call = rpc(request, timeout=timeout, metadata=self.metadata)
+                response = await call
+                if degraded is not None:
+                    for key, value in await call.trailing_metadata() or ():
+                        if key == DEGRADED_METADATA_KEY:
+                            degraded.append(f"{self.name}: {value}")
+                return response
             except grpc.aio.AioRpcError as e:
                 if e.code() in _RETRYABLE and attempt + 1 < attempts:
                     backoff = min(0.5, 0.02 * (2**attempt)) * (0.5 + random.random())

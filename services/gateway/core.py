@@ -336,6 +336,7 @@ class Inspector:
                 "GetContext",
                 knowledge_pb2.GetContextRequest(dataset=dataset, category=category, question=question, mode=mode),
                 deadline,
+                degraded=run.trace.degraded,
             ),
         )
         run.set_compute("knowledge", resp.compute_ms)
