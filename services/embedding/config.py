@@ -10,20 +10,31 @@ from pydantic import BaseModel, Field
 class EmbeddingSettings(BaseModel):
     model: str = Field(
         "echo-tiny-clip",
-        description="open_clip model name, e.g. ViT-B-16. 'echo-tiny-clip' is the offline random-weight test model.",
+        description=(
+            "open_clip model name, e.g. ViT-B-16, or 'local-dir:DIR' (an open_clip hub-style folder holding "
+            "open_clip_config.json and the weights). 'echo-tiny-clip' is the offline random-weight test model."
+        ),
     )
     weights: str = Field(
         "random",
         description=(
-            "Weights source: an open_clip pretrained tag (e.g. 'openai', read from the local hub cache), "
-            "a checkpoint path, 'local-dir:DIR' (an open_clip hub-style folder), or 'random' "
-            "(random init; only for offline tests)."
+            "Weights source: an open_clip pretrained tag (e.g. 'openai', read from the local hub cache, never "
+            "downloaded), a checkpoint path, or 'random' (random init, seeded; only for offline tests). "
+            "Ignored when model is 'local-dir:DIR'."
         ),
+    )
+    cache_dir: str = Field(
+        "", description="Where pretrained tags are looked up: a Hugging Face hub cache folder; empty: the HF default."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU.")
     max_batch_size: int = Field(32, ge=1, description="Dynamic batching: most images per model call.")
     max_wait_ms: float = Field(5.0, ge=0, description="Dynamic batching: longest wait to fill a batch.")
-    gpu_decode: bool = Field(True, description="On CUDA, decode JPEG/PNG with nvjpeg; falls back to the CPU.")
+    gpu_decode: bool = Field(True, description="On CUDA, decode JPEG with nvjpeg on the GPU; falls back to the CPU.")
     preprocess_workers: int = Field(2, ge=1, description="Threads that decode and resize off the event loop.")
     seed: int = Field(0, description="Seed for the random-weight test model, so every replica agrees.")
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Larger encoded images are refused.")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Images with more pixels (w*h) are refused.")
+    max_images_per_request: int = Field(256, ge=1, description="Most images one EmbedImages request may carry.")
+    max_texts_per_request: int = Field(1024, ge=1, description="Most texts one EmbedTexts request may carry.")
+    text_batch_size: int = Field(256, ge=1, description="Texts per text-tower call.")

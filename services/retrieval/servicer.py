@@ -1,0 +1,136 @@
+"""gRPC face of the retrieval stage: proto <-> Memory, one call per RPC, run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+import numpy as np
+
+from echo.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
+from services.common.errors import InvalidArgument, grpc_errors
+from services.retrieval.core import Memory
+from services.retrieval.store import Hit, MemoryFilter, MemoryPoint
+
+T = TypeVar("T")
+
+
+async def _timed(fn: Callable[[], T]) -> tuple[T, float]:
+    """Run blocking memory work in a thread; return its result and wall milliseconds (compute_ms)."""
+    start = time.perf_counter()
+    out = await asyncio.to_thread(fn)
+    return out, (time.perf_counter() - start) * 1000.0
+
+
+def _reference(hit: Hit) -> common_pb2.Reference:
+    p = hit.point
+    return common_pb2.Reference(id=p.id, score=hit.score, uri=p.uri, category=p.category, sha256=p.sha256)
+
+
+def _point_pb(p: MemoryPoint) -> retrieval_pb2.MemoryPoint:
+    return retrieval_pb2.MemoryPoint(
+        id=p.id, uri=p.uri, sha256=p.sha256, label=p.label, line_id=p.line_id, dataset=p.dataset, category=p.category
+    )
+
+
+class RetrievalServicer(retrieval_pb2_grpc.RetrievalServicer):
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+
+    @grpc_errors
+    async def Upsert(
+        self, request: retrieval_pb2.UpsertRequest, context: grpc.aio.ServicerContext
+    ) -> retrieval_pb2.UpsertResponse:
+        points = [
+            MemoryPoint(
+                p.id, np.asarray(p.vector, np.float32), p.uri, p.sha256, p.label, p.line_id, p.dataset, p.category
+            )
+            for p in request.points
+        ]
+        res, _ = await _timed(lambda: self.memory.upsert(points))
+        return retrieval_pb2.UpsertResponse(ids=res.ids, added=res.added, existing=res.existing)
+
+    @grpc_errors
+    async def Search(
+        self, request: retrieval_pb2.SearchRequest, context: grpc.aio.ServicerContext
+    ) -> retrieval_pb2.SearchResponse:
+        mode = request.mode
+        if mode == common_pb2.ZERO_SHOT:
+            return retrieval_pb2.SearchResponse()
+        if mode not in common_pb2.ReferenceMode.values():
+            raise InvalidArgument(f"{mode} is not a ReferenceMode", field="mode")
+        if request.k < 0:
+            raise InvalidArgument(f"is {request.k}; it must be 0 (default) or more", field="k")
+        r = request
+        if mode == common_pb2.ONE_SHOT_RANDOM:
+            hits, ms = await _timed(
+                lambda: self.memory.random(r.line_id, r.dataset, r.category, r.k, r.seed, r.exclude_sha256)
+            )
+        else:  # 1-shot* (the default) and k-shot: the nearest normal images
+            hits, ms = await _timed(
+                lambda: self.memory.search(r.vector, r.line_id, r.dataset, r.category, r.k, r.exclude_sha256)
+            )
+        return retrieval_pb2.SearchResponse(hits=[_reference(h) for h in hits], compute_ms=ms)
+
+    @grpc_errors
+    async def Delete(
+        self, request: retrieval_pb2.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> retrieval_pb2.DeleteResponse:
+        if not request.line_id:
+            raise InvalidArgument("is empty: name the line whose memory to delete from", field="line_id")
+        n, _ = await _timed(
+            lambda: self.memory.delete(request.line_id, request.dataset, request.category, list(request.ids))
+        )
+        return retrieval_pb2.DeleteResponse(deleted=n)
+
+    @grpc_errors
+    async def Stats(
+        self, request: retrieval_pb2.StatsRequest, context: grpc.aio.ServicerContext
+    ) -> retrieval_pb2.StatsResponse:
+        r = request
+        if r.list_limit < 0 or r.list_limit > 10_000:
+            raise InvalidArgument(f"is {r.list_limit}; it must be between 0 and 10000", field="list_limit")
+        stats, _ = await _timed(lambda: self.memory.stats(r.line_id, r.dataset, r.category))
+        points: list[MemoryPoint] = []
+        next_token = ""
+        if r.list_limit:
+            (points, next_token), _ = await _timed(
+                lambda: self.memory.list_points(r.line_id, r.dataset, r.category, r.list_limit, r.page_token)
+            )
+        return retrieval_pb2.StatsResponse(
+            total=stats.total,
+            counts=[
+                retrieval_pb2.CategoryCount(line_id=c.line_id, dataset=c.dataset, category=c.category, count=c.count)
+                for c in stats.counts
+            ],
+            dim=stats.dim,
+            engine=stats.engine,
+            points=[_point_pb(p) for p in points],
+            next_page_token=next_token,
+        )
+
+    @grpc_errors
+    async def InferCategory(
+        self, request: retrieval_pb2.InferCategoryRequest, context: grpc.aio.ServicerContext
+    ) -> retrieval_pb2.InferCategoryResponse:
+        r = request
+        if r.k < 0:
+            raise InvalidArgument(f"is {r.k}; it must be 0 (default) or more", field="k")
+        texts = {name: list(v.values) for name, v in r.category_text_vectors.items()}
+        guess, ms = await _timed(lambda: self.memory.infer_category(r.vector, r.line_id, r.dataset, texts, r.k))
+        return retrieval_pb2.InferCategoryResponse(
+            category=guess.category,
+            dataset=guess.dataset,
+            confidence=guess.confidence,
+            scores=guess.scores,
+            compute_ms=ms,
+        )
+
+    async def check_health(self) -> None:
+        """A real nearest-neighbour query against the index (an empty memory is healthy; a broken store is not)."""
+        probe = np.zeros(self.memory.dim, np.float32)
+        probe[0] = 1.0
+        await asyncio.to_thread(self.memory.store.search, probe, MemoryFilter(), 1)

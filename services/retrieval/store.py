@@ -1,0 +1,405 @@
+"""The vector store behind the memory: one small interface, two real Qdrant engines.
+
+- `EdgeStore`: Qdrant Edge (qdrant-edge-py), in-process, persisted to a folder.
+  It searches new points by brute force until `optimize()` builds the HNSW
+  index, so the memory optimizes after every update.
+- `QdrantServerStore`: a Qdrant server through qdrant-client (gRPC preferred).
+  A URL of ':memory:' or a folder path uses qdrant-client's local mode, which
+  has the same API (and is brute force); our tests run the server engine there,
+  since no Qdrant server binary can run on our machines.
+
+Both index the payload keys we filter on (line, dataset, category, sha256) and
+`memory`, the "line/dataset/category" key that counts are faceted on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from services.common.errors import ConfigError, InvalidArgument
+from services.retrieval.config import RetrievalSettings
+
+log = logging.getLogger(__name__)
+
+INDEXED_KEYS = ("line_id", "dataset", "category", "sha256", "memory")
+FACET_LIMIT = 100_000
+
+
+@dataclass
+class MemoryPoint:
+    """One normal image in memory. `vector` is None when listed without vectors."""
+
+    id: str
+    vector: np.ndarray | None
+    uri: str
+    sha256: str
+    label: str
+    line_id: str
+    dataset: str
+    category: str
+
+    def payload(self) -> dict[str, str]:
+        return {
+            "uri": self.uri,
+            "sha256": self.sha256,
+            "label": self.label,
+            "line_id": self.line_id,
+            "dataset": self.dataset,
+            "category": self.category,
+            "memory": memory_key(self.line_id, self.dataset, self.category),
+        }
+
+    @classmethod
+    def from_payload(cls, pid: Any, payload: dict[str, Any] | None, vector: Any = None) -> MemoryPoint:
+        p = payload or {}
+        get = p.get
+        return cls(
+            str(pid),
+            None if vector is None else np.asarray(vector, dtype=np.float32),
+            get("uri", ""),
+            get("sha256", ""),
+            get("label", ""),
+            get("line_id", ""),
+            get("dataset", ""),
+            get("category", ""),
+        )
+
+
+@dataclass
+class Hit:
+    """A search result: the point (without vector) and its cosine similarity to the query."""
+
+    point: MemoryPoint
+    score: float
+
+
+@dataclass
+class MemoryFilter:
+    """Which memory to look in. Empty fields do not filter; `exclude_sha256` drops one image (the query itself)."""
+
+    line_id: str = ""
+    dataset: str = ""
+    category: str = ""
+    exclude_sha256: str = ""
+    ids: list[str] = field(default_factory=list)
+
+    def conditions(self) -> list[tuple[str, str]]:
+        return [
+            (k, v) for k, v in (("line_id", self.line_id), ("dataset", self.dataset), ("category", self.category)) if v
+        ]
+
+    def describe(self) -> str:
+        parts = [f"{k.removesuffix('_id')} {v!r}" for k, v in self.conditions()]
+        return ", ".join(parts) or "the whole memory"
+
+
+def memory_key(line_id: str, dataset: str, category: str) -> str:
+    return f"{line_id}/{dataset}/{category}"
+
+
+class VectorStore(Protocol):
+    """What the memory needs from an engine. Vectors are unit-length float32; scores are cosine similarities."""
+
+    engine: str
+    name: str
+    dim: int
+
+    def upsert(self, points: Sequence[MemoryPoint]) -> None: ...
+    def retrieve(self, ids: Sequence[str]) -> list[MemoryPoint]: ...
+    def search(self, vector: np.ndarray, flt: MemoryFilter, k: int, ef: int | None = None) -> list[Hit]: ...
+    def count(self, flt: MemoryFilter) -> int: ...
+    def facet(self, key: str, flt: MemoryFilter) -> dict[str, int]: ...
+    def scroll(
+        self, flt: MemoryFilter, limit: int, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[MemoryPoint], str | None]: ...
+    def delete(self, flt: MemoryFilter) -> int: ...
+    def optimize(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def check_dim(name: str, stored: int, model_dim: int) -> None:
+    """The service must not start when the collection and the embedding model disagree on the vector size."""
+    if stored and model_dim and stored != model_dim:
+        raise ConfigError(
+            f"collection {name!r} has dim {stored} but the embedding model gives {model_dim}; "
+            "use another retrieval.collection or rebuild the memory with this model"
+        )
+
+
+# --- Qdrant Edge ------------------------------------------------------------------------------------------
+
+
+class EdgeStore:
+    """Qdrant Edge shard in `<path>/<collection>`, in-process."""
+
+    engine = "qdrant-edge"
+
+    def __init__(self, folder: str | Path, name: str, dim: int, settings: RetrievalSettings) -> None:
+        import qdrant_edge as qe
+
+        self.qe = qe
+        self.folder = Path(folder)
+        self.name = name
+        self.ef = settings.hnsw.ef
+        stored = self.stored_dim(self.folder)
+        check_dim(name, stored, dim)
+        runtime = {  # settings that may change between starts (None keeps the shard's own)
+            "payload_memory": qe.Memory.Cached if settings.edge_payload_in_ram else qe.Memory.Cold,
+            "max_search_threads": settings.edge_search_threads or None,
+        }
+        if stored:
+            vectors = qe.EdgeVectorParams(size=stored, distance=qe.Distance.Cosine)
+            self.shard = qe.EdgeShard.load(str(self.folder), qe.EdgeConfig(vectors=vectors, **runtime))
+            self.dim = stored
+        else:
+            if not dim:
+                raise ConfigError(f"collection {name!r} does not exist yet and no vector size was given")
+            h = settings.hnsw
+            config = qe.EdgeConfig(
+                vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+                hnsw_config=qe.HnswIndexConfig(
+                    m=h.m, ef_construct=h.ef_construct, full_scan_threshold=h.full_scan_threshold_kb
+                ),
+                optimizers=qe.EdgeOptimizersConfig(indexing_threshold=h.indexing_threshold_kb),
+                **runtime,
+            )
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.shard = qe.EdgeShard.create(str(self.folder), config)
+            self.dim = dim
+        have = set(self.shard.info().payload_schema)
+        for key in INDEXED_KEYS:
+            if key not in have:
+                self.shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+
+    @staticmethod
+    def stored_dim(folder: str | Path) -> int:
+        """Vector size of the shard persisted in `folder`, or 0 if there is none."""
+        cfg = Path(folder) / "edge_config.json"
+        if not cfg.is_file():
+            return 0
+        try:
+            return int(json.loads(cfg.read_text())["vectors"][""]["size"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{cfg} is not a readable Qdrant Edge config: {e}") from e
+
+    def _filter(self, flt: MemoryFilter) -> Any:
+        qe = self.qe
+        must: list[Any] = [qe.FieldCondition(k, match=qe.MatchValue(v)) for k, v in flt.conditions()]
+        if flt.ids:
+            must.append(qe.HasIdCondition({uuid.UUID(i) for i in flt.ids}))
+        must_not = (
+            [qe.FieldCondition("sha256", match=qe.MatchValue(flt.exclude_sha256))] if flt.exclude_sha256 else None
+        )
+        return qe.Filter(must=must or None, must_not=must_not) if (must or must_not) else None
+
+    def upsert(self, points: Sequence[MemoryPoint]) -> None:
+        qe = self.qe
+        if points:
+            pts = [qe.Point(uuid.UUID(p.id), np.asarray(p.vector).tolist(), p.payload()) for p in points]
+            self.shard.update(qe.UpdateOperation.upsert_points(pts))
+
+    def retrieve(self, ids: Sequence[str]) -> list[MemoryPoint]:
+        if not ids:
+            return []
+        recs = self.shard.retrieve([uuid.UUID(i) for i in ids], with_payload=True, with_vector=False)
+        return [MemoryPoint.from_payload(r.id, r.payload) for r in recs]
+
+    def search(self, vector: np.ndarray, flt: MemoryFilter, k: int, ef: int | None = None) -> list[Hit]:
+        qe = self.qe
+        req = qe.QueryRequest(
+            limit=k,
+            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
+            filter=self._filter(flt),
+            params=qe.SearchParams(hnsw_ef=ef or self.ef),
+            with_payload=True,
+        )
+        return [Hit(MemoryPoint.from_payload(p.id, p.payload), float(p.score)) for p in self.shard.query(req)]
+
+    def count(self, flt: MemoryFilter) -> int:
+        return int(self.shard.count(self.qe.CountRequest(exact=True, filter=self._filter(flt))))
+
+    def facet(self, key: str, flt: MemoryFilter) -> dict[str, int]:
+        resp = self.shard.facet(self.qe.FacetRequest(key=key, limit=FACET_LIMIT, exact=True, filter=self._filter(flt)))
+        return {str(h.value): int(h.count) for h in resp if h.count}  # deleted values linger with count 0
+
+    def scroll(
+        self, flt: MemoryFilter, limit: int, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[MemoryPoint], str | None]:
+        req = self.qe.ScrollRequest(
+            offset=uuid.UUID(offset) if offset else None,
+            limit=limit,
+            filter=self._filter(flt),
+            with_payload=True,
+            with_vector=with_vectors,
+        )
+        recs, nxt = self.shard.scroll(req)
+        return [MemoryPoint.from_payload(r.id, r.payload, r.vector if with_vectors else None) for r in recs], (
+            str(nxt) if nxt is not None else None
+        )
+
+    def delete(self, flt: MemoryFilter) -> int:
+        n = self.count(flt)
+        if n:
+            f = self._filter(flt)
+            if f is None:
+                raise InvalidArgument("refusing to delete the whole memory without a filter", field="line_id")
+            self.shard.update(self.qe.UpdateOperation.delete_points_by_filter(f))
+        return n
+
+    def optimize(self) -> None:
+        self.shard.optimize()
+
+    def close(self) -> None:
+        self.shard.flush()
+        self.shard.close()
+
+
+# --- Qdrant server (or qdrant-client's local mode) ------------------------------------------------------
+
+
+def is_local_url(url: str) -> bool:
+    return url == ":memory:" or "://" not in url
+
+
+class QdrantServerStore:
+    """A collection on a Qdrant server via qdrant-client; ':memory:' or a path runs qdrant-client's local mode."""
+
+    def __init__(self, settings: RetrievalSettings, dim: int, client: Any = None) -> None:
+        from qdrant_client import QdrantClient, models
+
+        self.m = models
+        self.name = settings.collection
+        self.ef = settings.hnsw.ef
+        url = settings.url
+        if not url:
+            raise ConfigError("retrieval.url is empty: set a Qdrant server URL, ':memory:' or a folder for local mode")
+        if client is not None:
+            self.client = client
+        elif is_local_url(url):
+            self.client = QdrantClient(location=":memory:") if url == ":memory:" else QdrantClient(path=url)
+        else:
+            self.client = QdrantClient(
+                url=url,
+                prefer_grpc=settings.prefer_grpc,
+                api_key=settings.api_key or None,
+                timeout=int(settings.timeout_s),
+            )
+        self.engine = "qdrant-local" if is_local_url(url) else "qdrant-server"
+        stored = self.stored_dim()
+        check_dim(self.name, stored, dim)
+        if stored:
+            self.dim = stored
+        else:
+            if not dim:
+                raise ConfigError(f"collection {self.name!r} does not exist yet and no vector size was given")
+            h = settings.hnsw
+            self.client.create_collection(
+                self.name,
+                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                hnsw_config=models.HnswConfigDiff(
+                    m=h.m, ef_construct=h.ef_construct, full_scan_threshold=h.full_scan_threshold_kb
+                ),
+                optimizers_config=models.OptimizersConfigDiff(indexing_threshold=h.indexing_threshold_kb),
+            )
+            self.dim = dim
+            if self.engine == "qdrant-server":  # local mode has no payload indexes (it scans)
+                for key in INDEXED_KEYS:
+                    self.client.create_payload_index(self.name, key, models.PayloadSchemaType.KEYWORD)
+
+    def stored_dim(self) -> int:
+        if not self.client.collection_exists(self.name):
+            return 0
+        vectors = self.client.get_collection(self.name).config.params.vectors
+        if isinstance(vectors, dict):
+            vectors = vectors.get("")
+        return int(getattr(vectors, "size", 0) or 0)
+
+    def _filter(self, flt: MemoryFilter) -> Any:
+        m = self.m
+        must: list[Any] = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in flt.conditions()]
+        if flt.ids:
+            must.append(m.HasIdCondition(has_id=list(flt.ids)))
+        must_not: list[Any] = []
+        if flt.exclude_sha256:
+            must_not.append(m.FieldCondition(key="sha256", match=m.MatchValue(value=flt.exclude_sha256)))
+        return m.Filter(must=must or None, must_not=must_not or None) if (must or must_not) else None
+
+    def upsert(self, points: Sequence[MemoryPoint]) -> None:
+        if points:
+            pts = [
+                self.m.PointStruct(id=p.id, vector=np.asarray(p.vector).tolist(), payload=p.payload()) for p in points
+            ]
+            self.client.upsert(self.name, points=pts, wait=True)
+
+    def retrieve(self, ids: Sequence[str]) -> list[MemoryPoint]:
+        if not ids:
+            return []
+        recs = self.client.retrieve(self.name, ids=list(ids), with_payload=True, with_vectors=False)
+        return [MemoryPoint.from_payload(r.id, r.payload) for r in recs]
+
+    def search(self, vector: np.ndarray, flt: MemoryFilter, k: int, ef: int | None = None) -> list[Hit]:
+        res = self.client.query_points(
+            self.name,
+            query=np.asarray(vector, dtype=np.float32).tolist(),
+            query_filter=self._filter(flt),
+            limit=k,
+            search_params=None if self.engine == "qdrant-local" else self.m.SearchParams(hnsw_ef=ef or self.ef),
+            with_payload=True,
+        )
+        return [Hit(MemoryPoint.from_payload(p.id, p.payload), float(p.score)) for p in res.points]
+
+    def count(self, flt: MemoryFilter) -> int:
+        return int(self.client.count(self.name, count_filter=self._filter(flt), exact=True).count)
+
+    def facet(self, key: str, flt: MemoryFilter) -> dict[str, int]:
+        resp = self.client.facet(self.name, key=key, facet_filter=self._filter(flt), limit=FACET_LIMIT, exact=True)
+        return {str(h.value): int(h.count) for h in resp.hits if h.count}
+
+    def scroll(
+        self, flt: MemoryFilter, limit: int, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[MemoryPoint], str | None]:
+        recs, nxt = self.client.scroll(
+            self.name,
+            scroll_filter=self._filter(flt),
+            limit=limit,
+            offset=offset or None,
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        pts = [MemoryPoint.from_payload(r.id, r.payload, r.vector if with_vectors else None) for r in recs]
+        return pts, (str(nxt) if nxt is not None else None)
+
+    def delete(self, flt: MemoryFilter) -> int:
+        n = self.count(flt)
+        if n:
+            f = self._filter(flt)
+            if f is None:
+                raise InvalidArgument("refusing to delete the whole memory without a filter", field="line_id")
+            self.client.delete(self.name, points_selector=self.m.FilterSelector(filter=f), wait=True)
+        return n
+
+    def optimize(self) -> None:
+        """The server optimizes in the background; nothing to do here."""
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_store(settings: RetrievalSettings, dim: int) -> VectorStore:
+    """Open (or create) the configured collection.
+
+    Args:
+        dim: the embedding model's vector size; ConfigError if an existing collection holds another size.
+            0 trusts an existing collection (and cannot create one).
+    """
+    if settings.engine == "edge":
+        return EdgeStore(Path(settings.path) / settings.collection, settings.collection, dim, settings)
+    return QdrantServerStore(settings, dim)
