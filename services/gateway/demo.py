@@ -17,6 +17,8 @@ from typing import Annotated
 import typer
 
 OFFLINE_MARK = "echo-tiny"
+SHORT = {"reference": "REr", "knowledge": "KG", "reasoning": "REx", "decision": "DM"}  # the paper's names
+LINE = "demo-line"
 
 
 def demo(
@@ -43,7 +45,7 @@ async def run_demo(
     from services.mmad.synth import synthesize
     from services.retrieval.build import build_memory
 
-    console = Console()
+    console = Console(width=max(110, Console().width))
     workdir.mkdir(parents=True, exist_ok=True)
     settings = load_settings(config, data_dir=str(workdir), server={"port": 0})
 
@@ -57,8 +59,11 @@ async def run_demo(
     )
 
     console.rule("2. build the memory of normal images")
-    counts = build_memory(settings, data_dir, line_id="demo-line", progress=True)
-    console.print(f"memory: {counts}")
+    report = build_memory(settings, data_dir, line_id=LINE, progress=True)
+    console.print(
+        f"memory ({report.engine}, {report.model_id}, {report.dim}-d): {report.added} added, "
+        f"{report.existing} already there, {report.total} normal images for line {LINE!r}"
+    )
 
     console.rule("3. start the embedded server")
     from services.gateway.server import start_embedded
@@ -98,7 +103,7 @@ async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[d
                     dataset.abspath(sample.image_path),
                     q.text,
                     q.options,
-                    line_id="demo-line",
+                    line_id=LINE,
                     dataset=sample.dataset,
                     category=sample.category,
                 )
@@ -108,7 +113,7 @@ async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[d
                         "gold": q.answer,
                         "answer": resp.answer,
                         "ms": (time.perf_counter() - t0) * 1000,
-                        "experts": ",".join(resp.trace.experts_used),
+                        "experts": "+".join(SHORT.get(e, e) for e in resp.trace.experts_used),
                         "models": dict(resp.trace.model_ids),
                         "degraded": list(resp.trace.degraded),
                     }

@@ -38,59 +38,26 @@ def build(
     """
     from rich.console import Console
     from rich.table import Table
-    from tqdm import tqdm
 
     from services.common.config import load_settings
     from services.common.errors import EchoError
-    from services.embedding.core import ClipEncoder
-    from services.mmad.loader import load_dataset
-    from services.retrieval.server import open_memory
+    from services.retrieval.build import build_memory
 
     t0 = time.perf_counter()
     try:
         settings = load_settings(config)
-        line_id = line or settings.retrieval.default_line
-        ds = load_dataset(data)
-        templates = ds.templates()
-        if not templates:
-            raise _fail(f"{data} lists no normal templates (similar_templates / random_templates in mmad.json)")
-        encoder = ClipEncoder.from_settings(settings.embedding)
-        memory = open_memory(settings, encoder.embed_batch)
+        report = build_memory(settings, data, line_id=line, batch_size=batch_size, progress=progress)
     except EchoError as e:
         raise _fail(str(e)) from None
-    groups: dict[tuple[str, str], list[str]] = {}
-    for dataset, category, rel in templates:
-        groups.setdefault((dataset, category), []).append(rel)
-    rows: list[tuple[str, str, int, int]] = []
-    bar = tqdm(total=len(templates), desc="memory", unit="img", disable=not progress)
-    try:
-        for (dataset, category), rels in groups.items():
-            added = existing = 0
-            for start in range(0, len(rels), batch_size):
-                chunk = rels[start : start + batch_size]
-                datas = [ds.abspath(r).read_bytes() for r in chunk]
-                res = memory.add_images(line_id, dataset, category, datas)
-                added, existing = added + res.added, existing + res.existing
-                bar.update(len(chunk))
-            rows.append((dataset, category, added, existing))
-        stats = memory.stats(line_id)
-    except EchoError as e:
-        raise _fail(str(e)) from None
-    finally:
-        bar.close()
-        memory.close()
-    totals = {(c.dataset, c.category): c.count for c in stats.counts}
-    table = Table(title=f"memory {settings.retrieval.collection!r}, line {line_id!r} ({memory.store.engine})")
+    table = Table(title=f"memory {settings.retrieval.collection!r}, line {report.line_id!r} ({report.engine})")
     for col in ("dataset", "category", "added", "already there", "in memory"):
         table.add_column(col, justify="right" if col not in ("dataset", "category") else "left")
-    for dataset, category, added, existing in rows:
-        table.add_row(dataset, category, str(added), str(existing), str(totals.get((dataset, category), 0)))
+    for r in report.rows:
+        table.add_row(r.dataset, r.category, str(r.added), str(r.existing), str(r.in_memory))
     Console().print(table)
-    n_added = sum(r[2] for r in rows)
-    n_existing = sum(r[3] for r in rows)
     typer.echo(
-        f"added {n_added}, already there {n_existing}, {stats.total} images in line {line_id!r} "
-        f"({encoder.model_id}, {memory.dim}-d) in {time.perf_counter() - t0:.1f} s"
+        f"added {report.added}, already there {report.existing}, {report.total} images in line {report.line_id!r} "
+        f"({report.model_id}, {report.dim}-d) in {time.perf_counter() - t0:.1f} s"
     )
 
 

@@ -79,8 +79,9 @@ def test_check_before_onboarding_says_not_ready(server: BackgroundServer) -> Non
 
 
 def test_onboarding_a_product_makes_it_ready_and_inspectable(server: BackgroundServer, product) -> None:  # type: ignore[no-untyped-def]
-    out = _run("product", "add", "--line", "line-9", "--category", "brake_disc", "--normal-dir",
-               str(product["normal"]), "--knowledge", str(product["knowledge"]), "--server", server.address)  # fmt: skip
+    normal, knowledge = str(product["normal"]), str(product["knowledge"])
+    out = _run("product", "add", "--line", "line-9", "--category", "brake_disc", "--normal-dir", normal,
+               "--knowledge", knowledge, "--server", server.address)  # fmt: skip
     assert "memory: 4 added, 0 already present" in out and "knowledge: Custom/brake_disc stored" in out
     again = _run("product", "add", "--line", "line-9", "--category", "brake_disc", "--normal-dir",
                  str(product["normal"]), "--server", server.address)  # fmt: skip
