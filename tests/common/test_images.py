@@ -44,7 +44,7 @@ def test_image_message_resolves_data_uri_and_refuses_empty(tmp_path: Path) -> No
     assert image_bytes(common_pb2.Image(uri="a.png"), root=str(tmp_path)) == data
     with pytest.raises(InvalidArgument, match="image: is missing"):
         image_bytes(common_pb2.Image())
-    with pytest.raises(NotFound, match="image.uri"):
+    with pytest.raises(NotFound, match=r"image\.uri"):
         image_bytes(common_pb2.Image(uri=str(tmp_path / "missing.png")))
 
 
