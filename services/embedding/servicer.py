@@ -48,6 +48,10 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             compute_ms=res.compute_ms,
         )
 
+    async def close(self) -> None:
+        """Stop the batcher and its worker threads."""
+        await self.service.close()
+
     async def check_health(self) -> None:
         """Embed a real 8x8 image through the whole path (decode, batch, model); raises if that fails."""
         from PIL import Image

@@ -129,6 +129,10 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServicer):
             compute_ms=ms,
         )
 
+    def close(self) -> None:
+        """Flush and unlock the store (Qdrant Edge holds its folder's write-ahead log)."""
+        self.memory.close()
+
     async def check_health(self) -> None:
         """A real nearest-neighbour query against the index (an empty memory is healthy; a broken store is not)."""
         probe = np.zeros(self.memory.dim, np.float32)

@@ -157,7 +157,15 @@ class EdgeStore:
         }
         if stored:
             vectors = qe.EdgeVectorParams(size=stored, distance=qe.Distance.Cosine)
-            self.shard = qe.EdgeShard.load(str(self.folder), qe.EdgeConfig(vectors=vectors, **runtime))
+            try:
+                self.shard = qe.EdgeShard.load(str(self.folder), qe.EdgeConfig(vectors=vectors, **runtime))
+            except Exception as e:
+                if "WouldBlock" in str(e):  # the WAL lock: one process owns a shard
+                    raise ConfigError(
+                        f"memory {str(self.folder)!r} is open in another process (a running echo-iad server?); "
+                        "stop it first, or send images to that server instead"
+                    ) from e
+                raise
             self.dim = stored
         else:
             if not dim:

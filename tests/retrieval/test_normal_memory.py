@@ -226,3 +226,14 @@ def test_upsert_of_precomputed_vectors_derives_ids_and_is_idempotent(
         memory.upsert([MemoryPoint("", v, "/x.png", "abc", "", "", DATASET, "screw")])
     with pytest.raises(InvalidArgument, match=r"points\[0\].vector: has 3 values"):
         memory.upsert([MemoryPoint("", np.ones(3), "/x.png", sha, "", "", DATASET, "screw")])
+
+
+def test_an_edge_memory_open_elsewhere_is_refused_naming_it(
+    tmp_path: Path, retrieval_settings: Callable[..., RetrievalSettings]
+) -> None:
+    s = retrieval_settings("edge", tmp_path)
+    first = open_store(s, 64)  # created; its write-ahead log stays locked while it is open
+    with pytest.raises(ConfigError, match="is open in another process"):
+        open_store(s, 64)
+    first.close()
+    open_store(s, 64).close()  # free again once closed
