@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from services.common.errors import ConfigError
+from services.common.section import Section
 from services.decision.config import DecisionSettings
 from services.embedding.config import EmbeddingSettings
 from services.gateway.config import GatewaySettings
@@ -24,14 +25,14 @@ from services.knowledge.config import KnowledgeSettings
 from services.retrieval.config import RetrievalSettings
 
 
-class ServerSettings(BaseModel):
+class ServerSettings(Section):
     host: str = Field("127.0.0.1", description="Bind address; loopback by default (the gRPC port has no TLS).")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
     max_message_mb: int = Field(32, ge=1, description="Largest gRPC message, both ways (image payloads).")
     grace_s: float = Field(10.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
 
 
-class TelemetrySettings(BaseModel):
+class TelemetrySettings(Section):
     log_level: str = Field("INFO", description="Python logging level.")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 disables the HTTP exporter.")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -118,3 +119,31 @@ async def start_server(
         await set_serving(health_servicer, [st.service_name], ok)
     await set_serving(health_servicer, [""], all_ok)  # "" is the whole server
     return server, bound, health_servicer
+
+
+async def serve_stage(build_stage: Callable[[Any], Awaitable[Stage]], settings: Any) -> None:
+    """One stage alone on settings.server.host/port until SIGTERM; then release it."""
+    stage = await build_stage(settings)
+    server, port, _ = await start_server(
+        [stage], settings.server.host, settings.server.port, settings.server.max_message_mb
+    )
+    log.info("%s serving on %s:%d", stage.service_name, settings.server.host, port)
+    try:
+        await wait_for_termination(server, settings.server.grace_s)
+    finally:
+        await stage.close()
+
+
+def run_standalone(build_stage: Callable[[Any], Awaitable[Stage]], description: str) -> None:
+    """`python -m services.<stage>.server [--config FILE]`: the bootstrap every stage shares."""
+    import argparse
+
+    from services.common.config import load_settings
+    from services.common.telemetry import setup_logging, start_metrics_exporter
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=None, help="YAML settings file (else $ECHO_IAD_CONFIG, else defaults).")
+    settings = load_settings(parser.parse_args().config)
+    setup_logging(settings.telemetry.log_level)
+    start_metrics_exporter(settings.telemetry.metrics_port)
+    asyncio.run(serve_stage(build_stage, settings))

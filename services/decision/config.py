@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
+
+from services.common.section import Section
 
 
-class VLLMSettings(BaseModel):
+class VLLMSettings(Section):
     """vllm backend: a Ray Serve LLM deployment of Qwen2-VL / Qwen2.5-VL (GPU extra `[gpu]`)."""
 
     app_name: str = Field("echo-llm", description="Serve application that holds the LLM deployment.")
@@ -31,7 +33,7 @@ class VLLMSettings(BaseModel):
     dtype: str = Field("auto", description="vLLM dtype.")
 
 
-class DecisionSettings(BaseModel):
+class DecisionSettings(Section):
     backend: Literal["transformers", "openai", "vllm", "random", "oracle"] = Field(
         "transformers",
         description=(

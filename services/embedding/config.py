@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from services.common.section import Section
 
 
-class EmbeddingSettings(BaseModel):
+class EmbeddingSettings(Section):
     model: str = Field(
         "echo-tiny-clip",
         description=(

@@ -5,16 +5,14 @@ python -m services.embedding.server --config FILE
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 
 import grpc
 
 from echo.v1 import embedding_pb2_grpc
-from services.common.config import EchoSettings, load_settings
-from services.common.serving import Stage, start_server, wait_for_termination
-from services.common.telemetry import setup_logging, start_metrics_exporter
+from services.common.config import EchoSettings
+from services.common.serving import Stage, run_standalone
 from services.embedding.core import EmbeddingService
 from services.embedding.servicer import EmbeddingServicer
 
@@ -32,26 +30,8 @@ async def build_stage(settings: EchoSettings) -> Stage:
     return Stage(SERVICE_NAME, EmbeddingServicer(service), _register)
 
 
-async def serve(settings: EchoSettings) -> None:
-    stage = await build_stage(settings)
-    server, port, _ = await start_server(
-        [stage], settings.server.host, settings.server.port, settings.server.max_message_mb
-    )
-    log.info("embedding stage (%s) serving on %s:%d", stage.servicer.service.model_id, settings.server.host, port)
-    try:
-        await wait_for_termination(server, settings.server.grace_s)
-    finally:
-        await stage.servicer.service.close()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the embedding stage alone.")
-    parser.add_argument("--config", default=None, help="YAML settings file (else $ECHO_IAD_CONFIG, else defaults).")
-    args = parser.parse_args()
-    settings = load_settings(args.config)
-    setup_logging(settings.telemetry.log_level)
-    start_metrics_exporter(settings.telemetry.metrics_port)
-    asyncio.run(serve(settings))
+    run_standalone(build_stage, "Run the embedding stage alone.")
 
 
 if __name__ == "__main__":

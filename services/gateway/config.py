@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from services.common.section import Section
 
 # The paper's ablation table (DESIGN §1): which experts each question type activates.
 DEFAULT_EXPERT_MAP: dict[str, list[str]] = {
@@ -16,14 +18,14 @@ DEFAULT_EXPERT_MAP: dict[str, list[str]] = {
 }
 
 
-class StageEndpoint(BaseModel):
+class StageEndpoint(Section):
     address: str = Field("", description="host:port of the stage; empty: this process (embedded mode).")
     application: str = Field("", description="Ray Serve application name, sent as 'application' metadata.")
     timeout_share: float = Field(0.5, gt=0, le=1, description="Fraction of the remaining deadline this stage may use.")
     retries: int = Field(2, ge=0, description="Retries for idempotent calls on UNAVAILABLE.")
 
 
-class GatewaySettings(BaseModel):
+class GatewaySettings(Section):
     embedding: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=0.3))
     retrieval: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=0.2))
     knowledge: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=0.3))

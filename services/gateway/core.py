@@ -29,8 +29,9 @@ from services.common.errors import FailedPrecondition, InvalidArgument, Resource
 from services.common.images import ImageLimits, ImageStore, decode, image_bytes, sha256_hex
 from services.gateway.clients import Deadline, StageCallError, StageClients
 from services.gateway.config import GatewaySettings
-from services.gateway.planner import QUESTION_TYPES, Plan, QuestionTypeClassifier, TypeGuess, plan_experts
+from services.gateway.planner import Plan, QuestionTypeClassifier, TypeGuess, plan_experts
 from services.gateway.validation import check_name, check_question, check_settings
+from services.mmad.types import QUESTION_TYPES
 
 T = TypeVar("T")
 

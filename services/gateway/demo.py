@@ -126,7 +126,7 @@ async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[d
 def _table(console, results: list[dict]) -> dict:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
-    from services.gateway.planner import QUESTION_TYPES
+    from services.mmad.types import QUESTION_TYPES
 
     table = Table("question type", "n", "correct", "accuracy", "p50 ms", "max ms", "experts used", "unparsed")
     summary = {}

@@ -14,16 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-QUESTION_TYPES: tuple[str, ...] = (
-    "Anomaly Detection",
-    "Defect Classification",
-    "Defect Localization",
-    "Defect Description",
-    "Defect Analysis",
-    "Object Classification",
-    "Object Analysis",
-)
-
 # MMAD's phrasings (DESIGN §2), matched case-insensitively against the question text.
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("Anomaly Detection", re.compile(r"\b(is|are) there any (defects?|anomal\w*)\b.*\?")),

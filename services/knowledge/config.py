@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from services.common.section import Section
 
 
-class KnowledgeSettings(BaseModel):
+class KnowledgeSettings(Section):
     store: Literal["files", "redis"] = Field(
         "files", description="files: the embedded default; redis: shared, versioned."
     )

@@ -39,22 +39,14 @@ import numpy as np
 
 from services.knowledge.embedder import TextEmbedder, TokenCounter
 from services.knowledge.entries import DEFECT_FIELDS, FIELD_LABELS, Entry
-
-ANOMALY_DETECTION = "Anomaly Detection"
-DEFECT_CLASSIFICATION = "Defect Classification"
-DEFECT_LOCALIZATION = "Defect Localization"
-DEFECT_DESCRIPTION = "Defect Description"
-DEFECT_ANALYSIS = "Defect Analysis"
-OBJECT_CLASSIFICATION = "Object Classification"
-OBJECT_ANALYSIS = "Object Analysis"
-QUESTION_TYPES: tuple[str, ...] = (
+from services.mmad.types import (
     ANOMALY_DETECTION,
-    DEFECT_CLASSIFICATION,
-    DEFECT_LOCALIZATION,
-    DEFECT_DESCRIPTION,
     DEFECT_ANALYSIS,
-    OBJECT_CLASSIFICATION,
+    DEFECT_CLASSIFICATION,
+    DEFECT_DESCRIPTION,
+    DEFECT_LOCALIZATION,
     OBJECT_ANALYSIS,
+    OBJECT_CLASSIFICATION,
 )
 
 # The defect fields each question type needs most; they are ranked before the others.

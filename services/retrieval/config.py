@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from services.common.section import Section
 
 
-class HnswSettings(BaseModel):
+class HnswSettings(Section):
     m: int = Field(16, ge=2, description="HNSW graph degree.")
     ef_construct: int = Field(100, ge=4, description="HNSW build-time beam width.")
     ef: int = Field(128, ge=1, description="HNSW search-time beam width.")
@@ -26,7 +28,7 @@ class HnswSettings(BaseModel):
     )
 
 
-class RetrievalSettings(BaseModel):
+class RetrievalSettings(Section):
     engine: Literal["edge", "server"] = Field(
         "edge",
         description="edge: Qdrant Edge in-process (embedded default); server: a Qdrant server via qdrant-client.",

@@ -5,18 +5,16 @@ python -m services.retrieval.server --config FILE
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 
 import grpc
 
 from echo.v1 import retrieval_pb2_grpc
-from services.common.config import EchoSettings, load_settings
+from services.common.config import EchoSettings
 from services.common.errors import ConfigError
 from services.common.images import ImageStore
-from services.common.serving import Stage, start_server, wait_for_termination
-from services.common.telemetry import setup_logging, start_metrics_exporter
+from services.common.serving import Stage, run_standalone
 from services.retrieval.core import EmbedImages, Memory
 from services.retrieval.servicer import RetrievalServicer
 from services.retrieval.store import open_store
@@ -57,27 +55,8 @@ async def build_stage(settings: EchoSettings) -> Stage:
     return Stage(SERVICE_NAME, RetrievalServicer(memory), _register)
 
 
-async def serve(settings: EchoSettings) -> None:
-    stage = await build_stage(settings)
-    server, port, _ = await start_server(
-        [stage], settings.server.host, settings.server.port, settings.server.max_message_mb
-    )
-    memory = stage.servicer.memory
-    log.info("retrieval stage (%s, %d-d) serving on %s:%d", memory.store.engine, memory.dim, settings.server.host, port)
-    try:
-        await wait_for_termination(server, settings.server.grace_s)
-    finally:
-        memory.close()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the retrieval stage alone.")
-    parser.add_argument("--config", default=None, help="YAML settings file (else $ECHO_IAD_CONFIG, else defaults).")
-    args = parser.parse_args()
-    settings = load_settings(args.config)
-    setup_logging(settings.telemetry.log_level)
-    start_metrics_exporter(settings.telemetry.metrics_port)
-    asyncio.run(serve(settings))
+    run_standalone(build_stage, "Run the retrieval stage alone.")
 
 
 if __name__ == "__main__":

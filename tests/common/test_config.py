@@ -56,3 +56,10 @@ def test_a_missing_or_malformed_file_is_named(tmp_path: Path) -> None:
     bad.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(bad)
+
+
+def test_a_typo_in_a_nested_section_is_refused_by_its_dotted_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "nested.yaml"
+    cfg.write_text("retrieval:\n  hnsw:\n    ef_constuct: 64\n")
+    with pytest.raises(ConfigError, match=r"retrieval\.hnsw\.ef_constuct"):
+        load_settings(cfg)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.gateway.config import DEFAULT_EXPERT_MAP
-from services.gateway.planner import QUESTION_TYPES, QuestionTypeClassifier, TypeGuess, plan_experts
+from services.gateway.planner import QuestionTypeClassifier, TypeGuess, plan_experts
+from services.mmad.types import QUESTION_TYPES
 
 MMAD_PHRASINGS = {
     "Anomaly Detection": [
