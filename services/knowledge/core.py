@@ -13,8 +13,9 @@ from services.common.errors import InvalidArgument, NotFound
 from services.knowledge.config import KnowledgeSettings
 from services.knowledge.entries import Entry, canonical_dataset, default_root
 from services.knowledge.refine import RefineCache, RefineInput, RefineKey, Refiner, call_refiner, refiner_id
-from services.knowledge.relevance import QUESTION_TYPES, Extraction, Extractor, Passage, passages_of, render
+from services.knowledge.relevance import Extraction, Extractor, Passage, passages_of, render
 from services.knowledge.stores import KnowledgeStore, StoreStatus, open_store
+from services.mmad.types import QUESTION_TYPES
 
 log = logging.getLogger(__name__)
 
