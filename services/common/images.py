@@ -61,6 +61,25 @@ def image_bytes(image: object, *, field: str = "image", root: str | None = None)
     raise InvalidArgument("is missing: set data (encoded JPEG/PNG bytes) or uri", field=field)
 
 
+def check_header(data: bytes, limits: ImageLimits = ImageLimits(), field: str = "image") -> tuple[int, int]:
+    """Refuse empty, oversized or unreadable images from the header alone (no pixel decode); returns (w, h).
+
+    Cheap enough for the gateway's hot path; the stages that need pixels decode them once, with decode().
+    """
+    if not data:
+        raise InvalidArgument("is empty", field=field)
+    if len(data) > limits.max_bytes:
+        raise InvalidArgument(f"is {len(data)} bytes, over the limit of {limits.max_bytes}", field=field)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise InvalidArgument(f"cannot be decoded as an image ({type(e).__name__}: {e})", field=field) from e
+    if w * h > limits.max_pixels:
+        raise InvalidArgument(f"is {w}x{h} = {w * h} pixels, over the limit of {limits.max_pixels}", field=field)
+    return w, h
+
+
 def decode(data: bytes, limits: ImageLimits = ImageLimits(), *, field: str = "image") -> Image.Image:
     """Decode to RGB, enforcing the byte and pixel limits; INVALID_ARGUMENT names the problem."""
     if len(data) > limits.max_bytes:

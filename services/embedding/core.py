@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from services.common.errors import EchoError, FailedPrecondition, InvalidArgument
-from services.common.images import ImageLimits
+from services.common.images import ImageLimits, check_header
 from services.embedding.batching import MicroBatcher
 from services.embedding.config import EmbeddingSettings
 from services.embedding.model import LoadedClip, load_clip
-from services.embedding.preprocess import check_header, preprocess_cpu, preprocess_tensors
+from services.embedding.preprocess import preprocess_cpu, preprocess_tensors
 
 
 @dataclass

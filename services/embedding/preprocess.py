@@ -10,14 +10,13 @@ a plain nvjpeg script to 4,677 img/s on an H100, DESIGN §5).
 
 from __future__ import annotations
 
-import io
 import warnings
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from services.common.errors import EchoError, InvalidArgument
-from services.common.images import ImageLimits, decode
+from services.common.images import ImageLimits, check_header, decode
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 RESIZE_CHUNK = 64  # images resized per call: 64 x 3 x 1024 x 1024 float32 is 800 MB
@@ -28,22 +27,6 @@ warnings.filterwarnings(
 )
 # torch.frombuffer warns that `bytes` are read-only; we hand them only to decoders, which read.
 warnings.filterwarnings("ignore", message="The given buffer is not writable", category=UserWarning)
-
-
-def check_header(data: bytes, limits: ImageLimits, field: str) -> tuple[int, int]:
-    """Refuse oversized or unreadable images from the header alone (no pixel decode); returns (w, h)."""
-    if not data:
-        raise InvalidArgument("is empty", field=field)
-    if len(data) > limits.max_bytes:
-        raise InvalidArgument(f"is {len(data)} bytes, over the limit of {limits.max_bytes}", field=field)
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            w, h = img.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InvalidArgument(f"cannot be decoded as an image ({type(e).__name__}: {e})", field=field) from e
-    if w * h > limits.max_pixels:
-        raise InvalidArgument(f"is {w}x{h} = {w * h} pixels, over the limit of {limits.max_pixels}", field=field)
-    return w, h
 
 
 def preprocess_cpu(item: Any, transform: Any, limits: ImageLimits, field: str = "image") -> Any:

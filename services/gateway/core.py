@@ -26,7 +26,7 @@ from echo.v1 import (
     retrieval_pb2,
 )
 from services.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from services.common.images import ImageLimits, ImageStore, decode, image_bytes, sha256_hex
+from services.common.images import ImageLimits, ImageStore, check_header, decode, image_bytes, sha256_hex
 from services.gateway.clients import Deadline, StageCallError, StageClients
 from services.gateway.config import GatewaySettings
 from services.gateway.planner import Plan, QuestionTypeClassifier, TypeGuess, plan_experts
@@ -136,8 +136,12 @@ class Inspector:
         check_name(req.category, "category", required=False)
         check_question(req.question)
         check_settings(req.settings)
-        data = await asyncio.to_thread(image_bytes, req.image, field="image")
-        await asyncio.to_thread(decode, data, self.limits, field="image")
+        data = (
+            image_bytes(req.image, field="image")
+            if req.image.data
+            else await asyncio.to_thread(image_bytes, req.image, field="image")
+        )
+        check_header(data, self.limits, field="image")  # the stages that need pixels decode them once
         query_sha = sha256_hex(data)
 
         # plan
@@ -359,7 +363,7 @@ class Inspector:
         blobs: list[bytes] = []
         for i, img in enumerate(req.images):
             data = await asyncio.to_thread(image_bytes, img, field=f"images[{i}]")
-            await asyncio.to_thread(decode, data, self.limits, field=f"images[{i}]")
+            await asyncio.to_thread(decode, data, self.limits, field=f"images[{i}]")  # memory keeps only good pixels
             blobs.append(data)
         points = []
         for start in range(0, len(blobs), _EMBED_CHUNK):

@@ -39,7 +39,8 @@ def build_inspector(settings: EchoSettings, default_address: str) -> Inspector:
         classifier=build_classifier(),
         settings=settings.gateway,
         image_store=ImageStore(settings.retrieval.image_store),
-        limits=ImageLimits(),
+        # the gateway refuses what the stages would refuse, before any fan-out
+        limits=ImageLimits(settings.embedding.max_image_bytes, settings.embedding.max_image_pixels),
     )
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from services.common.errors import InvalidArgument
-from services.common.images import ImageLimits
+from services.common.images import ImageLimits, check_header
 from services.embedding.core import ClipEncoder
-from services.embedding.preprocess import check_header, preprocess_tensors
+from services.embedding.preprocess import preprocess_tensors
 
 # torchvision >= 0.29 deprecates its decoders in favour of TorchCodec; nvjpeg batch decoding still needs them.
 pytestmark = [
