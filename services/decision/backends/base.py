@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ class Reply:
     scores: dict[str, float] | None = None  # probability of each choice, when the backend exposes it
 
 
-class Backend:
+class Backend(abc.ABC):
     """An LLM that completes ChatPrompts.
 
     `complete` returns free text of at most prompt.max_tokens tokens, or, when
@@ -31,8 +32,9 @@ class Backend:
     model_id = ""
     max_images = 1
 
+    @abc.abstractmethod
     async def complete(self, prompt: ChatPrompt) -> Reply:
-        raise NotImplementedError
+        """Complete one prompt (the final pass when prompt.choices is set)."""
 
     def render(self, prompt: ChatPrompt) -> str:
         """The exact prompt as the model receives it, for traces (images named, not inlined)."""
