@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import grpc
 
 from services.client import InspectorClient, build_inspect_request
+from services.common.ports import free_port
 
 COMPUTE_STAGES = {"embedding", "retrieval", "knowledge", "decision", "category", "decision.preprocess"}
 
@@ -36,12 +36,6 @@ COMPUTE_STAGES = {"embedding", "retrieval", "knowledge", "decision", "category",
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(q * len(xs)))], 3)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start_server(workdir: Path, port: int) -> subprocess.Popen:
@@ -137,7 +131,7 @@ def main() -> None:
     n = 80 if args.quick else args.requests
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        port = _free_port()
+        port = free_port()
         proc = _start_server(workdir, port)
         address = f"127.0.0.1:{port}"
         try:

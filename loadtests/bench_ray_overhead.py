@@ -30,8 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -55,6 +53,7 @@ from echo.v1 import (  # noqa: E402
     knowledge_pb2,
     retrieval_pb2,
 )
+from services.common.ports import free_port  # noqa: E402
 
 LINE = "bench-line"
 SHAPES = {"reference": "Anomaly Detection", "reference+knowledge": "Defect Classification"}
@@ -144,24 +143,6 @@ class NoOpGateway:
             decision_pb2.DecideResponse,
         )
         return inspector_pb2.InspectResponse(answer=decided.answer)
-
-
-def free_port() -> int:
-    """A free port outside the ephemeral range (32768+) and Ray's worker ports (10002-19999).
-
-    Ray starts many processes that bind ephemeral ports; a port picked there can be taken before
-    Serve's proxy binds it (seen as "Address already in use" in CI).
-    """
-    rng = random.Random()
-    for _ in range(500):
-        port = rng.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OSError("no free port between 20000 and 32000")
 
 
 def echo_config(data_dir: Path, grpc_port: int, http_port: int) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from echo.v1 import (
     retrieval_pb2,
 )
 from services.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from services.common.images import ImageLimits, ImageStore, check_header, decode, image_bytes, sha256_hex
+from services.common.images import ImageLimits, ImageStore, check_header, image_bytes, sha256_hex
 from services.gateway.clients import Deadline, StageCallError, StageClients
 from services.gateway.config import GatewaySettings
 from services.gateway.planner import Plan, QuestionTypeClassifier, TypeGuess, plan_experts
@@ -363,7 +363,9 @@ class Inspector:
         blobs: list[bytes] = []
         for i, img in enumerate(req.images):
             data = await asyncio.to_thread(image_bytes, img, field=f"images[{i}]")
-            await asyncio.to_thread(decode, data, self.limits, field=f"images[{i}]")  # memory keeps only good pixels
+            check_header(
+                data, self.limits, field=f"images[{i}]"
+            )  # the embedding stage decodes before anything is stored
             blobs.append(data)
         points = []
         for start in range(0, len(blobs), _EMBED_CHUNK):

@@ -53,18 +53,25 @@ async def build_stage(settings: EchoSettings, default_address: str = "") -> Stag
 class EmbeddedServer:
     server: grpc.aio.Server
     port: int
-    inspector: Inspector
-    stages: list[Stage]
+    stages: list[Stage]  # the Inspector last
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def inspector(self) -> Inspector:
+        return self.stages[-1].servicer.inspector  # type: ignore[attr-defined]
+
+    async def release(self) -> None:
+        """Release every stage (batchers, stores, models, channels), the gateway first."""
+        for stage in reversed(self.stages):
+            await stage.close()
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish for `grace` seconds, then release every stage."""
         await self.server.stop(grace)
-        for stage in reversed(self.stages):
-            await stage.close()
+        await self.release()
 
 
 async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
@@ -80,13 +87,12 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
         await build_knowledge(settings),
         await build_decision(settings),
     ]
-    holder: dict[str, Inspector] = {}
+    gateway = InspectorServicer(None)  # type: ignore[arg-type]
 
-    def connect(port: int) -> None:
-        holder["inspector"] = build_inspector(settings, f"127.0.0.1:{port}")
-        inspector_stage.servicer.inspector = holder["inspector"]  # type: ignore[attr-defined]
+    def connect(port: int) -> None:  # the gateway's stage clients point at this very server
+        gateway.inspector = build_inspector(settings, f"127.0.0.1:{port}")
 
-    inspector_stage = Stage(SERVICE_NAME, InspectorServicer(None), register)  # type: ignore[arg-type]
+    inspector_stage = Stage(SERVICE_NAME, gateway, register)
     server, port, _ = await start_server(
         [*stages, inspector_stage],
         host=settings.server.host,
@@ -95,7 +101,7 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
         on_bound=connect,
     )
     log.info("Echo-IAD embedded server on %s:%d", settings.server.host, port)
-    return EmbeddedServer(server, port, holder["inspector"], [*stages, inspector_stage])
+    return EmbeddedServer(server, port, [*stages, inspector_stage])
 
 
 async def serve_embedded(settings: EchoSettings) -> None:
@@ -103,8 +109,7 @@ async def serve_embedded(settings: EchoSettings) -> None:
     embedded = await start_embedded(settings)
     print(f"Echo-IAD serving on {settings.server.host}:{embedded.port} (embedded: all five services)", flush=True)
     await wait_for_termination(embedded.server, settings.server.grace_s)
-    for stage in reversed(embedded.stages):
-        await stage.close()
+    await embedded.release()
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from services.common.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
+from services.common.ports import free_port
 from services.decision.backends.openai_compat import (
     OpenAIBackend,
     chat_request,
@@ -30,16 +30,10 @@ QUESTION = "Is there any defect in the object?"
 TYPES = {"A": "Scratch.", "B": "Crack.", "C": "Hole."}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(offline_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`transformers serve` pinned to the offline model folder, on a free loopback port; yields its /v1 URL."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     exe = Path(sys.executable).with_name("transformers")
     cmd = [str(exe), "serve", str(offline_model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
@@ -134,7 +128,7 @@ async def test_two_passes_and_true_false_over_http(remote: DecisionMaker, png) -
 
 
 async def test_a_backend_that_is_down_is_unavailable_naming_it(settings, png) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     dm = DecisionMaker(OpenAIBackend(url, model="m", constraint="none"), settings)
     with pytest.raises(Unavailable, match=f"openai backend at {url}"):
         await dm.decide(DecisionInput(png(0), QUESTION, {"A": "Yes.", "B": "No."}))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,26 +11,10 @@ from typing import Any
 import grpc
 import pytest
 
+from services.common.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 LINE = "line-1"
-
-
-def free_port() -> int:
-    """A free port outside the ephemeral range (32768+) and Ray's worker ports (10002-19999).
-
-    Ray starts many processes that bind ephemeral ports; a port picked there can be taken before
-    Serve's proxy binds it (seen as "Address already in use" in CI).
-    """
-    rng = random.Random()
-    for _ in range(500):
-        port = rng.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OSError("no free port between 20000 and 32000")
 
 
 def local_config(data_dir: Path, grpc_port: int, http_port: int, model_cache: Path | None = None) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,18 +15,13 @@ import pytest
 
 from services.client import InspectorClient
 from services.common.images import encode_png
+from services.common.ports import free_port
 from services.mmad.synth import render_normal
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
 def served(tmp_path: Path, offline_model_cache: Path):  # type: ignore[no-untyped-def]
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "ECHO_IAD__DATA_DIR": str(tmp_path),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from services.common.ports import free_port
 from services.knowledge.embedder import TextEmbedder, TokenCounter, get_embedder
 from services.knowledge.relevance import Extractor
 
@@ -42,12 +42,6 @@ def counter() -> TokenCounter:
 @pytest.fixture(scope="session")
 def extractor(embedder: TextEmbedder, counter: TokenCounter) -> Extractor:
     return Extractor(embedder, counter)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
