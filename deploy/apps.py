@@ -23,8 +23,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from ray.serve import Application
 
-from services.common.config import EchoSettings, load_settings
 from services.common.errors import ConfigError
+from services.config import EchoSettings, load_settings
 
 STAGES = ("embedding", "retrieval", "knowledge", "decision")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

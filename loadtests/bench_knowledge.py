@@ -27,8 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import grpc
 
 from echo.v1 import common_pb2, knowledge_pb2, knowledge_pb2_grpc
-from services.common.config import load_settings
 from services.common.serving import start_server
+from services.config import load_settings
 from services.knowledge.entries import Entry
 from services.knowledge.server import build_stage
 

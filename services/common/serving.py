@@ -134,11 +134,16 @@ async def serve_stage(build_stage: Callable[[Any], Awaitable[Stage]], settings: 
         await stage.close()
 
 
-def run_standalone(build_stage: Callable[[Any], Awaitable[Stage]], description: str) -> None:
-    """`python -m services.<stage>.server [--config FILE]`: the bootstrap every stage shares."""
+def run_standalone(
+    build_stage: Callable[[Any], Awaitable[Stage]], description: str, load_settings: Callable[[str | None], Any]
+) -> None:
+    """`python -m services.<stage>.server [--config FILE]`: the bootstrap every stage shares.
+
+    `load_settings` reads the whole settings tree (services.config.load_settings); it is passed in
+    because services/common knows no stage.
+    """
     import argparse
 
-    from services.common.config import load_settings
     from services.common.telemetry import setup_logging, start_metrics_exporter
 
     parser = argparse.ArgumentParser(description=description)

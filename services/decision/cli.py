@@ -43,7 +43,7 @@ def build_offline_model_cmd(
     """Build the random-weight Qwen2-VL test model (real tokenizer and processor) and save it like real weights."""
     import shutil
 
-    from services.common.config import load_settings
+    from services.config import load_settings
     from services.decision.offline_model import OFFLINE_MODEL, build_offline_model, is_built
 
     s = load_settings(config).decision
@@ -103,7 +103,7 @@ def ask(
     import asyncio
     import dataclasses
 
-    from services.common.config import load_settings
+    from services.config import load_settings
     from services.decision.core import DecisionInput, build_decider
 
     s = load_settings(config).decision

@@ -8,8 +8,8 @@ import logging
 import grpc
 
 from echo.v1 import decision_pb2_grpc
-from services.common.config import EchoSettings
 from services.common.serving import Stage, run_standalone
+from services.config import EchoSettings, load_settings
 from services.decision.core import Decider, build_decider
 from services.decision.servicer import DecisionServicer
 
@@ -32,7 +32,7 @@ async def build_stage(settings: EchoSettings) -> Stage:
 
 
 def main() -> None:
-    run_standalone(build_stage, "Run the decision stage alone.")
+    run_standalone(build_stage, "Run the decision stage alone.", load_settings)
 
 
 if __name__ == "__main__":

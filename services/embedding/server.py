@@ -11,8 +11,8 @@ import logging
 import grpc
 
 from echo.v1 import embedding_pb2_grpc
-from services.common.config import EchoSettings
 from services.common.serving import Stage, run_standalone
+from services.config import EchoSettings, load_settings
 from services.embedding.core import EmbeddingService
 from services.embedding.servicer import EmbeddingServicer
 
@@ -31,7 +31,7 @@ async def build_stage(settings: EchoSettings) -> Stage:
 
 
 def main() -> None:
-    run_standalone(build_stage, "Run the embedding stage alone.")
+    run_standalone(build_stage, "Run the embedding stage alone.", load_settings)
 
 
 if __name__ == "__main__":

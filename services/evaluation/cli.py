@@ -109,8 +109,8 @@ def _load_dataset(data: Path) -> Any:
 
 def _settings(config: Path | None, backend: str | None, data: Path) -> Any:
     """Embedded-server settings: the config file, a free port, and the backend override (oracle reads --data)."""
-    from services.common.config import load_settings
     from services.common.errors import ConfigError
+    from services.config import load_settings
 
     overrides: dict[str, Any] = {"server": {"port": 0}}
     if backend:

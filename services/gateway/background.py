@@ -14,7 +14,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from services.common.config import EchoSettings
+from services.config import EchoSettings
 
 
 class BackgroundServer:

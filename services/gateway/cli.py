@@ -43,8 +43,8 @@ def serve(
     """
     import asyncio
 
-    from services.common.config import load_settings
     from services.common.telemetry import setup_logging, start_metrics_exporter
+    from services.config import load_settings
 
     if ray is not None:
         from deploy.launch import serve_ray

@@ -40,7 +40,7 @@ async def run_demo(
 ) -> dict:
     from rich.console import Console
 
-    from services.common.config import load_settings
+    from services.config import load_settings
     from services.mmad.loader import load_dataset
     from services.mmad.synth import synthesize
     from services.retrieval.build import build_memory

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from services.common.config import EchoSettings
 from services.common.images import ImageLimits, ImageStore
 from services.common.serving import Stage, start_server, wait_for_termination
+from services.config import EchoSettings
 from services.gateway.clients import StageClients
 from services.gateway.core import Inspector
 from services.gateway.planner import QuestionTypeClassifier
@@ -113,8 +113,8 @@ async def serve_embedded(settings: EchoSettings) -> None:
 
 
 def main() -> None:
-    from services.common.config import load_settings
     from services.common.telemetry import setup_logging
+    from services.config import load_settings
 
     settings = load_settings()
     setup_logging(settings.telemetry.log_level)

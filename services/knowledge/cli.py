@@ -17,7 +17,7 @@ DIR_HELP = "Knowledge folder (default: knowledge.dir from the settings if it exi
 
 
 def _settings(config: str | None):  # -> KnowledgeSettings
-    from services.common.config import load_settings
+    from services.config import load_settings
 
     return load_settings(config)
 

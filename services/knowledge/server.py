@@ -9,8 +9,8 @@ import asyncio
 import logging
 
 from echo.v1 import knowledge_pb2_grpc
-from services.common.config import EchoSettings
 from services.common.serving import Stage, run_standalone
+from services.config import EchoSettings, load_settings
 from services.knowledge.core import KnowledgeGuide
 from services.knowledge.refine import Refiner
 from services.knowledge.servicer import KnowledgeServicer
@@ -37,7 +37,7 @@ def _register(server: object, servicer: object) -> None:
 
 
 def main() -> None:
-    run_standalone(build_stage, "Run the knowledge stage alone.")
+    run_standalone(build_stage, "Run the knowledge stage alone.", load_settings)
 
 
 if __name__ == "__main__":

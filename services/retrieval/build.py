@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.config import EchoSettings
 from services.common.errors import FailedPrecondition
+from services.config import EchoSettings
 
 
 @dataclass

@@ -39,8 +39,8 @@ def build(
     from rich.console import Console
     from rich.table import Table
 
-    from services.common.config import load_settings
     from services.common.errors import EchoError
+    from services.config import load_settings
     from services.retrieval.build import build_memory
 
     t0 = time.perf_counter()
@@ -74,8 +74,8 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
-    from services.common.config import load_settings
     from services.common.errors import EchoError
+    from services.config import load_settings
     from services.retrieval.server import open_memory
 
     try:

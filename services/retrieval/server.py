@@ -11,10 +11,10 @@ import logging
 import grpc
 
 from echo.v1 import retrieval_pb2_grpc
-from services.common.config import EchoSettings
 from services.common.errors import ConfigError
 from services.common.images import ImageStore
 from services.common.serving import Stage, run_standalone
+from services.config import EchoSettings, load_settings
 from services.retrieval.core import EmbedImages, Memory
 from services.retrieval.servicer import RetrievalServicer
 from services.retrieval.store import open_store
@@ -56,7 +56,7 @@ async def build_stage(settings: EchoSettings) -> Stage:
 
 
 def main() -> None:
-    run_standalone(build_stage, "Run the retrieval stage alone.")
+    run_standalone(build_stage, "Run the retrieval stage alone.", load_settings)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import load_settings
 from services.common.errors import ConfigError
+from services.config import load_settings
 
 
 def test_defaults_are_the_embedded_offline_setup(monkeypatch: pytest.MonkeyPatch) -> None:

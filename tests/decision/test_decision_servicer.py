@@ -10,8 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import common_pb2, decision_pb2, decision_pb2_grpc
-from services.common.config import EchoSettings
 from services.common.serving import channel_options, start_server
+from services.config import EchoSettings
 from services.decision.backends.local import TransformersBackend
 from services.decision.core import DecisionMaker
 from services.decision.server import SERVICE_NAME, build_stage, stage_for

@@ -11,8 +11,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
-from services.common.config import EchoSettings, load_settings
 from services.common.serving import channel_options, start_server
+from services.config import EchoSettings, load_settings
 from services.embedding.server import SERVICE_NAME, build_stage
 
 

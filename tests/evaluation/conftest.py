@@ -41,7 +41,7 @@ def small_dataset(small_data: Path) -> MMADDataset:
 @pytest.fixture(scope="session")
 def random_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     """An embedded server whose decision stage is the seeded random answerer (one per session: start-up is slow)."""
-    from services.common.config import load_settings
+    from services.config import load_settings
 
     state = tmp_path_factory.mktemp("random-state")
     settings = load_settings(None, data_dir=str(state), server={"port": 0}, decision={"backend": "random", "seed": 7})

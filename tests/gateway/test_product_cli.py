@@ -36,7 +36,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path) -> Iterator[BackgroundServer]:
-    from services.common.config import load_settings
+    from services.config import load_settings
     from services.knowledge.entries import default_root
 
     state = tmp_path_factory.mktemp("state")

@@ -10,8 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.common.config import load_settings
 from services.common.serving import start_server
+from services.config import load_settings
 from services.knowledge.entries import load_dir
 from services.knowledge.refine import RefineCache, RefineKey
 from services.knowledge.server import build_stage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.common.config import load_settings
+from services.config import load_settings
 from services.knowledge.core import seed_folder
 from services.knowledge.entries import default_root, knowledge_files
 

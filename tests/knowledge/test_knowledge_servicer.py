@@ -10,9 +10,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import common_pb2, knowledge_pb2, knowledge_pb2_grpc
-from services.common.config import load_settings
 from services.common.errors import ConfigError
 from services.common.serving import start_server
+from services.config import load_settings
 from services.knowledge.server import SERVICE_NAME, build_stage
 from services.knowledge.servicer import DEGRADED_METADATA_KEY, entry_to_proto
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from services.client import InspectorClient
-from services.common.config import load_settings
+from services.config import load_settings
 from services.gateway.background import BackgroundServer
 from services.mmad.loader import load_dataset
 from services.mmad.synth import synthesize

@@ -12,10 +12,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
-from services.common.config import EchoSettings, load_settings
 from services.common.errors import ConfigError
 from services.common.images import sha256_hex
 from services.common.serving import channel_options, start_server
+from services.config import EchoSettings, load_settings
 from services.embedding.core import ClipEncoder
 from services.retrieval.server import SERVICE_NAME, build_stage
 

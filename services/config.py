@@ -1,0 +1,58 @@
+"""The whole Echo-IAD settings tree: every stage's section, composed here (a new stage adds one line).
+
+`load_settings()` is the one way to read it: YAML file, then environment
+overrides (`ECHO_IAD__<SECTION>__<KEY>`), validated at start; every error names
+the dotted key. The generic parts (YAML, environment, error format) live in
+`services/common/config.py`, which knows no stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from services.common.config import ServerSettings, SettingsTree, TelemetrySettings, load_tree
+from services.decision.config import DecisionSettings
+from services.embedding.config import EmbeddingSettings
+from services.gateway.config import GatewaySettings
+from services.knowledge.config import KnowledgeSettings
+from services.retrieval.config import RetrievalSettings
+
+
+class EchoSettings(SettingsTree):
+    """The whole Echo-IAD configuration; every stage reads its own section."""
+
+    mode: Literal["embedded", "cluster"] = Field("embedded", description="embedded: one process; cluster: Ray Serve.")
+    data_dir: str = Field("./echo-data", description="Root for memory, image store and model caches.")
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    def resolve_paths(self) -> EchoSettings:
+        """State paths left at their defaults follow data_dir, so one flag moves all state."""
+        root = Path(self.data_dir)
+        if self.retrieval.path == RetrievalSettings().path:
+            self.retrieval.path = str(root / "memory")
+        if self.retrieval.image_store == RetrievalSettings().image_store:
+            self.retrieval.image_store = str(root / "images")
+        if self.decision.model_cache == DecisionSettings().model_cache:
+            self.decision.model_cache = str(root / "models")
+        if not self.knowledge.dir:
+            self.knowledge.dir = str(root / "knowledge")
+        if self.knowledge.refine_cache == KnowledgeSettings().refine_cache:
+            self.knowledge.refine_cache = str(root / "knowledge-refined.json")
+        return self
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> EchoSettings:
+    """Read YAML (path, else $ECHO_IAD_CONFIG, else defaults), apply env and overrides, validate.
+
+    Raises ConfigError naming the file and every bad key.
+    """
+    return load_tree(EchoSettings, path, **overrides).resolve_paths()
