@@ -1,4 +1,7 @@
-"""Thin Ray Serve wrappers: each deployment hosts one stage's servicer from services/<stage>/server.py.
+"""Thin Ray Serve wrappers: each deployment hosts one stage, built by services/<stage>/server.py.
+
+A stage is built whole, with what the replica needs passed in (`@serve.batch`'s
+batcher); nothing is swapped afterwards.
 
 Serve's gRPC proxy calls a deployment method named after the RPC with the
 request proto and a `grpc_context` (a picklable RayServegRPCContext, not a
@@ -29,10 +32,11 @@ from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2
 from ray import serve
 
-from deploy.apps import GatewayArgs, StageArgs
-from deploy.metrics import IN_FLIGHT, LATENCY, REQUESTS
+from deploy.args import GatewayArgs, StageArgs
 from echo.v1 import decision_pb2, embedding_pb2, inspector_pb2, knowledge_pb2, retrieval_pb2  # noqa: F401 (registers)
+from services.common.serve_batching import ServeBatcher
 from services.common.serving import Stage
+from services.common.telemetry import rpc_metrics
 
 log = logging.getLogger(__name__)
 HEALTH_CACHE_S = 1.0  # health probes from many callers share one real request per second
@@ -110,26 +114,20 @@ class StageHost:
         self._health_checked_at = 0.0
         self._health_error: str | None = None
         self._health_lock = asyncio.Lock()  # concurrent probes wait for the one real request
-        self._in_flight = 0
         log.info("%s replica ready (%s)", label, stage.service_name)
 
     async def _rpc(self, method: str, request: Message, grpc_context: Any | None) -> Message:
         """One call into the servicer; an abort becomes the status code on Serve's gRPC context."""
         ctx = ServeContext(grpc_context)
         service = self.stage.service_name
-        start = time.perf_counter()
-        self._in_flight += 1
-        IN_FLIGHT.set(self._in_flight, tags={"stage": self.stage_label})
-        try:
-            return await getattr(self.stage.servicer, method)(request, ctx)
-        except _Aborted:
-            return response_type(service, method)()  # the status set on grpc_context is what the caller gets
-        finally:
-            self._in_flight -= 1
-            IN_FLIGHT.set(self._in_flight, tags={"stage": self.stage_label})
-            code = ctx.code()
-            REQUESTS.inc(tags={"service": service, "method": method, "code": code.name if code else "OK"})
-            LATENCY.observe(time.perf_counter() - start, tags={"service": service, "method": method})
+        with rpc_metrics(service, method) as outcome:
+            try:
+                return await getattr(self.stage.servicer, method)(request, ctx)
+            except _Aborted:
+                return response_type(service, method)()  # the status set on grpc_context is what the caller gets
+            finally:
+                code = ctx.code()
+                outcome.code = code.name if code else "OK"
 
     async def _ready(self) -> str | None:
         """None when the stage serves (a tiny real request, cached briefly), else why not."""
@@ -169,17 +167,9 @@ class EmbeddingDeployment(StageHost):
     """open_clip image and text towers; images batched across requests by `@serve.batch`."""
 
     async def __init__(self, args: StageArgs) -> None:
-        from deploy.batching import EmbeddingBatcher
         from services.embedding.server import build_stage
 
-        echo = args.echo_settings()
-        settings = echo.embedding
-        stage = await build_stage(echo)
-        service = stage.servicer.service  # type: ignore[attr-defined]
-        embedded_batcher = service.batcher
-        service.batcher = EmbeddingBatcher(service.encoder.embed_items, settings.max_batch_size, settings.max_wait_ms)
-        await embedded_batcher.close()
-        self._host(stage, "embedding")
+        self._host(await build_stage(args.echo_settings(), batcher_factory=ServeBatcher), "embedding")
 
     async def EmbedImages(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("EmbedImages", request, grpc_context)
@@ -239,17 +229,7 @@ class DecisionDeployment(StageHost):
     async def __init__(self, args: StageArgs) -> None:
         from services.decision.server import build_stage
 
-        echo = args.echo_settings()
-        settings = echo.decision
-        stage = await build_stage(echo)
-        backend = getattr(stage.servicer.decider, "backend", None)  # type: ignore[attr-defined]
-        if getattr(backend, "name", "") == "transformers":
-            from deploy.batching import DecisionBatcher
-
-            embedded_batcher = backend.batcher
-            backend.batcher = DecisionBatcher(backend.model.run_batch, settings.max_batch_size, settings.max_wait_ms)
-            await embedded_batcher.close()
-        self._host(stage, "decision")
+        self._host(await build_stage(args.echo_settings(), batcher_factory=ServeBatcher), "decision")
 
     async def Decide(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("Decide", request, grpc_context)

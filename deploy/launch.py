@@ -1,8 +1,10 @@
 """`echo-iad serve --ray CONFIG`: start or join Ray, deploy a Serve config YAML, wait until every stage serves.
 
 The YAML is an ordinary Serve config (`serve deploy CONFIG` / `serve run CONFIG`
-take it unchanged); this command deploys it the way `serve run CONFIG` does
-(Serve's controller applies it, `deployments:` overrides included), and adds:
+take it unchanged); this command deploys it the way `serve deploy CONFIG` does,
+through Serve's public REST API on the Ray dashboard (Serve's controller applies
+it, `deployments:` overrides included; a local Ray gets its dashboard on
+loopback), and adds:
 - validation of every application's `args` against its builder's schema, before anything starts;
 - relative `config_path` / `data_dir` made absolute against the working directory;
 - the environment variables the YAML references (`${QDRANT_URL}`) forwarded to the replicas;
@@ -28,7 +30,7 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from deploy.apps import ENV_REF
+from deploy.args import ENV_REF
 from services.common.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -126,24 +128,52 @@ def connect(address: str | None = None, num_cpus: float | None = None) -> bool:
         log.info("joined the running Ray cluster")
         return False
     except ConnectionError:
-        ray.init(num_cpus=num_cpus, namespace="serve", include_dashboard=False)
+        # The dashboard serves Serve's REST API (how `deploy` and `serve deploy` hand over a config).
+        ray.init(num_cpus=num_cpus, namespace="serve", include_dashboard=True, dashboard_host="127.0.0.1")
         log.info("started a local Ray instance")
         return True
 
 
-def deploy(config: dict[str, Any]) -> None:
-    """Start Serve with the config's proxy options and hand the applications to Serve's controller."""
-    from ray.serve._private.api import serve_start
-    from ray.serve.config import gRPCOptions
+def dashboard_address() -> str:
+    """The connected cluster's dashboard, where Serve's REST API listens; $RAY_DASHBOARD_ADDRESS wins."""
+    address = os.environ.get("RAY_DASHBOARD_ADDRESS", "")
+    if not address:
+        import ray
 
-    schema = validate_config(config)
-    client = serve_start(
-        http_options=schema.http_options.model_dump(),
-        grpc_options=gRPCOptions(**schema.grpc_options.model_dump()),
-        proxy_location=schema.proxy_location,
-        controller_options=schema.controller_options,
-    )
-    client.deploy_apps(schema, _blocking=False)
+        address = ray.init(ignore_reinit_error=True).dashboard_url or ""  # the connected cluster's context
+    if not address:
+        raise ConfigError(
+            "the Ray cluster runs no dashboard, and Serve's REST API (`serve deploy`) lives there: start Ray with "
+            "its dashboard (`ray start --head --include-dashboard=true`), or set RAY_DASHBOARD_ADDRESS"
+        )
+    return address if "://" in address else f"http://{address}"
+
+
+def deploy(config: dict[str, Any], timeout_s: float = 300.0) -> None:
+    """Hand the config to Serve with the public `serve deploy` command, as an operator would.
+
+    Serve's REST API starts Serve with the config's proxy options if needed and
+    applies every application declaratively (one absent from the config is
+    removed; one whose code and args are unchanged keeps its replicas). The CLI
+    speaks to it with the cluster's own authentication.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    validate_config(config)
+    serve_cli = Path(sys.executable).with_name("serve")
+    with tempfile.TemporaryDirectory(prefix="echo-serve-") as tmp:
+        path = Path(tmp) / "serve-config.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        cmd = [str(serve_cli), "deploy", str(path), "--address", dashboard_address()]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise ConfigError(f"`serve deploy` did not run: {e}") from e
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+        raise ConfigError(f"Serve refused the config (`serve deploy` exit {done.returncode}): {tail}")
 
 
 def proxy_health(address: str, timeout_s: float = 10.0) -> str | None:

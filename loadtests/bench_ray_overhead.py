@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from echo.v1 import (  # noqa: E402
     knowledge_pb2,
     retrieval_pb2,
 )
+from services.common.percentiles import percentile  # noqa: E402
 from services.common.ports import free_port  # noqa: E402
 
 LINE = "bench-line"
@@ -185,7 +185,7 @@ class Samples:
 
     def summary(self, with_compute: bool) -> dict[str, Any]:
         def pct(xs: list[float], q: int) -> float:
-            return round(statistics.quantiles(xs, n=100)[q - 1], 2) if len(xs) >= 2 else float("nan")
+            return round(percentile(xs, q), 2)
 
         out: dict[str, Any] = {
             "n": len(self.latency_ms),
@@ -295,7 +295,7 @@ def main() -> None:
     import ray
 
     from deploy.launch import deploy, wait_until_healthy
-    from services.client.client import QUESTION_TYPES
+    from services.common.enums import QUESTION_TYPE_ENUM
     from services.mmad.loader import load_dataset
     from services.mmad.synth import synthesize
 
@@ -309,14 +309,16 @@ def main() -> None:
             dataset=sample.dataset,
             category=sample.category,
             image=common_pb2.Image(data=dataset.abspath(sample.image_path).read_bytes()),
-            question=common_pb2.Question(text=q.text, options=q.options, type=QUESTION_TYPES[q.type]),
+            question=common_pb2.Question(text=q.text, options=q.options, type=QUESTION_TYPE_ENUM[q.type]),
         )
 
     grpc_port, http_port = free_port(), free_port()
     address = f"127.0.0.1:{grpc_port}"
     config = echo_config(work / "data", grpc_port, http_port)
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, namespace="serve", log_to_driver=False)
+    ray.init(
+        num_cpus=args.cpus, include_dashboard=True, dashboard_host="127.0.0.1", namespace="serve", log_to_driver=False
+    )  # the dashboard serves Serve's REST API, through which deploy() hands over the config
     shapes: dict[str, Any] = {}
     try:
         deploy(config)  # starts Serve with the config's gRPC proxy (every echo.v1 service registered)

@@ -104,7 +104,8 @@ def ask(
     import dataclasses
 
     from services.config import load_settings
-    from services.decision.core import DecisionInput, build_decider
+    from services.decision.core import DecisionInput
+    from services.decision.server import build_decider
 
     s = load_settings(config).decision
     inp = DecisionInput(

@@ -219,29 +219,3 @@ class DecisionMaker:
 
     async def close(self) -> None:
         await self.backend.close()
-
-
-def build_decider(settings: DecisionSettings) -> Decider:
-    """The configured decider; blocking (it may load or build a model), so call it off the event loop."""
-    backend = settings.backend
-    if backend == "random":
-        from services.decision.baselines import RandomDecider
-
-        return RandomDecider(settings)
-    if backend == "oracle":
-        from services.decision.baselines import OracleDecider
-
-        return OracleDecider(settings)
-    if backend == "transformers":
-        from services.decision.backends.local import TransformersBackend
-
-        return DecisionMaker(TransformersBackend.from_settings(settings), settings)
-    if backend == "openai":
-        from services.decision.backends.openai_compat import OpenAIBackend
-
-        return DecisionMaker(OpenAIBackend.from_settings(settings), settings)
-    if backend == "vllm":
-        from services.decision.backends.vllm_serve import VLLMBackend
-
-        return DecisionMaker(VLLMBackend(settings), settings)
-    raise InvalidArgument(f"unknown backend {backend!r}", field="decision.backend")

@@ -7,7 +7,6 @@ import grpc
 from echo.v1 import common_pb2, decision_pb2, decision_pb2_grpc
 from services.common.errors import InvalidArgument, grpc_errors
 from services.common.images import image_bytes
-from services.common.telemetry import IN_FLIGHT
 from services.decision.core import Decider, DecisionInput
 from services.decision.prompt import AnswerFormat
 
@@ -52,11 +51,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServicer):
         self, request: decision_pb2.DecideRequest, context: grpc.aio.ServicerContext
     ) -> decision_pb2.DecideResponse:
         inp = to_input(request)
-        IN_FLIGHT.labels("decision").inc()
-        try:
-            r = await self.decider.decide(inp, timeout_s=context.time_remaining())
-        finally:
-            IN_FLIGHT.labels("decision").dec()
+        r = await self.decider.decide(inp, timeout_s=context.time_remaining())
         return decision_pb2.DecideResponse(
             answer=r.answer,
             unparsed=r.unparsed,

@@ -1,9 +1,10 @@
 """The embedding stage's logic: a CLIP encoder with a synchronous batch function, and its async service.
 
-`ClipEncoder.embed_batch` is the one function both serving modes batch into:
-the asyncio MicroBatcher in embedded mode, Ray Serve's `@serve.batch` in the
-cluster. `EmbeddingService` adds what a request needs around it: limits,
-preprocessing in a thread pool (or nvjpeg on the GPU), and dynamic batching.
+`ClipEncoder.embed_items` is the one function both serving modes batch into,
+through the Batcher the stage is built with: the asyncio MicroBatcher in embedded
+mode, Ray Serve's `@serve.batch` in the cluster. `EmbeddingService` adds what a
+request needs around it: limits, preprocessing in a thread pool (or nvjpeg on the
+GPU), and dynamic batching.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from services.common.batching import Batcher, BatcherFactory, MicroBatcher
 from services.common.errors import EchoError, FailedPrecondition, InvalidArgument
 from services.common.images import ImageLimits, check_header
-from services.embedding.batching import MicroBatcher
 from services.embedding.config import EmbeddingSettings
 from services.embedding.model import LoadedClip, load_clip
 from services.embedding.preprocess import preprocess_cpu, preprocess_tensors
@@ -191,9 +192,17 @@ class EmbeddingService:
 
     Args:
         decode_on_device: force the tensor (nvjpeg-style) pipeline on or off; default: settings.gpu_decode on CUDA.
+        batcher_factory: how concurrent images are batched (default: the asyncio MicroBatcher; a Serve
+            replica passes `@serve.batch`'s).
     """
 
-    def __init__(self, encoder: ClipEncoder, settings: EmbeddingSettings, decode_on_device: bool | None = None) -> None:
+    def __init__(
+        self,
+        encoder: ClipEncoder,
+        settings: EmbeddingSettings,
+        decode_on_device: bool | None = None,
+        batcher_factory: BatcherFactory = MicroBatcher,
+    ) -> None:
         self.encoder = encoder
         self.settings = settings
         self.model_id = encoder.model_id
@@ -201,22 +210,30 @@ class EmbeddingService:
         cuda = encoder.device.type == "cuda"
         self.decode_on_device = (settings.gpu_decode and cuda) if decode_on_device is None else decode_on_device
         self._pool = ThreadPoolExecutor(settings.preprocess_workers, thread_name_prefix="embedding-pre")
-        self.batcher: MicroBatcher[ImageJob, ImageEmbedding] = MicroBatcher(
-            encoder.embed_items, settings.max_batch_size, settings.max_wait_ms, stage="embedding"
+        self.batcher: Batcher = batcher_factory(
+            lambda _key, jobs, _abandoned: encoder.embed_items(jobs),
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            stage="embedding",
         )
-        self.decoder: MicroBatcher[tuple[bytes, str], Any] | None = None
+        self.decoder: Batcher | None = None
         self._stream: Any = None
         if self.decode_on_device:
             import torch
 
             self._stream = torch.cuda.Stream(device=encoder.device) if cuda else None
-            self.decoder = MicroBatcher(
-                self._decode_batch, settings.max_batch_size, settings.max_wait_ms, stage="embedding-decode"
+            self.decoder = batcher_factory(
+                lambda _key, items, _abandoned: self._decode_batch(items),
+                max_batch_size=settings.max_batch_size,
+                max_wait_ms=settings.max_wait_ms,
+                stage="embedding-decode",
             )
 
     @classmethod
-    def from_settings(cls, settings: EmbeddingSettings) -> EmbeddingService:
-        return cls(ClipEncoder.from_settings(settings), settings)
+    def from_settings(
+        cls, settings: EmbeddingSettings, batcher_factory: BatcherFactory = MicroBatcher
+    ) -> EmbeddingService:
+        return cls(ClipEncoder.from_settings(settings), settings, batcher_factory=batcher_factory)
 
     def _decode_batch(self, items: list[tuple[bytes, str]]) -> list[Any]:
         """Decode + resize a batch on the model's device, on a side stream so it overlaps the model's batch."""

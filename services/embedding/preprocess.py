@@ -10,6 +10,7 @@ a plain nvjpeg script to 4,677 img/s on an H100, DESIGN §5).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
@@ -17,6 +18,9 @@ from PIL import Image
 
 from services.common.errors import EchoError, InvalidArgument
 from services.common.images import ImageLimits, check_header, decode
+from services.common.telemetry import DECODE_FALLBACKS
+
+log = logging.getLogger(__name__)
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 RESIZE_CHUNK = 64  # images resized per call: 64 x 3 x 1024 x 1024 float32 is 800 MB
@@ -114,6 +118,8 @@ def preprocess_tensors(
 
     The tensor path (nvjpeg + batched resize) runs first; if it fails, each image
     goes through the CPU path alone, so one bad image fails only its own request.
+    That fallback is logged and counted (`echo_gpu_decode_fallbacks`): a steady
+    rate of it means the GPU decoder is not doing its job.
     `checked`: the caller already ran check_header on every image (skip it here).
     """
     import torch
@@ -137,7 +143,14 @@ def preprocess_tensors(
                 x = resize_crop_normalize(torch.stack([tensors[j] for j in part]), cfg)
                 for j, row in zip(part, x, strict=True):
                     results[ok_idx[j]] = row
-    except Exception:  # a corrupt image (or no nvjpeg): the CPU path names the culprit
+    except Exception as e:  # a corrupt image (or no nvjpeg): the CPU path names the culprit
+        log.warning(
+            "tensor decode of a batch of %d images failed (%s: %s); decoding them on the CPU",
+            len(ok_idx),
+            type(e).__name__,
+            e,
+        )
+        DECODE_FALLBACKS.inc(stage="embedding")
         for i in ok_idx:
             try:
                 results[i] = preprocess_cpu(datas[i], transform, limits, fields[i]).to(device)

@@ -6,11 +6,13 @@ python -m services.embedding.server --config FILE
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import grpc
 
 from echo.v1 import embedding_pb2_grpc
+from services.common.batching import BatcherFactory, MicroBatcher
 from services.common.serving import Stage, run_standalone
 from services.config import EchoSettings, load_settings
 from services.embedding.core import EmbeddingService
@@ -24,9 +26,13 @@ def _register(server: grpc.aio.Server, servicer: object) -> None:
     embedding_pb2_grpc.add_EmbeddingServicer_to_server(servicer, server)
 
 
-async def build_stage(settings: EchoSettings) -> Stage:
-    """Load the model (off the event loop) and wrap it as a hostable stage; ConfigError if weights are missing."""
-    service = await asyncio.to_thread(EmbeddingService.from_settings, settings.embedding)
+async def build_stage(settings: EchoSettings, batcher_factory: BatcherFactory = MicroBatcher) -> Stage:
+    """Load the model (off the event loop) and wrap it as a hostable stage; ConfigError if weights are missing.
+
+    `batcher_factory`: how images are batched (a Serve replica passes `@serve.batch`'s).
+    """
+    build = functools.partial(EmbeddingService.from_settings, settings.embedding, batcher_factory)
+    service = await asyncio.to_thread(build)
     return Stage(SERVICE_NAME, EmbeddingServicer(service), _register)
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from services.common.errors import FailedPrecondition, NotFound
 from services.decision.config import DecisionSettings
-from services.decision.core import DecisionInput, build_decider
+from services.decision.core import DecisionInput
+from services.decision.server import build_decider
 
 AD = "Is there any defect in the object?"
 TYPE_Q = "There is a defect in the object. What is the type of the defect?"

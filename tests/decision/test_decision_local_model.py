@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
 import pytest
 
+from services.common.batching import BatchFn, MicroBatcher
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.decision.backends.local import CHOOSE, TransformersBackend
 from services.decision.core import DecisionInput, DecisionMaker
@@ -163,3 +165,19 @@ async def test_a_lone_request_never_waits_for_a_batch_to_fill(patient_maker: Dec
     await patient_maker.decide(DecisionInput(png(2), QUESTION, YN, reasoning=True, max_reasoning_tokens=4))
     assert time.perf_counter() - t < 2.5
     assert patient_maker.backend.batcher.batches[-2:] == [1, 1]
+
+
+async def test_the_backend_batches_through_the_batcher_it_is_built_with(settings, local_model, png) -> None:  # type: ignore[no-untyped-def]
+    built: list[dict[str, object]] = []
+
+    def factory(fn: BatchFn, **kw: Any) -> MicroBatcher:
+        built.append(kw)
+        return MicroBatcher(fn, **kw)
+
+    dm = DecisionMaker(TransformersBackend.from_settings(settings, local_model, batcher_factory=factory), settings)
+    try:
+        assert (await dm.decide(DecisionInput(png(0), QUESTION, YN))).answer in YN
+        assert [(b["stage"], b["fill"]) for b in built] == [("decision", "sessions")]
+        assert dm.backend.batcher.batches == [1]  # type: ignore[attr-defined]
+    finally:
+        await dm.close()

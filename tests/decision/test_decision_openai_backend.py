@@ -23,8 +23,9 @@ from services.decision.backends.openai_compat import (
     letter_token_ids,
     reply_text,
 )
-from services.decision.core import DecisionInput, DecisionMaker, build_decider
+from services.decision.core import DecisionInput, DecisionMaker
 from services.decision.prompt import PromptInput, final_prompts
+from services.decision.server import build_decider
 
 QUESTION = "Is there any defect in the object?"
 TYPES = {"A": "Scratch.", "B": "Crack.", "C": "Hole."}

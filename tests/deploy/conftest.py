@@ -65,7 +65,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
         ray.shutdown()
     ray.init(
         num_cpus=2,
-        include_dashboard=False,
+        include_dashboard=True,  # Serve's REST API, through which deploy() hands over the config
+        dashboard_host="127.0.0.1",
+        dashboard_port=free_port(),
         namespace="serve",
         _metrics_export_port=metrics_port,
         _system_config={"metrics_report_interval_ms": 1000},

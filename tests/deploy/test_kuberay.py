@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import ray
 import yaml
 
-from deploy.apps import ENV_REF
+from deploy.args import ENV_REF
 from deploy.launch import validate_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

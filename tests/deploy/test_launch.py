@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.apps import GatewayArgs, StageArgs, expand_env
+from deploy.args import GatewayArgs, StageArgs, expand_env
 from deploy.launch import prepare_config, proxy_address, read_config, validate_config
 from services.common.errors import ConfigError
 

@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc, inspector_pb2, inspector_pb2_grpc
-from services.client.client import QUESTION_TYPES
+from services.common.enums import QUESTION_TYPE_ENUM
 from services.gateway.config import DEFAULT_EXPERT_MAP
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def inspect_request(cluster: Cluster, qtype: str) -> inspector_pb2.InspectReques
         dataset=sample.dataset,
         category=sample.category,
         image=common_pb2.Image(data=cluster.dataset.abspath(sample.image_path).read_bytes()),
-        question=common_pb2.Question(text=q.text, options=q.options, type=QUESTION_TYPES[qtype]),
+        question=common_pb2.Question(text=q.text, options=q.options, type=QUESTION_TYPE_ENUM[qtype]),
     )
 
 
@@ -57,7 +57,7 @@ def test_every_application_answers_grpc_health_through_the_proxy(cluster: Cluste
 
 def test_inspections_of_every_question_type_run_through_the_proxy(cluster: Cluster) -> None:
     stub = inspector_pb2_grpc.InspectorStub(cluster.channel)
-    assert set(QUESTION_TYPES) == set(DEFAULT_EXPERT_MAP)
+    assert set(QUESTION_TYPE_ENUM) == set(DEFAULT_EXPERT_MAP)
     for qtype, experts in DEFAULT_EXPERT_MAP.items():
         req = inspect_request(cluster, qtype)
         resp = stub.Inspect(req, metadata=cluster.metadata("inspector"), timeout=120)

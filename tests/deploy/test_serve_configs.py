@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from google.protobuf import descriptor_pool
-from ray.serve._private.utils import import_attr
 
-from deploy.apps import BUILDERS, ENV_REF, GRPC_BUILDERS, STAGES, GatewayArgs, StageArgs
+from deploy.apps import BUILDERS, GRPC_BUILDERS
+from deploy.args import ENV_REF, STAGES, GatewayArgs, StageArgs
 from deploy.launch import read_config, validate_config
 from services.common.errors import ConfigError
 
@@ -24,6 +25,12 @@ CLUSTER_ENV = {
     "ECHO_DECISION_MODEL": "/models/Qwen2-VL-7B-Instruct",
     "HF_HOME": "/models/hf",
 }
+
+
+def import_attr(path: str) -> object:
+    """`module:attr` or `module.attr`, imported as Serve does."""
+    module, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
 
 
 def apps(config: dict[str, Any]) -> dict[str, dict[str, Any]]:

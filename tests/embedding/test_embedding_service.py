@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
+from services.common.batching import BatchFn, MicroBatcher
 from services.common.errors import InvalidArgument
+from services.embedding import preprocess
 from services.embedding.config import EmbeddingSettings
 from services.embedding.core import ClipEncoder, EmbeddingService
 
@@ -75,3 +78,51 @@ async def test_device_decode_pipeline_matches_the_cpu_path_and_names_bad_images(
             await svc.embed_images([datas[0], b"\xff\xd8\xff broken jpeg"])
     finally:
         await svc.close()
+
+
+@pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The given buffer is not writable:UserWarning")
+async def test_the_service_batches_through_the_batcher_it_is_built_with(
+    encoder: ClipEncoder, settings: EmbeddingSettings, make_jpeg: Callable[..., bytes]
+) -> None:
+    built: list[str] = []
+
+    def factory(fn: BatchFn, **kw: Any) -> MicroBatcher:
+        built.append(kw["stage"])
+        return MicroBatcher(fn, **kw)
+
+    svc = EmbeddingService(encoder, settings, decode_on_device=True, batcher_factory=factory)
+    try:
+        await svc.embed_images([make_jpeg(1)])
+        assert built == ["embedding", "embedding-decode"]
+        assert svc.batcher.batches == [1] and svc.decoder is not None and svc.decoder.batches == [1]
+    finally:
+        await svc.close()
+
+
+@pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The given buffer is not writable:UserWarning")
+def test_a_failed_tensor_decode_falls_back_to_the_cpu_logged_and_counted(
+    encoder: ClipEncoder, make_jpeg: Callable[..., bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch
+    from prometheus_client import REGISTRY
+
+    def fallbacks() -> float:
+        return REGISTRY.get_sample_value("echo_gpu_decode_fallbacks_total", {"stage": "embedding"}) or 0.0
+
+    good = make_jpeg(1, 96, 72)
+    truncated = good[: len(good) // 2]  # its header reads fine; its pixels do not decode
+    before = fallbacks()
+    with caplog.at_level("WARNING", logger=preprocess.__name__):
+        out = preprocess.preprocess_tensors(
+            [good, truncated],
+            encoder.preprocess_cfg,
+            torch.device("cpu"),
+            encoder.limits,
+            encoder.loaded.preprocess,
+            ["images[0]", "images[1]"],
+        )
+    assert fallbacks() == before + 1
+    assert "decoding them on the CPU" in caplog.text
+    assert isinstance(out[0], torch.Tensor)  # the good image still made it, through the CPU path

@@ -1,9 +1,10 @@
 """The local transformers backend: Qwen2-VL (real weights or the offline test model) on CPU or GPU.
 
 Requests go through the model's own processor and chat template. Concurrent
-requests share one forward or generate call (left padding) via the
-micro-batcher. A constrained pass does not sample: it reads the next-token
-logits of the final position and takes the argmax over the choices' token ids,
+requests share one forward or generate call (left padding) via the batcher the
+backend is built with (the asyncio MicroBatcher, or `@serve.batch` in a
+replica). A constrained pass does not sample: it reads the next-token logits
+of the final position and takes the argmax over the choices' token ids,
 which also yields each choice's probability (used by true/false).
 """
 
@@ -14,9 +15,9 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from services.common.batching import Batcher, BatcherFactory, MicroBatcher
 from services.common.errors import ConfigError, InvalidArgument
 from services.decision.backends.base import Backend, Reply
-from services.decision.batching import MicroBatcher
 from services.decision.config import DecisionSettings
 from services.decision.offline_model import resolve_model
 from services.decision.prompt import ChatPrompt, hf_messages
@@ -185,7 +186,12 @@ class LocalModel:
 
 
 class TransformersBackend(Backend):
-    """A LocalModel behind a micro-batcher."""
+    """A LocalModel behind a batcher; a batch waits only for decisions in flight (fill="sessions").
+
+    Args:
+        batcher_factory: how concurrent prompts are batched (default: the asyncio MicroBatcher; a Serve
+            replica passes `@serve.batch`'s).
+    """
 
     name = "transformers"
 
@@ -197,29 +203,38 @@ class TransformersBackend(Backend):
         max_model_len: int | None = None,
         max_batch_size: int = 8,
         max_wait_ms: float = 10.0,
+        batcher_factory: BatcherFactory = MicroBatcher,
     ) -> None:
         self.model = model
         self.model_id = model.model_id
         self.max_images = max_images
-        self.batcher: MicroBatcher[ChatPrompt, Reply] = MicroBatcher(
+        self.batcher: Batcher = batcher_factory(
             functools.partial(model.run_batch, max_model_len=max_model_len),
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
+            stage="decision",
+            fill="sessions",
         )
 
     @classmethod
-    def from_settings(cls, settings: DecisionSettings, model: LocalModel | None = None) -> TransformersBackend:
+    def from_settings(
+        cls,
+        settings: DecisionSettings,
+        model: LocalModel | None = None,
+        batcher_factory: BatcherFactory = MicroBatcher,
+    ) -> TransformersBackend:
         return cls(
             model or LocalModel.load(settings),
             max_images=settings.max_images,
             max_model_len=settings.max_model_len,
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_wait_ms,
+            batcher_factory=batcher_factory,
         )
 
     async def complete(self, prompt: ChatPrompt) -> Reply:
         key: Hashable = CHOOSE if prompt.choices else ("generate", prompt.max_tokens)
-        return await self.batcher.submit(key, prompt)
+        return await self.batcher.submit(prompt, key)
 
     def render(self, prompt: ChatPrompt) -> str:
         return self.model.render(prompt)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from services.common.batching import MicroBatcher
 from services.common.errors import InvalidArgument, Unavailable
-from services.embedding.batching import MicroBatcher
 
 
 class Recorder:
@@ -18,7 +18,7 @@ class Recorder:
         self.threads: set[str] = set()
         self.delay_s = delay_s
 
-    def __call__(self, items: list[int]) -> list[int | BaseException]:
+    def __call__(self, key: object, items: list[int], abandoned: object) -> list[int | BaseException]:
         self.batches.append(list(items))
         self.threads.add(threading.current_thread().name)
         time.sleep(self.delay_s)
@@ -64,7 +64,7 @@ async def test_a_bad_item_fails_only_its_own_request() -> None:
 async def test_a_crashing_batch_function_fails_that_batch_and_the_batcher_keeps_serving() -> None:
     calls = {"n": 0}
 
-    def flaky(items: list[int]) -> list[int]:
+    def flaky(key: object, items: list[int], abandoned: object) -> list[int]:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("device lost")

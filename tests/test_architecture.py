@@ -1,0 +1,155 @@
+"""The shape of the code holds: no import cycles in services/ or deploy/, and services/common imports no stage.
+
+Imports are read with `ast`, not by importing anything. Every import counts, at module level
+or inside a function: an import deferred into a function still ties the two modules together
+(core.py building baselines.py's deciders while baselines.py imports core.py is one module
+split in two), and services/common must work without any stage. Imports under
+`if TYPE_CHECKING:` never run and do not count.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("services", "deploy")
+
+
+def module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_only(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _type_checking_only(node)
+               for stmt in node.body for n in ast.walk(stmt)}  # fmt: skip
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in skipped:
+            yield node
+
+
+def imported_modules(source: str, name: str, is_package: bool, known: set[str]) -> set[str]:
+    """The known modules that `source` (module `name`) imports; `from pkg import mod` counts as importing pkg.mod."""
+    base = name.split(".") if is_package else name.split(".")[:-1]
+    out: set[str] = set()
+    for node in _imports(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        else:
+            prefix = ".".join(base[: len(base) - node.level + 1]) if node.level else ""
+            mod = ".".join(p for p in (prefix, node.module or "") if p)
+            targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]  # `import a.b.c` of a name inside a module: its module
+            if target and target != name:
+                out.add(target)
+    return out
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    files = {module_name(root, p): p for pkg in PACKAGES if (root / pkg).is_dir() for p in (root / pkg).rglob("*.py")}
+    known = set(files)
+    return {
+        name: imported_modules(path.read_text(encoding="utf-8"), name, path.name == "__init__.py", known)
+        for name, path in files.items()
+    }
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def common_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Imports from services.common (or below) of any services module outside it."""
+    return sorted(
+        f"{src} imports {dst}"
+        for src, targets in graph.items()
+        if src == "services.common" or src.startswith("services.common.")
+        for dst in targets
+        if dst.startswith("services")
+        and not (dst == "services.common" or dst.startswith("services.common."))
+        and dst != "services"
+    )
+
+
+def test_services_and_deploy_have_no_import_cycles() -> None:
+    assert cycles(import_graph(REPO)) == []
+
+
+def test_services_common_imports_no_stage_even_inside_functions() -> None:
+    assert common_violations(import_graph(REPO)) == []
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_the_checks_catch_a_cycle_and_a_stage_import_from_common(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "services/__init__.py": "",
+            "services/common/__init__.py": "",
+            "services/common/util.py": "def f():\n    from services.decision.config import X\n",
+            "services/decision/__init__.py": "",
+            "services/decision/config.py": "X = 1\n",
+            "services/decision/core.py": "def build():\n    from services.decision import baselines\n",
+            "services/decision/baselines.py": "from services.decision.core import thing\n",
+            "services/decision/typed.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from services.decision import hinted\n",
+            "services/decision/hinted.py": "from services.decision import typed\n",
+            "deploy/__init__.py": "",
+            "deploy/apps.py": "import deploy.deployments\n",
+            "deploy/deployments.py": "from deploy.apps import StageArgs\n",
+        },
+    )
+    graph = import_graph(tmp_path)
+    assert cycles(graph) == [  # a deferred import closes a cycle too; a TYPE_CHECKING one does not
+        ["deploy.apps", "deploy.deployments"],
+        ["services.decision.baselines", "services.decision.core"],
+    ]
+    assert common_violations(graph) == ["services.common.util imports services.decision.config"]
