@@ -14,59 +14,32 @@ content-addressed and deletes are idempotent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc
-from services.common.serving import channel_options
+from services.common.enums import (
+    ANSWER_FORMAT_ENUM,
+    KNOWLEDGE_MODE_ENUM,
+    QUESTION_TYPE_ENUM,
+    REFERENCE_MODE_ENUM,
+    to_enum,
+)
+from services.common.serving import channel_options, retry_options
 
 ImageLike = bytes | str | Path
-
-REFERENCE_MODES = {
-    "0-shot": common_pb2.ZERO_SHOT,
-    "1-shot": common_pb2.ONE_SHOT_RANDOM,
-    "1-shot*": common_pb2.ONE_SHOT_SIMILAR,
-    "k-shot": common_pb2.K_SHOT,
-}
-KNOWLEDGE_MODES = {
-    "none": common_pb2.KNOWLEDGE_NONE,
-    "dk": common_pb2.DOMAIN_KNOWLEDGE,
-    "csk": common_pb2.CONTEXT_SPECIFIC,
-}
-ANSWER_FORMATS = {"mc": common_pb2.MULTIPLE_CHOICE, "open": common_pb2.OPEN_QA, "tf": common_pb2.TRUE_FALSE}
-QUESTION_TYPES = {
-    "Anomaly Detection": common_pb2.ANOMALY_DETECTION,
-    "Defect Classification": common_pb2.DEFECT_CLASSIFICATION,
-    "Defect Localization": common_pb2.DEFECT_LOCALIZATION,
-    "Defect Description": common_pb2.DEFECT_DESCRIPTION,
-    "Defect Analysis": common_pb2.DEFECT_ANALYSIS,
-    "Object Classification": common_pb2.OBJECT_CLASSIFICATION,
-    "Object Analysis": common_pb2.OBJECT_ANALYSIS,
-}
+ANSWER_FORMATS = {"mc": "multiple_choice", "open": "open_qa", "tf": "true_false"}
+"""The short answer-format names of the CLI and this client -> the contract's names."""
 
 
-def _service_config(retries: int) -> str:
-    policy = {
-        "maxAttempts": max(2, min(5, retries + 1)),
-        "initialBackoff": "0.05s",
-        "maxBackoff": "1s",
-        "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
-    }
-    return json.dumps({"methodConfig": [{"name": [{"service": "echo.v1.Inspector"}], "retryPolicy": policy}]})
-
-
-def _options(retries: int, max_message_mb: int) -> list[tuple[str, object]]:
-    opts: list[tuple[str, object]] = list(channel_options(max_message_mb))
-    if retries > 0:
-        opts += [("grpc.enable_retries", 1), ("grpc.service_config", _service_config(retries))]
-    else:
-        opts += [("grpc.enable_retries", 0)]
-    return opts
+def _options(retries: int, max_message_mb: int) -> list[tuple[str, Any]]:
+    return channel_options(max_message_mb) + retry_options(
+        {"echo.v1.Inspector": retries}, ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
+    )
 
 
 def to_image(image: ImageLike, *, send_uri: bool = False) -> common_pb2.Image:
@@ -98,12 +71,17 @@ def build_inspect_request(
     request_id: str = "",
     send_uri: bool = False,
 ) -> inspector_pb2.InspectRequest:
-    """One InspectRequest from plain Python values (names as in the README and CLI)."""
+    """One InspectRequest from plain Python values (names as in the README and CLI).
+
+    Names: question_type as MMAD's ("Anomaly Detection"), reference_mode 0-shot/1-shot/1-shot*/k-shot,
+    knowledge_mode none/dk/csk, answer_format mc/open/tf; an unknown one is InvalidArgument naming it.
+    """
+    fmt = ANSWER_FORMATS.get(answer_format or "", answer_format)
     settings = common_pb2.RequestSettings(
-        reference_mode=REFERENCE_MODES[reference_mode] if reference_mode else 0,
+        reference_mode=to_enum(REFERENCE_MODE_ENUM, reference_mode, "reference_mode"),
         k_shots=k_shots,
-        knowledge_mode=KNOWLEDGE_MODES[knowledge_mode] if knowledge_mode else 0,
-        answer_format=ANSWER_FORMATS[answer_format] if answer_format else 0,
+        knowledge_mode=to_enum(KNOWLEDGE_MODE_ENUM, knowledge_mode, "knowledge_mode"),
+        answer_format=to_enum(ANSWER_FORMAT_ENUM, fmt, "answer_format"),
         deadline_ms=deadline_ms,
         return_prompt=return_prompt,
         seed=seed,
@@ -115,7 +93,7 @@ def build_inspect_request(
         line_id=line_id,
         image=to_image(image, send_uri=send_uri),
         question=common_pb2.Question(
-            text=question, options=dict(options), type=QUESTION_TYPES[question_type] if question_type else 0
+            text=question, options=dict(options), type=to_enum(QUESTION_TYPE_ENUM, question_type, "question_type")
         ),
         dataset=dataset,
         category=category,
@@ -123,13 +101,74 @@ def build_inspect_request(
     )
 
 
-class InspectorClient:
-    """Blocking client; reuse one per process (it holds one HTTP/2 connection).
+class _Client:
+    """The one implementation behind both clients: each method builds its request and calls the stub.
+
+    A blocking stub returns the response; an asyncio stub returns an awaitable call,
+    so every method here serves InspectorClient as is and AsyncInspectorClient
+    under `await`. Only what must wait differs (health, closing).
 
     Args:
         address: host:port of the embedded server or of Ray Serve's gRPC proxy.
+        timeout_s: deadline of each call unless the call names its own.
+        retries: retries on UNAVAILABLE / RESOURCE_EXHAUSTED (gRPC's retry policy; 0: none).
         application: the Ray Serve application to route to (cluster mode: "inspector"); empty in embedded mode.
     """
+
+    def __init__(self, channel: Any, address: str, *, timeout_s: float = 60.0, application: str = "") -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self.metadata = (("application", application),) if application else None
+        self._channel = channel
+        self._stub = inspector_pb2_grpc.InspectorStub(channel)
+
+    @property
+    def channel(self) -> Any:
+        return self._channel
+
+    def inspect(
+        self, image: ImageLike, question: str, options: Mapping[str, str], *, timeout_s: float | None = None, **kw: Any
+    ) -> Any:
+        """One inspection; keyword arguments as build_inspect_request's. Returns the InspectResponse."""
+        return self.inspect_request(build_inspect_request(image, question, options, **kw), timeout_s=timeout_s)
+
+    def inspect_request(self, request: inspector_pb2.InspectRequest, *, timeout_s: float | None = None) -> Any:
+        return self._stub.Inspect(request, timeout=timeout_s or self.timeout_s, metadata=self.metadata)
+
+    def add_normal_images(
+        self, line_id: str, category: str, images: Iterable[ImageLike], *, dataset: str = "", timeout_s: float = 600.0
+    ) -> Any:
+        req = inspector_pb2.AddNormalImagesRequest(
+            line_id=line_id, dataset=dataset, category=category, images=[to_image(i) for i in images]
+        )
+        return self._stub.AddNormalImages(req, timeout=timeout_s, metadata=self.metadata)
+
+    def list_normal_images(
+        self, line_id: str, *, category: str = "", dataset: str = "", limit: int = 100, page_token: str = ""
+    ) -> Any:
+        req = inspector_pb2.ListNormalImagesRequest(
+            line_id=line_id, dataset=dataset, category=category, limit=limit, page_token=page_token
+        )
+        return self._stub.ListNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
+
+    def delete_normal_images(
+        self, line_id: str, *, category: str = "", dataset: str = "", ids: Iterable[str] = ()
+    ) -> Any:
+        req = inspector_pb2.DeleteNormalImagesRequest(line_id=line_id, dataset=dataset, category=category, ids=ids)
+        return self._stub.DeleteNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
+
+    def _health_check(self, service: str, timeout_s: float) -> Any:
+        return health_pb2_grpc.HealthStub(self._channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s, metadata=self.metadata
+        )
+
+
+def _status_name(resp: health_pb2.HealthCheckResponse) -> str:
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+
+class InspectorClient(_Client):
+    """Blocking client; reuse one per process (it holds one HTTP/2 connection). Arguments: see _Client."""
 
     def __init__(
         self,
@@ -140,54 +179,12 @@ class InspectorClient:
         max_message_mb: int = 32,
         application: str = "",
     ) -> None:
-        self.address = address
-        self.timeout_s = timeout_s
-        self.metadata = (("application", application),) if application else None
-        self._channel = grpc.insecure_channel(address, options=_options(retries, max_message_mb))
-        self._stub = inspector_pb2_grpc.InspectorStub(self._channel)
-
-    @property
-    def channel(self) -> grpc.Channel:
-        return self._channel
-
-    def inspect(
-        self, image: ImageLike, question: str, options: Mapping[str, str], *, timeout_s: float | None = None, **kw
-    ) -> inspector_pb2.InspectResponse:
-        return self.inspect_request(build_inspect_request(image, question, options, **kw), timeout_s=timeout_s)
-
-    def inspect_request(
-        self, request: inspector_pb2.InspectRequest, *, timeout_s: float | None = None
-    ) -> inspector_pb2.InspectResponse:
-        return self._stub.Inspect(request, timeout=timeout_s or self.timeout_s, metadata=self.metadata)
-
-    def add_normal_images(
-        self, line_id: str, category: str, images: Iterable[ImageLike], *, dataset: str = "", timeout_s: float = 600.0
-    ) -> inspector_pb2.AddNormalImagesResponse:
-        req = inspector_pb2.AddNormalImagesRequest(
-            line_id=line_id, dataset=dataset, category=category, images=[to_image(i) for i in images]
-        )
-        return self._stub.AddNormalImages(req, timeout=timeout_s, metadata=self.metadata)
-
-    def list_normal_images(
-        self, line_id: str, *, category: str = "", dataset: str = "", limit: int = 100, page_token: str = ""
-    ) -> inspector_pb2.ListNormalImagesResponse:
-        req = inspector_pb2.ListNormalImagesRequest(
-            line_id=line_id, dataset=dataset, category=category, limit=limit, page_token=page_token
-        )
-        return self._stub.ListNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
-
-    def delete_normal_images(
-        self, line_id: str, *, category: str = "", dataset: str = "", ids: Iterable[str] = ()
-    ) -> inspector_pb2.DeleteNormalImagesResponse:
-        req = inspector_pb2.DeleteNormalImagesRequest(line_id=line_id, dataset=dataset, category=category, ids=ids)
-        return self._stub.DeleteNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
+        channel = grpc.insecure_channel(address, options=_options(retries, max_message_mb))
+        super().__init__(channel, address, timeout_s=timeout_s, application=application)
 
     def health(self, service: str = "", timeout_s: float = 5.0) -> str:
         """SERVING, NOT_SERVING or SERVICE_UNKNOWN, from the standard gRPC health service."""
-        resp = health_pb2_grpc.HealthStub(self._channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s, metadata=self.metadata
-        )
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+        return _status_name(self._health_check(service, timeout_s))
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
@@ -202,8 +199,8 @@ class InspectorClient:
         self.close()
 
 
-class AsyncInspectorClient:
-    """asyncio client with the same methods and arguments; create it inside the running loop."""
+class AsyncInspectorClient(_Client):
+    """asyncio client with the same methods and arguments (await them); create it inside the running loop."""
 
     def __init__(
         self,
@@ -214,49 +211,12 @@ class AsyncInspectorClient:
         max_message_mb: int = 32,
         application: str = "",
     ) -> None:
-        self.address = address
-        self.timeout_s = timeout_s
-        self.metadata = (("application", application),) if application else None
-        self._channel = grpc.aio.insecure_channel(address, options=_options(retries, max_message_mb))
-        self._stub = inspector_pb2_grpc.InspectorStub(self._channel)
-
-    async def inspect(
-        self, image: ImageLike, question: str, options: Mapping[str, str], *, timeout_s: float | None = None, **kw
-    ) -> inspector_pb2.InspectResponse:
-        return await self.inspect_request(build_inspect_request(image, question, options, **kw), timeout_s=timeout_s)
-
-    async def inspect_request(
-        self, request: inspector_pb2.InspectRequest, *, timeout_s: float | None = None
-    ) -> inspector_pb2.InspectResponse:
-        return await self._stub.Inspect(request, timeout=timeout_s or self.timeout_s, metadata=self.metadata)
-
-    async def add_normal_images(
-        self, line_id: str, category: str, images: Iterable[ImageLike], *, dataset: str = "", timeout_s: float = 600.0
-    ) -> inspector_pb2.AddNormalImagesResponse:
-        req = inspector_pb2.AddNormalImagesRequest(
-            line_id=line_id, dataset=dataset, category=category, images=[to_image(i) for i in images]
-        )
-        return await self._stub.AddNormalImages(req, timeout=timeout_s, metadata=self.metadata)
-
-    async def list_normal_images(
-        self, line_id: str, *, category: str = "", dataset: str = "", limit: int = 100, page_token: str = ""
-    ) -> inspector_pb2.ListNormalImagesResponse:
-        req = inspector_pb2.ListNormalImagesRequest(
-            line_id=line_id, dataset=dataset, category=category, limit=limit, page_token=page_token
-        )
-        return await self._stub.ListNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
-
-    async def delete_normal_images(
-        self, line_id: str, *, category: str = "", dataset: str = "", ids: Iterable[str] = ()
-    ) -> inspector_pb2.DeleteNormalImagesResponse:
-        req = inspector_pb2.DeleteNormalImagesRequest(line_id=line_id, dataset=dataset, category=category, ids=ids)
-        return await self._stub.DeleteNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
+        channel = grpc.aio.insecure_channel(address, options=_options(retries, max_message_mb))
+        super().__init__(channel, address, timeout_s=timeout_s, application=application)
 
     async def health(self, service: str = "", timeout_s: float = 5.0) -> str:
-        resp = await health_pb2_grpc.HealthStub(self._channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s, metadata=self.metadata
-        )
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+        """SERVING, NOT_SERVING or SERVICE_UNKNOWN, from the standard gRPC health service."""
+        return _status_name(await self._health_check(service, timeout_s))
 
     async def close(self) -> None:
         await self._channel.close()

@@ -98,3 +98,26 @@ def grpc_errors(method: F) -> F:
             await context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
 
     return wrapper  # type: ignore[return-value]
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
+
+
+def task_group_error(group: BaseExceptionGroup) -> BaseException:
+    """The error to raise for a failed task group: its first error, whose message names every other one.
+
+    A TaskGroup raises an ExceptionGroup; re-raising only its first member would
+    drop the rest, and callers (the CLI's one-line errors, gRPC statuses) expect
+    one error of a known kind. So the first keeps its type (its gRPC status) and
+    carries the others' messages.
+    """
+    errors = _leaves(group)
+    first = errors[0]
+    if len(errors) > 1:
+        also = "; ".join(f"{type(e).__name__}: {e}" for e in errors[1:])
+        first.args = (f"{first} (and {len(errors) - 1} more: {also})",)
+    return first

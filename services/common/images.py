@@ -32,6 +32,17 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def image_suffix(data: bytes) -> str:
+    """The file suffix an image store gives these bytes, from their magic number."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return ".png"
+    if data[:3] == b"\xff\xd8\xff":
+        return ".jpg"
+    if data[:4] in (b"RIFF",) and data[8:12] == b"WEBP":
+        return ".webp"
+    return ".img"
+
+
 def read_uri(uri: str, *, field: str = "image.uri", root: str | None = None) -> bytes:
     """Read bytes from a local path, file:// or any fsspec URL; relative paths resolve against root."""
     if not uri:

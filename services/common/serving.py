@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -17,10 +18,44 @@ from services.common.telemetry import MetricsInterceptor
 log = logging.getLogger(__name__)
 
 
-def channel_options(max_message_mb: int = 32) -> list[tuple[str, int]]:
+def channel_options(max_message_mb: int = 32) -> list[tuple[str, Any]]:
     """Message-size limits set on both ends (image payloads exceed gRPC's 4 MB default)."""
     size = max_message_mb * 1024 * 1024
     return [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
+
+
+def retry_options(
+    retries: Mapping[str, int],
+    codes: Sequence[str] = ("UNAVAILABLE",),
+    *,
+    never: Iterable[str] = (),
+    initial_backoff_s: float = 0.05,
+    max_backoff_s: float = 1.0,
+) -> list[tuple[str, Any]]:
+    """Channel options for gRPC's own retry policy (a service config): the one way we retry calls.
+
+    Args:
+        retries: full service name (e.g. echo.v1.Embedding) -> retries of its calls (0: none; gRPC allows 4 at most).
+        codes: status codes that are retried, with exponential backoff and jitter, within the call's deadline.
+        never: methods that must not be retried (not idempotent), as "echo.v1.Decision/Decide".
+    """
+    config: list[dict[str, Any]] = []
+    for service, n in retries.items():
+        if n > 0:
+            policy = {
+                "maxAttempts": max(2, min(5, n + 1)),
+                "initialBackoff": f"{initial_backoff_s}s",
+                "maxBackoff": f"{max_backoff_s}s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": list(codes),
+            }
+            config.append({"name": [{"service": service}], "retryPolicy": policy})
+    if not config:
+        return [("grpc.enable_retries", 0)]
+    for full in never:  # a method's own entry wins over its service's
+        service, _, method = full.partition("/")
+        config.append({"name": [{"service": service, "method": method}]})
+    return [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps({"methodConfig": config}))]
 
 
 def new_server(max_message_mb: int = 32) -> grpc.aio.Server:

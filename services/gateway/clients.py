@@ -1,24 +1,57 @@
-"""The gateway's calls to the stages: one channel per address, deadlines, retries.
+"""The gateway's calls to the stages: one channel per address, a share of the deadline per call, retries.
 
 The same code serves both modes: in embedded mode every stage address is this
 process's own port; in the cluster, addresses and the Ray Serve `application`
-metadata come from config.
+metadata come from config. This layer is where stage protos are built and read:
+the Inspector core above it works on the plain values of services/gateway/domain.py.
+
+Retries are gRPC's own retry policy, as in the client library: UNAVAILABLE is
+retried with backoff (`gateway.<stage>.retries` times) inside the call's
+deadline, for every method but Decide, which is not idempotent (a retried
+decision could run the model twice).
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from echo.v1 import decision_pb2_grpc, embedding_pb2_grpc, knowledge_pb2_grpc, retrieval_pb2_grpc
+from echo.v1 import (
+    common_pb2,
+    decision_pb2,
+    decision_pb2_grpc,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    knowledge_pb2,
+    knowledge_pb2_grpc,
+    retrieval_pb2,
+    retrieval_pb2_grpc,
+)
+from services.common.enums import (
+    ANSWER_FORMAT_ENUM,
+    KNOWLEDGE_MODE_ENUM,
+    QUESTION_TYPE_ENUM,
+    REFERENCE_MODE_ENUM,
+    to_enum,
+)
 from services.common.errors import EchoError
-from services.common.serving import channel_options
+from services.common.serving import channel_options, retry_options
 from services.gateway.config import GatewaySettings, StageEndpoint
+from services.gateway.domain import (
+    CategoryCount,
+    CategoryGuess,
+    Decided,
+    DecisionAsk,
+    Embedded,
+    Knowledge,
+    MemoryItem,
+    MemoryStats,
+    Reference,
+)
 
 _STUBS = {
     "embedding": embedding_pb2_grpc.EmbeddingStub,
@@ -26,9 +59,16 @@ _STUBS = {
     "knowledge": knowledge_pb2_grpc.KnowledgeStub,
     "decision": decision_pb2_grpc.DecisionStub,
 }
-_RETRYABLE = {grpc.StatusCode.UNAVAILABLE}
+STAGE_SERVICES = {
+    "embedding": "echo.v1.Embedding",
+    "retrieval": "echo.v1.Retrieval",
+    "knowledge": "echo.v1.Knowledge",
+    "decision": "echo.v1.Decision",
+}
+NOT_IDEMPOTENT = ("echo.v1.Decision/Decide",)
 DEGRADED_METADATA_KEY = "echo-degraded"  # trailing metadata a stage sends when it served in a reduced way
 _MIN_STAGE_TIMEOUT_S = 0.005
+_CALLER_ERRORS = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}
 
 
 @dataclass
@@ -53,9 +93,19 @@ class StageCallError(EchoError):
         self.code = code
         super().__init__(f"{stage} stage: {code.name}: {details}")
 
+    @classmethod
+    def refused(cls, stage: str, details: str) -> StageCallError:
+        """The stage cannot serve this request as asked (FAILED_PRECONDITION)."""
+        return cls(stage, grpc.StatusCode.FAILED_PRECONDITION, details)
+
+    @property
+    def caller_error(self) -> bool:
+        """The request itself was refused (bad input, nothing in memory): the caller's problem, not an outage."""
+        return self.code in _CALLER_ERRORS
+
 
 class StageClient:
-    """Calls one stage's RPCs under a share of the request's deadline, retrying idempotent calls."""
+    """Calls one stage's RPCs under a share of the request's deadline."""
 
     def __init__(self, name: str, channel: grpc.aio.Channel, endpoint: StageEndpoint) -> None:
         self.name = name
@@ -64,47 +114,49 @@ class StageClient:
         self.stub = _STUBS[name](channel)
         self.metadata = (("application", endpoint.application),) if endpoint.application else None
 
-    async def call(
-        self, method: str, request: Any, deadline: Deadline, *, idempotent: bool = True, degraded: Any = None
-    ) -> Any:
+    async def call(self, method: str, request: Any, deadline: Deadline, *, degraded: list[str] | None = None) -> Any:
         """One RPC under a share of the deadline; a stage's `echo-degraded` trailer is appended to `degraded`."""
-        rpc = getattr(self.stub, method)
-        attempts = 1 + (self.endpoint.retries if idempotent else 0)
-        for attempt in range(attempts):
-            remaining = deadline.remaining()
-            if remaining <= _MIN_STAGE_TIMEOUT_S:
-                raise StageCallError(self.name, grpc.StatusCode.DEADLINE_EXCEEDED, "no time left before the deadline")
-            timeout = max(_MIN_STAGE_TIMEOUT_S, remaining * self.endpoint.timeout_share)
-            try:
-                call = rpc(request, timeout=timeout, metadata=self.metadata)
-                response = await call
-                if degraded is not None:
-                    for key, value in await call.trailing_metadata() or ():
-                        if key == DEGRADED_METADATA_KEY:
-                            degraded.append(f"{self.name}: {value}")
-                return response
-            except grpc.aio.AioRpcError as e:
-                if e.code() in _RETRYABLE and attempt + 1 < attempts:
-                    backoff = min(0.5, 0.02 * (2**attempt)) * (0.5 + random.random())
-                    if deadline.remaining() > backoff + _MIN_STAGE_TIMEOUT_S:
-                        await asyncio.sleep(backoff)
-                        continue
-                raise StageCallError(self.name, e.code(), e.details() or "") from None
-        raise AssertionError("unreachable")
+        remaining = deadline.remaining()
+        if remaining <= _MIN_STAGE_TIMEOUT_S:
+            raise StageCallError(self.name, grpc.StatusCode.DEADLINE_EXCEEDED, "no time left before the deadline")
+        timeout = max(_MIN_STAGE_TIMEOUT_S, remaining * self.endpoint.timeout_share)
+        try:
+            call = getattr(self.stub, method)(request, timeout=timeout, metadata=self.metadata)
+            response = await call
+            if degraded is not None:
+                for key, value in await call.trailing_metadata() or ():
+                    if key == DEGRADED_METADATA_KEY:
+                        degraded.append(f"{self.name}: {value}")
+            return response
+        except grpc.aio.AioRpcError as e:
+            raise StageCallError(self.name, e.code(), e.details() or "") from None
+
+
+def _reference(hit: common_pb2.Reference) -> Reference:
+    return Reference(id=hit.id, score=hit.score, uri=hit.uri, category=hit.category, sha256=hit.sha256)
 
 
 class StageClients:
-    """All four stages; channels are shared between stages at the same address."""
+    """All four stages, as calls on plain values; channels are shared between stages at the same address."""
 
     def __init__(self, settings: GatewaySettings, default_address: str, max_message_mb: int = 32) -> None:
+        endpoints: dict[str, StageEndpoint] = {name: getattr(settings, name) for name in _STUBS}
+        by_address: dict[str, list[str]] = {}
+        for name, endpoint in endpoints.items():
+            by_address.setdefault(endpoint.address or default_address, []).append(name)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.clients: dict[str, StageClient] = {}
-        for name in _STUBS:
-            endpoint: StageEndpoint = getattr(settings, name)
-            address = endpoint.address or default_address
-            if address not in self._channels:
-                self._channels[address] = grpc.aio.insecure_channel(address, options=channel_options(max_message_mb))
-            self.clients[name] = StageClient(name, self._channels[address], endpoint)
+        for address, names in by_address.items():
+            retries = retry_options(
+                {STAGE_SERVICES[n]: endpoints[n].retries for n in names},
+                never=NOT_IDEMPOTENT,
+                initial_backoff_s=0.02,
+                max_backoff_s=0.5,
+            )
+            channel = grpc.aio.insecure_channel(address, options=channel_options(max_message_mb) + retries)
+            self._channels[address] = channel
+            for n in names:
+                self.clients[n] = StageClient(n, channel, endpoints[n])
 
     def __getitem__(self, name: str) -> StageClient:
         return self.clients[name]
@@ -112,3 +164,152 @@ class StageClients:
     async def close(self) -> None:
         for ch in self._channels.values():
             await ch.close()
+
+    # ---- embedding ---------------------------------------------------------------------------------------------
+    async def embed_images(self, images: Sequence[bytes], deadline: Deadline) -> Embedded:
+        req = embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=b) for b in images])
+        resp = await self["embedding"].call("EmbedImages", req, deadline)
+        return Embedded([list(e.values) for e in resp.embeddings], resp.model_id, resp.compute_ms)
+
+    async def embed_texts(self, texts: Sequence[str], deadline: Deadline) -> list[list[float]]:
+        resp = await self["embedding"].call("EmbedTexts", embedding_pb2.EmbedTextsRequest(texts=texts), deadline)
+        return [list(e.values) for e in resp.embeddings]
+
+    # ---- retrieval ---------------------------------------------------------------------------------------------
+    async def search(
+        self,
+        vector: Sequence[float],
+        *,
+        line_id: str,
+        dataset: str,
+        category: str,
+        k: int,
+        mode: str,
+        seed: int,
+        exclude_sha256: str,
+        deadline: Deadline,
+    ) -> tuple[list[Reference], float]:
+        """The references and the stage's compute_ms."""
+        req = retrieval_pb2.SearchRequest(
+            vector=vector,
+            line_id=line_id,
+            dataset=dataset,
+            category=category,
+            k=k,
+            mode=to_enum(REFERENCE_MODE_ENUM, mode, "reference_mode"),
+            seed=seed,
+            exclude_sha256=exclude_sha256,
+        )
+        resp = await self["retrieval"].call("Search", req, deadline)
+        return [_reference(h) for h in resp.hits], resp.compute_ms
+
+    async def infer_category(
+        self,
+        vector: Sequence[float],
+        *,
+        line_id: str,
+        dataset: str,
+        text_vectors: dict[str, list[float]],
+        deadline: Deadline,
+    ) -> CategoryGuess:
+        req = retrieval_pb2.InferCategoryRequest(
+            vector=vector,
+            line_id=line_id,
+            dataset=dataset,
+            category_text_vectors={n: common_pb2.Vector(values=v) for n, v in text_vectors.items()},
+        )
+        resp = await self["retrieval"].call("InferCategory", req, deadline)
+        return CategoryGuess(resp.category, resp.dataset, resp.confidence, resp.compute_ms)
+
+    async def stats(
+        self,
+        line_id: str,
+        dataset: str,
+        category: str,
+        deadline: Deadline,
+        *,
+        list_limit: int = 0,
+        page_token: str = "",
+    ) -> MemoryStats:
+        req = retrieval_pb2.StatsRequest(
+            line_id=line_id, dataset=dataset, category=category, list_limit=list_limit, page_token=page_token
+        )
+        resp = await self["retrieval"].call("Stats", req, deadline)
+        return MemoryStats(
+            total=resp.total,
+            counts=[CategoryCount(c.line_id, c.dataset, c.category, c.count) for c in resp.counts],
+            items=[MemoryItem(p.id, p.uri, p.sha256, p.line_id, p.dataset, p.category, p.label) for p in resp.points],
+            next_page_token=resp.next_page_token,
+        )
+
+    async def upsert(
+        self, points: Sequence[tuple[Sequence[float], MemoryItem]], deadline: Deadline
+    ) -> tuple[list[str], int, int]:
+        """(vector, item) pairs into the memory; (ids, added, existing)."""
+        req = retrieval_pb2.UpsertRequest(
+            points=[
+                retrieval_pb2.MemoryPoint(
+                    vector=vector,
+                    uri=p.uri,
+                    sha256=p.sha256,
+                    label=p.label,
+                    line_id=p.line_id,
+                    dataset=p.dataset,
+                    category=p.category,
+                )
+                for vector, p in points
+            ]
+        )
+        resp = await self["retrieval"].call("Upsert", req, deadline)
+        return list(resp.ids), resp.added, resp.existing
+
+    async def delete(self, line_id: str, dataset: str, category: str, ids: Sequence[str], deadline: Deadline) -> int:
+        req = retrieval_pb2.DeleteRequest(line_id=line_id, dataset=dataset, category=category, ids=ids)
+        return (await self["retrieval"].call("Delete", req, deadline)).deleted
+
+    # ---- knowledge ---------------------------------------------------------------------------------------------
+    async def get_context(
+        self,
+        *,
+        dataset: str,
+        category: str,
+        question: str,
+        options: dict[str, str],
+        question_type: str,
+        mode: str,
+        deadline: Deadline,
+        degraded: list[str],
+    ) -> Knowledge:
+        req = knowledge_pb2.GetContextRequest(
+            dataset=dataset,
+            category=category,
+            question=common_pb2.Question(
+                text=question, options=options, type=to_enum(QUESTION_TYPE_ENUM, question_type, "question.type")
+            ),
+            mode=to_enum(KNOWLEDGE_MODE_ENUM, mode, "knowledge_mode"),
+        )
+        resp = await self["knowledge"].call("GetContext", req, deadline, degraded=degraded)
+        return Knowledge(resp.text, list(resp.entry_ids), [p.id for p in resp.passages], resp.model_id, resp.compute_ms)
+
+    # ---- decision ----------------------------------------------------------------------------------------------
+    async def decide(self, ask: DecisionAsk, deadline: Deadline) -> Decided:
+        req = decision_pb2.DecideRequest(
+            request_id=ask.request_id,
+            query_image=common_pb2.Image(data=ask.image),
+            reference_images=[common_pb2.Image(uri=u) for u in ask.reference_uris],
+            knowledge=ask.knowledge,
+            question=common_pb2.Question(
+                text=ask.question,
+                options=ask.options,
+                type=to_enum(QUESTION_TYPE_ENUM, ask.question_type, "question.type"),
+            ),
+            reasoning=ask.reasoning,
+            answer_format=to_enum(ANSWER_FORMAT_ENUM, ask.answer_format, "answer_format"),
+            return_prompt=ask.return_prompt,
+            category=ask.category,
+        )
+        r = await self["decision"].call("Decide", req, deadline)
+        return Decided(
+            r.answer, r.unparsed, r.raw_reply, r.reasoning, r.prompt, r.model_id, r.compute_ms, r.preprocess_ms,
+            dict(r.scores),
+        )  # fmt: skip

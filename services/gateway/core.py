@@ -1,9 +1,10 @@
-"""The Inspector: validate, plan, fan out to the experts, decide, and trace it all.
+"""The Inspector: validate, plan, fan out to the experts, decide, and trace it all (plain values, no gRPC here).
 
 Embedding then retrieval run in sequence (the search needs the vector); the
 knowledge lookup runs beside them when the category is known, after category
 inference when it is not. Optional experts that fail are dropped and the trace
-says "degraded"; the decision stage is required.
+says "degraded"; the decision stage is required. The stage calls go through
+services/gateway/clients.py, which speaks the stages' protos.
 """
 
 from __future__ import annotations
@@ -13,74 +14,62 @@ import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import grpc
-
-from echo.v1 import (
-    common_pb2,
-    decision_pb2,
-    embedding_pb2,
-    inspector_pb2,
-    knowledge_pb2,
-    retrieval_pb2,
-)
-from services.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from services.common.images import ImageLimits, ImageStore, check_header, image_bytes, sha256_hex
+from services.common.errors import EchoError, InvalidArgument, ResourceExhausted, task_group_error
+from services.common.images import ImageLimits, ImageStore, check_header, image_suffix, sha256_hex
 from services.gateway.clients import Deadline, StageCallError, StageClients
 from services.gateway.config import GatewaySettings
+from services.gateway.domain import (
+    Added,
+    DecisionAsk,
+    Inspection,
+    InspectionResult,
+    MemoryItem,
+    MemoryListing,
+    Reference,
+    Timing,
+    Trace,
+)
 from services.gateway.planner import Plan, QuestionTypeClassifier, TypeGuess, plan_experts
 from services.gateway.validation import check_name, check_question, check_settings
-from services.mmad.types import QUESTION_TYPES
 
 T = TypeVar("T")
 
-_TYPE_ENUM_TO_NAME = {i + 1: name for i, name in enumerate(QUESTION_TYPES)}
-_TYPE_NAME_TO_ENUM = {name: i for i, name in _TYPE_ENUM_TO_NAME.items()}
-_REFERENCE_MODES = {
-    "0-shot": common_pb2.ZERO_SHOT,
-    "1-shot": common_pb2.ONE_SHOT_RANDOM,
-    "1-shot*": common_pb2.ONE_SHOT_SIMILAR,
-    "k-shot": common_pb2.K_SHOT,
-}
-# Optional experts whose failure with these codes is the caller's problem, not a degradation.
-_FATAL_REFERENCE_CODES = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}
+EXPERTS = ("reference", "knowledge", "reasoning")
 _CATEGORY_CACHE_S = 30.0
 _EMBED_CHUNK = 32
 
 
-def type_name(enum_value: int) -> str:
-    return _TYPE_ENUM_TO_NAME[enum_value]
-
-
-def type_enum(name: str) -> int:
-    return _TYPE_NAME_TO_ENUM[name]
-
-
 @dataclass
 class _Run:
-    """Mutable state of one inspection, turned into the trace at the end."""
+    """One inspection under way: its trace, deadline and the experts' outputs."""
 
-    trace: common_pb2.Trace = field(default_factory=common_pb2.Trace)
+    inspection: Inspection
+    deadline: Deadline
+    query_sha: str
+    trace: Trace = field(default_factory=Trace)
+    references: list[Reference] = field(default_factory=list)
+    knowledge: str = ""
 
     async def timed(self, stage: str, aw: Awaitable[T]) -> T:
         start = time.perf_counter()
         try:
             return await aw
         finally:
-            self.trace.timings.add(stage=stage, ms=(time.perf_counter() - start) * 1000.0)
+            self.trace.timings.append(Timing(stage, (time.perf_counter() - start) * 1000.0))
 
     def set_compute(self, stage: str, compute_ms: float) -> None:
         for t in self.trace.timings:
             if t.stage == stage:
                 t.compute_ms = compute_ms
 
-    def degrade(self, expert: str, err: StageCallError) -> None:
+    def degrade(self, expert: str, err: EchoError) -> None:
         self.trace.degraded.append(f"{expert}: {err.message}")
 
 
 class Inspector:
-    """Plans and runs one inspection over the stage clients; also the memory-management RPCs."""
+    """Plans and runs one inspection over the stage clients; also the memory-management calls."""
 
     def __init__(
         self,
@@ -96,12 +85,11 @@ class Inspector:
         self.image_store = image_store
         self.limits = limits
         self._in_flight = 0
-        self._category_vectors: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._category_vectors: dict[tuple[str, str], tuple[float, dict[str, list[float]]]] = {}
 
     # ------------------------------------------------------------------ inspect
-    async def inspect(
-        self, req: inspector_pb2.InspectRequest, grpc_time_remaining: float | None = None
-    ) -> inspector_pb2.InspectResponse:
+    async def inspect(self, inspection: Inspection, grpc_time_remaining: float | None = None) -> InspectionResult:
+        """One inspection: validate, plan, fan out, decide. `grpc_time_remaining`: the caller's deadline (s)."""
         if self._in_flight >= self.settings.max_concurrent:
             raise ResourceExhausted(
                 f"gateway: {self._in_flight} inspections in flight (max_concurrent={self.settings.max_concurrent}); "
@@ -109,121 +97,108 @@ class Inspector:
             )
         self._in_flight += 1
         try:
-            return await self._inspect(req, grpc_time_remaining)
+            started = time.perf_counter()
+            run = _Run(inspection, self._deadline(inspection, grpc_time_remaining), self._validate(inspection))
+            plan = await self._plan(run)
+            await self._fan_out(run, plan)
+            result = await self._decide(run, plan)
+            run.trace.timings.append(Timing("total", (time.perf_counter() - started) * 1000.0))
+            return result
         finally:
             self._in_flight -= 1
 
-    def _deadline(self, req: inspector_pb2.InspectRequest, grpc_time_remaining: float | None) -> Deadline:
-        candidates = [self.settings.default_deadline_ms] if not req.settings.deadline_ms else []
-        if req.settings.deadline_ms:
-            candidates.append(req.settings.deadline_ms)
+    def _deadline(self, inspection: Inspection, grpc_time_remaining: float | None) -> Deadline:
+        candidates = [inspection.deadline_ms or self.settings.default_deadline_ms]
         if grpc_time_remaining is not None:
             candidates.append(grpc_time_remaining * 1000.0)
         return Deadline.after_ms(min(candidates))
 
-    async def _inspect(
-        self, req: inspector_pb2.InspectRequest, grpc_time_remaining: float | None
-    ) -> inspector_pb2.InspectResponse:
-        started = time.perf_counter()
-        deadline = self._deadline(req, grpc_time_remaining)
-        run = _Run()
-        trace = run.trace
-        request_id = req.request_id or uuid.uuid4().hex
+    def _validate(self, inspection: Inspection) -> str:
+        """Refuse what no stage could answer, naming the field; returns the query image's sha256."""
+        check_name(inspection.line_id, "line_id", required=True)
+        check_name(inspection.dataset, "dataset", required=False)
+        check_name(inspection.category, "category", required=False)
+        check_question(inspection.question, inspection.options)
+        check_settings(inspection.deadline_ms, inspection.k_shots)
+        check_header(inspection.image, self.limits, field="image")  # the stages that need pixels decode them once
+        return sha256_hex(inspection.image)
 
-        # validate
-        check_name(req.line_id, "line_id", required=True)
-        check_name(req.dataset, "dataset", required=False)
-        check_name(req.category, "category", required=False)
-        check_question(req.question)
-        check_settings(req.settings)
-        data = (
-            image_bytes(req.image, field="image")
-            if req.image.data
-            else await asyncio.to_thread(image_bytes, req.image, field="image")
-        )
-        check_header(data, self.limits, field="image")  # the stages that need pixels decode them once
-        query_sha = sha256_hex(data)
-
-        # plan
-        s = req.settings
-        if req.question.type:
-            guess = TypeGuess(type_name(req.question.type), 1.0, "client")
+    async def _plan(self, run: _Run) -> Plan:
+        """The question type (the client's, or classified) and the experts it activates; the trace's settings."""
+        i, trace = run.inspection, run.trace
+        if i.question_type:
+            guess = TypeGuess(i.question_type, 1.0, "client")
         else:
-            guess = await run.timed("plan", asyncio.to_thread(self.classifier.classify, req.question.text))
-        switches = {
-            name: (getattr(s.experts, name) if s.experts.HasField(name) else None)
-            for name in ("reference", "knowledge", "reasoning")
-        }
-        plan = plan_experts(guess, self.settings.expert_map, switches)
-        ref_mode = s.reference_mode or _REFERENCE_MODES[self.settings.default_reference_mode]
-        knowledge_mode = s.knowledge_mode or common_pb2.CONTEXT_SPECIFIC
-        use_reference = "reference" in plan.experts and ref_mode != common_pb2.ZERO_SHOT
-        use_knowledge = "knowledge" in plan.experts and knowledge_mode != common_pb2.KNOWLEDGE_NONE
-        trace.question_type = type_enum(guess.type)
+            guess = await run.timed("plan", asyncio.to_thread(self.classifier.classify, i.question))
+        plan = plan_experts(guess, self.settings.expert_map, {e: i.experts.get(e) for e in EXPERTS})
+        ref_mode = i.reference_mode or self.settings.default_reference_mode
+        knowledge_mode = i.knowledge_mode or "csk"
+        trace.question_type = guess.type
         trace.type_confidence = guess.confidence
         trace.type_from_client = guess.method == "client"
-        trace.reference_mode = ref_mode if use_reference else common_pb2.ZERO_SHOT
-        trace.knowledge_mode = knowledge_mode if use_knowledge else common_pb2.KNOWLEDGE_NONE
-        trace.answer_format = s.answer_format or common_pb2.MULTIPLE_CHOICE
-        trace.dataset = req.dataset or self.settings.default_dataset
-        trace.category = req.category
+        trace.reference_mode = ref_mode if "reference" in plan.experts and ref_mode != "0-shot" else "0-shot"
+        trace.knowledge_mode = knowledge_mode if "knowledge" in plan.experts and knowledge_mode != "none" else "none"
+        trace.answer_format = i.answer_format or "multiple_choice"
+        trace.dataset = i.dataset or self.settings.default_dataset
+        trace.category = i.category
+        return plan
 
-        # fan out
-        references: list[common_pb2.Reference] = []
-        knowledge_text = ""
-        need_category = not req.category and (use_reference or use_knowledge)
+    async def _fan_out(self, run: _Run, plan: Plan) -> None:
+        """The optional experts: reference (embed, infer the category if unknown, search) and knowledge."""
+        trace = run.trace
+        use_reference = trace.reference_mode != "0-shot"
+        use_knowledge = trace.knowledge_mode != "none"
+        need_category = not run.inspection.category and (use_reference or use_knowledge)
 
         async def reference_branch() -> None:
-            nonlocal references
-            vector = await self._embed_query(run, data, deadline)
+            vector = await self._embed_query(run)
             if need_category:
-                await self._infer_category(run, req.line_id, vector, deadline)
+                await self._infer_category(run, vector)
             if use_reference:
-                references = await self._search(run, req, vector, ref_mode, query_sha, deadline)
-
-        async def knowledge_branch() -> None:
-            nonlocal knowledge_text
-            knowledge_text = await self._knowledge(
-                run, req.question, trace.dataset, trace.category, knowledge_mode, deadline
-            )
+                run.references = await self._search(run, vector)
 
         if need_category or use_reference:
-            ref_task = asyncio.ensure_future(self._optional(run, "reference", reference_branch()))
-            if use_knowledge and not need_category:
-                await asyncio.gather(ref_task, self._optional(run, "knowledge", knowledge_branch()))
+            if use_knowledge and not need_category:  # both at once; every failure reaches the caller
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._optional(run, "reference", reference_branch()))
+                        tg.create_task(self._optional(run, "knowledge", self._knowledge(run)))
+                except BaseExceptionGroup as group:
+                    raise task_group_error(group) from None
             else:
-                await ref_task
+                await self._optional(run, "reference", reference_branch())
                 if use_knowledge and trace.category:
-                    await self._optional(run, "knowledge", knowledge_branch())
+                    await self._optional(run, "knowledge", self._knowledge(run))
                 elif use_knowledge:
                     trace.degraded.append("knowledge: skipped, the category is unknown")
         elif use_knowledge:
-            await self._optional(run, "knowledge", knowledge_branch())
+            await self._optional(run, "knowledge", self._knowledge(run))
 
-        if use_reference and references:
+        if use_reference and run.references:
             trace.experts_used.append("reference")
-            trace.references.extend(references)
-        if use_knowledge and knowledge_text:
+            trace.references.extend(run.references)
+        if use_knowledge and run.knowledge:
             trace.experts_used.append("knowledge")
-        use_reasoning = "reasoning" in plan.experts
 
-        # decide (required)
-        decide = decision_pb2.DecideRequest(
+    async def _decide(self, run: _Run, plan: Plan) -> InspectionResult:
+        """The Decision Maker (required) over what the experts found; the answer and the rest of the trace."""
+        i, trace = run.inspection, run.trace
+        use_reasoning = "reasoning" in plan.experts
+        request_id = i.request_id or uuid.uuid4().hex
+        ask = DecisionAsk(
             request_id=request_id,
-            query_image=common_pb2.Image(data=data),
-            reference_images=[common_pb2.Image(uri=r.uri) for r in references],
-            knowledge=knowledge_text,
-            question=common_pb2.Question(
-                text=req.question.text, options=req.question.options, type=trace.question_type
-            ),
+            image=i.image,
+            reference_uris=[r.uri for r in run.references],
+            knowledge=run.knowledge,
+            question=i.question,
+            options=i.options,
+            question_type=trace.question_type,
             reasoning=use_reasoning,
             answer_format=trace.answer_format,
-            return_prompt=s.return_prompt,
+            return_prompt=i.return_prompt,
             category=trace.category,
         )
-        decided = await run.timed(
-            "decision", self.clients["decision"].call("Decide", decide, deadline, idempotent=False)
-        )
+        decided = await run.timed("decision", self.clients.decide(ask, run.deadline))
         run.set_compute("decision", decided.compute_ms)
         if use_reasoning:
             trace.experts_used.append("reasoning")
@@ -235,232 +210,147 @@ class Inspector:
         trace.prompt = decided.prompt
         trace.option_scores.update(decided.scores)
         if decided.preprocess_ms:
-            trace.timings.add(stage="decision.preprocess", ms=decided.preprocess_ms, compute_ms=decided.preprocess_ms)
-        trace.timings.add(stage="total", ms=(time.perf_counter() - started) * 1000.0)
-        answer = decided.answer if decided.answer in req.question.options else ""
-        return inspector_pb2.InspectResponse(
-            request_id=request_id, answer=answer, answer_text=req.question.options.get(answer, ""), trace=trace
-        )
+            trace.timings.append(Timing("decision.preprocess", decided.preprocess_ms, decided.preprocess_ms))
+        answer = decided.answer if decided.answer in i.options else ""
+        return InspectionResult(request_id, answer, i.options.get(answer, ""), trace)
 
     async def _optional(self, run: _Run, expert: str, aw: Awaitable[None]) -> None:
-        """Run an optional expert; a stage outage degrades the answer, a caller error fails it."""
+        """Run an optional expert; a stage outage degrades the answer, a refused request fails it."""
         try:
             await aw
         except StageCallError as e:
-            if expert == "reference" and e.code in _FATAL_REFERENCE_CODES:
+            if expert == "reference" and e.caller_error:
                 raise
             run.degrade(expert, e)
 
-    async def _embed_query(self, run: _Run, data: bytes, deadline: Deadline) -> list[float]:
-        resp = await run.timed(
-            "embedding",
-            self.clients["embedding"].call(
-                "EmbedImages", embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=data)]), deadline
-            ),
-        )
-        run.set_compute("embedding", resp.compute_ms)
-        run.trace.model_ids["embedding"] = resp.model_id
-        return list(resp.embeddings[0].values)
+    async def _embed_query(self, run: _Run) -> list[float]:
+        embedded = await run.timed("embedding", self.clients.embed_images([run.inspection.image], run.deadline))
+        run.set_compute("embedding", embedded.compute_ms)
+        run.trace.model_ids["embedding"] = embedded.model_id
+        return embedded.vectors[0]
 
-    async def _infer_category(self, run: _Run, line_id: str, vector: list[float], deadline: Deadline) -> None:
-        text_vectors = await self._category_text_vectors(line_id, run.trace.dataset, deadline)
-        resp = await run.timed(
+    async def _infer_category(self, run: _Run, vector: list[float]) -> None:
+        i, trace = run.inspection, run.trace
+        text_vectors = await self._category_text_vectors(i.line_id, trace.dataset, run.deadline)
+        guess = await run.timed(
             "category",
-            self.clients["retrieval"].call(
-                "InferCategory",
-                retrieval_pb2.InferCategoryRequest(
-                    vector=vector, line_id=line_id, dataset=run.trace.dataset, category_text_vectors=text_vectors
-                ),
-                deadline,
+            self.clients.infer_category(
+                vector, line_id=i.line_id, dataset=trace.dataset, text_vectors=text_vectors, deadline=run.deadline
             ),
         )
-        run.set_compute("category", resp.compute_ms)
-        run.trace.category = resp.category
-        run.trace.category_confidence = resp.confidence
-        run.trace.category_inferred = True
-        if not run.trace.dataset:
-            run.trace.dataset = resp.dataset
+        run.set_compute("category", guess.compute_ms)
+        trace.category = guess.category
+        trace.category_confidence = guess.confidence
+        trace.category_inferred = True
+        if not trace.dataset:
+            trace.dataset = guess.dataset
 
-    async def _category_text_vectors(self, line_id: str, dataset: str, deadline: Deadline) -> dict[str, Any]:
+    async def _category_text_vectors(self, line_id: str, dataset: str, deadline: Deadline) -> dict[str, list[float]]:
         """Text embeddings of the line's category names, cached briefly (the set changes on onboarding)."""
         key = (line_id, dataset)
         cached = self._category_vectors.get(key)
         if cached and time.monotonic() - cached[0] < _CATEGORY_CACHE_S:
             return cached[1]
-        stats = await self.clients["retrieval"].call(
-            "Stats", retrieval_pb2.StatsRequest(line_id=line_id, dataset=dataset), deadline
-        )
+        stats = await self.clients.stats(line_id, dataset, "", deadline)
         names = sorted({c.category for c in stats.counts if c.count > 0})
         if not names:
-            raise StageCallError(
-                "retrieval", grpc.StatusCode.FAILED_PRECONDITION, f"line {line_id!r} has no normal images in memory"
-            )
+            raise StageCallError.refused("retrieval", f"line {line_id!r} has no normal images in memory")
         texts = [f"a photo of a {n.replace('_', ' ')}" for n in names]
-        emb = await self.clients["embedding"].call("EmbedTexts", embedding_pb2.EmbedTextsRequest(texts=texts), deadline)
-        vectors = {n: common_pb2.Vector(values=e.values) for n, e in zip(names, emb.embeddings, strict=True)}
+        vectors = dict(zip(names, await self.clients.embed_texts(texts, deadline), strict=True))
         self._category_vectors[key] = (time.monotonic(), vectors)
         return vectors
 
-    async def _search(
-        self,
-        run: _Run,
-        req: inspector_pb2.InspectRequest,
-        vector: list[float],
-        mode: int,
-        query_sha: str,
-        deadline: Deadline,
-    ) -> list[common_pb2.Reference]:
-        k = (req.settings.k_shots or self.settings.default_k_shots) if mode == common_pb2.K_SHOT else 1
-        seed = req.settings.seed or int(query_sha[:8], 16)
-        resp = await run.timed(
+    async def _search(self, run: _Run, vector: list[float]) -> list[Reference]:
+        i, trace = run.inspection, run.trace
+        mode = trace.reference_mode
+        k = (i.k_shots or self.settings.default_k_shots) if mode == "k-shot" else 1
+        hits, compute_ms = await run.timed(
             "retrieval",
-            self.clients["retrieval"].call(
-                "Search",
-                retrieval_pb2.SearchRequest(
-                    vector=vector,
-                    line_id=req.line_id,
-                    dataset=run.trace.dataset,
-                    category=run.trace.category,
-                    k=k,
-                    mode=mode,
-                    seed=seed,
-                    exclude_sha256=query_sha,
-                ),
-                deadline,
+            self.clients.search(
+                vector,
+                line_id=i.line_id,
+                dataset=trace.dataset,
+                category=trace.category,
+                k=k,
+                mode=mode,
+                seed=i.seed or int(run.query_sha[:8], 16),
+                exclude_sha256=run.query_sha,
+                deadline=run.deadline,
             ),
         )
-        run.set_compute("retrieval", resp.compute_ms)
-        return list(resp.hits)
+        run.set_compute("retrieval", compute_ms)
+        return hits
 
-    async def _knowledge(
-        self, run: _Run, question: common_pb2.Question, dataset: str, category: str, mode: int, deadline: Deadline
-    ) -> str:
-        resp = await run.timed(
+    async def _knowledge(self, run: _Run) -> None:
+        i, trace = run.inspection, run.trace
+        knowledge = await run.timed(
             "knowledge",
-            self.clients["knowledge"].call(
-                "GetContext",
-                knowledge_pb2.GetContextRequest(dataset=dataset, category=category, question=question, mode=mode),
-                deadline,
-                degraded=run.trace.degraded,
+            self.clients.get_context(
+                dataset=trace.dataset,
+                category=trace.category,
+                question=i.question,
+                options=i.options,
+                question_type=i.question_type,
+                mode=trace.knowledge_mode,
+                deadline=run.deadline,
+                degraded=trace.degraded,
             ),
         )
-        run.set_compute("knowledge", resp.compute_ms)
-        run.trace.knowledge_entry_ids.extend(resp.entry_ids)
-        run.trace.knowledge_passage_ids.extend(p.id for p in resp.passages)
-        if resp.model_id:
-            run.trace.model_ids["knowledge"] = resp.model_id
-        return resp.text
+        run.set_compute("knowledge", knowledge.compute_ms)
+        trace.knowledge_entry_ids.extend(knowledge.entry_ids)
+        trace.knowledge_passage_ids.extend(knowledge.passage_ids)
+        if knowledge.model_id:
+            trace.model_ids["knowledge"] = knowledge.model_id
+        run.knowledge = knowledge.text
 
     # ------------------------------------------------------------------ memory
     async def add_normal_images(
-        self, req: inspector_pb2.AddNormalImagesRequest, deadline: Deadline
-    ) -> inspector_pb2.AddNormalImagesResponse:
-        check_name(req.line_id, "line_id", required=True)
-        check_name(req.dataset, "dataset", required=False)
-        check_name(req.category, "category", required=True)
-        if not req.images:
+        self, line_id: str, dataset: str, category: str, images: list[bytes], deadline: Deadline
+    ) -> Added:
+        """Embed and store a line's normal images (content-addressed: the same image twice adds nothing)."""
+        check_name(line_id, "line_id", required=True)
+        check_name(dataset, "dataset", required=False)
+        check_name(category, "category", required=True)
+        if not images:
             raise InvalidArgument("is empty: send at least one normal image", field="images")
-        blobs: list[bytes] = []
-        for i, img in enumerate(req.images):
-            data = await asyncio.to_thread(image_bytes, img, field=f"images[{i}]")
-            check_header(
-                data, self.limits, field=f"images[{i}]"
-            )  # the embedding stage decodes before anything is stored
-            blobs.append(data)
-        points = []
-        for start in range(0, len(blobs), _EMBED_CHUNK):
-            chunk = blobs[start : start + _EMBED_CHUNK]
-            emb = await self.clients["embedding"].call(
-                "EmbedImages",
-                embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=b) for b in chunk]),
-                deadline,
-            )
-            for data, vec in zip(chunk, emb.embeddings, strict=True):
-                uri = await asyncio.to_thread(self.image_store.put, data, _suffix(data))
-                points.append(
-                    retrieval_pb2.MemoryPoint(
-                        vector=vec.values,
-                        uri=uri,
-                        sha256=sha256_hex(data),
-                        label="good",
-                        line_id=req.line_id,
-                        dataset=req.dataset or self.settings.default_dataset,
-                        category=req.category,
-                    )
-                )
-        resp = await self.clients["retrieval"].call(
-            "Upsert", retrieval_pb2.UpsertRequest(points=points), deadline, idempotent=True
-        )
-        self._category_vectors.pop((req.line_id, req.dataset or self.settings.default_dataset), None)
-        self._category_vectors.pop((req.line_id, ""), None)
-        return inspector_pb2.AddNormalImagesResponse(ids=resp.ids, added=resp.added, existing=resp.existing)
+        for i, data in enumerate(images):  # the embedding stage decodes before anything is stored
+            check_header(data, self.limits, field=f"images[{i}]")
+        dataset = dataset or self.settings.default_dataset
+        points: list[tuple[list[float], MemoryItem]] = []
+        for start in range(0, len(images), _EMBED_CHUNK):
+            chunk = images[start : start + _EMBED_CHUNK]
+            embedded = await self.clients.embed_images(chunk, deadline)
+            for data, vector in zip(chunk, embedded.vectors, strict=True):
+                uri = await asyncio.to_thread(self.image_store.put, data, image_suffix(data))
+                points.append((vector, MemoryItem("", uri, sha256_hex(data), line_id, dataset, category, "good")))
+        ids, added, existing = await self.clients.upsert(points, deadline)
+        self._category_vectors.pop((line_id, dataset), None)
+        self._category_vectors.pop((line_id, ""), None)
+        return Added(ids, added, existing)
 
     async def list_normal_images(
-        self, req: inspector_pb2.ListNormalImagesRequest, deadline: Deadline
-    ) -> inspector_pb2.ListNormalImagesResponse:
-        check_name(req.line_id, "line_id", required=True)
-        check_name(req.dataset, "dataset", required=False)
-        check_name(req.category, "category", required=False)
-        if req.limit < 0:
-            raise InvalidArgument(f"must be >= 0, got {req.limit}", field="limit")
-        stats = await self.clients["retrieval"].call(
-            "Stats",
-            retrieval_pb2.StatsRequest(
-                line_id=req.line_id,
-                dataset=req.dataset,
-                category=req.category,
-                list_limit=req.limit or 100,
-                page_token=req.page_token,
-            ),
-            deadline,
+        self, line_id: str, dataset: str, category: str, limit: int, page_token: str, deadline: Deadline
+    ) -> MemoryListing:
+        check_name(line_id, "line_id", required=True)
+        check_name(dataset, "dataset", required=False)
+        check_name(category, "category", required=False)
+        if limit < 0:
+            raise InvalidArgument(f"must be >= 0, got {limit}", field="limit")
+        stats = await self.clients.stats(
+            line_id, dataset, category, deadline, list_limit=limit or 100, page_token=page_token
         )
-        items = [
-            inspector_pb2.MemoryItem(
-                id=p.id,
-                uri=p.uri,
-                sha256=p.sha256,
-                line_id=p.line_id,
-                dataset=p.dataset,
-                category=p.category,
-                label=p.label,
-            )
-            for p in stats.points
-        ]
-        return inspector_pb2.ListNormalImagesResponse(
-            items=items, total=stats.total, next_page_token=stats.next_page_token
-        )
+        return MemoryListing(stats.items, stats.total, stats.next_page_token)
 
     async def delete_normal_images(
-        self, req: inspector_pb2.DeleteNormalImagesRequest, deadline: Deadline
-    ) -> inspector_pb2.DeleteNormalImagesResponse:
-        check_name(req.line_id, "line_id", required=True)
-        check_name(req.dataset, "dataset", required=False)
-        if not req.ids:
-            check_name(req.category, "category", required=True)  # never delete a whole line by accident
-        resp = await self.clients["retrieval"].call(
-            "Delete",
-            retrieval_pb2.DeleteRequest(line_id=req.line_id, dataset=req.dataset, category=req.category, ids=req.ids),
-            deadline,
-            idempotent=True,
-        )
+        self, line_id: str, dataset: str, category: str, ids: list[str], deadline: Deadline
+    ) -> int:
+        check_name(line_id, "line_id", required=True)
+        check_name(dataset, "dataset", required=False)
+        if not ids:
+            check_name(category, "category", required=True)  # never delete a whole line by accident
+        deleted = await self.clients.delete(line_id, dataset, category, ids, deadline)
         self._category_vectors.clear()
-        return inspector_pb2.DeleteNormalImagesResponse(deleted=resp.deleted)
-
-    async def check_memory(self, line_id: str, dataset: str, category: str, deadline: Deadline) -> int:
-        stats = await self.clients["retrieval"].call(
-            "Stats", retrieval_pb2.StatsRequest(line_id=line_id, dataset=dataset, category=category), deadline
-        )
-        if stats.total == 0:
-            raise FailedPrecondition(f"line {line_id!r} has no normal images for category {category!r}")
-        return stats.total
+        return deleted
 
 
-def _suffix(data: bytes) -> str:
-    if data[:3] == b"\xff\xd8\xff":
-        return ".jpg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return ".png"
-    return ".img"
-
-
-__all__ = ["Inspector", "Plan", "type_enum", "type_name"]
+__all__ = ["Inspector", "Plan"]

@@ -1,21 +1,27 @@
-"""The Inspector gRPC servicer: one call into the core per RPC."""
+"""The Inspector gRPC servicer: proto <-> plain values, one call into the core per RPC."""
 
 from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from echo.v1 import inspector_pb2_grpc
+from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc
+from services.common.enums import (
+    ANSWER_FORMAT_ENUM,
+    KNOWLEDGE_MODE_ENUM,
+    QUESTION_TYPE_ENUM,
+    REFERENCE_MODE_ENUM,
+    to_enum,
+    to_name,
+)
 from services.common.errors import Unavailable, grpc_errors
-from services.gateway.clients import Deadline, StageClients
-from services.gateway.core import Inspector
-
-STAGE_SERVICES = {
-    "embedding": "echo.v1.Embedding",
-    "retrieval": "echo.v1.Retrieval",
-    "knowledge": "echo.v1.Knowledge",
-    "decision": "echo.v1.Decision",
-}
+from services.common.images import image_bytes
+from services.gateway.clients import STAGE_SERVICES, Deadline, StageClients
+from services.gateway.core import EXPERTS, Inspector
+from services.gateway.domain import Inspection, InspectionResult, Trace
 
 
 def _deadline(context: grpc.aio.ServicerContext, default_ms: float) -> Deadline:
@@ -23,25 +29,98 @@ def _deadline(context: grpc.aio.ServicerContext, default_ms: float) -> Deadline:
     return Deadline.after_ms(default_ms if remaining is None else min(default_ms, remaining * 1000.0))
 
 
+async def _image(image: common_pb2.Image, field: str) -> bytes:
+    """Bytes as sent, or read from the URI off the event loop."""
+    return image_bytes(image, field=field) if image.data else await asyncio.to_thread(image_bytes, image, field=field)
+
+
+async def to_inspection(req: inspector_pb2.InspectRequest) -> Inspection:
+    """An InspectRequest as plain values; an enum value the contract lacks is INVALID_ARGUMENT naming it."""
+    s = req.settings
+    return Inspection(
+        line_id=req.line_id,
+        image=await _image(req.image, "image"),
+        question=req.question.text,
+        options=dict(req.question.options),
+        question_type=to_name(QUESTION_TYPE_ENUM, req.question.type, "question.type"),
+        dataset=req.dataset,
+        category=req.category,
+        request_id=req.request_id,
+        reference_mode=to_name(REFERENCE_MODE_ENUM, s.reference_mode, "settings.reference_mode"),
+        k_shots=s.k_shots,
+        knowledge_mode=to_name(KNOWLEDGE_MODE_ENUM, s.knowledge_mode, "settings.knowledge_mode"),
+        answer_format=to_name(ANSWER_FORMAT_ENUM, s.answer_format, "settings.answer_format"),
+        experts={e: getattr(s.experts, e) for e in EXPERTS if s.experts.HasField(e)},
+        deadline_ms=s.deadline_ms,
+        return_prompt=s.return_prompt,
+        seed=s.seed,
+    )
+
+
+def trace_to_proto(t: Trace) -> common_pb2.Trace:
+    fields = asdict(t)
+    return common_pb2.Trace(
+        **{
+            **fields,
+            "question_type": to_enum(QUESTION_TYPE_ENUM, t.question_type, "question_type"),
+            "reference_mode": to_enum(REFERENCE_MODE_ENUM, t.reference_mode, "reference_mode"),
+            "knowledge_mode": to_enum(KNOWLEDGE_MODE_ENUM, t.knowledge_mode, "knowledge_mode"),
+            "answer_format": to_enum(ANSWER_FORMAT_ENUM, t.answer_format, "answer_format"),
+            "references": [common_pb2.Reference(**r) for r in fields["references"]],
+            "timings": [common_pb2.StageTiming(**x) for x in fields["timings"]],
+        }
+    )
+
+
+def result_to_proto(r: InspectionResult) -> inspector_pb2.InspectResponse:
+    return inspector_pb2.InspectResponse(
+        request_id=r.request_id, answer=r.answer, answer_text=r.answer_text, trace=trace_to_proto(r.trace)
+    )
+
+
 class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
     def __init__(self, inspector: Inspector) -> None:
         self.inspector = inspector
 
     @grpc_errors
-    async def Inspect(self, request, context):
-        return await self.inspector.inspect(request, context.time_remaining())
+    async def Inspect(
+        self, request: inspector_pb2.InspectRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.InspectResponse:
+        result = await self.inspector.inspect(await to_inspection(request), context.time_remaining())
+        return result_to_proto(result)
 
     @grpc_errors
-    async def AddNormalImages(self, request, context):
-        return await self.inspector.add_normal_images(request, _deadline(context, 300_000))
+    async def AddNormalImages(
+        self, request: inspector_pb2.AddNormalImagesRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.AddNormalImagesResponse:
+        images = [await _image(img, f"images[{i}]") for i, img in enumerate(request.images)]
+        r = await self.inspector.add_normal_images(
+            request.line_id, request.dataset, request.category, images, _deadline(context, 300_000)
+        )
+        return inspector_pb2.AddNormalImagesResponse(ids=r.ids, added=r.added, existing=r.existing)
 
     @grpc_errors
-    async def ListNormalImages(self, request, context):
-        return await self.inspector.list_normal_images(request, _deadline(context, 30_000))
+    async def ListNormalImages(
+        self, request: inspector_pb2.ListNormalImagesRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.ListNormalImagesResponse:
+        r = await self.inspector.list_normal_images(
+            request.line_id, request.dataset, request.category, request.limit, request.page_token,
+            _deadline(context, 30_000),
+        )  # fmt: skip
+        return inspector_pb2.ListNormalImagesResponse(
+            items=[inspector_pb2.MemoryItem(**asdict(i)) for i in r.items],
+            total=r.total,
+            next_page_token=r.next_page_token,
+        )
 
     @grpc_errors
-    async def DeleteNormalImages(self, request, context):
-        return await self.inspector.delete_normal_images(request, _deadline(context, 30_000))
+    async def DeleteNormalImages(
+        self, request: inspector_pb2.DeleteNormalImagesRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.DeleteNormalImagesResponse:
+        deleted = await self.inspector.delete_normal_images(
+            request.line_id, request.dataset, request.category, list(request.ids), _deadline(context, 30_000)
+        )
+        return inspector_pb2.DeleteNormalImagesResponse(deleted=deleted)
 
     async def check_health(self) -> None:
         """Every stage this gateway depends on answers its own health check as SERVING."""

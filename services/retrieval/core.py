@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common.errors import FailedPrecondition, InvalidArgument
-from services.common.images import ImageStore, sha256_hex
+from services.common.images import ImageStore, image_suffix, sha256_hex
 from services.retrieval.config import RetrievalSettings
 from services.retrieval.store import Hit, MemoryFilter, MemoryPoint, VectorStore, memory_key
 
@@ -37,16 +37,6 @@ def point_id(sha256: str, line_id: str, dataset: str, category: str) -> str:
 def category_prompt(category: str) -> str:
     """The CLIP text prompt for a category name, e.g. 'metal_nut' -> 'a photo of a metal nut.' (for InferCategory)."""
     return f"a photo of a {category.replace('_', ' ').replace('-', ' ')}."
-
-
-def image_suffix(data: bytes) -> str:
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return ".png"
-    if data[:3] == b"\xff\xd8\xff":
-        return ".jpg"
-    if data[:4] in (b"RIFF",) and data[8:12] == b"WEBP":
-        return ".webp"
-    return ".img"
 
 
 def check_name(value: str, field: str, *, required: bool = True) -> str:

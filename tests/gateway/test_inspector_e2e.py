@@ -179,6 +179,8 @@ def test_an_optional_expert_down_degrades_and_a_required_one_fails(server, datas
 
     from services.gateway.clients import StageClients
     from services.gateway.core import Inspector
+    from services.gateway.domain import InspectionResult
+    from services.gateway.servicer import to_inspection
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -190,13 +192,14 @@ def test_an_optional_expert_down_degrades_and_a_required_one_fails(server, datas
         dataset=sample.dataset, question_type=q.type,
     )  # fmt: skip
 
-    async def with_dead(stage: str) -> inspector_pb2.InspectResponse:
+    async def with_dead(stage: str) -> InspectionResult:
         gw = live.settings.model_copy(deep=True)
         getattr(gw, stage).address = dead
         getattr(gw, stage).retries = 0
         clients = StageClients(gw, server.address)
         try:
-            return await Inspector(clients, live.classifier, gw, live.image_store).inspect(req, 10.0)
+            inspection = await to_inspection(req)
+            return await Inspector(clients, live.classifier, gw, live.image_store).inspect(inspection, 10.0)
         finally:
             await clients.close()
 

@@ -1,0 +1,183 @@
+"""The Inspector's plain values: what the core takes and gives, with no proto or gRPC type in them.
+
+Field names follow the contract (echo.v1), so the servicer converts with one call
+each way; enums are names here ("1-shot*", "csk", "Anomaly Detection", ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Inspection:
+    """One question about one image (the domain form of InspectRequest); "" or 0 means the configured default."""
+
+    line_id: str
+    image: bytes
+    question: str
+    options: dict[str, str]
+    question_type: str = ""  # MMAD's name; "" lets the planner classify the question
+    dataset: str = ""
+    category: str = ""  # "" is inferred from the memory
+    request_id: str = ""
+    reference_mode: str = ""  # 0-shot, 1-shot, 1-shot*, k-shot
+    k_shots: int = 0
+    knowledge_mode: str = ""  # none, dk, csk
+    answer_format: str = ""  # multiple_choice, open_qa, true_false
+    experts: dict[str, bool] = field(default_factory=dict)  # forced on or off (ablations)
+    deadline_ms: float = 0.0
+    return_prompt: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Reference:
+    """A normal image found in memory."""
+
+    id: str
+    score: float
+    uri: str
+    category: str
+    sha256: str
+
+
+@dataclass
+class Timing:
+    stage: str
+    ms: float
+    compute_ms: float = 0.0
+
+
+@dataclass
+class Trace:
+    """What happened to answer a request: the audit record a plant engineer reads (fields as common.Trace)."""
+
+    question_type: str = ""
+    type_confidence: float = 0.0
+    type_from_client: bool = False
+    dataset: str = ""
+    category: str = ""
+    category_confidence: float = 0.0
+    category_inferred: bool = False
+    experts_used: list[str] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
+    knowledge_entry_ids: list[str] = field(default_factory=list)
+    knowledge_passage_ids: list[str] = field(default_factory=list)
+    timings: list[Timing] = field(default_factory=list)
+    model_ids: dict[str, str] = field(default_factory=dict)
+    degraded: list[str] = field(default_factory=list)
+    prompt: str = ""
+    unparsed: bool = False
+    raw_reply: str = ""
+    reasoning: str = ""
+    reference_mode: str = ""
+    knowledge_mode: str = ""
+    answer_format: str = ""
+    option_scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class InspectionResult:
+    request_id: str
+    answer: str  # an option letter, or "" when the reply named none
+    answer_text: str
+    trace: Trace
+
+
+@dataclass
+class MemoryItem:
+    """A normal image of a line's memory (fields as inspector.MemoryItem)."""
+
+    id: str
+    uri: str
+    sha256: str
+    line_id: str
+    dataset: str
+    category: str
+    label: str
+
+
+@dataclass
+class MemoryListing:
+    items: list[MemoryItem]
+    total: int
+    next_page_token: str
+
+
+@dataclass
+class Added:
+    ids: list[str]
+    added: int
+    existing: int
+
+
+# ---- what the stages answer (the stage-client layer turns their protos into these) -----------------------------
+@dataclass
+class Embedded:
+    vectors: list[list[float]]
+    model_id: str
+    compute_ms: float
+
+
+@dataclass
+class CategoryGuess:
+    category: str
+    dataset: str
+    confidence: float
+    compute_ms: float
+
+
+@dataclass
+class CategoryCount:
+    line_id: str
+    dataset: str
+    category: str
+    count: int
+
+
+@dataclass
+class MemoryStats:
+    total: int
+    counts: list[CategoryCount]
+    items: list[MemoryItem]
+    next_page_token: str
+
+
+@dataclass
+class Knowledge:
+    text: str
+    entry_ids: list[str]
+    passage_ids: list[str]
+    model_id: str
+    compute_ms: float
+
+
+@dataclass
+class DecisionAsk:
+    """What the decision stage is asked (the domain form of DecideRequest)."""
+
+    request_id: str
+    image: bytes
+    reference_uris: list[str]
+    knowledge: str
+    question: str
+    options: dict[str, str]
+    question_type: str
+    reasoning: bool
+    answer_format: str
+    return_prompt: bool
+    category: str
+
+
+@dataclass
+class Decided:
+    answer: str
+    unparsed: bool
+    raw_reply: str
+    reasoning: str
+    prompt: str
+    model_id: str
+    compute_ms: float
+    preprocess_ms: float
+    scores: dict[str, float]
