@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import io
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.common.percentiles import percentile
 from services.decision.backends.local import LocalModel, TransformersBackend
 from services.decision.config import DecisionSettings
 from services.decision.core import DecisionInput, DecisionMaker
@@ -45,7 +45,7 @@ def _png(seed: int, size: int) -> bytes:
 
 
 def _p50(xs: list[float]) -> float:
-    return round(statistics.median(xs), 2)
+    return round(percentile(xs, 50), 2)
 
 
 async def _run(args: argparse.Namespace) -> dict:
@@ -109,10 +109,10 @@ async def _run(args: argparse.Namespace) -> dict:
         "load_s": round(load_s, 2),
         "one_pass_p50_ms": _p50(one_ms),
         "baseline_bare_forward_p50_ms": _p50(raw_ms),
-        "one_pass_overhead_ratio": round(statistics.median(one_ms) / statistics.median(raw_ms), 2),
+        "one_pass_overhead_ratio": round(percentile(one_ms, 50) / percentile(raw_ms, 50), 2),
         "preprocess_p50_ms": _p50(pre_ms),
         "two_pass_p50_ms": _p50(two_ms),
-        "two_over_one_ratio": round(statistics.median(two_ms) / statistics.median(one_ms), 2),
+        "two_over_one_ratio": round(percentile(two_ms, 50) / percentile(one_ms, 50), 2),
         "reasoning_tokens_per_decision": round(gen_tokens / n, 1),
         "tokens_per_s": round(gen_tokens / (gen_ms / 1000), 1),
         "sequential_decisions_per_s": round(n / seq_s, 1),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,14 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import grpc
 
 from services.client import InspectorClient, build_inspect_request
+from services.common.percentiles import percentile
 from services.common.ports import free_port
 
 COMPUTE_STAGES = {"embedding", "retrieval", "knowledge", "decision", "category", "decision.preprocess"}
 
 
 def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 3)
+    return round(percentile(xs, q * 100), 3)
 
 
 def _start_server(workdir: Path, port: int) -> subprocess.Popen:
@@ -118,7 +117,7 @@ def _measure(address: str, reqs: list, n: int, concurrency: int) -> dict:
         "overhead_p99_ms": _pct(overhead, 0.99),
         "bare_rtt_p50_ms": _pct(bare_ms, 0.5),
         "bare_rtt_p99_ms": _pct(bare_ms, 0.99),
-        "ratio_overhead_to_bare_p50": round(statistics.median(overhead) / statistics.median(bare_ms), 2),
+        "ratio_overhead_to_bare_p50": round(percentile(overhead, 50) / percentile(bare_ms, 50), 2),
         "req_per_s": round(n / wall, 1),
     }
 

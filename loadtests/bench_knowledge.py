@@ -27,6 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import grpc
 
 from echo.v1 import common_pb2, knowledge_pb2, knowledge_pb2_grpc
+from services.common.percentiles import percentile
 from services.common.serving import start_server
 from services.config import load_settings
 from services.knowledge.entries import Entry
@@ -62,11 +63,6 @@ def questions_for(entry: Entry) -> list[knowledge_pb2.GetContextRequest]:
         )
         for qtype, text in QUESTIONS
     ]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def run(n: int, threads: int) -> dict:
@@ -112,13 +108,13 @@ async def run(n: int, threads: int) -> dict:
         "torch_threads": torch.get_num_threads(),
         "entries": len(reqs) // len(QUESTIONS),
         "requests_per_mode": n,
-        "csk_p50_ms": round(statistics.median(csk["lat"]), 2),
-        "csk_p99_ms": round(pct(csk["lat"], 99), 2),
-        "csk_compute_p50_ms": round(statistics.median(csk["compute"]), 2),
-        "baseline_dk_p50_ms": round(statistics.median(dk["lat"]), 2),
-        "baseline_dk_p99_ms": round(pct(dk["lat"], 99), 2),
-        "ratio_csk_over_dk_p50": round(statistics.median(csk["lat"]) / statistics.median(dk["lat"]), 2),
-        "csk_first_request_per_entry_p50_ms": round(statistics.median(cold), 1),
+        "csk_p50_ms": round(percentile(csk["lat"], 50), 2),
+        "csk_p99_ms": round(percentile(csk["lat"], 99), 2),
+        "csk_compute_p50_ms": round(percentile(csk["compute"], 50), 2),
+        "baseline_dk_p50_ms": round(percentile(dk["lat"], 50), 2),
+        "baseline_dk_p99_ms": round(percentile(dk["lat"], 99), 2),
+        "ratio_csk_over_dk_p50": round(percentile(csk["lat"], 50) / percentile(dk["lat"], 50), 2),
+        "csk_first_request_per_entry_p50_ms": round(percentile(cold, 50), 1),
         "csk_chars_mean": round(statistics.mean(csk["chars"])),
         "dk_chars_mean": round(statistics.mean(dk["chars"])),
         "stage_load_s": round(load_s, 1),

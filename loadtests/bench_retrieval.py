@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.common.percentiles import percentile
 from services.retrieval.config import HnswSettings, RetrievalSettings
 from services.retrieval.core import Memory
 from services.retrieval.store import EdgeStore, MemoryFilter, MemoryPoint
@@ -87,7 +88,7 @@ def latencies(fns: dict[str, Any], queries: np.ndarray) -> dict[str, dict[str, f
             fns[name](q)
             times[name].append((time.perf_counter() - start) * 1000)
     return {
-        name: {"p50_ms": round(float(np.percentile(t, 50)), 4), "p99_ms": round(float(np.percentile(t, 99)), 4)}
+        name: {"p50_ms": round(percentile(t, 50), 4), "p99_ms": round(percentile(t, 99), 4)}
         for name, t in times.items()
     }
 

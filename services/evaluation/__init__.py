@@ -7,5 +7,5 @@ Modules, in the order data flows through them:
     report   Table 1, MMAD's seven types, per category, latency; md/csv/png
     ablation Tables 2-4 and the shot-count series from a grid of runs
     compare  per-cell differences between two runs with McNemar's test
-    stats    Wilson and chance intervals, McNemar, percentiles
+    stats    Wilson and chance intervals, McNemar
 """

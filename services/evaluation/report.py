@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.evaluation.stats import percentile, wilson_interval
+from services.common.percentiles import percentile
+from services.evaluation.stats import wilson_interval
 from services.mmad.scoring import Count, Graded, ScoreReport, score
 from services.mmad.types import (
     ANOMALY_DETECTION,

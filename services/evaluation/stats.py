@@ -4,7 +4,6 @@
 - `mcnemar`: the paired test for two runs answering the same questions: exact
   binomial on the discordant pairs when they are few, chi-square with continuity
   correction otherwise.
-- `percentile`: linear-interpolated percentiles for latency reports.
 """
 
 from __future__ import annotations
@@ -103,14 +102,3 @@ def mcnemar(b: int, c: int, *, exact_max: int = EXACT_MCNEMAR_MAX) -> McNemarRes
     stat = (abs(b - c) - 1) ** 2 / n
     # Chi-square with one degree of freedom: P(X > s) = erfc(sqrt(s / 2)).
     return McNemarResult(b, c, stat, math.erfc(math.sqrt(stat / 2)), "chi2")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear interpolation between order statistics (numpy's default)."""
-    if not values:
-        return float("nan")
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)

@@ -8,13 +8,14 @@ a per-type table. It says plainly which models ran.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from services.common.percentiles import percentile
 
 OFFLINE_MARK = "echo-tiny"
 SHORT = {"reference": "REr", "knowledge": "KG", "reasoning": "REx", "decision": "DM"}  # the paper's names
@@ -141,9 +142,9 @@ def _table(console, results: list[dict]) -> dict:  # type: ignore[no-untyped-def
         unparsed = sum(not r["answer"] for r in rows)
         table.add_row(
             t, str(len(rows)), str(correct), f"{100 * correct / len(rows):.0f}%",
-            f"{statistics.median(ms):.0f}", f"{max(ms):.0f}", experts, str(unparsed),
+            f"{percentile(ms, 50):.0f}", f"{max(ms):.0f}", experts, str(unparsed),
         )  # fmt: skip
-        summary[t] = {"n": len(rows), "correct": correct, "p50_ms": statistics.median(ms)}
+        summary[t] = {"n": len(rows), "correct": correct, "p50_ms": percentile(ms, 50)}
     console.print(table)
     degraded = sum(bool(r["degraded"]) for r in results)
     console.print(f"{len(results)} inspections, {degraded} degraded")

@@ -1,18 +1,16 @@
-"""McNemar (exact and chi-square), Wilson intervals, chance intervals and percentiles against known values."""
+"""McNemar (exact and chi-square), Wilson intervals, chance intervals against known values."""
 
 from __future__ import annotations
 
 import math
 import random
 
-import numpy as np
 import pytest
 
 from services.evaluation.stats import (
     balanced_chance_interval,
     chance_interval,
     mcnemar,
-    percentile,
     wilson_interval,
 )
 
@@ -56,10 +54,3 @@ def test_chance_interval_holds_a_simulated_guesser_nearly_always() -> None:
     assert inside >= 490
     blo, bhi = balanced_chance_interval([0.5] * 30, [0.5] * 30)
     assert blo < 0.5 < bhi and bhi - blo < 0.5
-
-
-def test_percentile_matches_numpy() -> None:
-    xs = [3.0, 1.0, 7.5, 2.2, 9.9, 4.4, 0.1]
-    for q in (0, 50, 90, 99, 100):
-        assert percentile(xs, q) == pytest.approx(float(np.percentile(xs, q)))
-    assert math.isnan(percentile([], 50))
