@@ -11,8 +11,13 @@ Every run folder is resumable: rerun the same command and answered questions are
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -172,61 +177,104 @@ def _cell(
     return replace(cell, name=name or cell.slug())
 
 
-def run_eval(
-    data: Path,
-    server: str | None = None,
-    embedded: bool = False,
-    config: Path | None = None,
-    backend: str | None = None,
-    concurrency: int = 4,
-    out: Path | None = None,
-    line: str = "eval",
-    plan_types: bool = False,
-    reference: str | None = None,
-    k_shots: int = 0,
-    knowledge: str | None = None,
-    answer_format: str | None = None,
-    experts: str = "",
-    name: str | None = None,
-    limit: int = 0,
-    timeout_s: float = 120.0,
-    max_qps: float = 0.0,
-    seed: int = 0,
-    max_errors: int = 20,
-    build_memory: bool = True,
-    show_categories: bool = True,
-) -> Path:
+@dataclass
+class EvalOptions:
+    """Every option of `echo-iad eval` and `echo-iad eval run`: one model, so the two cannot drift apart."""
+
+    data: Data = None
+    server: ServerOpt = None
+    embedded: Embedded = False
+    config: Config = None
+    backend: Backend = None
+    concurrency: Concurrency = 4
+    out: Out = None
+    line: Line = "eval"
+    plan_types: PlanTypes = False
+    reference: Reference = None
+    k_shots: KShots = 0
+    knowledge: Knowledge = None
+    answer_format: Format = None
+    experts: Experts = ""
+    name: Name = None
+    limit: Limit = 0
+    timeout_s: Timeout = 120.0
+    max_qps: MaxQps = 0.0
+    seed: Seed = 0
+    max_errors: MaxErrors = 20
+    build_memory: BuildMemory = True
+    show_categories: ShowCategories = True
+
+
+def eval_options(*required: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a typer command every EvalOptions field as an option (`required` ones without a default); the
+    command receives them as one `opts: EvalOptions`."""
+    return functools.partial(_with_eval_options, required=frozenset(required))
+
+
+def _with_eval_options(command: Callable[..., None], required: frozenset[str]) -> Callable[..., None]:
+    option_fields = dataclasses.fields(EvalOptions)
+    hints = get_type_hints(EvalOptions, include_extras=True)
+    own_hints = get_type_hints(command, include_extras=True)
+    own = [
+        p.replace(annotation=own_hints.get(p.name, p.annotation))
+        for p in inspect.signature(command).parameters.values()
+        if p.name != "opts"
+    ]
+    params = own + [
+        inspect.Parameter(
+            f.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=inspect.Parameter.empty if f.name in required else f.default,
+            annotation=hints[f.name],
+        )
+        for f in option_fields
+    ]
+
+    @functools.wraps(command)
+    def with_options(*args: Any, **kwargs: Any) -> None:
+        opts = EvalOptions(**{f.name: kwargs.pop(f.name) for f in option_fields})
+        command(*args, opts=opts, **kwargs)
+
+    with_options.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in params}
+    return with_options
+
+
+def run_eval(opts: EvalOptions) -> Path:
     """The body of `echo-iad eval` / `echo-iad eval run`; returns the run folder."""
 
     from services.evaluation.report import print_report, report_run
     from services.evaluation.runner import evaluate
 
-    address = _target(server, embedded)
+    if opts.data is None:
+        raise typer.BadParameter("--data DIR is required (an MMAD-format folder with mmad.json)")
+    data = opts.data
+    address = _target(opts.server, opts.embedded)
     console = _console()
     dataset = _load_dataset(data)
-    cell = _cell(name, experts, reference, k_shots, knowledge, answer_format)
-    run_dir = out or Path("echo-data/eval") / data.resolve().name / cell.name
-    opts = _options(
-        line_id=line,
-        concurrency=concurrency,
-        plan_types=plan_types,
-        timeout_s=timeout_s,
-        max_qps=max_qps,
-        seed=seed,
-        limit=limit,
-        max_errors=max_errors,
+    cell = _cell(opts.name, opts.experts, opts.reference, opts.k_shots, opts.knowledge, opts.answer_format)
+    run_dir = opts.out or Path("echo-data/eval") / data.resolve().name / cell.name
+    run_opts = _options(
+        line_id=opts.line,
+        concurrency=opts.concurrency,
+        plan_types=opts.plan_types,
+        timeout_s=opts.timeout_s,
+        max_qps=opts.max_qps,
+        seed=opts.seed,
+        limit=opts.limit,
+        max_errors=opts.max_errors,
     )
-    if backend and address is not None:
+    if opts.backend and address is not None:
         raise typer.BadParameter("--backend configures the embedded server; with --server the server's own applies")
-    settings = _settings(config, backend, data) if address is None else None
+    settings = _settings(opts.config, opts.backend, data) if address is None else None
     (result,) = _run(
         evaluate(
             dataset,
             [(cell, run_dir)],
-            opts,
+            run_opts,
             address=address,
             settings=settings,
-            build_memory=build_memory,
+            build_memory=opts.build_memory,
             console=console,
         ),
         console,
@@ -237,7 +285,7 @@ def run_eval(
         highlight=False,
     )
     rep = report_run(run_dir, write=True)
-    print_report(rep, _out(), per_category=show_categories)
+    print_report(rep, _out(), per_category=opts.show_categories)
     if result.errors:
         console.print(f"[yellow]{result.errors} requests failed (see {run_dir / 'errors.jsonl'}); rerun to retry[/]")
         raise typer.Exit(1)
@@ -245,31 +293,8 @@ def run_eval(
 
 
 @app.callback()
-def main(
-    ctx: typer.Context,
-    data: Data = None,
-    server: ServerOpt = None,
-    embedded: Embedded = False,
-    config: Config = None,
-    backend: Backend = None,
-    concurrency: Concurrency = 4,
-    out: Out = None,
-    line: Line = "eval",
-    plan_types: PlanTypes = False,
-    reference: Reference = None,
-    k_shots: KShots = 0,
-    knowledge: Knowledge = None,
-    answer_format: Format = None,
-    experts: Experts = "",
-    name: Name = None,
-    limit: Limit = 0,
-    timeout_s: Timeout = 120.0,
-    max_qps: MaxQps = 0.0,
-    seed: Seed = 0,
-    max_errors: MaxErrors = 20,
-    build_memory: BuildMemory = True,
-    show_categories: ShowCategories = True,
-) -> None:
+@eval_options()
+def main(ctx: typer.Context, opts: EvalOptions) -> None:
     """Answer every question of an MMAD-format dataset through the Inspector and print the paper's tables.
 
     Answers go to RUN_DIR/answers.jsonl with their full traces, one durable line each; rerunning the same
@@ -278,41 +303,17 @@ def main(
     report.csv, per_category.csv and chart.png.
     """
     if ctx.invoked_subcommand is not None:
-        if data is not None:
+        if opts.data is not None:
             raise typer.BadParameter("--data goes after the subcommand, e.g. `echo-iad eval ablate --data DIR`")
         return
-    if data is None:
-        raise typer.BadParameter("--data DIR is required (an MMAD-format folder with mmad.json)")
-    run_eval(**{k: v for k, v in locals().items() if k != "ctx"})
+    run_eval(opts)
 
 
 @app.command("run")
-def run_command(
-    data: Annotated[Path, typer.Option("--data", "-d", help="MMAD-format dataset folder.", file_okay=False)],
-    server: ServerOpt = None,
-    embedded: Embedded = False,
-    config: Config = None,
-    backend: Backend = None,
-    concurrency: Concurrency = 4,
-    out: Out = None,
-    line: Line = "eval",
-    plan_types: PlanTypes = False,
-    reference: Reference = None,
-    k_shots: KShots = 0,
-    knowledge: Knowledge = None,
-    answer_format: Format = None,
-    experts: Experts = "",
-    name: Name = None,
-    limit: Limit = 0,
-    timeout_s: Timeout = 120.0,
-    max_qps: MaxQps = 0.0,
-    seed: Seed = 0,
-    max_errors: MaxErrors = 20,
-    build_memory: BuildMemory = True,
-    show_categories: ShowCategories = True,
-) -> None:
+@eval_options("data")
+def run_command(opts: EvalOptions) -> None:
     """The same as `echo-iad eval --data DIR ...` (an explicit name for scripts)."""
-    run_eval(**locals())
+    run_eval(opts)
 
 
 @app.command("ablate")

@@ -26,7 +26,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from services.client import AsyncInspectorClient, build_inspect_request
-from services.common.errors import FailedPrecondition
+from services.common.errors import FailedPrecondition, task_group_error
 from services.evaluation.answers import RUN_FILE, AnswerLog, append_error, read_answers
 from services.evaluation.cells import Cell
 from services.mmad.loader import MMADDataset
@@ -254,14 +254,30 @@ class Reporter:
             self._progress.__exit__(None, None, None)
 
 
+def read_run_json(run_dir: Path) -> dict[str, Any]:
+    """A run's run.json ({} when absent); FAILED_PRECONDITION when it cannot be read.
+
+    It holds what guards a resumed run against mixing settings or datasets, so an
+    unreadable one stops the run rather than silently turning that guard off.
+    """
+    path = run_dir / RUN_FILE
+    if not path.exists():
+        return {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FailedPrecondition(
+            f"{path} cannot be read ({e}), so resuming cannot be checked against the answers there; "
+            "repair or delete it, or use another --out folder"
+        ) from None
+    if not isinstance(meta, dict):
+        raise FailedPrecondition(f"{path} holds a {type(meta).__name__}, not a run description; use another --out")
+    return meta
+
+
 def _merge_run_json(run_dir: Path, update: dict[str, Any]) -> dict[str, Any]:
     path = run_dir / RUN_FILE
-    meta: dict[str, Any] = {}
-    if path.exists():
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            meta = {}
+    meta = read_run_json(run_dir)
     sessions = meta.get("sessions", [])
     meta.update({k: v for k, v in update.items() if k != "session"})
     if "session" in update:
@@ -281,6 +297,15 @@ def models_seen(records: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
         for stage, model in (r.get("trace", {}).get("model_ids") or {}).items():
             seen[stage].add(model)
     return {k: sorted(v) for k, v in sorted(seen.items())}
+
+
+@dataclass
+class _Tally:
+    """What the workers of one session did."""
+
+    answered: int = 0
+    errors: list[str] = field(default_factory=list)
+    stopped: bool = False
 
 
 async def run_cell(
@@ -306,6 +331,7 @@ async def run_cell(
 
     Raises:
         TooManyErrors: more than opts.max_errors requests failed (answers so far are kept).
+        FailedPrecondition: the folder holds answers of other settings, or its run.json cannot be read.
     """
     run_dir = Path(run_dir)
     scope = questions_in_scope(dataset, opts.limit)
@@ -315,60 +341,13 @@ async def run_cell(
         _check_same_run(run_dir, dataset, cell, opts, bool(len(log)))
         skipped = sum(1 for _, q in scope if q.id in log)
         todo = [(s, q) for s, q in scope if q.id not in log]
-        _merge_run_json(
-            run_dir,
-            {
-                "dataset_path": str(dataset.root.resolve()),
-                "questions": len(scope),
-                "cell": cell.to_dict(),
-                "options": {k: v for k, v in vars(opts).items()},
-                **(meta or {}),
-                "started_at": _first(run_dir, "started_at") or now_iso(),
-                "session": {"id": session, "started_at": now_iso(), "skipped": skipped, "todo": len(todo)},
-            },
-        )
-        images = _ImageCache(dataset, 4 * opts.concurrency)
-        throttle = _Throttle(opts.max_qps)
-        errors: list[str] = []
-        answered = 0
-        queue = iter(todo)
-        stop = asyncio.Event()
-
-        async def worker(progress: Reporter) -> None:
-            nonlocal answered
-            for sample, q in queue:
-                if stop.is_set():
-                    return
-                await throttle.wait()
-                data = await images.get(sample.image_path)
-                req = build_request(sample, q, data, cell, opts)
-                start = time.perf_counter()
-                try:
-                    resp = await client.inspect_request(req, timeout_s=opts.timeout_s)
-                except grpc.aio.AioRpcError as e:
-                    msg = f"{e.code().name}: {e.details()}"
-                    errors.append(msg)
-                    append_error(run_dir, {"id": q.id, "cell": cell.name, "error": msg, "ts": time.time()})
-                    if len(errors) > opts.max_errors:
-                        stop.set()
-                    continue
-                latency_ms = (time.perf_counter() - start) * 1000.0
-                log.append(make_record(sample, q, resp, latency_ms, cell, session))
-                answered += 1
-                progress.advance()
-
+        _merge_run_json(run_dir, _session_start(run_dir, dataset, scope, cell, opts, meta, session, skipped, todo))
         title = f"eval {cell.name}" if cell.name else "eval"
         with Reporter(console, title, len(scope), skipped) as progress:
-            try:
-                # A TaskGroup cancels the other workers if one fails, so none writes after the log closes.
-                async with asyncio.TaskGroup() as tg:
-                    for _ in range(max(1, opts.concurrency)):
-                        tg.create_task(worker(progress))
-            except BaseExceptionGroup as group:
-                raise group.exceptions[0] from None
+            tally = await _answer_all(client, dataset, run_dir, cell, opts, log, todo, session, progress)
         wall = time.perf_counter() - t0
         records = list(log)
-    done = skipped + answered
+    done = skipped + tally.answered
     _merge_run_json(
         run_dir,
         {
@@ -380,29 +359,95 @@ async def run_cell(
                 "started_at": datetime.fromtimestamp(session, UTC).isoformat(timespec="seconds"),
                 "ended_at": now_iso(),
                 "skipped": skipped,
-                "answered": answered,
-                "errors": len(errors),
+                "answered": tally.answered,
+                "errors": len(tally.errors),
                 "wall_s": round(wall, 3),
             },
         },
     )
-    result = RunResult(run_dir, cell, len(scope), skipped, answered, len(errors), wall, errors[:5])
-    if stop.is_set():
+    if tally.stopped:
         raise TooManyErrors(
-            f"{run_dir}: stopped after {len(errors)} failed requests (first: {errors[0]}); "
+            f"{run_dir}: stopped after {len(tally.errors)} failed requests (first: {tally.errors[0]}); "
             f"{done} of {len(scope)} answered are kept, rerun to resume"
         )
-    return result
+    return RunResult(run_dir, cell, len(scope), skipped, tally.answered, len(tally.errors), wall, tally.errors[:5])
+
+
+def _session_start(
+    run_dir: Path,
+    dataset: MMADDataset,
+    scope: list[tuple[Sample, Question]],
+    cell: Cell,
+    opts: RunOptions,
+    meta: dict[str, Any] | None,
+    session: float,
+    skipped: int,
+    todo: list[tuple[Sample, Question]],
+) -> dict[str, Any]:
+    """The run.json fields written when a session starts."""
+    return {
+        "dataset_path": str(dataset.root.resolve()),
+        "questions": len(scope),
+        "cell": cell.to_dict(),
+        "options": dict(vars(opts)),
+        **(meta or {}),
+        "started_at": read_run_json(run_dir).get("started_at") or now_iso(),
+        "session": {"id": session, "started_at": now_iso(), "skipped": skipped, "todo": len(todo)},
+    }
+
+
+async def _answer_all(
+    client: AsyncInspectorClient,
+    dataset: MMADDataset,
+    run_dir: Path,
+    cell: Cell,
+    opts: RunOptions,
+    log: AnswerLog,
+    todo: list[tuple[Sample, Question]],
+    session: float,
+    progress: Reporter,
+) -> _Tally:
+    """opts.concurrency workers take questions from one queue; each answer is appended as it arrives."""
+    images = _ImageCache(dataset, 4 * opts.concurrency)
+    throttle = _Throttle(opts.max_qps)
+    tally = _Tally()
+    queue = iter(todo)
+
+    async def worker() -> None:
+        for sample, q in queue:
+            if tally.stopped:
+                return
+            await throttle.wait()
+            req = build_request(sample, q, await images.get(sample.image_path), cell, opts)
+            start = time.perf_counter()
+            try:
+                resp = await client.inspect_request(req, timeout_s=opts.timeout_s)
+            except grpc.aio.AioRpcError as e:
+                msg = f"{e.code().name}: {e.details()}"
+                tally.errors.append(msg)
+                append_error(run_dir, {"id": q.id, "cell": cell.name, "error": msg, "ts": time.time()})
+                tally.stopped = len(tally.errors) > opts.max_errors
+                continue
+            log.append(make_record(sample, q, resp, (time.perf_counter() - start) * 1000.0, cell, session))
+            tally.answered += 1
+            progress.advance()
+
+    try:
+        # A TaskGroup cancels the other workers if one fails, so none writes after the log closes.
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(max(1, opts.concurrency)):
+                tg.create_task(worker())
+    except BaseExceptionGroup as group:
+        raise task_group_error(group) from None
+    return tally
 
 
 def _check_same_run(run_dir: Path, dataset: MMADDataset, cell: Cell, opts: RunOptions, has_answers: bool) -> None:
     """Resuming must not mix answers of different settings or datasets into one file."""
-    path = run_dir / RUN_FILE
-    if not has_answers or not path.exists():
+    if not has_answers:
         return
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+    meta = read_run_json(run_dir)
+    if not meta:
         return
     before = Cell.from_dict(meta.get("cell") or {})
     if before.settings_key() != cell.settings_key():
@@ -421,16 +466,6 @@ def _check_same_run(run_dir: Path, dataset: MMADDataset, cell: Cell, opts: RunOp
             raise FailedPrecondition(
                 f"{run_dir} was answered with {key}={old_opts[key]!r}, now {getattr(opts, key)!r}; use another --out"
             )
-
-
-def _first(run_dir: Path, key: str) -> Any:
-    path = run_dir / RUN_FILE
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get(key)
-    except json.JSONDecodeError:
-        return None
 
 
 async def wait_ready(client: AsyncInspectorClient, timeout_s: float = 60.0) -> None:
@@ -541,6 +576,4 @@ def load_run(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
     """A run's records (complete lines only; never modifies the file) and its run.json ({} if absent)."""
     run_dir = Path(run_dir)
     records = read_answers(run_dir / "answers.jsonl")
-    meta_path = run_dir / RUN_FILE
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    return records, meta
+    return records, read_run_json(run_dir)

@@ -42,3 +42,16 @@ def test_a_run_folder_refuses_answers_under_other_settings(
     (more,) = asyncio.run(evaluate(small_dataset, [(FULL, run)], RunOptions(limit=6), address=random_server.address))
     assert (more.skipped, more.answered) == (3, 3)
     assert len(read_answers(run / "answers.jsonl")) == 6
+
+
+def test_an_unreadable_run_json_stops_a_resume_instead_of_dropping_the_guard(
+    random_server: ServerThread, small_dataset: MMADDataset, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    opts = RunOptions(limit=2)
+    asyncio.run(evaluate(small_dataset, [(FULL, run)], opts, address=random_server.address, build_memory=False))
+    (run / "run.json").write_text('{"cell": {"name": "full"', encoding="utf-8")  # torn by a crash
+    other = Cell("full", knowledge_mode="dk")
+    with pytest.raises(FailedPrecondition, match=r"run\.json cannot be read"):
+        asyncio.run(evaluate(small_dataset, [(other, run)], opts, address=random_server.address, build_memory=False))
+    assert len(read_answers(run / "answers.jsonl")) == 2  # nothing was added under the other settings
