@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 
-from echo.v1 import common_pb2, decision_pb2, decision_pb2_grpc
+from echo.v1 import decision_pb2, decision_pb2_grpc
+from services.common.enums import ANSWER_FORMAT_ENUM, to_name
 from services.common.errors import InvalidArgument, grpc_errors
 from services.common.images import image_bytes
 from services.decision.core import Decider, DecisionInput
 from services.decision.prompt import AnswerFormat
-
-ANSWER_FORMATS: dict[int, AnswerFormat] = {
-    common_pb2.ANSWER_FORMAT_UNSPECIFIED: "multiple_choice",
-    common_pb2.MULTIPLE_CHOICE: "multiple_choice",
-    common_pb2.OPEN_QA: "open_qa",
-    common_pb2.TRUE_FALSE: "true_false",
-}
 
 
 def to_input(request: decision_pb2.DecideRequest) -> DecisionInput:
     """Validate and convert a DecideRequest; errors name the field."""
     if not request.HasField("query_image"):
         raise InvalidArgument("is missing: set data (encoded JPEG/PNG bytes) or uri", field="query_image")
-    fmt = ANSWER_FORMATS.get(request.answer_format)
-    if fmt is None:
-        raise InvalidArgument(f"unknown value {request.answer_format}", field="answer_format")
+    fmt = cast(AnswerFormat, to_name(ANSWER_FORMAT_ENUM, request.answer_format, "answer_format") or "multiple_choice")
     return DecisionInput(
         query_image=image_bytes(request.query_image, field="query_image"),
         reference_images=[

@@ -354,8 +354,9 @@ def header_lines(rep: RunReport) -> list[str]:
 def planner_agreement(records: Sequence[dict[str, Any]]) -> float | None:
     """Share of answers whose trace's question type is the dataset's type (meaningful with --plan-types)."""
     from echo.v1 import common_pb2
+    from services.common.enums import QUESTION_TYPE_ENUM
 
-    names = {common_pb2.QuestionType.Name(i + 1): t for i, t in enumerate(QUESTION_TYPES)}
+    names = {common_pb2.QuestionType.Name(v): t for t, v in QUESTION_TYPE_ENUM.items()}  # as the JSON trace has them
     known = [r for r in records if r["type"] in QUESTION_TYPES]
     if not known:
         return None

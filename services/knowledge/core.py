@@ -11,7 +11,7 @@ from pathlib import Path
 
 from services.common.errors import InvalidArgument, NotFound
 from services.knowledge.config import KnowledgeSettings
-from services.knowledge.entries import Entry, canonical_dataset, default_root
+from services.knowledge.entries import Entry, EntryFields, canonical_dataset, default_root, entry_from_fields
 from services.knowledge.refine import RefineCache, RefineInput, RefineKey, Refiner, call_refiner, refiner_id
 from services.knowledge.relevance import Extraction, Extractor, Passage, passages_of, render
 from services.knowledge.stores import KnowledgeStore, StoreStatus, open_store
@@ -59,6 +59,7 @@ class KnowledgeGuide:
         refiner: condenses CSK with an LLM (the gateway injects the decision stage); None: cache/reviewed only.
         refine_cache: the refined texts.
         refine_always: refine every CSK request, not only those that ask (settings.refine).
+        max_token_budget: the largest token budget a request may ask for.
     """
 
     def __init__(
@@ -70,8 +71,10 @@ class KnowledgeGuide:
         refiner: Refiner | None = None,
         refine_cache: RefineCache | None = None,
         refine_always: bool = False,
+        max_token_budget: int = 4096,
     ) -> None:
         self.store = store
+        self.max_token_budget = max_token_budget
         self.extractor = extractor
         self.default_mode = default_mode
         self.token_budget = token_budget
@@ -100,7 +103,16 @@ class KnowledgeGuide:
         )
         extractor = Extractor(get_embedder(settings.embedder, settings.device), TokenCounter(settings.embedder))
         cache = RefineCache(settings.refine_cache or None)
-        return cls(store, extractor, settings.default_mode, settings.token_budget, refiner, cache, settings.refine)
+        return cls(
+            store,
+            extractor,
+            settings.default_mode,
+            settings.token_budget,
+            refiner,
+            cache,
+            settings.refine,
+            settings.max_token_budget,
+        )
 
     # -- lookup --------------------------------------------------------------------------------------------------
     def resolve(self, dataset: str, category: str) -> Entry:
@@ -136,6 +148,11 @@ class KnowledgeGuide:
         dataset = canonical_dataset(dataset) if dataset.strip() else ""
         return [e for e in self.store.entries() if not dataset or e.dataset == dataset]
 
+    def put_fields(self, fields: EntryFields) -> Entry:
+        """Store an entry as a caller sent it: validated, display names defaulting to the stored entry's."""
+        existing = self.store.get(f"{canonical_dataset(fields.dataset)}/{fields.category}")
+        return self.put_entry(entry_from_fields(fields, existing))
+
     def put_entry(self, entry: Entry) -> Entry:
         stored = self.store.put(entry)
         log.info("knowledge entry %s stored, version %d", stored.id, stored.version)
@@ -164,9 +181,14 @@ class KnowledgeGuide:
             raise InvalidArgument(
                 f"{req.question_type!r} is not one of {', '.join(QUESTION_TYPES)}", field="question.type"
             )
+        if not 0 <= req.token_budget <= self.max_token_budget:
+            raise InvalidArgument(f"must be between 0 and {self.max_token_budget}", field="token_budget")
+        for letter, text in req.options.items():
+            if not letter.strip():
+                raise InvalidArgument("an option has an empty letter", field="question.options")
+            if not text.strip():
+                raise InvalidArgument("is empty", field=f"question.options[{letter}]")
         budget = req.token_budget or self.token_budget
-        if budget < 0:
-            raise InvalidArgument("must be >= 0", field="token_budget")
         if mode == "none":
             return ContextResult("", mode, (), (), 0, (time.perf_counter() - start) * 1000, "")
         entry = self.resolve(req.dataset, req.category)

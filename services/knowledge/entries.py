@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 import services
-from services.common.errors import ConfigError
+from services.common.errors import ConfigError, InvalidArgument
 
 # The fields of one defect type, in the order they are written and rendered.
 DEFECT_FIELDS: tuple[str, ...] = ("signature", "location", "look_alikes", "tolerance", "cause", "effect")
@@ -180,6 +180,62 @@ def parse_entry(data: Any) -> Entry:
         values = {f: _text(body, f, f"{path}.{f}") for f in ("display_name", *DEFECT_FIELDS)}
         defects.append(Defect(name=name, **values))
     return Entry(dataset, category, display_name, normal, tuple(defects))
+
+
+@dataclass(frozen=True)
+class DefectFields:
+    """One defect type as a caller sends it (PutEntry): display_name may be empty, texts by DEFECT_FIELDS."""
+
+    name: str
+    display_name: str
+    texts: dict[str, str]
+
+
+@dataclass(frozen=True)
+class EntryFields:
+    """An entry as a caller sends it: defects in the caller's order; empty display names get defaults."""
+
+    dataset: str
+    category: str
+    display_name: str
+    normal: str
+    defects: tuple[DefectFields, ...]
+
+
+def entry_from_fields(fields: EntryFields, existing: Entry | None = None) -> Entry:
+    """Validate a caller's entry against the schema; InvalidArgument names the field as the caller sent it.
+
+    A missing display name keeps the stored one (`existing`), or is derived from
+    the snake_case name. Schema errors name defects by their position in the
+    caller's list (entry.defects[1].cause), not by our mapping key.
+    """
+    old_names = {d.name: d.display_name for d in existing.defects} if existing else {}
+    defects: dict[str, dict[str, str]] = {}
+    for i, d in enumerate(fields.defects):
+        if not d.name.strip():
+            raise InvalidArgument("is empty", field=f"entry.defects[{i}].name")
+        if d.name in defects:
+            raise InvalidArgument(f"defect type {d.name!r} appears twice", field=f"entry.defects[{i}].name")
+        defects[d.name] = {
+            "display_name": d.display_name or old_names.get(d.name) or humanize(d.name),
+            **{f: d.texts.get(f, "") for f in DEFECT_FIELDS},
+        }
+    data = {
+        "dataset": fields.dataset,
+        "category": fields.category,
+        "display_name": fields.display_name or (existing.display_name if existing else humanize(fields.category)),
+        "normal": fields.normal,
+        "defects": defects,
+    }
+    try:
+        return parse_entry(data)
+    except SchemaError as e:
+        field = e.field
+        if field.startswith("defects."):
+            name, _, rest = field.removeprefix("defects.").partition(".")
+            index = list(defects).index(name) if name in defects else 0
+            field = f"defects[{index}]" + (f".{rest}" if rest else "")
+        raise InvalidArgument(e.problem, field=f"entry.{field}") from None
 
 
 def load_file(path: Path) -> Entry:

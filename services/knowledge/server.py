@@ -28,7 +28,7 @@ async def build_stage(settings: EchoSettings, refiner: Refiner | None = None) ->
         refiner: optional LLM refinement of CSK (the gateway passes one backed by the decision stage).
     """
     guide = await asyncio.to_thread(KnowledgeGuide.from_settings, settings.knowledge, refiner)
-    servicer = KnowledgeServicer(guide, settings.knowledge.max_token_budget)
+    servicer = KnowledgeServicer(guide)
     return Stage(SERVICE_NAME, servicer, _register)
 
 

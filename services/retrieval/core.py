@@ -27,6 +27,8 @@ POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://echo-iad/memory-point"
 _NAME = re.compile(r"^[^/\x00-\x1f]{1,200}$")
 
 EmbedImages = Callable[[list[bytes]], np.ndarray]
+REFERENCE_MODES = ("", "0-shot", "1-shot", "1-shot*", "k-shot")  # "": the default, 1-shot*
+MAX_LIST = 10_000  # most points one listing page may hold
 
 
 def point_id(sha256: str, line_id: str, dataset: str, category: str) -> str:
@@ -239,6 +241,29 @@ class Memory:
             raise self._empty(flt)
         return hits
 
+    def references(
+        self,
+        mode: str,
+        vector: Sequence[float] | np.ndarray,
+        line_id: str = "",
+        dataset: str = "",
+        category: str = "",
+        k: int = 0,
+        seed: int = 0,
+        exclude_sha256: str = "",
+    ) -> list[Hit]:
+        """The normal images a reference mode asks for: none (0-shot), k drawn at random (1-shot), or the k
+        nearest (1-shot* and k-shot; also the default, "")."""
+        if mode not in REFERENCE_MODES:
+            raise InvalidArgument(f"{mode!r} is not one of {', '.join(m for m in REFERENCE_MODES if m)}", field="mode")
+        if k < 0:
+            raise InvalidArgument(f"is {k}; it must be 0 (default) or more", field="k")
+        if mode == "0-shot":
+            return []
+        if mode == "1-shot":
+            return self.random(line_id, dataset, category, k, seed, exclude_sha256)
+        return self.search(vector, line_id, dataset, category, k, exclude_sha256)
+
     def random(
         self,
         line_id: str = "",
@@ -268,7 +293,12 @@ class Memory:
 
     # --- maintenance ---------------------------------------------------------------------------------
     def delete(self, line_id: str, dataset: str = "", category: str = "", ids: Sequence[str] = ()) -> int:
-        """Delete the given ids (within this line), or all of (line, dataset, category). Returns how many went."""
+        """Delete the given ids (within this line), or all of (line, dataset, category). Returns how many went.
+
+        The line is required: an empty one would mean the default line, never what a deletion meant.
+        """
+        if not line_id:
+            raise InvalidArgument("is empty: name the line whose memory to delete from", field="line_id")
         flt = self._filter(line_id, dataset, category)
         if ids:
             try:
@@ -296,6 +326,8 @@ class Memory:
         self, line_id: str = "", dataset: str = "", category: str = "", limit: int = 100, page_token: str = ""
     ) -> tuple[list[MemoryPoint], str]:
         """A page of points (without vectors) and the token of the next page ('' at the end)."""
+        if not 1 <= limit <= MAX_LIST:
+            raise InvalidArgument(f"is {limit}; it must be between 0 and {MAX_LIST}", field="list_limit")
         if page_token:
             try:
                 uuid.UUID(page_token)

@@ -1,4 +1,4 @@
-"""gRPC face of the retrieval stage: proto <-> Memory, one call per RPC, run off the event loop."""
+"""gRPC face of the retrieval stage: proto <-> Memory, one call per RPC, run off the event loop (checks: the core)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import grpc
 import numpy as np
 
 from echo.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
-from services.common.errors import InvalidArgument, grpc_errors
+from services.common.enums import REFERENCE_MODE_ENUM, to_name
+from services.common.errors import grpc_errors
 from services.retrieval.core import Memory
 from services.retrieval.store import Hit, MemoryFilter, MemoryPoint
 
@@ -57,30 +58,19 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServicer):
     async def Search(
         self, request: retrieval_pb2.SearchRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.SearchResponse:
-        mode = request.mode
-        if mode == common_pb2.ZERO_SHOT:
-            return retrieval_pb2.SearchResponse()
-        if mode not in common_pb2.ReferenceMode.values():
-            raise InvalidArgument(f"{mode} is not a ReferenceMode", field="mode")
-        if request.k < 0:
-            raise InvalidArgument(f"is {request.k}; it must be 0 (default) or more", field="k")
         r = request
-        if mode == common_pb2.ONE_SHOT_RANDOM:
-            hits, ms = await _timed(
-                lambda: self.memory.random(r.line_id, r.dataset, r.category, r.k, r.seed, r.exclude_sha256)
+        mode = to_name(REFERENCE_MODE_ENUM, r.mode, "mode")
+        hits, ms = await _timed(
+            lambda: self.memory.references(
+                mode, r.vector, r.line_id, r.dataset, r.category, r.k, r.seed, r.exclude_sha256
             )
-        else:  # 1-shot* (the default) and k-shot: the nearest normal images
-            hits, ms = await _timed(
-                lambda: self.memory.search(r.vector, r.line_id, r.dataset, r.category, r.k, r.exclude_sha256)
-            )
+        )
         return retrieval_pb2.SearchResponse(hits=[_reference(h) for h in hits], compute_ms=ms)
 
     @grpc_errors
     async def Delete(
         self, request: retrieval_pb2.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.DeleteResponse:
-        if not request.line_id:
-            raise InvalidArgument("is empty: name the line whose memory to delete from", field="line_id")
         n, _ = await _timed(
             lambda: self.memory.delete(request.line_id, request.dataset, request.category, list(request.ids))
         )
@@ -91,8 +81,6 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServicer):
         self, request: retrieval_pb2.StatsRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.StatsResponse:
         r = request
-        if r.list_limit < 0 or r.list_limit > 10_000:
-            raise InvalidArgument(f"is {r.list_limit}; it must be between 0 and 10000", field="list_limit")
         stats, _ = await _timed(lambda: self.memory.stats(r.line_id, r.dataset, r.category))
         points: list[MemoryPoint] = []
         next_token = ""
@@ -117,8 +105,6 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServicer):
         self, request: retrieval_pb2.InferCategoryRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.InferCategoryResponse:
         r = request
-        if r.k < 0:
-            raise InvalidArgument(f"is {r.k}; it must be 0 (default) or more", field="k")
         texts = {name: list(v.values) for name, v in r.category_text_vectors.items()}
         guess, ms = await _timed(lambda: self.memory.infer_category(r.vector, r.line_id, r.dataset, texts, r.k))
         return retrieval_pb2.InferCategoryResponse(

@@ -169,10 +169,10 @@ async def test_a_malformed_knowledge_file_fails_the_stage_start(kb_dir: Path, tm
 
 
 def test_entry_proto_carries_every_field(kb_dir: Path) -> None:
-    from services.knowledge.entries import load_dir
-    from services.knowledge.servicer import entry_from_proto
+    from services.knowledge.entries import entry_from_fields, load_dir
+    from services.knowledge.servicer import fields_from_proto
 
     entry = load_dir(kb_dir)["MVTec/bottle"].with_version(7)
     msg = entry_to_proto(entry)
     assert msg.id == "MVTec/bottle" and msg.version == 7 and len(msg.defects) == 3
-    assert entry_from_proto(msg, existing=entry) == entry.with_version(0)
+    assert entry_from_fields(fields_from_proto(msg), existing=entry) == entry.with_version(0)
