@@ -189,29 +189,31 @@ def synthesize(
     root.mkdir(parents=True, exist_ok=True)
     items = plan(seed, cats, per_category, templates_per_category)
 
-    from tqdm import tqdm
+    from services.common.progress import progress_bar
 
     mmad: dict[str, Any] = {}
     template_paths: dict[str, list[str]] = {c: [] for c in cats}
     template_feats: dict[str, list[np.ndarray]] = {c: [] for c in cats}
-    for item in tqdm(items, desc="synth", unit="img", disable=not progress):
-        r = render_item(item, templates_per_category)
-        _save_png(r.image, root / item.rel_path)
-        if item.kind == "template":
-            template_paths[item.category].append(item.rel_path)
-            template_feats[item.category].append(image_features(r.image))
-            continue
-        if r.mask is not None and item.mask_rel_path:
-            _save_png(Image.fromarray(r.mask.astype(np.uint8) * 255, mode="L"), root / item.mask_rel_path)
-        paths = template_paths[item.category]
-        ranked = rank_templates(r.source, np.stack(template_feats[item.category]))
-        mmad[item.rel_path] = {
-            "image_path": item.rel_path,
-            "mask_path": item.mask_rel_path,
-            "similar_templates": [paths[i] for i in ranked[:N_SIMILAR]],
-            "random_templates": [paths[i] for i in r.random_templates],
-            "conversation": r.conversation,
-        }
+    with progress_bar("synth", len(items), enabled=progress) as advance:
+        for item in items:
+            r = render_item(item, templates_per_category)
+            _save_png(r.image, root / item.rel_path)
+            advance(1)
+            if item.kind == "template":
+                template_paths[item.category].append(item.rel_path)
+                template_feats[item.category].append(image_features(r.image))
+                continue
+            if r.mask is not None and item.mask_rel_path:
+                _save_png(Image.fromarray(r.mask.astype(np.uint8) * 255, mode="L"), root / item.mask_rel_path)
+            paths = template_paths[item.category]
+            ranked = rank_templates(r.source, np.stack(template_feats[item.category]))
+            mmad[item.rel_path] = {
+                "image_path": item.rel_path,
+                "mask_path": item.mask_rel_path,
+                "similar_templates": [paths[i] for i in ranked[:N_SIMILAR]],
+                "random_templates": [paths[i] for i in r.random_templates],
+                "conversation": r.conversation,
+            }
     (root / "mmad.json").write_text(json.dumps(mmad, indent=1) + "\n", encoding="utf-8")
     (root / "domain_knowledge.json").write_text(json.dumps(domain_knowledge(cats), indent=1) + "\n", encoding="utf-8")
     meta = {

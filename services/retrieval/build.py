@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.errors import FailedPrecondition
+from services.common.progress import progress_bar
 from services.config import EchoSettings
 
 
@@ -44,8 +45,6 @@ def build_memory(
     settings: EchoSettings, data: str | Path, *, line_id: str = "", batch_size: int = 32, progress: bool = True
 ) -> BuildReport:
     """Ingest the normal templates of every (dataset, category) of `data`: store pixels, embed, index."""
-    from tqdm import tqdm
-
     from services.embedding.core import ClipEncoder
     from services.mmad.loader import load_dataset
     from services.retrieval.server import open_memory
@@ -61,20 +60,19 @@ def build_memory(
     for dataset, category, rel in templates:
         groups.setdefault((dataset, category), []).append(rel)
     report = BuildReport(line_id, memory.store.engine, encoder.model_id, memory.dim)
-    bar = tqdm(total=len(templates), desc="memory", unit="img", disable=not progress)
     try:
-        for (dataset, category), rels in groups.items():
-            row = BuildRow(dataset, category)
-            for start in range(0, len(rels), batch_size):
-                chunk = rels[start : start + batch_size]
-                res = memory.add_images(line_id, dataset, category, [ds.abspath(r).read_bytes() for r in chunk])
-                row.added += res.added
-                row.existing += res.existing
-                bar.update(len(chunk))
-            report.rows.append(row)
+        with progress_bar("memory", len(templates), enabled=progress) as advance:
+            for (dataset, category), rels in groups.items():
+                row = BuildRow(dataset, category)
+                for start in range(0, len(rels), batch_size):
+                    chunk = rels[start : start + batch_size]
+                    res = memory.add_images(line_id, dataset, category, [ds.abspath(r).read_bytes() for r in chunk])
+                    row.added += res.added
+                    row.existing += res.existing
+                    advance(len(chunk))
+                report.rows.append(row)
         stats = memory.stats(line_id)
     finally:
-        bar.close()
         memory.close()
     totals = {(c.dataset, c.category): c.count for c in stats.counts}
     for row in report.rows:
