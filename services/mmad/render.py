@@ -240,60 +240,69 @@ _TRACES = (
     ((75, -4), (96, -4), (96, 40), (80, 52)),
     ((-96, -40), (-96, 60)),
 )
+_COMPONENTS: tuple[tuple[str, float, float, float, float], ...] = (*_CHIPS, *_RESISTORS, *_CAPACITORS)
+_COMPONENT_NAMES = {"chip": "integrated-circuit chip", "resistor": "resistor", "capacitor": "capacitor"}
 _BOARD_GREEN = np.array([0.12, 0.42, 0.22], np.float32)
 _PAD = np.array([0.78, 0.74, 0.62], np.float32)
 _SILVER = np.array([0.82, 0.84, 0.86], np.float32)
 
 
-def _render_printed_board(rng: np.random.Generator, size: int) -> tuple[np.ndarray, Scene]:
-    s = size / 256
-    y, x = grid(size)
-    cx = size / 2 + rng.uniform(-6, 6) * s
-    cy = size / 2 + rng.uniform(-6, 6) * s
-    ang = rng.uniform(-0.06, 0.06)
-    c, sn = math.cos(ang), math.sin(ang)
+@dataclass
+class _BoardFrame:
+    """The board's pose: board coordinates (u, v, in 256-px units) <-> pixels."""
 
-    def to_uv(px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        dx, dy = px - cx, py - cy
-        return (dx * c + dy * sn) / s, (-dx * sn + dy * c) / s
+    size: int
+    s: float
+    cx: float
+    cy: float
+    ang: float
 
-    def to_xy(u: float, v: float) -> tuple[float, float]:
-        return cx + (u * c - v * sn) * s, cy + (u * sn + v * c) * s
+    @classmethod
+    def draw(cls, rng: np.random.Generator, size: int) -> _BoardFrame:
+        s = size / 256
+        cx = size / 2 + rng.uniform(-6, 6) * s
+        cy = size / 2 + rng.uniform(-6, 6) * s
+        return cls(size, s, cx, cy, rng.uniform(-0.06, 0.06))
 
-    def window(u0: float, v0: float, rad: float) -> tuple[slice, slice]:
-        px, py = to_xy(u0, v0)
-        rr = rad * s + 3
+    def to_uv(self, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c, sn = math.cos(self.ang), math.sin(self.ang)
+        dx, dy = px - self.cx, py - self.cy
+        return (dx * c + dy * sn) / self.s, (-dx * sn + dy * c) / self.s
+
+    def to_xy(self, u: float, v: float) -> tuple[float, float]:
+        c, sn = math.cos(self.ang), math.sin(self.ang)
+        return self.cx + (u * c - v * sn) * self.s, self.cy + (u * sn + v * c) * self.s
+
+    def window(self, u0: float, v0: float, rad: float) -> tuple[slice, slice]:
+        """The pixel window around board point (u0, v0) holding a radius of `rad` board units."""
+        px, py = self.to_xy(u0, v0)
+        rr = rad * self.s + 3
         return (
-            slice(max(0, int(py - rr)), min(size, int(py + rr) + 1)),
-            slice(max(0, int(px - rr)), min(size, int(px + rr) + 1)),
+            slice(max(0, int(py - rr)), min(self.size, int(py + rr) + 1)),
+            slice(max(0, int(px - rr)), min(self.size, int(px + rr) + 1)),
         )
 
-    light = rng.uniform(0, 2 * math.pi)
-    grad = rng.uniform(0.04, 0.12) * ((x - size / 2) * math.cos(light) + (y - size / 2) * math.sin(light)) / size
-    lighting = 1 + rng.uniform(-0.06, 0.06) + grad + 0.03 * _smooth_noise(rng, size)
 
-    bg = rng.uniform(0.30, 0.40) + 0.03 * _smooth_noise(rng, size) + rng.normal(0, 0.01, (size, size))
-    background = np.repeat(bg[..., None], 3, axis=2).astype(np.float32)
-    u, v = to_uv(x, y)
+def _draw_bare_board(
+    img: np.ndarray, frame: _BoardFrame, u: np.ndarray, v: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """The green board with its mounting holes, copper traces, silkscreen outlines and pads; returns its alpha."""
+    size = frame.size
     board = _box_alpha(u, v, 228, 212, 6)
     for hu, hv in ((-102, -94), (102, -94), (-102, 94), (102, 94)):
         board *= np.clip(np.hypot(u - hu, v - hv) - 5 + 0.5, 0, 1)
-    img = background.copy()
     green = _BOARD_GREEN * (1 + 0.04 * rng.normal(0, 1, (size, size, 1)).astype(np.float32))
     blend(img, green, board)
 
     trace_layer = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(trace_layer)
     for poly in _TRACES:
-        draw.line([to_xy(pu, pv) for pu, pv in poly], fill=255, width=max(1, round(3 * s)), joint="curve")
+        draw.line([frame.to_xy(pu, pv) for pu, pv in poly], fill=255, width=max(1, round(3 * frame.s)), joint="curve")
     traces = np.asarray(trace_layer, np.float32) / 255 * board
     blend(img, _BOARD_GREEN * 1.45, traces * 0.8)
 
-    parts: list[Part] = []
-    components: list[tuple[str, float, float, float, float]] = [*_CHIPS, *_RESISTORS, *_CAPACITORS]
-    # Silkscreen outlines and pads first: they belong to the bare board.
-    for kind, pu, pv, w, h in components:
-        sy, sx = window(pu, pv, max(w, h) / 2 + 9)
+    for kind, pu, pv, w, h in _COMPONENTS:  # silkscreen outlines and pads belong to the bare board
+        sy, sx = frame.window(pu, pv, max(w, h) / 2 + 9)
         uu, vv = u[sy, sx] - pu, v[sy, sx] - pv
         if kind == "capacitor":
             d = np.hypot(uu, vv)
@@ -311,47 +320,62 @@ def _render_printed_board(rng: np.random.Generator, size: int) -> tuple[np.ndarr
                 pads = _box_alpha(np.abs(along) - long_side / 2, across, 6, short_side + 2)
         blend(img[sy, sx], (0.92, 0.93, 0.9), outline * 0.9)
         blend(img[sy, sx], _PAD, np.clip(pads, 0, 1))
+    return board
+
+
+def _draw_component(patch: np.ndarray, kind: str, uu: np.ndarray, vv: np.ndarray, w: float, h: float) -> np.ndarray:
+    """One chip, resistor or capacitor drawn into its window; returns its cover (alpha)."""
+    if kind == "chip":
+        pins = _box_alpha(uu, vv, w - 6, h + 7) * (1 - _box_alpha(uu, vv, w, h - 2))
+        pins = pins * (np.sin(uu * 2 * math.pi / 5.0) > 0.2)
+        blend(patch, _SILVER, pins)
+        body = _box_alpha(uu, vv, w, h, 1.5)
+        shade = 0.07 + 0.04 * (vv / h)
+        blend(patch, np.stack([shade, shade, shade * 1.1], -1), body)
+        dot = np.clip(2.2 - np.hypot(uu + w / 2 - 5, vv + h / 2 - 5), 0, 1)
+        blend(patch, (0.75, 0.75, 0.75), dot)
+        return np.maximum(body, pins)
+    if kind == "resistor":
+        along = uu if w > h else vv
+        long_side = max(w, h)
+        caps = _box_alpha(uu, vv, w, h, 1.5) * (np.abs(along) > long_side / 2 - 3.5)
+        body = _box_alpha(uu, vv, w, h, 2)
+        blend(patch, (0.80, 0.68, 0.50), body)
+        for k, col in enumerate(((0.55, 0.25, 0.1), (0.1, 0.1, 0.1), (0.8, 0.1, 0.1))):
+            band = body * (np.abs(along - (k - 1) * 3.5) < 1.0)
+            blend(patch, col, band)
+        blend(patch, _SILVER, caps)
+        return body
+    d = np.hypot(uu, vv)
+    body = np.clip(w + 0.5 - d, 0, 1)
+    shade = 0.85 - 0.25 * d / w
+    blend(patch, np.stack([0.15 * shade, 0.22 * shade, 0.5 * shade], -1), body)
+    stripe = body * (np.abs(uu - w * 0.55) < 1.6)
+    blend(patch, (0.75, 0.8, 0.9), stripe)
+    return body
+
+
+def _render_printed_board(rng: np.random.Generator, size: int) -> tuple[np.ndarray, Scene]:
+    frame = _BoardFrame.draw(rng, size)
+    y, x = grid(size)
+    light = rng.uniform(0, 2 * math.pi)
+    grad = rng.uniform(0.04, 0.12) * ((x - size / 2) * math.cos(light) + (y - size / 2) * math.sin(light)) / size
+    lighting = 1 + rng.uniform(-0.06, 0.06) + grad + 0.03 * _smooth_noise(rng, size)
+
+    bg = rng.uniform(0.30, 0.40) + 0.03 * _smooth_noise(rng, size) + rng.normal(0, 0.01, (size, size))
+    background = np.repeat(bg[..., None], 3, axis=2).astype(np.float32)
+    u, v = frame.to_uv(x, y)
+    img = background.copy()
+    board = _draw_bare_board(img, frame, u, v, rng)
     bare = img.copy()
 
-    for kind, pu, pv, w, h in components:
-        sy, sx = window(pu, pv, max(w, h) / 2 + 9)
-        uu, vv = u[sy, sx] - pu, v[sy, sx] - pv
-        patch = img[sy, sx]
-        if kind == "chip":
-            pins = _box_alpha(uu, vv, w - 6, h + 7) * (1 - _box_alpha(uu, vv, w, h - 2))
-            pins = pins * (np.sin(uu * 2 * math.pi / 5.0) > 0.2)
-            blend(patch, _SILVER, pins)
-            body = _box_alpha(uu, vv, w, h, 1.5)
-            shade = 0.07 + 0.04 * (vv / h)
-            blend(patch, np.stack([shade, shade, shade * 1.1], -1), body)
-            dot = np.clip(2.2 - np.hypot(uu + w / 2 - 5, vv + h / 2 - 5), 0, 1)
-            blend(patch, (0.75, 0.75, 0.75), dot)
-            cover = np.maximum(body, pins)
-            name = "integrated-circuit chip"
-        elif kind == "resistor":
-            along = uu if w > h else vv
-            long_side = max(w, h)
-            caps = _box_alpha(uu, vv, w, h, 1.5) * (np.abs(along) > long_side / 2 - 3.5)
-            body = _box_alpha(uu, vv, w, h, 2)
-            blend(patch, (0.80, 0.68, 0.50), body)
-            for k, col in enumerate(((0.55, 0.25, 0.1), (0.1, 0.1, 0.1), (0.8, 0.1, 0.1))):
-                band = body * (np.abs(along - (k - 1) * 3.5) < 1.0)
-                blend(patch, col, band)
-            blend(patch, _SILVER, caps)
-            cover = body
-            name = "resistor"
-        else:
-            d = np.hypot(uu, vv)
-            body = np.clip(w + 0.5 - d, 0, 1)
-            shade = 0.85 - 0.25 * d / w
-            blend(patch, np.stack([0.15 * shade, 0.22 * shade, 0.5 * shade], -1), body)
-            stripe = body * (np.abs(uu - w * 0.55) < 1.6)
-            blend(patch, (0.75, 0.8, 0.9), stripe)
-            cover = body
-            name = "capacitor"
+    parts: list[Part] = []
+    for kind, pu, pv, w, h in _COMPONENTS:
+        sy, sx = frame.window(pu, pv, max(w, h) / 2 + 9)
+        cover = _draw_component(img[sy, sx], kind, u[sy, sx] - pu, v[sy, sx] - pv, w, h)
         footprint = np.zeros((size, size), bool)
         footprint[sy, sx] = cover > 0.3
-        parts.append(Part(name=name, kind=kind, footprint=dilate(footprint, 3)))
+        parts.append(Part(name=_COMPONENT_NAMES[kind], kind=kind, footprint=dilate(footprint, 3)))
 
     img *= lighting[..., None]
     bare *= lighting[..., None]
@@ -366,7 +390,7 @@ def _render_printed_board(rng: np.random.Generator, size: int) -> tuple[np.ndarr
         parts=parts,
         bare=bare,
         facts={"n_chips": "2", "mask_color": "green"},
-        geometry={"cx": cx, "cy": cy, "angle": ang},
+        geometry={"cx": frame.cx, "cy": frame.cy, "angle": frame.ang},
     )
     return img, scene
 
