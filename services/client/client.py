@@ -14,7 +14,7 @@ content-addressed and deletes are idempotent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +115,22 @@ class _Client:
         application: the Ray Serve application to route to (cluster mode: "inspector"); empty in embedded mode.
     """
 
-    def __init__(self, channel: Any, address: str, *, timeout_s: float = 60.0, application: str = "") -> None:
+    _new_channel: Callable[..., Any]  # grpc.insecure_channel or grpc.aio.insecure_channel
+
+    def __init__(
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        timeout_s: float = 60.0,
+        retries: int = 3,
+        max_message_mb: int = 32,
+        application: str = "",
+    ) -> None:
         self.address = address
         self.timeout_s = timeout_s
         self.metadata = (("application", application),) if application else None
-        self._channel = channel
-        self._stub = inspector_pb2_grpc.InspectorStub(channel)
+        self._channel = type(self)._new_channel(address, options=_options(retries, max_message_mb))
+        self._stub = inspector_pb2_grpc.InspectorStub(self._channel)
 
     @property
     def channel(self) -> Any:
@@ -170,17 +180,7 @@ def _status_name(resp: health_pb2.HealthCheckResponse) -> str:
 class InspectorClient(_Client):
     """Blocking client; reuse one per process (it holds one HTTP/2 connection). Arguments: see _Client."""
 
-    def __init__(
-        self,
-        address: str = "127.0.0.1:50051",
-        *,
-        timeout_s: float = 60.0,
-        retries: int = 3,
-        max_message_mb: int = 32,
-        application: str = "",
-    ) -> None:
-        channel = grpc.insecure_channel(address, options=_options(retries, max_message_mb))
-        super().__init__(channel, address, timeout_s=timeout_s, application=application)
+    _new_channel = staticmethod(grpc.insecure_channel)
 
     def health(self, service: str = "", timeout_s: float = 5.0) -> str:
         """SERVING, NOT_SERVING or SERVICE_UNKNOWN, from the standard gRPC health service."""
@@ -202,17 +202,7 @@ class InspectorClient(_Client):
 class AsyncInspectorClient(_Client):
     """asyncio client with the same methods and arguments (await them); create it inside the running loop."""
 
-    def __init__(
-        self,
-        address: str = "127.0.0.1:50051",
-        *,
-        timeout_s: float = 60.0,
-        retries: int = 3,
-        max_message_mb: int = 32,
-        application: str = "",
-    ) -> None:
-        channel = grpc.aio.insecure_channel(address, options=_options(retries, max_message_mb))
-        super().__init__(channel, address, timeout_s=timeout_s, application=application)
+    _new_channel = staticmethod(grpc.aio.insecure_channel)
 
     async def health(self, service: str = "", timeout_s: float = 5.0) -> str:
         """SERVING, NOT_SERVING or SERVICE_UNKNOWN, from the standard gRPC health service."""

@@ -72,7 +72,30 @@ def _all_done(futures: list[asyncio.Future[Any]]) -> bool:
     return all(f.done() for f in futures)
 
 
-class MicroBatcher:
+class BatcherBase:
+    """What both batchers share: the settings, the one batch thread, and refusing work once closed."""
+
+    def __init__(
+        self, fn: BatchFn, *, max_batch_size: int, max_wait_ms: float, stage: str, fill: Fill = "time"
+    ) -> None:
+        self.fn = fn
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.stage = stage
+        self.fill = fill
+        self.batches: list[int] = []
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"{stage}-batch")
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable(f"{self.stage}: batcher is closed")
+
+    async def run_exclusive(self, fn: Callable[..., R], *args: Any) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+class MicroBatcher(BatcherBase):
     """An asyncio micro-batcher: groups queued items by key, runs up to max_batch_size of them per call.
 
     Args:
@@ -86,19 +109,12 @@ class MicroBatcher:
     def __init__(
         self, fn: BatchFn, *, max_batch_size: int, max_wait_ms: float, stage: str, fill: Fill = "time"
     ) -> None:
-        self.fn = fn
-        self.max_batch_size = max_batch_size
-        self.max_wait_s = max_wait_ms / 1000.0
-        self.stage = stage
-        self.fill = fill
+        super().__init__(fn, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, stage=stage, fill=fill)
         self.sessions = 0
-        self.batches: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[Hashable, Any, asyncio.Future[Any]]] | None = None
         self._pending: deque[tuple[Hashable, Any, asyncio.Future[Any]]] = deque()  # taken, other key
         self._worker: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"{stage}-batch")
-        self._closed = False
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[None]:
@@ -112,8 +128,7 @@ class MicroBatcher:
         return (await self.submit_many([item], key))[0]
 
     async def submit_many(self, items: Sequence[Any], key: Hashable = None) -> list[Any]:
-        if self._closed:
-            raise Unavailable(f"{self.stage}: batcher is closed")
+        self._check_open()
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._worker is None or self._worker.done():
             self._start(loop)
@@ -129,9 +144,6 @@ class MicroBatcher:
         finally:
             for fut in futures:  # our caller gave up (deadline) or one item failed: the rest are skipped
                 fut.cancel()
-
-    async def run_exclusive(self, fn: Callable[..., R], *args: Any) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         # A new event loop (tests run one per test) gets its own queue and worker.

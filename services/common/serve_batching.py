@@ -16,21 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
-from services.common.batching import BatchFn, Fill
-from services.common.errors import Unavailable
+from services.common.batching import BatcherBase, BatchFn, Fill
 from services.common.telemetry import BATCH_SIZE, QUEUE_DEPTH
-
-R = TypeVar("R")
 
 
 def _never() -> bool:
     return False  # Serve does not say when a batch's callers gave up
 
 
-class ServeBatcher:
+class ServeBatcher(BatcherBase):
     """Items with the same key share a `@serve.batch` queue; each batch runs `fn(key, items, abandoned)`.
 
     Args: as MicroBatcher's; `fill` is accepted for the factory protocol and ignored (see the module docstring).
@@ -39,15 +35,9 @@ class ServeBatcher:
     def __init__(
         self, fn: BatchFn, *, max_batch_size: int, max_wait_ms: float, stage: str, fill: Fill = "time"
     ) -> None:
-        self.fn = fn
-        self.max_batch_size = max_batch_size
-        self.max_wait_s = max_wait_ms / 1000.0
-        self.stage = stage
-        self.batches: list[int] = []
+        super().__init__(fn, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, stage=stage, fill=fill)
         self._queues: dict[Hashable, Callable[[Any], Any]] = {}
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"{stage}-serve-batch")
         self._waiting = 0
-        self._closed = False
 
     def _queue_for(self, key: Hashable) -> Callable[[Any], Any]:
         if key not in self._queues:
@@ -72,8 +62,7 @@ class ServeBatcher:
         return self._queues[key]
 
     async def submit(self, item: Any, key: Hashable = None) -> Any:
-        if self._closed:
-            raise Unavailable(f"{self.stage}: batcher is closed")
+        self._check_open()
         self._waiting += 1
         QUEUE_DEPTH.set(self._waiting, stage=self.stage)
         try:
@@ -87,9 +76,6 @@ class ServeBatcher:
 
     async def submit_many(self, items: Sequence[Any], key: Hashable = None) -> list[Any]:
         return list(await asyncio.gather(*(self.submit(i, key) for i in items)))
-
-    async def run_exclusive(self, fn: Callable[..., R], *args: Any) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[None]:

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import grpc
@@ -42,6 +42,7 @@ def in_serve_replica() -> bool:
         return False
 
 
+@dataclass
 class Metric:
     """One metric defined once; record with `inc/dec/set/observe(value, **labels)`.
 
@@ -49,18 +50,15 @@ class Metric:
     so the value per label set is kept here); histograms take observe.
     """
 
-    def __init__(
-        self, kind: Kind, name: str, description: str, labels: tuple[str, ...], buckets: tuple[float, ...] = ()
-    ) -> None:
-        self.kind = kind
-        self.name = name
-        self.description = description
-        self.labels = labels
-        self.buckets = buckets
-        self._lock = threading.Lock()
-        self._backend: Any = None
-        self._ray = False
-        self._values: dict[tuple[str, ...], float] = {}  # gauges exported through Ray
+    kind: Kind
+    name: str
+    description: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _backend: Any = field(default=None, repr=False)
+    _ray: bool = False
+    _values: dict[tuple[str, ...], float] = field(default_factory=dict, repr=False)  # gauges exported through Ray
 
     def _resolve(self) -> Any:
         with self._lock:

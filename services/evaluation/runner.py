@@ -201,25 +201,11 @@ class Reporter:
 
     def __enter__(self) -> Reporter:
         if self.console is not None and self.console.is_terminal:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import Progress, TextColumn
 
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=self.console,
-            )
+            from services.common.progress import bar_columns
+
+            self._progress = Progress(*bar_columns(TextColumn("{task.fields[rate]}")), console=self.console)
             self._progress.__enter__()
             self._task = self._progress.add_task(self.title, total=self.total, completed=self.done, rate="")
         elif self.console is not None:

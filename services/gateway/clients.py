@@ -42,7 +42,6 @@ from services.common.errors import EchoError
 from services.common.serving import channel_options, retry_options
 from services.gateway.config import GatewaySettings, StageEndpoint
 from services.gateway.domain import (
-    CategoryCount,
     CategoryGuess,
     Decided,
     DecisionAsk,
@@ -237,7 +236,7 @@ class StageClients:
         resp = await self["retrieval"].call("Stats", req, deadline)
         return MemoryStats(
             total=resp.total,
-            counts=[CategoryCount(c.line_id, c.dataset, c.category, c.count) for c in resp.counts],
+            categories=sorted({c.category for c in resp.counts if c.count > 0}),
             items=[MemoryItem(p.id, p.uri, p.sha256, p.line_id, p.dataset, p.category, p.label) for p in resp.points],
             next_page_token=resp.next_page_token,
         )

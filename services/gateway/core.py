@@ -252,7 +252,7 @@ class Inspector:
         if cached and time.monotonic() - cached[0] < _CATEGORY_CACHE_S:
             return cached[1]
         stats = await self.clients.stats(line_id, dataset, "", deadline)
-        names = sorted({c.category for c in stats.counts if c.count > 0})
+        names = stats.categories
         if not names:
             raise StageCallError.refused("retrieval", f"line {line_id!r} has no normal images in memory")
         texts = [f"a photo of a {n.replace('_', ' ')}" for n in names]

@@ -129,17 +129,9 @@ class CategoryGuess:
 
 
 @dataclass
-class CategoryCount:
-    line_id: str
-    dataset: str
-    category: str
-    count: int
-
-
-@dataclass
 class MemoryStats:
     total: int
-    counts: list[CategoryCount]
+    categories: list[str]  # those holding at least one image, sorted
     items: list[MemoryItem]
     next_page_token: str
 

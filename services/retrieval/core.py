@@ -242,18 +242,10 @@ class Memory:
         return hits
 
     def references(
-        self,
-        mode: str,
-        vector: Sequence[float] | np.ndarray,
-        line_id: str = "",
-        dataset: str = "",
-        category: str = "",
-        k: int = 0,
-        seed: int = 0,
-        exclude_sha256: str = "",
+        self, mode: str, vector: Sequence[float] | np.ndarray, *, k: int = 0, seed: int = 0, **where: str
     ) -> list[Hit]:
         """The normal images a reference mode asks for: none (0-shot), k drawn at random (1-shot), or the k
-        nearest (1-shot* and k-shot; also the default, "")."""
+        nearest (1-shot* and k-shot; also the default, ""). `where`: line_id, dataset, category, exclude_sha256."""
         if mode not in REFERENCE_MODES:
             raise InvalidArgument(f"{mode!r} is not one of {', '.join(m for m in REFERENCE_MODES if m)}", field="mode")
         if k < 0:
@@ -261,8 +253,8 @@ class Memory:
         if mode == "0-shot":
             return []
         if mode == "1-shot":
-            return self.random(line_id, dataset, category, k, seed, exclude_sha256)
-        return self.search(vector, line_id, dataset, category, k, exclude_sha256)
+            return self.random(k=k, seed=seed, **where)
+        return self.search(vector, k=k, **where)
 
     def random(
         self,

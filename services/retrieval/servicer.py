@@ -62,7 +62,14 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServicer):
         mode = to_name(REFERENCE_MODE_ENUM, r.mode, "mode")
         hits, ms = await _timed(
             lambda: self.memory.references(
-                mode, r.vector, r.line_id, r.dataset, r.category, r.k, r.seed, r.exclude_sha256
+                mode,
+                r.vector,
+                k=r.k,
+                seed=r.seed,
+                line_id=r.line_id,
+                dataset=r.dataset,
+                category=r.category,
+                exclude_sha256=r.exclude_sha256,
             )
         )
         return retrieval_pb2.SearchResponse(hits=[_reference(h) for h in hits], compute_ms=ms)

@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from echo.v1 import common_pb2
-from services.common.enums import (
-    ANSWER_FORMAT_ENUM,
-    KNOWLEDGE_MODE_ENUM,
-    QUESTION_TYPE_ENUM,
-    REFERENCE_MODE_ENUM,
-    to_enum,
-    to_name,
-)
+from services.common import enums
+from services.common.enums import QUESTION_TYPE_ENUM, REFERENCE_MODE_ENUM, to_enum, to_name
 from services.common.errors import InvalidArgument
 from services.mmad.types import QUESTION_TYPES
 
@@ -24,10 +18,10 @@ def test_question_type_names_are_mmads_in_the_contracts_order() -> None:
 @pytest.mark.parametrize(
     ("table", "enum"),
     [
-        (QUESTION_TYPE_ENUM, common_pb2.QuestionType),
-        (REFERENCE_MODE_ENUM, common_pb2.ReferenceMode),
-        (KNOWLEDGE_MODE_ENUM, common_pb2.KnowledgeMode),
-        (ANSWER_FORMAT_ENUM, common_pb2.AnswerFormat),
+        (enums.QUESTION_TYPE_ENUM, common_pb2.QuestionType),
+        (enums.REFERENCE_MODE_ENUM, common_pb2.ReferenceMode),
+        (enums.KNOWLEDGE_MODE_ENUM, common_pb2.KnowledgeMode),
+        (enums.ANSWER_FORMAT_ENUM, common_pb2.AnswerFormat),
     ],
 )
 def test_every_value_of_the_contract_has_one_name_and_back(table: dict[str, int], enum: object) -> None:
@@ -41,4 +35,4 @@ def test_unknown_values_and_names_are_invalid_argument_naming_the_field() -> Non
     with pytest.raises(InvalidArgument, match=r"^settings\.reference_mode: 42 is not one of"):
         to_name(REFERENCE_MODE_ENUM, 42, "settings.reference_mode")
     with pytest.raises(InvalidArgument, match=r"^knowledge_mode: 'dkk' is not one of none, dk, csk"):
-        to_enum(KNOWLEDGE_MODE_ENUM, "dkk", "knowledge_mode")
+        to_enum(enums.KNOWLEDGE_MODE_ENUM, "dkk", "knowledge_mode")
