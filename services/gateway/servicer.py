@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -58,16 +57,15 @@ async def to_inspection(req: inspector_pb2.InspectRequest) -> Inspection:
 
 
 def trace_to_proto(t: Trace) -> common_pb2.Trace:
-    fields = asdict(t)
     return common_pb2.Trace(
         **{
-            **fields,
+            **vars(t),  # shallow: the nested values are converted below
             "question_type": to_enum(QUESTION_TYPE_ENUM, t.question_type, "question_type"),
             "reference_mode": to_enum(REFERENCE_MODE_ENUM, t.reference_mode, "reference_mode"),
             "knowledge_mode": to_enum(KNOWLEDGE_MODE_ENUM, t.knowledge_mode, "knowledge_mode"),
             "answer_format": to_enum(ANSWER_FORMAT_ENUM, t.answer_format, "answer_format"),
-            "references": [common_pb2.Reference(**r) for r in fields["references"]],
-            "timings": [common_pb2.StageTiming(**x) for x in fields["timings"]],
+            "references": [common_pb2.Reference(**vars(r)) for r in t.references],
+            "timings": [common_pb2.StageTiming(**vars(x)) for x in t.timings],
         }
     )
 
@@ -108,7 +106,7 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
             _deadline(context, 30_000),
         )  # fmt: skip
         return inspector_pb2.ListNormalImagesResponse(
-            items=[inspector_pb2.MemoryItem(**asdict(i)) for i in r.items],
+            items=[inspector_pb2.MemoryItem(**vars(i)) for i in r.items],
             total=r.total,
             next_page_token=r.next_page_token,
         )
