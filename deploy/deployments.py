@@ -256,5 +256,17 @@ class InspectorDeployment(StageHost):
     async def DeleteNormalImages(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("DeleteNormalImages", request, grpc_context)
 
+    async def ListProducts(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("ListProducts", request, grpc_context)
+
+    async def ListInspections(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("ListInspections", request, grpc_context)
+
+    async def GetInspection(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("GetInspection", request, grpc_context)
+
+    async def GetImage(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("GetImage", request, grpc_context)
+
     async def check_health(self) -> None:
         """Liveness of the gateway itself; readiness (every stage) is the gRPC Health/Check."""

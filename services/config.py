@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from services.audit.config import AuditSettings
 from services.common.config import ServerSettings, SettingsTree, TelemetrySettings, load_tree
 from services.decision.config import DecisionSettings
 from services.embedding.config import EmbeddingSettings
@@ -25,7 +26,7 @@ class EchoSettings(SettingsTree):
     """The whole Echo-IAD configuration; every stage reads its own section."""
 
     mode: Literal["embedded", "cluster"] = Field("embedded", description="embedded: one process; cluster: Ray Serve.")
-    data_dir: str = Field("./echo-data", description="Root for memory, image store and model caches.")
+    data_dir: str = Field("./echo-data", description="Root for memory, image stores, audit log and model caches.")
     server: ServerSettings = Field(default_factory=ServerSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
@@ -33,6 +34,7 @@ class EchoSettings(SettingsTree):
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     def resolve_paths(self) -> EchoSettings:
         """State paths left at their defaults follow data_dir, so one flag moves all state."""
@@ -47,6 +49,10 @@ class EchoSettings(SettingsTree):
             self.knowledge.dir = str(root / "knowledge")
         if self.knowledge.refine_cache == KnowledgeSettings().refine_cache:
             self.knowledge.refine_cache = str(root / "knowledge-refined.json")
+        if not self.audit.dir:
+            self.audit.dir = str(root / "audit")
+        if not self.audit.image_store:
+            self.audit.image_store = str(root / "audit-images")
         return self
 
 

@@ -14,7 +14,7 @@ content-addressed and deletes are idempotent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from services.common.enums import (
     KNOWLEDGE_MODE_ENUM,
     QUESTION_TYPE_ENUM,
     REFERENCE_MODE_ENUM,
+    VERDICT_ENUM,
     to_enum,
 )
 from services.common.serving import channel_options, retry_options
@@ -101,6 +102,32 @@ def build_inspect_request(
     )
 
 
+def build_list_inspections_request(
+    line_id: str,
+    *,
+    dataset: str = "",
+    category: str = "",
+    verdict: str = "",
+    since_ms: int = 0,
+    until_ms: int = 0,
+    limit: int = 0,
+    page_token: str = "",
+    oldest_first: bool = False,
+) -> inspector_pb2.ListInspectionsRequest:
+    """A ListInspectionsRequest; verdict by name: good, defect, answered or unparsed ('' for any)."""
+    return inspector_pb2.ListInspectionsRequest(
+        line_id=line_id,
+        dataset=dataset,
+        category=category,
+        verdict=to_enum(VERDICT_ENUM, verdict, "verdict"),
+        since_unix_ms=since_ms,
+        until_unix_ms=until_ms,
+        limit=limit,
+        page_token=page_token,
+        oldest_first=oldest_first,
+    )
+
+
 class _Client:
     """The one implementation behind both clients: each method builds its request and calls the stub.
 
@@ -167,6 +194,25 @@ class _Client:
         req = inspector_pb2.DeleteNormalImagesRequest(line_id=line_id, dataset=dataset, category=category, ids=ids)
         return self._stub.DeleteNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
 
+    def list_products(self, line_id: str, *, dataset: str = "", category: str = "") -> Any:
+        req = inspector_pb2.ListProductsRequest(line_id=line_id, dataset=dataset, category=category)
+        return self._stub.ListProducts(req, timeout=self.timeout_s, metadata=self.metadata)
+
+    def list_inspections(self, line_id: str, **filters: Any) -> Any:
+        """One page of audit records (ListInspectionsResponse); filters as build_list_inspections_request's."""
+        req = build_list_inspections_request(line_id, **filters)
+        return self._stub.ListInspections(req, timeout=self.timeout_s, metadata=self.metadata)
+
+    def get_inspection(self, line_id: str, request_id: str) -> Any:
+        """The latest audit record of a request id on a line (GetInspectionResponse; the record is `.record`)."""
+        req = inspector_pb2.GetInspectionRequest(line_id=line_id, request_id=request_id)
+        return self._stub.GetInspection(req, timeout=self.timeout_s, metadata=self.metadata)
+
+    def get_image(self, line_id: str, sha256: str) -> Any:
+        """An image of this line by content hash (GetImageResponse: data, content_type)."""
+        req = inspector_pb2.GetImageRequest(line_id=line_id, sha256=sha256)
+        return self._stub.GetImage(req, timeout=self.timeout_s, metadata=self.metadata)
+
     def _health_check(self, service: str, timeout_s: float) -> Any:
         return health_pb2_grpc.HealthStub(self._channel).Check(
             health_pb2.HealthCheckRequest(service=service), timeout=timeout_s, metadata=self.metadata
@@ -185,6 +231,16 @@ class InspectorClient(_Client):
     def health(self, service: str = "", timeout_s: float = 5.0) -> str:
         """SERVING, NOT_SERVING or SERVICE_UNKNOWN, from the standard gRPC health service."""
         return _status_name(self._health_check(service, timeout_s))
+
+    def iter_inspections(self, line_id: str, **filters: Any) -> Iterator[inspector_pb2.InspectionRecord]:
+        """Every matching audit record, page after page."""
+        token = ""
+        while True:
+            page = self.list_inspections(line_id, page_token=token, **filters)
+            yield from page.records
+            token = page.next_page_token
+            if not token:
+                return
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         grpc.channel_ready_future(self._channel).result(timeout=timeout_s)

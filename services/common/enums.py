@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from echo.v1 import common_pb2
+from echo.v1 import common_pb2, inspector_pb2
 from services.common.errors import InvalidArgument
 
 QUESTION_TYPE_ENUM: dict[str, int] = {
@@ -32,6 +32,10 @@ ANSWER_FORMAT_ENUM: dict[str, int] = {
     "open_qa": common_pb2.OPEN_QA,
     "true_false": common_pb2.TRUE_FALSE,
 }
+VERDICT_ENUM: dict[str, int] = {
+    inspector_pb2.Verdict.Name(v).removeprefix("VERDICT_").lower(): v for v in inspector_pb2.Verdict.values() if v
+}
+"""good, defect, answered, unparsed (the audit trail's verdicts)."""
 
 
 def to_name(table: Mapping[str, int], value: int, field: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,15 +33,31 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png", "image/png"), (b"\xff\xd8\xff", ".jpg", "image/jpeg"))
+
+
+def check_sha256(value: str, field: str = "sha256") -> str:
+    """A sha256 as 64 lowercase hex digits; anything else is INVALID_ARGUMENT naming the field."""
+    if not _SHA256.fullmatch(value):
+        raise InvalidArgument(f"{value[:80]!r} is not 64 lowercase hex digits", field=field)
+    return value
+
+
+def _kind(data: bytes) -> tuple[str, str]:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp", "image/webp"
+    return next(((suffix, ctype) for magic, suffix, ctype in _MAGIC if data.startswith(magic)), (".img", ""))
+
+
 def image_suffix(data: bytes) -> str:
     """The file suffix an image store gives these bytes, from their magic number."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return ".png"
-    if data[:3] == b"\xff\xd8\xff":
-        return ".jpg"
-    if data[:4] in (b"RIFF",) and data[8:12] == b"WEBP":
-        return ".webp"
-    return ".img"
+    return _kind(data)[0]
+
+
+def content_type_of(data: bytes) -> str:
+    """The media type of encoded image bytes, from their magic number."""
+    return _kind(data)[1] or "application/octet-stream"
 
 
 def read_uri(uri: str, *, field: str = "image.uri", root: str | None = None) -> bytes:
@@ -129,22 +146,77 @@ class ImageStore:
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.fs.makedirs(self.root, exist_ok=True)
 
-    def put(self, data: bytes, suffix: str = ".png") -> str:
-        """Store bytes; return the URI to put in a memory payload."""
+    def put(self, data: bytes, suffix: str = ".png", *, durable: bool = False) -> str:
+        """Store bytes; return the URI to put in a memory payload.
+
+        On a local disk the file appears whole or not at all (written aside, then renamed), and with
+        durable=True it is fsynced before this returns; object stores give both on every PUT.
+        """
         digest = sha256_hex(data)
         rel = f"{digest[:2]}/{digest}{suffix}"
         path = f"{self.root}/{rel}"
         if not self.fs.exists(path):
             self.fs.makedirs(f"{self.root}/{digest[:2]}", exist_ok=True)
-            with self.fs.open(path, "wb") as f:
-                f.write(data)
+            if self._local:
+                _write_whole(Path(path), data, durable)
+            else:
+                with self.fs.open(path, "wb") as f:
+                    f.write(data)
         return self._uri(path)
 
     def get(self, uri: str) -> bytes:
         return read_uri(uri)
 
+    def _path_of(self, sha256: str) -> str | None:
+        found = self.fs.glob(f"{self.root}/{sha256[:2]}/{sha256}.*")
+        return found[0] if found else None
+
+    def get_by_sha256(self, sha256: str) -> bytes | None:
+        """The stored image with this content hash, or None."""
+        path = self._path_of(check_sha256(sha256))
+        if path is None:
+            return None
+        with self.fs.open(path, "rb") as f:
+            return f.read()
+
+    def delete_by_sha256(self, sha256: str) -> bool:
+        path = self._path_of(check_sha256(sha256))
+        if path is None:
+            return False
+        self.fs.rm(path)
+        return True
+
+    @property
+    def _local(self) -> bool:
+        return self._protocol in ("file", "local")
+
+    @property
+    def _protocol(self) -> str:
+        return self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+
     def _uri(self, path: str) -> str:
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        if protocol in ("file", "local"):
+        if self._local:
             return str(Path(path).resolve())
-        return f"{protocol}://{path}"
+        return f"{self._protocol}://{path}"
+
+
+def _write_whole(path: Path, data: bytes, durable: bool) -> None:
+    """Write to a temporary name and rename, so a crash never leaves a partial file under the final name."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in `folder` durable (the directory entry itself is fsynced)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -9,6 +9,7 @@ the answer out of the reply without guessing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 import math
@@ -62,6 +63,7 @@ class DecisionResult:
     raw_reply: str
     reasoning: str = ""
     prompt: str = ""
+    prompt_sha256: str = ""  # the rendered final prompt(s) and their images: what the model was asked
     model_id: str = ""
     compute_ms: float = 0.0
     preprocess_ms: float = 0.0
@@ -128,6 +130,17 @@ def interpret(fmt: AnswerFormat, replies: list[Reply], options: dict[str, str]) 
     return (judged_true[0] if judged_true else ""), raw, yes_prob
 
 
+def prompt_hash(rendered: list[str], images: list[bytes]) -> str:
+    """One sha256 over the prompt text(s) and the image bytes: equal hashes mean the model saw the same input."""
+    h = hashlib.sha256()
+    for text in rendered:
+        h.update(text.encode())
+        h.update(b"\0")
+    for data in images:
+        h.update(hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
 def tiny_png(size: int = 56, value: int = 128) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (size, size), (value, value, value)).save(buf, format="PNG")
@@ -191,9 +204,9 @@ class DecisionMaker:
         answer, raw, scores = interpret(inp.answer_format, final_replies, inp.options)
         if not answer:
             log.info("unparsed reply (request %s): %.200r", inp.request_id or "-", raw)
+        rendered = [self.backend.render(p) for p in finals]
         prompt = ""
         if inp.return_prompt:
-            rendered = [self.backend.render(p) for p in finals]
             if len(rendered) == 1:
                 prompt = rendered[0]
             else:
@@ -205,6 +218,7 @@ class DecisionMaker:
             raw_reply=raw,
             reasoning=reasoning or "",
             prompt=prompt,
+            prompt_sha256=prompt_hash(rendered, [inp.query_image, *inp.reference_images]),
             model_id=self.model_id,
             compute_ms=(t2 - t1) * 1000,
             preprocess_ms=(t1 - t0) * 1000,

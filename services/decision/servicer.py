@@ -52,6 +52,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServicer):
             raw_reply=r.raw_reply,
             reasoning=r.reasoning,
             prompt=r.prompt,
+            prompt_sha256=r.prompt_sha256,
             model_id=r.model_id,
             compute_ms=r.compute_ms,
             preprocess_ms=r.preprocess_ms,

@@ -49,8 +49,10 @@ from services.gateway.domain import (
     Knowledge,
     MemoryItem,
     MemoryStats,
+    Passage,
     Reference,
 )
+from services.knowledge.entries import DEFECT_FIELDS, Defect, Entry
 
 _STUBS = {
     "embedding": embedding_pb2_grpc.EmbeddingStub,
@@ -229,9 +231,15 @@ class StageClients:
         *,
         list_limit: int = 0,
         page_token: str = "",
+        sha256: str = "",
     ) -> MemoryStats:
         req = retrieval_pb2.StatsRequest(
-            line_id=line_id, dataset=dataset, category=category, list_limit=list_limit, page_token=page_token
+            line_id=line_id,
+            dataset=dataset,
+            category=category,
+            list_limit=list_limit,
+            page_token=page_token,
+            sha256=sha256,
         )
         resp = await self["retrieval"].call("Stats", req, deadline)
         return MemoryStats(
@@ -239,6 +247,7 @@ class StageClients:
             categories=sorted({c.category for c in resp.counts if c.count > 0}),
             items=[MemoryItem(p.id, p.uri, p.sha256, p.line_id, p.dataset, p.category, p.label) for p in resp.points],
             next_page_token=resp.next_page_token,
+            counts=[(c.dataset, c.category, c.count) for c in resp.counts if c.count > 0],
         )
 
     async def upsert(
@@ -288,7 +297,28 @@ class StageClients:
             mode=to_enum(KNOWLEDGE_MODE_ENUM, mode, "knowledge_mode"),
         )
         resp = await self["knowledge"].call("GetContext", req, deadline, degraded=degraded)
-        return Knowledge(resp.text, list(resp.entry_ids), [p.id for p in resp.passages], resp.model_id, resp.compute_ms)
+        return Knowledge(
+            resp.text, list(resp.entry_ids), [p.id for p in resp.passages], resp.model_id, resp.compute_ms,
+            [Passage(p.id, p.text, p.score) for p in resp.passages],
+        )  # fmt: skip
+
+    async def list_entries(self, deadline: Deadline) -> list[Entry]:
+        """Every knowledge entry, as the Knowledge stage's own domain values."""
+        resp = await self["knowledge"].call("ListEntries", knowledge_pb2.ListEntriesRequest(), deadline)
+        return [
+            Entry(
+                dataset=e.dataset,
+                category=e.category,
+                display_name=e.display_name,
+                normal=e.normal,
+                defects=tuple(
+                    Defect(name=d.name, display_name=d.display_name, **{f: getattr(d, f) for f in DEFECT_FIELDS})
+                    for d in e.defects
+                ),
+                version=e.version,
+            )
+            for e in resp.entries
+        ]
 
     # ---- decision ----------------------------------------------------------------------------------------------
     async def decide(self, ask: DecisionAsk, deadline: Deadline) -> Decided:
@@ -310,5 +340,5 @@ class StageClients:
         r = await self["decision"].call("Decide", req, deadline)
         return Decided(
             r.answer, r.unparsed, r.raw_reply, r.reasoning, r.prompt, r.model_id, r.compute_ms, r.preprocess_ms,
-            dict(r.scores),
+            dict(r.scores), r.prompt_sha256,
         )  # fmt: skip

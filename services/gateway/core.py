@@ -14,10 +14,10 @@ import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from services.common.errors import EchoError, InvalidArgument, ResourceExhausted, task_group_error
-from services.common.images import ImageLimits, ImageStore, check_header, image_suffix, sha256_hex
+from services.common.errors import EchoError, InvalidArgument, NotFound, ResourceExhausted, task_group_error
+from services.common.images import ImageLimits, ImageStore, check_header, check_sha256, image_suffix, sha256_hex
 from services.gateway.clients import Deadline, StageCallError, StageClients
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import (
@@ -27,18 +27,27 @@ from services.gateway.domain import (
     InspectionResult,
     MemoryItem,
     MemoryListing,
+    Passage,
+    Product,
     Reference,
     Timing,
     Trace,
 )
 from services.gateway.planner import Plan, QuestionTypeClassifier, TypeGuess, plan_experts
-from services.gateway.validation import check_name, check_question, check_settings
+from services.gateway.validation import check_name, check_question, check_request_id, check_settings
+from services.knowledge.entries import Entry, canonical_dataset
 
 T = TypeVar("T")
 
 EXPERTS = ("reference", "knowledge", "reasoning")
 _CATEGORY_CACHE_S = 30.0
 _EMBED_CHUNK = 32
+
+
+class KeptImages(Protocol):
+    """Images kept beside the memory (the audit trail's query images and heat maps), found per line."""
+
+    async def image(self, line_id: str, sha256: str) -> bytes | None: ...
 
 
 @dataclass
@@ -51,6 +60,7 @@ class _Run:
     trace: Trace = field(default_factory=Trace)
     references: list[Reference] = field(default_factory=list)
     knowledge: str = ""
+    passages: list[Passage] = field(default_factory=list)
 
     async def timed(self, stage: str, aw: Awaitable[T]) -> T:
         start = time.perf_counter()
@@ -115,6 +125,8 @@ class Inspector:
 
     def _validate(self, inspection: Inspection) -> str:
         """Refuse what no stage could answer, naming the field; returns the query image's sha256."""
+        if inspection.request_id:
+            check_request_id(inspection.request_id)  # it names the audit record
         check_name(inspection.line_id, "line_id", required=True)
         check_name(inspection.dataset, "dataset", required=False)
         check_name(inspection.category, "category", required=False)
@@ -208,11 +220,14 @@ class Inspector:
         trace.raw_reply = decided.raw_reply
         trace.reasoning = decided.reasoning
         trace.prompt = decided.prompt
+        trace.prompt_sha256 = decided.prompt_sha256
         trace.option_scores.update(decided.scores)
         if decided.preprocess_ms:
             trace.timings.append(Timing("decision.preprocess", decided.preprocess_ms, decided.preprocess_ms))
         answer = decided.answer if decided.answer in i.options else ""
-        return InspectionResult(request_id, answer, i.options.get(answer, ""), trace)
+        return InspectionResult(
+            request_id, answer, i.options.get(answer, ""), trace, run.query_sha, run.knowledge, run.passages
+        )
 
     async def _optional(self, run: _Run, expert: str, aw: Awaitable[None]) -> None:
         """Run an optional expert; a stage outage degrades the answer, a refused request fails it."""
@@ -302,6 +317,7 @@ class Inspector:
         if knowledge.model_id:
             trace.model_ids["knowledge"] = knowledge.model_id
         run.knowledge = knowledge.text
+        run.passages = knowledge.passages
 
     # ------------------------------------------------------------------ memory
     async def add_normal_images(
@@ -351,6 +367,51 @@ class Inspector:
         deleted = await self.clients.delete(line_id, dataset, category, ids, deadline)
         self._category_vectors.clear()
         return deleted
+
+    async def list_products(self, line_id: str, dataset: str, category: str, deadline: Deadline) -> list[Product]:
+        """Each (dataset, category) with normal images on this line, its knowledge entry and readiness."""
+        check_name(line_id, "line_id", required=True)
+        check_name(dataset, "dataset", required=False)
+        check_name(category, "category", required=False)
+        stats = await self.clients.stats(line_id, dataset, category, deadline)
+        unknown = ""
+        try:
+            entries = await self.clients.list_entries(deadline)
+        except StageCallError as e:  # the products are still worth showing without their knowledge
+            entries, unknown = [], f"; knowledge unknown ({e.message})"
+        products = []
+        for ds, cat, n in stats.counts:
+            entry = _knowledge_for(entries, ds, cat)
+            readiness = f"ready: {n} normal images to compare with"
+            if entry is None and not unknown:
+                readiness += "; no knowledge entry (optional: `echo-iad product add --knowledge`)"
+            products.append(Product(ds, cat, n, entry, n > 0, readiness + unknown))
+        return products
+
+    async def get_image(self, line_id: str, sha256: str, deadline: Deadline, kept: KeptImages | None = None) -> bytes:
+        """An image of this line: one of its kept images (the audit trail's), or one in its memory of normal images.
+
+        A line sees only its own images, so access can be scoped per line.
+        """
+        check_name(line_id, "line_id", required=True)
+        check_sha256(sha256)
+        if kept is not None and (data := await kept.image(line_id, sha256)) is not None:
+            return data
+        held = await self.clients.stats(line_id, "", "", deadline, sha256=sha256)
+        data = await asyncio.to_thread(self.image_store.get_by_sha256, sha256) if held.total else None
+        if data is None:
+            raise NotFound(f"no image {sha256} on line {line_id!r} (or it is past retention)", field="sha256")
+        return data
+
+
+def _knowledge_for(entries: list[Entry], dataset: str, category: str) -> Entry | None:
+    """The entry the Knowledge stage would use for (dataset, category): with a dataset (spelled as MMAD spells
+    it, DS-MVTec for MVTec) only that dataset's; without one, the only entry of that category."""
+    if dataset:
+        wanted = f"{canonical_dataset(dataset)}/{category}".lower()
+        return next((e for e in entries if e.id.lower() == wanted), None)
+    same = [e for e in entries if e.category.lower() == category.lower()]
+    return same[0] if len(same) == 1 else None
 
 
 __all__ = ["Inspector", "Plan"]

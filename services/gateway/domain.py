@@ -7,6 +7,10 @@ each way; enums are names here ("1-shot*", "csk", "Anomaly Detection", ...).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.knowledge.entries import Entry
 
 
 @dataclass
@@ -75,6 +79,16 @@ class Trace:
     knowledge_mode: str = ""
     answer_format: str = ""
     option_scores: dict[str, float] = field(default_factory=dict)
+    prompt_sha256: str = ""
+
+
+@dataclass
+class Passage:
+    """A piece of knowledge given to the decision maker (fields as knowledge.Passage)."""
+
+    id: str
+    text: str
+    score: float = 0.0
 
 
 @dataclass
@@ -83,6 +97,10 @@ class InspectionResult:
     answer: str  # an option letter, or "" when the reply named none
     answer_text: str
     trace: Trace
+    # what the audit record keeps beyond the response
+    image_sha256: str = ""
+    knowledge: str = ""  # the knowledge text exactly as the decision maker saw it
+    passages: list[Passage] = field(default_factory=list)
 
 
 @dataclass
@@ -112,6 +130,18 @@ class Added:
     existing: int
 
 
+@dataclass
+class Product:
+    """A (dataset, category) on a line: its normal images, its knowledge entry, whether it can be inspected."""
+
+    dataset: str
+    category: str
+    normal_images: int
+    knowledge: Entry | None
+    ready: bool
+    readiness: str  # one line a person reads: why (not) ready, what to do
+
+
 # ---- what the stages answer (the stage-client layer turns their protos into these) -----------------------------
 @dataclass
 class Embedded:
@@ -134,6 +164,7 @@ class MemoryStats:
     categories: list[str]  # those holding at least one image, sorted
     items: list[MemoryItem]
     next_page_token: str
+    counts: list[tuple[str, str, int]] = field(default_factory=list)  # (dataset, category, images), non-empty ones
 
 
 @dataclass
@@ -143,6 +174,7 @@ class Knowledge:
     passage_ids: list[str]
     model_id: str
     compute_ms: float
+    passages: list[Passage] = field(default_factory=list)
 
 
 @dataclass
@@ -173,3 +205,4 @@ class Decided:
     compute_ms: float
     preprocess_ms: float
     scores: dict[str, float]
+    prompt_sha256: str = ""

@@ -16,6 +16,7 @@ import grpc
 from services.common.images import ImageLimits, ImageStore
 from services.common.serving import Stage, start_server, wait_for_termination
 from services.config import EchoSettings
+from services.gateway.audit import AuditTrail
 from services.gateway.clients import StageClients
 from services.gateway.core import Inspector
 from services.gateway.planner import QuestionTypeClassifier
@@ -44,9 +45,19 @@ def build_inspector(settings: EchoSettings, default_address: str) -> Inspector:
     )
 
 
+def open_audit(settings: EchoSettings) -> AuditTrail | None:
+    """The audit trail (files: recovered and locked; redis: durability checked); None with audit.enabled off."""
+    if not settings.audit.enabled:
+        return None
+    audit = AuditTrail.open(settings.audit, ImageStore(settings.retrieval.image_store))
+    log.info("audit log: %s", audit.log.description)
+    return audit
+
+
 async def build_stage(settings: EchoSettings, default_address: str = "") -> Stage:
     """The Inspector alone; stage addresses come from settings.gateway (cluster mode)."""
-    return Stage(SERVICE_NAME, InspectorServicer(build_inspector(settings, default_address)), register)
+    servicer = InspectorServicer(build_inspector(settings, default_address), open_audit(settings))
+    return Stage(SERVICE_NAME, servicer, register)
 
 
 @dataclass
@@ -62,6 +73,10 @@ class EmbeddedServer:
     @property
     def inspector(self) -> Inspector:
         return self.stages[-1].servicer.inspector  # type: ignore[attr-defined]
+
+    @property
+    def audit(self) -> AuditTrail | None:
+        return self.stages[-1].servicer.audit  # type: ignore[attr-defined]
 
     async def release(self) -> None:
         """Release every stage (batchers, stores, models, channels), the gateway first."""
@@ -87,7 +102,7 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
         await build_knowledge(settings),
         await build_decision(settings),
     ]
-    gateway = InspectorServicer(None)  # type: ignore[arg-type]
+    gateway = InspectorServicer(None, open_audit(settings))  # type: ignore[arg-type]
 
     def connect(port: int) -> None:  # the gateway's stage clients point at this very server
         gateway.inspector = build_inspector(settings, f"127.0.0.1:{port}")

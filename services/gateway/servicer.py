@@ -1,4 +1,8 @@
-"""The Inspector gRPC servicer: proto <-> plain values, one call into the core per RPC."""
+"""The Inspector gRPC servicer: proto <-> plain values, one call into the core per RPC.
+
+The audit trail sits beside the core: an answered Inspect is handed to it (request and
+response as sent) before the answer leaves, and the audit queries go to it directly.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import asyncio
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc
+from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc, knowledge_pb2
+from services.audit.record import Kept
 from services.common.enums import (
     ANSWER_FORMAT_ENUM,
     KNOWLEDGE_MODE_ENUM,
@@ -16,11 +21,13 @@ from services.common.enums import (
     to_enum,
     to_name,
 )
-from services.common.errors import Unavailable, grpc_errors
-from services.common.images import image_bytes
+from services.common.errors import FailedPrecondition, Unavailable, grpc_errors
+from services.common.images import content_type_of, image_bytes
+from services.gateway.audit import AuditTrail
 from services.gateway.clients import STAGE_SERVICES, Deadline, StageClients
 from services.gateway.core import EXPERTS, Inspector
-from services.gateway.domain import Inspection, InspectionResult, Trace
+from services.gateway.domain import Inspection, InspectionResult, Product, Trace
+from services.knowledge.servicer import entry_to_proto
 
 
 def _deadline(context: grpc.aio.ServicerContext, default_ms: float) -> Deadline:
@@ -76,16 +83,44 @@ def result_to_proto(r: InspectionResult) -> inspector_pb2.InspectResponse:
     )
 
 
+def kept_of(inspection: Inspection, r: InspectionResult) -> Kept:
+    """What the audit record keeps beyond the request and the response."""
+    return Kept(
+        image=inspection.image,
+        image_sha256=r.image_sha256,
+        knowledge_text=r.knowledge,
+        passages=[knowledge_pb2.Passage(**vars(p)) for p in r.passages],
+    )
+
+
+def product_to_proto(p: Product) -> inspector_pb2.Product:
+    knowledge = entry_to_proto(p.knowledge) if p.knowledge is not None else None
+    return inspector_pb2.Product(
+        dataset=p.dataset,
+        category=p.category,
+        normal_images=p.normal_images,
+        has_knowledge=knowledge is not None,
+        knowledge=knowledge,
+        ready=p.ready,
+        readiness=p.readiness,
+    )
+
+
 class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
-    def __init__(self, inspector: Inspector) -> None:
+    def __init__(self, inspector: Inspector, audit: AuditTrail | None = None) -> None:
         self.inspector = inspector
+        self.audit = audit
 
     @grpc_errors
     async def Inspect(
         self, request: inspector_pb2.InspectRequest, context: grpc.aio.ServicerContext
     ) -> inspector_pb2.InspectResponse:
-        result = await self.inspector.inspect(await to_inspection(request), context.time_remaining())
-        return result_to_proto(result)
+        inspection = await to_inspection(request)
+        result = await self.inspector.inspect(inspection, context.time_remaining())
+        response = result_to_proto(result)
+        if self.audit is not None:  # the answer leaves only once its record is durable
+            await self.audit.keep(request, response, kept_of(inspection, result))
+        return response
 
     @grpc_errors
     async def AddNormalImages(
@@ -120,12 +155,47 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
         )
         return inspector_pb2.DeleteNormalImagesResponse(deleted=deleted)
 
+    @grpc_errors
+    async def ListProducts(
+        self, request: inspector_pb2.ListProductsRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.ListProductsResponse:
+        products = await self.inspector.list_products(
+            request.line_id, request.dataset, request.category, _deadline(context, 30_000)
+        )
+        return inspector_pb2.ListProductsResponse(products=[product_to_proto(p) for p in products])
+
+    @grpc_errors
+    async def ListInspections(
+        self, request: inspector_pb2.ListInspectionsRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.ListInspectionsResponse:
+        return await self._audit().list_inspections(request)
+
+    @grpc_errors
+    async def GetInspection(
+        self, request: inspector_pb2.GetInspectionRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.GetInspectionResponse:
+        return await self._audit().get_inspection(request)
+
+    @grpc_errors
+    async def GetImage(
+        self, request: inspector_pb2.GetImageRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.GetImageResponse:
+        data = await self.inspector.get_image(request.line_id, request.sha256, _deadline(context, 30_000), self.audit)
+        return inspector_pb2.GetImageResponse(data=data, content_type=content_type_of(data), sha256=request.sha256)
+
+    def _audit(self) -> AuditTrail:
+        if self.audit is None:
+            raise FailedPrecondition("the audit log is off on this server (audit.enabled: false)")
+        return self.audit
+
     async def check_health(self) -> None:
         """Every stage this gateway depends on answers its own health check as SERVING."""
         await check_stages(self.inspector.clients)
 
     async def close(self) -> None:
         await self.inspector.clients.close()
+        if self.audit is not None:
+            await self.audit.close()
 
 
 async def check_stages(clients: StageClients, timeout: float = 5.0) -> None:

@@ -46,3 +46,17 @@ def check_settings(deadline_ms: float, k_shots: int, field: str = "settings") ->
         raise InvalidArgument(f"must be >= 0, got {deadline_ms}", field=f"{field}.deadline_ms")
     if not 0 <= k_shots <= MAX_K_SHOTS:
         raise InvalidArgument(f"must be between 0 and {MAX_K_SHOTS}, got {k_shots}", field=f"{field}.k_shots")
+
+
+MAX_REQUEST_ID_CHARS = 128
+
+
+def check_request_id(value: str, field: str = "request_id") -> str:
+    """A request id names the audit record: printable, at most MAX_REQUEST_ID_CHARS characters."""
+    if not value:
+        raise InvalidArgument("is required", field=field)
+    if len(value) > MAX_REQUEST_ID_CHARS or not value.isprintable():
+        raise InvalidArgument(
+            f"{value[:40]!r} is not a request id (printable, at most {MAX_REQUEST_ID_CHARS} characters)", field=field
+        )
+    return value

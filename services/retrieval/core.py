@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common.errors import FailedPrecondition, InvalidArgument
-from services.common.images import ImageStore, image_suffix, sha256_hex
+from services.common.images import ImageStore, check_sha256, image_suffix, sha256_hex
 from services.retrieval.config import RetrievalSettings
 from services.retrieval.store import Hit, MemoryFilter, MemoryPoint, VectorStore, memory_key
 
@@ -303,11 +303,13 @@ class Memory:
                 self.store.optimize()
         return n
 
-    def stats(self, line_id: str = "", dataset: str = "", category: str = "") -> MemoryStats:
+    def stats(self, line_id: str = "", dataset: str = "", category: str = "", sha256: str = "") -> MemoryStats:
         """Counts per (line, dataset, category), optionally filtered (empty filters count everything)."""
         for value, field in ((line_id, "line_id"), (dataset, "dataset"), (category, "category")):
             check_name(value, field, required=False)
-        flt = MemoryFilter(line_id, dataset, category)
+        if sha256:
+            check_sha256(sha256)
+        flt = MemoryFilter(line_id, dataset, category, sha256=sha256)
         counts = []
         for key, n in sorted(self.store.facet("memory", flt).items()):
             line, ds, cat = key.split("/", 2)

@@ -88,7 +88,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServicer):
         self, request: retrieval_pb2.StatsRequest, context: grpc.aio.ServicerContext
     ) -> retrieval_pb2.StatsResponse:
         r = request
-        stats, _ = await _timed(lambda: self.memory.stats(r.line_id, r.dataset, r.category))
+        stats, _ = await _timed(lambda: self.memory.stats(r.line_id, r.dataset, r.category, r.sha256))
         points: list[MemoryPoint] = []
         next_token = ""
         if r.list_limit:

@@ -90,11 +90,11 @@ class MemoryFilter:
     category: str = ""
     exclude_sha256: str = ""
     ids: list[str] = field(default_factory=list)
+    sha256: str = ""  # only the points of this image
 
     def conditions(self) -> list[tuple[str, str]]:
-        return [
-            (k, v) for k, v in (("line_id", self.line_id), ("dataset", self.dataset), ("category", self.category)) if v
-        ]
+        pairs = (("line_id", self.line_id), ("dataset", self.dataset), ("category", self.category))
+        return [(k, v) for k, v in (*pairs, ("sha256", self.sha256)) if v]
 
     def describe(self) -> str:
         parts = [f"{k.removesuffix('_id')} {v!r}" for k, v in self.conditions()]

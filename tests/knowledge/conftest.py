@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
+from redis_server import RedisServer
 
 from services.common.ports import free_port
 from services.knowledge.embedder import TextEmbedder, TokenCounter, get_embedder
 from services.knowledge.relevance import Extractor
 
 FIXTURES = Path(__file__).parent / "fixtures"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 @pytest.fixture
@@ -42,58 +38,6 @@ def counter() -> TokenCounter:
 @pytest.fixture(scope="session")
 def extractor(embedder: TextEmbedder, counter: TokenCounter) -> Extractor:
     return Extractor(embedder, counter)
-
-
-@dataclass
-class RedisServer:
-    """A redis-server process of our own; `stop()`/`start()` simulate an outage on the same port."""
-
-    port: int
-    workdir: Path
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.RedisError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.02)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, decode_responses=True)
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ class StageTiming(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., ms: _Optional[float] = ..., compute_ms: _Optional[float] = ...) -> None: ...
 
 class Trace(_message.Message):
-    __slots__ = ("question_type", "type_confidence", "type_from_client", "dataset", "category", "category_confidence", "category_inferred", "experts_used", "references", "knowledge_entry_ids", "knowledge_passage_ids", "timings", "model_ids", "degraded", "prompt", "unparsed", "raw_reply", "reasoning", "reference_mode", "knowledge_mode", "answer_format", "option_scores")
+    __slots__ = ("question_type", "type_confidence", "type_from_client", "dataset", "category", "category_confidence", "category_inferred", "experts_used", "references", "knowledge_entry_ids", "knowledge_passage_ids", "timings", "model_ids", "degraded", "prompt", "unparsed", "raw_reply", "reasoning", "reference_mode", "knowledge_mode", "answer_format", "option_scores", "prompt_sha256")
     class ModelIdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +184,7 @@ class Trace(_message.Message):
     KNOWLEDGE_MODE_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FORMAT_FIELD_NUMBER: _ClassVar[int]
     OPTION_SCORES_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_SHA256_FIELD_NUMBER: _ClassVar[int]
     question_type: QuestionType
     type_confidence: float
     type_from_client: bool
@@ -206,4 +207,5 @@ class Trace(_message.Message):
     knowledge_mode: KnowledgeMode
     answer_format: AnswerFormat
     option_scores: _containers.ScalarMap[str, float]
-    def __init__(self, question_type: _Optional[_Union[QuestionType, str]] = ..., type_confidence: _Optional[float] = ..., type_from_client: _Optional[bool] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., category_confidence: _Optional[float] = ..., category_inferred: _Optional[bool] = ..., experts_used: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., knowledge_entry_ids: _Optional[_Iterable[str]] = ..., knowledge_passage_ids: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., model_ids: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., reference_mode: _Optional[_Union[ReferenceMode, str]] = ..., knowledge_mode: _Optional[_Union[KnowledgeMode, str]] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., option_scores: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    prompt_sha256: str
+    def __init__(self, question_type: _Optional[_Union[QuestionType, str]] = ..., type_confidence: _Optional[float] = ..., type_from_client: _Optional[bool] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., category_confidence: _Optional[float] = ..., category_inferred: _Optional[bool] = ..., experts_used: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., knowledge_entry_ids: _Optional[_Iterable[str]] = ..., knowledge_passage_ids: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., model_ids: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., reference_mode: _Optional[_Union[ReferenceMode, str]] = ..., knowledge_mode: _Optional[_Union[KnowledgeMode, str]] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., option_scores: _Optional[_Mapping[str, float]] = ..., prompt_sha256: _Optional[str] = ...) -> None: ...

@@ -23,33 +23,60 @@ _sym_db = _symbol_database.Default()
 
 
 from echo.v1 import common_pb2 as echo_dot_v1_dot_common__pb2
+from echo.v1 import knowledge_pb2 as echo_dot_v1_dot_knowledge__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x63ho/v1/inspector.proto\x12\x07\x65\x63ho.v1\x1a\x14\x65\x63ho/v1/common.proto\"\xc8\x01\n\x0eInspectRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x1d\n\x05image\x18\x03 \x01(\x0b\x32\x0e.echo.v1.Image\x12#\n\x08question\x18\x04 \x01(\x0b\x32\x11.echo.v1.Question\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12*\n\x08settings\x18\x07 \x01(\x0b\x32\x18.echo.v1.RequestSettings\"i\n\x0fInspectResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x13\n\x0b\x61nswer_text\x18\x03 \x01(\t\x12\x1d\n\x05trace\x18\x04 \x01(\x0b\x32\x0e.echo.v1.Trace\"l\n\x16\x41\x64\x64NormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x1e\n\x06images\x18\x04 \x03(\x0b\x32\x0e.echo.v1.Image\"G\n\x17\x41\x64\x64NormalImagesResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x05\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x05\"x\n\nMemoryItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0f\n\x07line_id\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\r\n\x05label\x18\x07 \x01(\t\"p\n\x17ListNormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"f\n\x18ListNormalImagesResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.echo.v1.MemoryItem\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\\\n\x19\x44\x65leteNormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0b\n\x03ids\x18\x04 \x03(\t\"-\n\x1a\x44\x65leteNormalImagesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\x32\xd7\x02\n\tInspector\x12<\n\x07Inspect\x12\x17.echo.v1.InspectRequest\x1a\x18.echo.v1.InspectResponse\x12T\n\x0f\x41\x64\x64NormalImages\x12\x1f.echo.v1.AddNormalImagesRequest\x1a .echo.v1.AddNormalImagesResponse\x12W\n\x10ListNormalImages\x12 .echo.v1.ListNormalImagesRequest\x1a!.echo.v1.ListNormalImagesResponse\x12]\n\x12\x44\x65leteNormalImages\x12\".echo.v1.DeleteNormalImagesRequest\x1a#.echo.v1.DeleteNormalImagesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x63ho/v1/inspector.proto\x12\x07\x65\x63ho.v1\x1a\x14\x65\x63ho/v1/common.proto\x1a\x17\x65\x63ho/v1/knowledge.proto\"\xc8\x01\n\x0eInspectRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x1d\n\x05image\x18\x03 \x01(\x0b\x32\x0e.echo.v1.Image\x12#\n\x08question\x18\x04 \x01(\x0b\x32\x11.echo.v1.Question\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12*\n\x08settings\x18\x07 \x01(\x0b\x32\x18.echo.v1.RequestSettings\"i\n\x0fInspectResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x13\n\x0b\x61nswer_text\x18\x03 \x01(\t\x12\x1d\n\x05trace\x18\x04 \x01(\x0b\x32\x0e.echo.v1.Trace\"l\n\x16\x41\x64\x64NormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x1e\n\x06images\x18\x04 \x03(\x0b\x32\x0e.echo.v1.Image\"G\n\x17\x41\x64\x64NormalImagesResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x05\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x05\"x\n\nMemoryItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0f\n\x07line_id\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\r\n\x05label\x18\x07 \x01(\t\"p\n\x17ListNormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"f\n\x18ListNormalImagesResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.echo.v1.MemoryItem\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\\\n\x19\x44\x65leteNormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0b\n\x03ids\x18\x04 \x03(\t\"-\n\x1a\x44\x65leteNormalImagesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\"\xa8\x01\n\x07Product\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x15\n\rnormal_images\x18\x03 \x01(\x03\x12\x15\n\rhas_knowledge\x18\x04 \x01(\x08\x12*\n\tknowledge\x18\x05 \x01(\x0b\x32\x17.echo.v1.KnowledgeEntry\x12\r\n\x05ready\x18\x06 \x01(\x08\x12\x11\n\treadiness\x18\x07 \x01(\t\"I\n\x13ListProductsRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\":\n\x14ListProductsResponse\x12\"\n\x08products\x18\x01 \x03(\x0b\x32\x10.echo.v1.Product\"^\n\x0b\x45videnceBox\x12\n\n\x02x0\x18\x01 \x01(\x05\x12\n\n\x02y0\x18\x02 \x01(\x05\x12\n\n\x02x1\x18\x03 \x01(\x05\x12\n\n\x02y1\x18\x04 \x01(\x05\x12\r\n\x05score\x18\x05 \x01(\x02\x12\x10\n\x08position\x18\x06 \x01(\t\"\xae\x01\n\x10RecordedEvidence\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x11\n\tanomalous\x18\x03 \x01(\x08\x12#\n\x05\x62oxes\x18\x04 \x03(\x0b\x32\x14.echo.v1.EvidenceBox\x12\x16\n\x0eheatmap_sha256\x18\x05 \x01(\t\x12\x16\n\x0eoverlay_sha256\x18\x06 \x01(\t\x12\x10\n\x08model_id\x18\x07 \x01(\t\"\x9b\x03\n\x10InspectionRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0ctime_unix_ms\x18\x02 \x01(\x03\x12\x0f\n\x07line_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x14\n\x0cimage_sha256\x18\x06 \x01(\t\x12(\n\x07request\x18\x07 \x01(\x0b\x32\x17.echo.v1.InspectRequest\x12\x0e\n\x06\x61nswer\x18\x08 \x01(\t\x12\x13\n\x0b\x61nswer_text\x18\t \x01(\t\x12!\n\x07verdict\x18\n \x01(\x0e\x32\x10.echo.v1.Verdict\x12\x1d\n\x05trace\x18\x0b \x01(\x0b\x32\x0e.echo.v1.Trace\x12,\n\x12knowledge_passages\x18\x0c \x03(\x0b\x32\x10.echo.v1.Passage\x12\x16\n\x0eknowledge_text\x18\r \x01(\t\x12+\n\x08\x65vidence\x18\x0e \x01(\x0b\x32\x19.echo.v1.RecordedEvidence\x12\x0f\n\x07gateway\x18\x0f \x01(\t\"\xd6\x01\n\x16ListInspectionsRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12!\n\x07verdict\x18\x04 \x01(\x0e\x32\x10.echo.v1.Verdict\x12\x15\n\rsince_unix_ms\x18\x05 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x06 \x01(\x03\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\x12\x14\n\x0coldest_first\x18\t \x01(\x08\"^\n\x17ListInspectionsResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.echo.v1.InspectionRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14GetInspectionRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"B\n\x15GetInspectionResponse\x12)\n\x06record\x18\x01 \x01(\x0b\x32\x19.echo.v1.InspectionRecord\"2\n\x0fGetImageRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"F\n\x10GetImageResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t*t\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_GOOD\x10\x01\x12\x12\n\x0eVERDICT_DEFECT\x10\x02\x12\x14\n\x10VERDICT_ANSWERED\x10\x03\x12\x14\n\x10VERDICT_UNPARSED\x10\x04\x32\x8b\x05\n\tInspector\x12<\n\x07Inspect\x12\x17.echo.v1.InspectRequest\x1a\x18.echo.v1.InspectResponse\x12T\n\x0f\x41\x64\x64NormalImages\x12\x1f.echo.v1.AddNormalImagesRequest\x1a .echo.v1.AddNormalImagesResponse\x12W\n\x10ListNormalImages\x12 .echo.v1.ListNormalImagesRequest\x1a!.echo.v1.ListNormalImagesResponse\x12]\n\x12\x44\x65leteNormalImages\x12\".echo.v1.DeleteNormalImagesRequest\x1a#.echo.v1.DeleteNormalImagesResponse\x12K\n\x0cListProducts\x12\x1c.echo.v1.ListProductsRequest\x1a\x1d.echo.v1.ListProductsResponse\x12T\n\x0fListInspections\x12\x1f.echo.v1.ListInspectionsRequest\x1a .echo.v1.ListInspectionsResponse\x12N\n\rGetInspection\x12\x1d.echo.v1.GetInspectionRequest\x1a\x1e.echo.v1.GetInspectionResponse\x12?\n\x08GetImage\x12\x18.echo.v1.GetImageRequest\x1a\x19.echo.v1.GetImageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'echo.v1.inspector_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INSPECTREQUEST']._serialized_start=59
-  _globals['_INSPECTREQUEST']._serialized_end=259
-  _globals['_INSPECTRESPONSE']._serialized_start=261
-  _globals['_INSPECTRESPONSE']._serialized_end=366
-  _globals['_ADDNORMALIMAGESREQUEST']._serialized_start=368
-  _globals['_ADDNORMALIMAGESREQUEST']._serialized_end=476
-  _globals['_ADDNORMALIMAGESRESPONSE']._serialized_start=478
-  _globals['_ADDNORMALIMAGESRESPONSE']._serialized_end=549
-  _globals['_MEMORYITEM']._serialized_start=551
-  _globals['_MEMORYITEM']._serialized_end=671
-  _globals['_LISTNORMALIMAGESREQUEST']._serialized_start=673
-  _globals['_LISTNORMALIMAGESREQUEST']._serialized_end=785
-  _globals['_LISTNORMALIMAGESRESPONSE']._serialized_start=787
-  _globals['_LISTNORMALIMAGESRESPONSE']._serialized_end=889
-  _globals['_DELETENORMALIMAGESREQUEST']._serialized_start=891
-  _globals['_DELETENORMALIMAGESREQUEST']._serialized_end=983
-  _globals['_DELETENORMALIMAGESRESPONSE']._serialized_start=985
-  _globals['_DELETENORMALIMAGESRESPONSE']._serialized_end=1030
-  _globals['_INSPECTOR']._serialized_start=1033
-  _globals['_INSPECTOR']._serialized_end=1376
+  _globals['_VERDICT']._serialized_start=2616
+  _globals['_VERDICT']._serialized_end=2732
+  _globals['_INSPECTREQUEST']._serialized_start=84
+  _globals['_INSPECTREQUEST']._serialized_end=284
+  _globals['_INSPECTRESPONSE']._serialized_start=286
+  _globals['_INSPECTRESPONSE']._serialized_end=391
+  _globals['_ADDNORMALIMAGESREQUEST']._serialized_start=393
+  _globals['_ADDNORMALIMAGESREQUEST']._serialized_end=501
+  _globals['_ADDNORMALIMAGESRESPONSE']._serialized_start=503
+  _globals['_ADDNORMALIMAGESRESPONSE']._serialized_end=574
+  _globals['_MEMORYITEM']._serialized_start=576
+  _globals['_MEMORYITEM']._serialized_end=696
+  _globals['_LISTNORMALIMAGESREQUEST']._serialized_start=698
+  _globals['_LISTNORMALIMAGESREQUEST']._serialized_end=810
+  _globals['_LISTNORMALIMAGESRESPONSE']._serialized_start=812
+  _globals['_LISTNORMALIMAGESRESPONSE']._serialized_end=914
+  _globals['_DELETENORMALIMAGESREQUEST']._serialized_start=916
+  _globals['_DELETENORMALIMAGESREQUEST']._serialized_end=1008
+  _globals['_DELETENORMALIMAGESRESPONSE']._serialized_start=1010
+  _globals['_DELETENORMALIMAGESRESPONSE']._serialized_end=1055
+  _globals['_PRODUCT']._serialized_start=1058
+  _globals['_PRODUCT']._serialized_end=1226
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1228
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1301
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1303
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1361
+  _globals['_EVIDENCEBOX']._serialized_start=1363
+  _globals['_EVIDENCEBOX']._serialized_end=1457
+  _globals['_RECORDEDEVIDENCE']._serialized_start=1460
+  _globals['_RECORDEDEVIDENCE']._serialized_end=1634
+  _globals['_INSPECTIONRECORD']._serialized_start=1637
+  _globals['_INSPECTIONRECORD']._serialized_end=2048
+  _globals['_LISTINSPECTIONSREQUEST']._serialized_start=2051
+  _globals['_LISTINSPECTIONSREQUEST']._serialized_end=2265
+  _globals['_LISTINSPECTIONSRESPONSE']._serialized_start=2267
+  _globals['_LISTINSPECTIONSRESPONSE']._serialized_end=2361
+  _globals['_GETINSPECTIONREQUEST']._serialized_start=2363
+  _globals['_GETINSPECTIONREQUEST']._serialized_end=2422
+  _globals['_GETINSPECTIONRESPONSE']._serialized_start=2424
+  _globals['_GETINSPECTIONRESPONSE']._serialized_end=2490
+  _globals['_GETIMAGEREQUEST']._serialized_start=2492
+  _globals['_GETIMAGEREQUEST']._serialized_end=2542
+  _globals['_GETIMAGERESPONSE']._serialized_start=2544
+  _globals['_GETIMAGERESPONSE']._serialized_end=2614
+  _globals['_INSPECTOR']._serialized_start=2735
+  _globals['_INSPECTOR']._serialized_end=3386
 # @@protoc_insertion_point(module_scope)

@@ -1,11 +1,26 @@
 from echo.v1 import common_pb2 as _common_pb2
+from echo.v1 import knowledge_pb2 as _knowledge_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERDICT_UNSPECIFIED: _ClassVar[Verdict]
+    VERDICT_GOOD: _ClassVar[Verdict]
+    VERDICT_DEFECT: _ClassVar[Verdict]
+    VERDICT_ANSWERED: _ClassVar[Verdict]
+    VERDICT_UNPARSED: _ClassVar[Verdict]
+VERDICT_UNSPECIFIED: Verdict
+VERDICT_GOOD: Verdict
+VERDICT_DEFECT: Verdict
+VERDICT_ANSWERED: Verdict
+VERDICT_UNPARSED: Verdict
 
 class InspectRequest(_message.Message):
     __slots__ = ("request_id", "line_id", "image", "question", "dataset", "category", "settings")
@@ -118,3 +133,167 @@ class DeleteNormalImagesResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: int
     def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
+class Product(_message.Message):
+    __slots__ = ("dataset", "category", "normal_images", "has_knowledge", "knowledge", "ready", "readiness")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    NORMAL_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    HAS_KNOWLEDGE_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    READINESS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    category: str
+    normal_images: int
+    has_knowledge: bool
+    knowledge: _knowledge_pb2.KnowledgeEntry
+    ready: bool
+    readiness: str
+    def __init__(self, dataset: _Optional[str] = ..., category: _Optional[str] = ..., normal_images: _Optional[int] = ..., has_knowledge: _Optional[bool] = ..., knowledge: _Optional[_Union[_knowledge_pb2.KnowledgeEntry, _Mapping]] = ..., ready: _Optional[bool] = ..., readiness: _Optional[str] = ...) -> None: ...
+
+class ListProductsRequest(_message.Message):
+    __slots__ = ("line_id", "dataset", "category")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    dataset: str
+    category: str
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+
+class ListProductsResponse(_message.Message):
+    __slots__ = ("products",)
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    products: _containers.RepeatedCompositeFieldContainer[Product]
+    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ...) -> None: ...
+
+class EvidenceBox(_message.Message):
+    __slots__ = ("x0", "y0", "x1", "y1", "score", "position")
+    X0_FIELD_NUMBER: _ClassVar[int]
+    Y0_FIELD_NUMBER: _ClassVar[int]
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float
+    position: str
+    def __init__(self, x0: _Optional[int] = ..., y0: _Optional[int] = ..., x1: _Optional[int] = ..., y1: _Optional[int] = ..., score: _Optional[float] = ..., position: _Optional[str] = ...) -> None: ...
+
+class RecordedEvidence(_message.Message):
+    __slots__ = ("score", "threshold", "anomalous", "boxes", "heatmap_sha256", "overlay_sha256", "model_id")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ANOMALOUS_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    HEATMAP_SHA256_FIELD_NUMBER: _ClassVar[int]
+    OVERLAY_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    threshold: float
+    anomalous: bool
+    boxes: _containers.RepeatedCompositeFieldContainer[EvidenceBox]
+    heatmap_sha256: str
+    overlay_sha256: str
+    model_id: str
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[EvidenceBox, _Mapping]]] = ..., heatmap_sha256: _Optional[str] = ..., overlay_sha256: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
+
+class InspectionRecord(_message.Message):
+    __slots__ = ("request_id", "time_unix_ms", "line_id", "dataset", "category", "image_sha256", "request", "answer", "answer_text", "verdict", "trace", "knowledge_passages", "knowledge_text", "evidence", "gateway")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_TEXT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    TRACE_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_PASSAGES_FIELD_NUMBER: _ClassVar[int]
+    KNOWLEDGE_TEXT_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    time_unix_ms: int
+    line_id: str
+    dataset: str
+    category: str
+    image_sha256: str
+    request: InspectRequest
+    answer: str
+    answer_text: str
+    verdict: Verdict
+    trace: _common_pb2.Trace
+    knowledge_passages: _containers.RepeatedCompositeFieldContainer[_knowledge_pb2.Passage]
+    knowledge_text: str
+    evidence: RecordedEvidence
+    gateway: str
+    def __init__(self, request_id: _Optional[str] = ..., time_unix_ms: _Optional[int] = ..., line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., image_sha256: _Optional[str] = ..., request: _Optional[_Union[InspectRequest, _Mapping]] = ..., answer: _Optional[str] = ..., answer_text: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., trace: _Optional[_Union[_common_pb2.Trace, _Mapping]] = ..., knowledge_passages: _Optional[_Iterable[_Union[_knowledge_pb2.Passage, _Mapping]]] = ..., knowledge_text: _Optional[str] = ..., evidence: _Optional[_Union[RecordedEvidence, _Mapping]] = ..., gateway: _Optional[str] = ...) -> None: ...
+
+class ListInspectionsRequest(_message.Message):
+    __slots__ = ("line_id", "dataset", "category", "verdict", "since_unix_ms", "until_unix_ms", "limit", "page_token", "oldest_first")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    dataset: str
+    category: str
+    verdict: Verdict
+    since_unix_ms: int
+    until_unix_ms: int
+    limit: int
+    page_token: str
+    oldest_first: bool
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., since_unix_ms: _Optional[int] = ..., until_unix_ms: _Optional[int] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., oldest_first: _Optional[bool] = ...) -> None: ...
+
+class ListInspectionsResponse(_message.Message):
+    __slots__ = ("records", "next_page_token")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[InspectionRecord]
+    next_page_token: str
+    def __init__(self, records: _Optional[_Iterable[_Union[InspectionRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetInspectionRequest(_message.Message):
+    __slots__ = ("line_id", "request_id")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    request_id: str
+    def __init__(self, line_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetInspectionResponse(_message.Message):
+    __slots__ = ("record",)
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    record: InspectionRecord
+    def __init__(self, record: _Optional[_Union[InspectionRecord, _Mapping]] = ...) -> None: ...
+
+class GetImageRequest(_message.Message):
+    __slots__ = ("line_id", "sha256")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    sha256: str
+    def __init__(self, line_id: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class GetImageResponse(_message.Message):
+    __slots__ = ("data", "content_type", "sha256")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    content_type: str
+    sha256: str
+    def __init__(self, data: _Optional[bytes] = ..., content_type: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,26 @@ class InspectorStub:
                 request_serializer=echo_dot_v1_dot_inspector__pb2.DeleteNormalImagesRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_inspector__pb2.DeleteNormalImagesResponse.FromString,
                 _registered_method=True)
+        self.ListProducts = channel.unary_unary(
+                '/echo.v1.Inspector/ListProducts',
+                request_serializer=echo_dot_v1_dot_inspector__pb2.ListProductsRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_inspector__pb2.ListProductsResponse.FromString,
+                _registered_method=True)
+        self.ListInspections = channel.unary_unary(
+                '/echo.v1.Inspector/ListInspections',
+                request_serializer=echo_dot_v1_dot_inspector__pb2.ListInspectionsRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_inspector__pb2.ListInspectionsResponse.FromString,
+                _registered_method=True)
+        self.GetInspection = channel.unary_unary(
+                '/echo.v1.Inspector/GetInspection',
+                request_serializer=echo_dot_v1_dot_inspector__pb2.GetInspectionRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_inspector__pb2.GetInspectionResponse.FromString,
+                _registered_method=True)
+        self.GetImage = channel.unary_unary(
+                '/echo.v1.Inspector/GetImage',
+                request_serializer=echo_dot_v1_dot_inspector__pb2.GetImageRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_inspector__pb2.GetImageResponse.FromString,
+                _registered_method=True)
 
 
 class InspectorServicer:
@@ -85,6 +105,33 @@ class InspectorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListProducts(self, request, context):
+        """Products on a line: normal images in memory, knowledge entry, readiness.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInspections(self, request, context):
+        """The audit trail: one record per answered Inspect, and the images it kept.
+        Every query names its line, so access can be scoped per line.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInspection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetImage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InspectorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +154,26 @@ def add_InspectorServicer_to_server(servicer, server):
                     servicer.DeleteNormalImages,
                     request_deserializer=echo_dot_v1_dot_inspector__pb2.DeleteNormalImagesRequest.FromString,
                     response_serializer=echo_dot_v1_dot_inspector__pb2.DeleteNormalImagesResponse.SerializeToString,
+            ),
+            'ListProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProducts,
+                    request_deserializer=echo_dot_v1_dot_inspector__pb2.ListProductsRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_inspector__pb2.ListProductsResponse.SerializeToString,
+            ),
+            'ListInspections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInspections,
+                    request_deserializer=echo_dot_v1_dot_inspector__pb2.ListInspectionsRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_inspector__pb2.ListInspectionsResponse.SerializeToString,
+            ),
+            'GetInspection': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInspection,
+                    request_deserializer=echo_dot_v1_dot_inspector__pb2.GetInspectionRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_inspector__pb2.GetInspectionResponse.SerializeToString,
+            ),
+            'GetImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetImage,
+                    request_deserializer=echo_dot_v1_dot_inspector__pb2.GetImageRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_inspector__pb2.GetImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +284,114 @@ class Inspector:
             '/echo.v1.Inspector/DeleteNormalImages',
             echo_dot_v1_dot_inspector__pb2.DeleteNormalImagesRequest.SerializeToString,
             echo_dot_v1_dot_inspector__pb2.DeleteNormalImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Inspector/ListProducts',
+            echo_dot_v1_dot_inspector__pb2.ListProductsRequest.SerializeToString,
+            echo_dot_v1_dot_inspector__pb2.ListProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInspections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Inspector/ListInspections',
+            echo_dot_v1_dot_inspector__pb2.ListInspectionsRequest.SerializeToString,
+            echo_dot_v1_dot_inspector__pb2.ListInspectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInspection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Inspector/GetInspection',
+            echo_dot_v1_dot_inspector__pb2.GetInspectionRequest.SerializeToString,
+            echo_dot_v1_dot_inspector__pb2.GetInspectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Inspector/GetImage',
+            echo_dot_v1_dot_inspector__pb2.GetImageRequest.SerializeToString,
+            echo_dot_v1_dot_inspector__pb2.GetImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

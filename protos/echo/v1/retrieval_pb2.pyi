@@ -90,18 +90,20 @@ class DeleteResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
-    __slots__ = ("line_id", "dataset", "category", "list_limit", "page_token")
+    __slots__ = ("line_id", "dataset", "category", "list_limit", "page_token", "sha256")
     LINE_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     LIST_LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     line_id: str
     dataset: str
     category: str
     list_limit: int
     page_token: str
-    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., list_limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    sha256: str
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., list_limit: _Optional[int] = ..., page_token: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class CategoryCount(_message.Message):
     __slots__ = ("line_id", "dataset", "category", "count")

@@ -1,0 +1,166 @@
+"""One audit record per answered inspection: how it is built, judged, written as JSON and flattened for CSV."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict, ParseDict
+
+from echo.v1 import common_pb2, inspector_pb2, knowledge_pb2
+from services.decision.parsing import parse_yes_no
+
+GATEWAY_ID = f"{socket.gethostname()}:{os.getpid()}"
+VERDICTS = {name.removeprefix("VERDICT_").lower(): v for name, v in inspector_pb2.Verdict.items() if v}
+"""CLI / console names of inspector_pb2.Verdict values: good, defect, answered, unparsed."""
+VERDICT_NAMES = {v: k for k, v in VERDICTS.items()}
+
+
+@dataclass
+class Kept:
+    """What an inspection used that its response does not carry: filled by the Inspector as it runs."""
+
+    image: bytes = b""
+    image_sha256: str = ""
+    knowledge_text: str = ""
+    passages: list[knowledge_pb2.Passage] = field(default_factory=list)
+    evidence: inspector_pb2.RecordedEvidence | None = None
+
+
+def verdict_of(question_type: int, options: dict[str, str], answer: str) -> int:
+    """GOOD / DEFECT for an anomaly-detection answer, ANSWERED for other types, UNPARSED without an answer."""
+    if not answer:
+        return inspector_pb2.VERDICT_UNPARSED
+    if question_type == common_pb2.ANOMALY_DETECTION:
+        says_defect = parse_yes_no(options.get(answer, ""))
+        if says_defect is not None:
+            return inspector_pb2.VERDICT_DEFECT if says_defect else inspector_pb2.VERDICT_GOOD
+    return inspector_pb2.VERDICT_ANSWERED
+
+
+def build_record(
+    req: inspector_pb2.InspectRequest,
+    resp: inspector_pb2.InspectResponse,
+    kept: Kept,
+    *,
+    now_ms: int | None = None,
+) -> inspector_pb2.InspectionRecord:
+    request = inspector_pb2.InspectRequest()
+    request.CopyFrom(req)
+    if request.image.WhichOneof("source") == "data":
+        request.image.ClearField("data")  # the bytes live in the image store, named by image_sha256
+    t = resp.trace
+    record = inspector_pb2.InspectionRecord(
+        request_id=resp.request_id,
+        time_unix_ms=now_ms if now_ms is not None else int(time.time() * 1000),
+        line_id=req.line_id,
+        dataset=t.dataset,
+        category=t.category,
+        image_sha256=kept.image_sha256,
+        request=request,
+        answer=resp.answer,
+        answer_text=resp.answer_text,
+        verdict=verdict_of(t.question_type, dict(req.question.options), resp.answer),
+        trace=t,
+        knowledge_passages=kept.passages,
+        knowledge_text=kept.knowledge_text,
+        gateway=GATEWAY_ID,
+    )
+    if kept.evidence is not None:
+        record.evidence.CopyFrom(kept.evidence)
+    return record
+
+
+def image_shas(record: inspector_pb2.InspectionRecord) -> set[str]:
+    """Every image a record points at: the query, its references, the evidence heat map and overlay."""
+    shas = {record.image_sha256, *(r.sha256 for r in record.trace.references)}
+    shas |= {record.evidence.heatmap_sha256, record.evidence.overlay_sha256}
+    return {s for s in shas if s}
+
+
+def to_dict(record: inspector_pb2.InspectionRecord) -> dict[str, Any]:
+    return MessageToDict(record, preserving_proto_field_name=True)
+
+
+def to_json(record: inspector_pb2.InspectionRecord) -> str:
+    """One line of JSON (the log's and the jsonl export's format): proto field names, enums by name."""
+    return json.dumps(to_dict(record), ensure_ascii=False, separators=(",", ":"))
+
+
+def from_json(text: str | bytes) -> inspector_pb2.InspectionRecord:
+    return ParseDict(json.loads(text), inspector_pb2.InspectionRecord(), ignore_unknown_fields=True)
+
+
+def iso_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def total_ms(record: inspector_pb2.InspectionRecord) -> float:
+    return next((s.ms for s in record.trace.timings if s.stage == "total"), 0.0)
+
+
+def question_type_name(value: int) -> str:
+    return common_pb2.QuestionType.Name(value) if value in common_pb2.QuestionType.values() else str(value)
+
+
+CSV_COLUMNS = (
+    "time",
+    "request_id",
+    "line_id",
+    "dataset",
+    "category",
+    "question_type",
+    "question",
+    "answer",
+    "answer_text",
+    "verdict",
+    "experts_used",
+    "references",
+    "knowledge_entries",
+    "knowledge_passages",
+    "models",
+    "prompt_sha256",
+    "option_scores",
+    "total_ms",
+    "degraded",
+    "image_sha256",
+    "raw_reply",
+)
+
+
+def csv_row(r: inspector_pb2.InspectionRecord) -> dict[str, str]:
+    """One flat row per record for spreadsheets; list fields joined with ';'. The jsonl export keeps everything."""
+    t = r.trace
+
+    def join(items: Iterable[str]) -> str:
+        return ";".join(items)
+
+    return {
+        "time": iso_time(r.time_unix_ms),
+        "request_id": r.request_id,
+        "line_id": r.line_id,
+        "dataset": r.dataset,
+        "category": r.category,
+        "question_type": question_type_name(t.question_type),
+        "question": r.request.question.text,
+        "answer": r.answer,
+        "answer_text": r.answer_text,
+        "verdict": VERDICT_NAMES.get(r.verdict, ""),
+        "experts_used": join(t.experts_used),
+        "references": join(ref.id for ref in t.references),
+        "knowledge_entries": join(t.knowledge_entry_ids),
+        "knowledge_passages": join(p.id for p in r.knowledge_passages),
+        "models": join(f"{k}={v}" for k, v in sorted(t.model_ids.items())),
+        "prompt_sha256": t.prompt_sha256,
+        "option_scores": join(f"{k}={v:.4f}" for k, v in sorted(t.option_scores.items())),
+        "total_ms": f"{total_ms(r):.1f}",
+        "degraded": join(t.degraded),
+        "image_sha256": r.image_sha256,
+        "raw_reply": t.raw_reply,
+    }
