@@ -1,0 +1,241 @@
+"""`echo-iad audit list | show | export | replay`: the audit trail, read through the Inspector over gRPC."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.gateway.cli import Application, Server
+
+app = typer.Typer(
+    help=(
+        "The audit trail: every answered inspection with what it was based on (image, plan, references, "
+        "knowledge, models, prompt hash, reply, timings). Read through the Inspector, so it works against "
+        "`echo-iad serve` and a Ray cluster alike."
+    ),
+    no_args_is_help=True,
+)
+Line = Annotated[str, typer.Option("--line", "-l", help="Production line id (every query is scoped to one line).")]
+Category = Annotated[str, typer.Option(help="Only this product category.")]
+Dataset = Annotated[str, typer.Option(help="Only this dataset / product family namespace.")]
+Verdict = Annotated[str, typer.Option(help="Only this verdict: good, defect, answered or unparsed.")]
+Since = Annotated[
+    str, typer.Option(help="At or after: an ISO date or time (local), or a span back from now: 30m, 24h, 7d.")
+]
+Until = Annotated[str, typer.Option(help="Before: same forms as --since.")]
+_SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_SPAN_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str, option: str) -> int:
+    """Milliseconds since the epoch from '2025-06-01', '2025-06-01T08:30', or '24h' ago; 0 for ''."""
+    if not text:
+        return 0
+    if m := _SPAN.match(text.strip()):
+        return int((time.time() - float(m.group(1)) * _SPAN_S[m.group(2)]) * 1000)
+    try:
+        return int(datetime.fromisoformat(text.strip()).timestamp() * 1000)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: use an ISO date or time (2025-06-01, 2025-06-01T08:30) or a span (30m, 24h, 7d)",
+            param_hint=option,
+        ) from None
+
+
+def _filters(category: str, dataset: str, verdict: str, since: str, until: str) -> dict:
+    from services.audit.record import VERDICTS
+
+    if verdict and verdict not in VERDICTS:
+        raise typer.BadParameter(f"{verdict!r} is not one of {', '.join(VERDICTS)}", param_hint="--verdict")
+    return {
+        "category": category,
+        "dataset": dataset,
+        "verdict": verdict,
+        "since_ms": parse_time(since, "--since"),
+        "until_ms": parse_time(until, "--until"),
+    }
+
+
+def _local(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+VERDICT_STYLE = {"good": "green", "defect": "bold red", "answered": "cyan", "unparsed": "yellow"}
+
+
+@app.command("list")
+def list_(
+    line: Line = "default",
+    category: Category = "",
+    dataset: Dataset = "",
+    verdict: Verdict = "",
+    since: Since = "",
+    until: Until = "",
+    limit: Annotated[int, typer.Option(help="Most records to show (newest first).")] = 20,
+    server: Server = "127.0.0.1:50051",
+    application: Application = "",
+) -> None:
+    """The latest inspections of a line, newest first, with their verdicts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.audit.record import VERDICT_NAMES, question_type_name, total_ms
+    from services.client import InspectorClient
+
+    filters = _filters(category, dataset, verdict, since, until)
+    with InspectorClient(server, application=application) as client:
+        page = client.list_inspections(line, limit=min(limit, 1000), **filters)
+    table = Table("time", "request id", "category", "question type", "answer", "verdict", "ms", "degraded")
+    for r in page.records:
+        v = VERDICT_NAMES.get(r.verdict, "")
+        table.add_row(
+            _local(r.time_unix_ms),
+            r.request_id,
+            f"{r.dataset}/{r.category}" if r.dataset else r.category,
+            question_type_name(r.trace.question_type),
+            f"{r.answer}. {r.answer_text}" if r.answer else "-",
+            f"[{VERDICT_STYLE.get(v, '')}]{v}[/]",
+            f"{total_ms(r):.0f}",
+            str(len(r.trace.degraded) or ""),
+        )
+    console = Console()
+    console.print(table)
+    more = " (more: raise --limit or use `echo-iad audit export`)" if page.next_page_token else ""
+    console.print(f"{len(page.records)} inspections on line {line!r}{more}")
+
+
+@app.command()
+def show(
+    request_id: Annotated[str, typer.Argument(help="The request id of the inspection (as `audit list` shows it).")],
+    line: Line = "default",
+    server: Server = "127.0.0.1:50051",
+    application: Application = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole record as JSON.")] = False,
+) -> None:
+    """One inspection in full: the question, the answer, what it was based on, and the timings."""
+    from rich.console import Console
+
+    from services.audit.record import VERDICT_NAMES, iso_time, to_json
+    from services.client import InspectorClient
+    from services.gateway.cli import print_response
+
+    with InspectorClient(server, application=application) as client:
+        record = client.get_inspection(line, request_id)
+    if as_json:
+        typer.echo(to_json(record))
+        return
+    console = Console()
+    q = record.request.question
+    console.print(
+        f"[bold]inspection[/bold]    {record.request_id} on line {record.line_id} at {iso_time(record.time_unix_ms)}"
+    )
+    console.print(f"question      {q.text}")
+    for letter in sorted(q.options):
+        console.print(f"  {letter}. {q.options[letter]}")
+    console.print(f"verdict       {VERDICT_NAMES.get(record.verdict, '-')}")
+    console.print(f"image         sha256 {record.image_sha256}")
+    console.print(f"prompt        sha256 {record.trace.prompt_sha256 or '- (no prompt: baseline backend)'}")
+    print_response(record)  # answer, plan, experts, references, knowledge ids, models, degraded, timings, reasoning
+    for p in record.knowledge_passages:
+        console.print(f"[bold]passage[/bold] {p.id}\n  {p.text}")
+    if record.trace.raw_reply:
+        console.print(f"[bold]raw reply[/bold]\n{record.trace.raw_reply}")
+
+
+@app.command()
+def export(
+    since: Since = "",
+    until: Until = "",
+    line: Line = "default",
+    category: Category = "",
+    dataset: Dataset = "",
+    verdict: Verdict = "",
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (every field) or csv (one flat row each).")] = "jsonl",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of standard output.")] = None,
+    server: Server = "127.0.0.1:50051",
+    application: Application = "",
+) -> None:
+    """Every matching inspection, oldest first, as JSON lines or CSV (for the quality system)."""
+    import csv
+
+    from services.audit.record import CSV_COLUMNS, csv_row, to_json
+    from services.client import InspectorClient
+
+    if fmt not in ("jsonl", "csv"):
+        raise typer.BadParameter(f"{fmt!r}: use jsonl or csv", param_hint="--format")
+    filters = _filters(category, dataset, verdict, since, until)
+    stream = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout  # noqa: SIM115
+    n = 0
+    try:
+        writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS) if fmt == "csv" else None
+        if writer is not None:
+            writer.writeheader()
+        with InspectorClient(server, application=application) as client:
+            for record in client.iter_inspections(line, oldest_first=True, limit=500, **filters):
+                if writer is not None:
+                    writer.writerow(csv_row(record))
+                else:
+                    stream.write(to_json(record) + "\n")
+                n += 1
+    finally:
+        if out:
+            stream.close()
+    typer.echo(f"exported {n} inspections of line {line!r}" + (f" to {out}" if out else ""), err=True)
+
+
+@app.command("replay")
+def replay_(
+    request_id: Annotated[str, typer.Argument(help="The request id of the recorded inspection.")],
+    line: Line = "default",
+    server: Server = "127.0.0.1:50051",
+    application: Application = "",
+    check: Annotated[bool, typer.Option(help="Exit with status 1 when the answer or verdict changed.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the changes as JSON.")] = False,
+) -> None:
+    """Ask today's models a recorded question again and print what changed (how to check a model upgrade).
+
+    The recorded request and image are sent to the Inspector as a new inspection (itself recorded, its id
+    starting with `replay-`), then the answer, verdict, plan, references, knowledge, models, prompt hash and
+    option scores are compared with the record.
+    """
+    import json
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.audit.replay import replay
+    from services.client import InspectorClient
+
+    with InspectorClient(server, application=application) as client:
+        result = replay(client, line, request_id)
+    changed = {c.field for c in result.changes}
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "request_id": request_id,
+                    "replay_id": result.response.request_id,
+                    "changes": [asdict(c) for c in result.changes],
+                }
+            )
+        )
+    else:
+        console = Console()
+        console.print(f"replayed {request_id} as {result.response.request_id}")
+        if not result.changes:
+            console.print("no change: same answer, plan, evidence, models and prompt")
+        else:
+            table = Table("what", "recorded", "today", title="what changed")
+            for c in result.changes:
+                style = "bold" if c.field in ("answer", "verdict") else ""
+                table.add_row(c.field, c.recorded, c.today, style=style)
+            console.print(table)
+    if check and changed & {"answer", "verdict"}:
+        raise typer.Exit(1)
