@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from services.audit.cli import app as audit_app
+from services.console.cli import register as register_console
 from services.decision.cli import app as decision_app
 from services.evaluation.cli import app as eval_app
 from services.gateway.cli import register as register_gateway_commands
@@ -33,6 +34,7 @@ app.add_typer(decision_app, name="decision")
 app.add_typer(eval_app, name="eval")
 app.add_typer(audit_app, name="audit")
 register_gateway_commands(app)  # serve, inspect, product, demo
+register_console(app)
 
 
 def main() -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -29,23 +27,15 @@ Since = Annotated[
     str, typer.Option(help="At or after: an ISO date or time (local), or a span back from now: 30m, 24h, 7d.")
 ]
 Until = Annotated[str, typer.Option(help="Before: same forms as --since.")]
-_SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_SPAN_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_time(text: str, option: str) -> int:
-    """Milliseconds since the epoch from '2025-06-01', '2025-06-01T08:30', or '24h' ago; 0 for ''."""
-    if not text:
-        return 0
-    if m := _SPAN.match(text.strip()):
-        return int((time.time() - float(m.group(1)) * _SPAN_S[m.group(2)]) * 1000)
+def _time(text: str, option: str) -> int:
+    from services.audit.record import parse_time
+
     try:
-        return int(datetime.fromisoformat(text.strip()).timestamp() * 1000)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r}: use an ISO date or time (2025-06-01, 2025-06-01T08:30) or a span (30m, 24h, 7d)",
-            param_hint=option,
-        ) from None
+        return parse_time(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint=option) from None
 
 
 def _filters(category: str, dataset: str, verdict: str, since: str, until: str) -> dict:
@@ -57,8 +47,8 @@ def _filters(category: str, dataset: str, verdict: str, since: str, until: str) 
         "category": category,
         "dataset": dataset,
         "verdict": verdict,
-        "since_ms": parse_time(since, "--since"),
-        "until_ms": parse_time(until, "--until"),
+        "since_ms": _time(since, "--since"),
+        "until_ms": _time(until, "--until"),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable
@@ -95,6 +96,27 @@ def to_json(record: inspector_pb2.InspectionRecord) -> str:
 
 def from_json(text: str | bytes) -> inspector_pb2.InspectionRecord:
     return ParseDict(json.loads(text), inspector_pb2.InspectionRecord(), ignore_unknown_fields=True)
+
+
+_SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_SPAN_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str, now_s: float | None = None) -> int:
+    """Milliseconds since the epoch from an ISO date or time ('2025-06-01', '2025-06-01T08:30', local unless it
+    names a zone) or a span back from now ('30m', '24h', '7d'); 0 for ''. ValueError says what is accepted."""
+    text = text.strip()
+    if not text:
+        return 0
+    if m := _SPAN.match(text):
+        now_s = time.time() if now_s is None else now_s
+        return int((now_s - float(m.group(1)) * _SPAN_S[m.group(2)]) * 1000)
+    try:
+        return int(datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        raise ValueError(
+            f"{text!r}: use an ISO date or time (2025-06-01, 2025-06-01T08:30) or a span (30m, 24h, 7d)"
+        ) from None
 
 
 def iso_time(ms: int) -> str:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import T0_MS, make_record
+from auditkit import T0_MS, make_record
 
 from services.audit.files import FileAuditLog
 from services.audit.record import to_json

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import T0_MS, make_record
+from auditkit import T0_MS, make_record
 from redis_server import RedisServer
 
 from services.audit.redis_store import RedisAuditLog

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import T0_MS, make_record
+from auditkit import T0_MS, make_record
 
 from echo.v1 import inspector_pb2
 from services.audit.files import FileAuditLog

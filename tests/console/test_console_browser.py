@@ -1,0 +1,139 @@
+"""The console in real headless Chromium: upload, inspect, the detail page, the products page, the live list."""
+
+from __future__ import annotations
+
+import time
+
+from consolekit import LINE, images_loaded, screenshot
+
+from echo.v1 import inspector_pb2
+from services.client import InspectorClient
+from services.common.images import encode_png, sha256_hex
+
+
+def _templates(dataset) -> list:  # type: ignore[no-untyped-def]
+    return [dataset.abspath(r) for d, c, r in dataset.templates() if c == "screw"]
+
+
+def _ensure_memory(server, dataset) -> None:  # type: ignore[no-untyped-def]
+    with InspectorClient(server.address) as client:  # content-addressed: re-adding adds nothing
+        client.add_normal_images(LINE, "screw", _templates(dataset), dataset="Synthetic")
+
+
+def _defective(dataset):  # type: ignore[no-untyped-def]
+    return next(s for s, q in dataset.questions() if not s.is_normal and q.type == "Anomaly Detection")
+
+
+def test_uploading_normal_images_shows_them_on_the_product_page(page, console, dataset) -> None:  # type: ignore[no-untyped-def]
+    files = [str(p) for p in _templates(dataset)[:3]]
+    page.goto(f"{console}/products?line={LINE}")
+    form = page.locator("#add-product")
+    form.locator("input[name=dataset]").fill("Synthetic")
+    form.locator("input[name=category]").fill("screw")
+    form.locator("input[name=images]").set_input_files(files)
+    form.locator("button").click()
+    page.wait_for_url("**/product?*")
+    assert "Added 3 normal images" in page.inner_text("#added") or "already in memory" in page.inner_text("#added")
+    assert page.inner_text("#readiness") == "ready"
+    widths = images_loaded(page, "#thumbs img")
+    assert len(widths) >= 3 and all(w > 0 for w in widths)  # every picture came back through GetImage
+    screenshot(page, "product")
+    page.goto(f"{console}/products?line={LINE}")
+    row = page.locator("tr.rec", has_text="Synthetic/screw")
+    assert "ready" in row.inner_text()
+    screenshot(page, "products")
+
+
+def test_adding_more_images_on_the_product_page_raises_the_count(page, console, server, dataset) -> None:  # type: ignore[no-untyped-def]
+    _ensure_memory(server, dataset)
+    before = int(
+        page.goto(f"{console}/product?line={LINE}&dataset=Synthetic&category=screw") and page.inner_text("#count b")
+    )
+    new = next(s for s, _ in dataset.questions() if s.is_normal)  # a good part not yet in memory
+    page.locator("#add-images input[name=images]").set_input_files(str(dataset.abspath(new.image_path)))
+    page.locator("#add-images button").click()
+    page.wait_for_selector("#added")
+    assert int(page.inner_text("#count b")) == before + 1
+    assert "Added 1 normal images" in page.inner_text("#added")
+
+
+def test_the_inspect_form_leads_to_the_detail_page_with_both_images_and_the_answer(
+    page, console, server, dataset
+) -> None:  # type: ignore[no-untyped-def]
+    _ensure_memory(server, dataset)
+    sample = _defective(dataset)
+    page.goto(f"{console}/inspect?line={LINE}")
+    screenshot(page, "inspect")
+    form = page.locator("#inspect-form")
+    form.locator("input[name=image]").set_input_files(str(dataset.abspath(sample.image_path)))
+    form.locator("input[name=dataset]").fill("Synthetic")
+    form.locator("input[name=category]").fill("screw")
+    form.locator("button").click()
+    page.wait_for_url("**/inspection?*")
+    answer = page.inner_text("#answer")
+    assert answer.startswith(("A. Yes.", "B. No.")) or "could not be parsed" in answer
+    assert images_loaded(page, "#query-image")[0] > 0
+    assert images_loaded(page, ".reference-image")[0] > 0  # the most similar normal image, beside the query
+    assert "reference" in page.inner_text("#experts") and "decision" in page.inner_text("#experts")
+    assert "decision" in page.inner_text("body") and "total" in page.inner_text("body")
+    request_id = page.url.split("id=")[1]
+    with InspectorClient(server.address) as client:
+        record = client.get_inspection(LINE, request_id)
+    assert record.image_sha256 == sha256_hex(dataset.abspath(sample.image_path).read_bytes())
+    screenshot(page, "inspection")
+
+
+def test_the_detail_page_shows_the_heat_map_overlay_when_evidence_ran(page, console, server, dataset) -> None:  # type: ignore[no-untyped-def]
+    """The evidence expert is not wired in yet: its record is written here the way the Inspector will write it."""
+    from PIL import Image, ImageDraw
+
+    _ensure_memory(server, dataset)
+    sample, q = next((s, q) for s, q in dataset.questions() if q.type == "Defect Description")  # every expert
+    with InspectorClient(server.address) as client:
+        resp = client.inspect(dataset.abspath(sample.image_path), q.text, q.options, line_id=LINE, category="screw",
+                              dataset="Synthetic", question_type=q.type)  # fmt: skip
+        record = client.get_inspection(LINE, resp.request_id)
+    query = Image.open(dataset.abspath(sample.image_path)).convert("RGB")
+    overlay = query.copy()
+    ImageDraw.Draw(overlay, "RGBA").ellipse((40, 40, 120, 120), fill=(255, 40, 0, 140))
+    overlay_png = encode_png(overlay)
+    record.request_id = f"{resp.request_id}-evidence"
+    record.evidence.CopyFrom(
+        inspector_pb2.RecordedEvidence(
+            score=3.2, threshold=1.5, anomalous=True, overlay_sha256=sha256_hex(overlay_png), model_id="patchcore-test",
+            boxes=[inspector_pb2.EvidenceBox(x0=40, y0=40, x1=120, y1=120, score=3.2, position="top left")],
+        )
+    )  # fmt: skip
+    audit = server.embedded.inspector.audit
+    server.run(audit.log.append(record, {sha256_hex(overlay_png): overlay_png}))
+    page.goto(f"{console}/inspection?line={LINE}&id={record.request_id}")
+    assert images_loaded(page, "#query-image")[0] > 0
+    assert images_loaded(page, "#overlay-image")[0] == overlay.width
+    assert images_loaded(page, ".reference-image")[0] > 0
+    body = page.inner_text("body")
+    assert "score 3.200" in body and "threshold 1.500" in body and "top left" in body
+    assert page.inner_text("#reasoning") == record.trace.reasoning.strip()  # this question ran every expert
+    assert len(page.query_selector_all(".passage")) == len(record.knowledge_passages) > 0
+    screenshot(page, "inspection-evidence")
+
+
+def test_the_list_is_live_filters_by_verdict_and_colours_it(page, console, server, dataset) -> None:  # type: ignore[no-untyped-def]
+    _ensure_memory(server, dataset)
+    page.goto(f"{console}/inspections?line={LINE}")
+    sample = _defective(dataset)
+    with InspectorClient(server.address) as client:  # a new inspection arrives while the page is open
+        resp = client.inspect(dataset.abspath(sample.image_path), "Is there any defect in the object?",
+                              {"A": "Yes.", "B": "No."}, line_id=LINE, category="screw", dataset="Synthetic",
+                              request_id=f"live-{int(time.time())}")  # fmt: skip
+        verdict = client.get_inspection(LINE, resp.request_id).verdict
+    row = page.wait_for_selector(f"tr[data-id='{resp.request_id}']", timeout=15_000)  # no reload: the list polls
+    name = {inspector_pb2.VERDICT_GOOD: "good", inspector_pb2.VERDICT_DEFECT: "defect"}.get(verdict, "unparsed")
+    badge = row.query_selector(".badge")
+    assert badge.inner_text() == name and f"v-{name}" in badge.get_attribute("class")
+    colour = badge.evaluate("b => getComputedStyle(b).backgroundColor")
+    assert colour == {"good": "rgb(31, 138, 76)", "defect": "rgb(198, 40, 40)", "unparsed": "rgb(183, 121, 31)"}[name]
+    screenshot(page, "inspections")
+    other = "good" if name == "defect" else "defect"
+    page.goto(f"{console}/inspections?line={LINE}&verdict={other}")
+    assert page.query_selector(f"tr[data-id='{resp.request_id}']") is None
+    assert all(b.inner_text() == other for b in page.query_selector_all("#rows .badge"))
