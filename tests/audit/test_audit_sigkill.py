@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,42 +10,16 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from serve_process import start_serve
 
-from services.client import InspectorClient
 from services.common.images import encode_png, sha256_hex
-from services.common.ports import free_port
 from services.mmad.synth import render_normal
 
 QUESTION = ("There is a defect in the object. Where is the defect?", {"A": "Top left.", "B": "Center.", "C": "Edge."})
 
 
-def _serve(data_dir: Path, model_cache: Path) -> tuple[subprocess.Popen, InspectorClient]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "ECHO_IAD__DATA_DIR": str(data_dir),
-        "ECHO_IAD__DECISION__MODEL_CACHE": str(model_cache),
-        "ECHO_IAD__DECISION__BACKEND": "random",  # the model is not what this test is about
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    client = InspectorClient(f"127.0.0.1:{port}", retries=0, timeout_s=30)
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            if client.health(timeout_s=2) == "SERVING":
-                return proc, client
-        except grpc.RpcError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not become healthy:\n{proc.stdout.read() if proc.stdout else ''}")
-        time.sleep(0.5)
+def _serve(data_dir: Path, model_cache: Path):  # type: ignore[no-untyped-def]
+    return start_serve(data_dir, model_cache, ECHO_IAD__DECISION__BACKEND="random")  # the model is not the point
 
 
 @pytest.mark.slow

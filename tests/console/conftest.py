@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from console_server import ConsoleThread
 from consolekit import CHROMIUM, CHROMIUM_ARGS, LINE
 
-from services.common.ports import free_port
+from services.console.app import ConsoleSettings
 from services.gateway.background import BackgroundServer
 
 
@@ -39,26 +38,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path) 
 
 @pytest.fixture(scope="module")
 def console(server: BackgroundServer) -> Iterator[str]:
-    """The console app served by uvicorn in a thread; yields its base URL."""
-    import uvicorn
-
-    from services.console.app import ConsoleSettings, create_app
-
-    port = free_port()
-    app = create_app(ConsoleSettings(server=server.address, line=LINE))
-    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, name="console", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not web.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the console did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        web.should_exit = True
-        thread.join(10)
+    """The console in front of the server; yields its base URL."""
+    with ConsoleThread(ConsoleSettings(server=server.address, line=LINE)) as web:
+        yield web.url
 
 
 @pytest.fixture(scope="module")

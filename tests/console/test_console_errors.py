@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import httpx
-import uvicorn
+from console_server import ConsoleThread
 
 from services.common.ports import free_port
-from services.console.app import ConsoleSettings, create_app
-
-
-def _serve(settings: ConsoleSettings):  # type: ignore[no-untyped-def]
-    port = free_port()
-    web = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    while not web.started:
-        time.sleep(0.05)
-    return web, thread, f"http://127.0.0.1:{port}"
+from services.console.app import ConsoleSettings
 
 
 def test_without_a_server_every_page_says_where_it_looked() -> None:
     dead = f"127.0.0.1:{free_port()}"
-    web, thread, url = _serve(ConsoleSettings(server=dead, timeout_s=3))
-    try:
+    with ConsoleThread(ConsoleSettings(server=dead, timeout_s=3)) as web:
+        url = web.url
         for path in ("/inspections?line=l1", "/products?line=l1", "/inspection?line=l1&id=x"):
             r = httpx.get(url + path, timeout=30)
             assert r.status_code == 503
             assert f"no Echo-IAD server at {dead}: is `echo-iad serve` running?" in r.text
         assert httpx.get(url + "/", follow_redirects=False).headers["location"] == "/inspections?line=default"
-    finally:
-        web.should_exit = True
-        thread.join(10)
 
 
 def test_unknown_inspections_and_bad_filters_are_named(console) -> None:  # type: ignore[no-untyped-def]

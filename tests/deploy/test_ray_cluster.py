@@ -76,6 +76,30 @@ def test_inspections_of_every_question_type_run_through_the_proxy(cluster: Clust
             assert t.knowledge_entry_ids, qtype
 
 
+def test_the_audit_trail_and_the_console_work_through_the_proxy(cluster: Cluster) -> None:
+    import httpx
+    from console_server import ConsoleThread
+
+    from services.client import InspectorClient
+    from services.console.app import ConsoleSettings
+
+    req = inspect_request(cluster, "Anomaly Detection")
+    with InspectorClient(cluster.address, application="inspector") as client:
+        resp = client.inspect_request(req)
+        record = client.get_inspection(cluster.line, resp.request_id)
+        assert record.answer == resp.answer and record.trace.references
+        assert client.get_image(cluster.line, record.image_sha256).data == req.image.data
+        assert [p.normal_images > 0 for p in client.list_products(cluster.line).products] == [True]
+    settings = ConsoleSettings(server=cluster.address, application="inspector", line=cluster.line)
+    with ConsoleThread(settings) as web:
+        listing = httpx.get(f"{web.url}/inspections?line={cluster.line}", timeout=60)
+        assert listing.status_code == 200 and resp.request_id in listing.text
+        detail = httpx.get(f"{web.url}/inspection", params={"line": cluster.line, "id": resp.request_id}, timeout=60)
+        assert detail.status_code == 200 and record.trace.references[0].sha256 in detail.text
+        ref = httpx.get(f"{web.url}/image", params={"line": cluster.line, "sha256": record.trace.references[0].sha256})
+        assert ref.status_code == 200 and ref.headers["content-type"].startswith("image/")
+
+
 def test_stage_errors_reach_the_caller_with_their_own_status_code(cluster: Cluster) -> None:
     inspector = inspector_pb2_grpc.InspectorStub(cluster.channel)
     bad = inspect_request(cluster, "Anomaly Detection")

@@ -2,51 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import grpc
 import pytest
+from serve_process import start_serve
 
-from services.client import InspectorClient
 from services.common.images import encode_png
-from services.common.ports import free_port
 from services.mmad.synth import render_normal
 
 
 @pytest.fixture()
 def served(tmp_path: Path, offline_model_cache: Path):  # type: ignore[no-untyped-def]
-    port = free_port()
-    env = {
-        **os.environ,
-        "ECHO_IAD__DATA_DIR": str(tmp_path),
-        "ECHO_IAD__DECISION__MODEL_CACHE": str(offline_model_cache),
-        "ECHO_IAD__SERVER__GRACE_S": "20",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    client = InspectorClient(f"127.0.0.1:{port}", retries=0)
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            if client.health(timeout_s=2) == "SERVING":
-                break
-        except grpc.RpcError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not become healthy:\n{proc.stdout.read() if proc.stdout else ''}")
-        time.sleep(0.5)
+    proc, client = start_serve(tmp_path, offline_model_cache, ECHO_IAD__SERVER__GRACE_S="20")
     try:
         yield proc, client
     finally:
