@@ -32,6 +32,11 @@ class Kept:
     knowledge_text: str = ""
     passages: list[knowledge_pb2.Passage] = field(default_factory=list)
     evidence: inspector_pb2.RecordedEvidence | None = None
+    evidence_images: dict[str, bytes] = field(default_factory=dict)  # sha256 -> heat map / overlay PNG
+
+    def images(self) -> dict[str, bytes]:
+        """Every image the record points at that the audit image store must keep."""
+        return {self.image_sha256: self.image, **self.evidence_images}
 
 
 def verdict_of(question_type: int, options: dict[str, str], answer: str) -> int:

@@ -71,7 +71,7 @@ def open_audit_log(settings: AuditSettings, images: ImageStore) -> AuditLog:
         """Store the query image and the record; return once both are durable per audit.fsync."""
         start = time.perf_counter()
         try:
-            await self.log.append(build_record(req, resp, kept), {kept.image_sha256: kept.image})
+            await self.log.append(build_record(req, resp, kept), kept.images())
         except Exception as e:
             message = f"audit: the record of request {resp.request_id} was not kept ({type(e).__name__}: {e})"
             if self.settings.required:
