@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from echo.v1 import common_pb2, inspector_pb2, knowledge_pb2
 from services.audit.files import FileAuditLog
 from services.audit.record import to_json
-from services.evaluation.stats import percentile
+from services.common.percentiles import percentile
 
 
 def record(i: int) -> inspector_pb2.InspectionRecord:
@@ -116,8 +116,8 @@ def bench_gateway(root: Path, n: int) -> dict:
     import numpy as np
 
     from services.client import InspectorClient, build_inspect_request
-    from services.common.config import load_settings
     from services.common.images import encode_png
+    from services.config import load_settings
     from services.gateway.background import BackgroundServer
     from services.mmad.synth import render_normal
 

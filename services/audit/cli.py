@@ -39,10 +39,10 @@ def _time(text: str, option: str) -> int:
 
 
 def _filters(category: str, dataset: str, verdict: str, since: str, until: str) -> dict:
-    from services.audit.record import VERDICTS
+    from services.common.enums import VERDICT_ENUM
 
-    if verdict and verdict not in VERDICTS:
-        raise typer.BadParameter(f"{verdict!r} is not one of {', '.join(VERDICTS)}", param_hint="--verdict")
+    if verdict and verdict not in VERDICT_ENUM:
+        raise typer.BadParameter(f"{verdict!r} is not one of {', '.join(VERDICT_ENUM)}", param_hint="--verdict")
     return {
         "category": category,
         "dataset": dataset,
@@ -75,7 +75,7 @@ def list_(
     from rich.console import Console
     from rich.table import Table
 
-    from services.audit.record import VERDICT_NAMES, question_type_name, total_ms
+    from services.audit.record import question_type_name, total_ms, verdict_name
     from services.client import InspectorClient
 
     filters = _filters(category, dataset, verdict, since, until)
@@ -83,7 +83,7 @@ def list_(
         page = client.list_inspections(line, limit=min(limit, 1000), **filters)
     table = Table("time", "request id", "category", "question type", "answer", "verdict", "ms", "degraded")
     for r in page.records:
-        v = VERDICT_NAMES.get(r.verdict, "")
+        v = verdict_name(r.verdict)
         table.add_row(
             _local(r.time_unix_ms),
             r.request_id,
@@ -111,12 +111,12 @@ def show(
     """One inspection in full: the question, the answer, what it was based on, and the timings."""
     from rich.console import Console
 
-    from services.audit.record import VERDICT_NAMES, iso_time, to_json
+    from services.audit.record import iso_time, to_json, verdict_name
     from services.client import InspectorClient
     from services.gateway.cli import print_response
 
     with InspectorClient(server, application=application) as client:
-        record = client.get_inspection(line, request_id)
+        record = client.get_inspection(line, request_id).record
     if as_json:
         typer.echo(to_json(record))
         return
@@ -128,7 +128,7 @@ def show(
     console.print(f"question      {q.text}")
     for letter in sorted(q.options):
         console.print(f"  {letter}. {q.options[letter]}")
-    console.print(f"verdict       {VERDICT_NAMES.get(record.verdict, '-')}")
+    console.print(f"verdict       {verdict_name(record.verdict) or '-'}")
     console.print(f"image         sha256 {record.image_sha256}")
     console.print(f"prompt        sha256 {record.trace.prompt_sha256 or '- (no prompt: baseline backend)'}")
     print_response(record)  # answer, plan, experts, references, knowledge ids, models, degraded, timings, reasoning

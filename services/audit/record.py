@@ -15,12 +15,10 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from echo.v1 import common_pb2, inspector_pb2, knowledge_pb2
+from services.common.enums import QUESTION_TYPE_ENUM, VERDICT_ENUM
 from services.decision.parsing import parse_yes_no
 
 GATEWAY_ID = f"{socket.gethostname()}:{os.getpid()}"
-VERDICTS = {name.removeprefix("VERDICT_").lower(): v for name, v in inspector_pb2.Verdict.items() if v}
-"""CLI / console names of inspector_pb2.Verdict values: good, defect, answered, unparsed."""
-VERDICT_NAMES = {v: k for k, v in VERDICTS.items()}
 
 
 @dataclass
@@ -132,8 +130,14 @@ def total_ms(record: inspector_pb2.InspectionRecord) -> float:
     return next((s.ms for s in record.trace.timings if s.stage == "total"), 0.0)
 
 
+def verdict_name(value: int) -> str:
+    """good, defect, answered, unparsed ("" when unspecified)."""
+    return next((name for name, v in VERDICT_ENUM.items() if v == value), "")
+
+
 def question_type_name(value: int) -> str:
-    return common_pb2.QuestionType.Name(value) if value in common_pb2.QuestionType.values() else str(value)
+    """MMAD's name of a question type ("Anomaly Detection"); "" when unspecified."""
+    return next((name for name, v in QUESTION_TYPE_ENUM.items() if v == value), "")
 
 
 CSV_COLUMNS = (
@@ -178,7 +182,7 @@ def csv_row(r: inspector_pb2.InspectionRecord) -> dict[str, str]:
         "question": r.request.question.text,
         "answer": r.answer,
         "answer_text": r.answer_text,
-        "verdict": VERDICT_NAMES.get(r.verdict, ""),
+        "verdict": verdict_name(r.verdict),
         "experts_used": join(t.experts_used),
         "references": join(ref.id for ref in t.references),
         "knowledge_entries": join(t.knowledge_entry_ids),

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from echo.v1 import common_pb2, inspector_pb2
-from services.audit.record import VERDICT_NAMES, question_type_name, verdict_of
+from services.audit.record import question_type_name, verdict_name, verdict_of
 
 SCORE_TOLERANCE = 0.005  # option probabilities closer than this count as unchanged
 
@@ -51,7 +51,7 @@ def compare(record: inspector_pb2.InspectionRecord, resp: inspector_pb2.InspectR
     verdict = verdict_of(new.question_type, options, resp.answer)
     pairs: list[tuple[str, str, str]] = [
         ("answer", _answer(record.answer, record.answer_text), _answer(resp.answer, resp.answer_text)),
-        ("verdict", VERDICT_NAMES.get(record.verdict, "-"), VERDICT_NAMES.get(verdict, "-")),
+        ("verdict", verdict_name(record.verdict) or "-", verdict_name(verdict) or "-"),
         ("question type", question_type_name(old.question_type), question_type_name(new.question_type)),
         ("category", record.category, new.category),
         ("experts", ", ".join(old.experts_used), ", ".join(new.experts_used)),
@@ -72,7 +72,7 @@ def compare(record: inspector_pb2.InspectionRecord, resp: inspector_pb2.InspectR
 
 def replay(client, line_id: str, request_id: str) -> Replay:  # type: ignore[no-untyped-def]
     """Fetch the record and its image over gRPC, inspect again, compare (client: an InspectorClient)."""
-    record = client.get_inspection(line_id, request_id)
+    record = client.get_inspection(line_id, request_id).record
     image = client.get_image(line_id, record.image_sha256).data
     resp = client.inspect_request(replay_request(record, image))
     return Replay(record, resp, compare(record, resp))

@@ -24,9 +24,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from services.audit.record import VERDICT_NAMES, VERDICTS, parse_time, question_type_name, total_ms
+from services.audit.record import parse_time, question_type_name, total_ms, verdict_name
 from services.client import AsyncInspectorClient
-from services.client.client import QUESTION_TYPES
+from services.common.enums import QUESTION_TYPE_ENUM, VERDICT_ENUM
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 DEFAULT_QUESTION = "Is there any defect in the object?"
@@ -51,17 +51,13 @@ def _local(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _type_label(value: int) -> str:
-    return question_type_name(value).replace("_", " ").title()
-
-
 TEMPLATES.env.globals.update(
-    verdict_name=lambda v: VERDICT_NAMES.get(v, ""),
+    verdict_name=verdict_name,
     local_time=_local,
-    type_label=_type_label,
+    type_label=lambda v: question_type_name(v) or "-",
     total_ms=total_ms,
-    verdicts=list(VERDICTS),
-    question_types=list(QUESTION_TYPES),
+    verdicts=list(VERDICT_ENUM),
+    question_types=list(QUESTION_TYPE_ENUM),
 )
 
 
@@ -97,8 +93,8 @@ def create_app(settings: ConsoleSettings) -> Starlette:
     def filters(request: Request) -> dict[str, Any]:
         q = request.query_params
         verdict = q.get("verdict", "")
-        if verdict and verdict not in VERDICTS:
-            raise ValueError(f"verdict: {verdict!r} is not one of {', '.join(VERDICTS)}")
+        if verdict and verdict not in VERDICT_ENUM:
+            raise ValueError(f"verdict: {verdict!r} is not one of {', '.join(VERDICT_ENUM)}")
         try:
             since, until = parse_time(q.get("since", "")), parse_time(q.get("until", ""))
         except ValueError as e:
@@ -126,7 +122,7 @@ def create_app(settings: ConsoleSettings) -> Starlette:
     async def inspection(request: Request) -> Response:
         line, request_id = line_of(request), request.query_params.get("id", "")
         try:
-            record = await client(request).get_inspection(line, request_id)
+            record = (await client(request).get_inspection(line, request_id)).record
         except grpc.aio.AioRpcError as e:
             return failure(request, e)
         t = record.trace
@@ -205,7 +201,7 @@ def create_app(settings: ConsoleSettings) -> Starlette:
                 line_id=line,
                 dataset=str(form.get("dataset", "")),
                 category=str(form.get("category", "")),
-                question_type=qtype if qtype in QUESTION_TYPES else None,
+                question_type=qtype if qtype in QUESTION_TYPE_ENUM else None,
                 request_id=request_id,
             )
         except grpc.aio.AioRpcError as e:

@@ -41,32 +41,6 @@ class AuditTrail:
         images = ImageStore(settings.image_store)
         return cls(open_audit_log(settings, images), images, settings, memory_images)
 
-
-def open_audit_log(settings: AuditSettings, images: ImageStore) -> AuditLog:
-    """The configured store, opened: files recovered and locked, or Redis checked for durability. Blocking."""
-    if settings.store == "redis":
-        from services.audit.redis_store import RedisAuditLog
-
-        return RedisAuditLog(
-            settings.redis_url,
-            images=images,
-            prefix=settings.redis_prefix,
-            fsync=settings.fsync,
-            retention_s=settings.retention_days * 86400,
-            retention_records=settings.retention_records,
-        )
-    from services.audit.files import FileAuditLog
-
-    return FileAuditLog(
-        Path(settings.dir),
-        fsync=settings.fsync,
-        fsync_interval_s=settings.fsync_interval_s,
-        segment_bytes=int(settings.segment_mb * 1024 * 1024),
-        retention_s=settings.retention_days * 86400,
-        retention_bytes=int(settings.retention_mb * 1024 * 1024),
-        images=images,
-    )
-
     async def keep(self, req: inspector_pb2.InspectRequest, resp: inspector_pb2.InspectResponse, kept: Kept) -> None:
         """Store the query image and the record; return once both are durable per audit.fsync."""
         start = time.perf_counter()
@@ -137,3 +111,29 @@ def open_audit_log(settings: AuditSettings, images: ImageStore) -> AuditLog:
 
     async def close(self) -> None:
         await self.log.close()
+
+
+def open_audit_log(settings: AuditSettings, images: ImageStore) -> AuditLog:
+    """The configured store, opened: files recovered and locked, or Redis checked for durability. Blocking."""
+    if settings.store == "redis":
+        from services.audit.redis_store import RedisAuditLog
+
+        return RedisAuditLog(
+            settings.redis_url,
+            images=images,
+            prefix=settings.redis_prefix,
+            fsync=settings.fsync,
+            retention_s=settings.retention_days * 86400,
+            retention_records=settings.retention_records,
+        )
+    from services.audit.files import FileAuditLog
+
+    return FileAuditLog(
+        Path(settings.dir),
+        fsync=settings.fsync,
+        fsync_interval_s=settings.fsync_interval_s,
+        segment_bytes=int(settings.segment_mb * 1024 * 1024),
+        retention_s=settings.retention_days * 86400,
+        retention_bytes=int(settings.retention_mb * 1024 * 1024),
+        images=images,
+    )

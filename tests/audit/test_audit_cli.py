@@ -32,7 +32,7 @@ class History:
 
 
 def _settings(data_dir: Path, model_cache: Path, **decision):  # type: ignore[no-untyped-def]
-    from services.common.config import load_settings
+    from services.config import load_settings
 
     return load_settings(
         data_dir=str(data_dir), server={"port": 0}, decision={"model_cache": str(model_cache), **decision}

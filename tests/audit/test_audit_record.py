@@ -74,7 +74,7 @@ def test_json_lines_round_trip_and_csv_rows_are_flat() -> None:
     assert "\n" not in line and from_json(line) == record
     row = csv_row(record)
     assert tuple(row) == CSV_COLUMNS
-    assert row["verdict"] == "good" and row["question_type"] == "ANOMALY_DETECTION"
+    assert row["verdict"] == "good" and row["question_type"] == "Anomaly Detection"
     assert row["models"] == "decision=random(seed=0);embedding=echo-tiny-clip" and row["references"] == "ref-1"
     assert row["time"].endswith("Z")
 

@@ -25,7 +25,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path) -> Iterator[BackgroundServer]:
-    from services.common.config import load_settings
+    from services.config import load_settings
 
     settings = load_settings(
         data_dir=str(tmp_path_factory.mktemp("state")),

@@ -78,7 +78,7 @@ def test_the_inspect_form_leads_to_the_detail_page_with_both_images_and_the_answ
     assert "decision" in page.inner_text("body") and "total" in page.inner_text("body")
     request_id = page.url.split("id=")[1]
     with InspectorClient(server.address) as client:
-        record = client.get_inspection(LINE, request_id)
+        record = client.get_inspection(LINE, request_id).record
     assert record.image_sha256 == sha256_hex(dataset.abspath(sample.image_path).read_bytes())
     screenshot(page, "inspection")
 
@@ -92,7 +92,7 @@ def test_the_detail_page_shows_the_heat_map_overlay_when_evidence_ran(page, cons
     with InspectorClient(server.address) as client:
         resp = client.inspect(dataset.abspath(sample.image_path), q.text, q.options, line_id=LINE, category="screw",
                               dataset="Synthetic", question_type=q.type)  # fmt: skip
-        record = client.get_inspection(LINE, resp.request_id)
+        record = client.get_inspection(LINE, resp.request_id).record
     query = Image.open(dataset.abspath(sample.image_path)).convert("RGB")
     overlay = query.copy()
     ImageDraw.Draw(overlay, "RGBA").ellipse((40, 40, 120, 120), fill=(255, 40, 0, 140))
@@ -104,7 +104,7 @@ def test_the_detail_page_shows_the_heat_map_overlay_when_evidence_ran(page, cons
             boxes=[inspector_pb2.EvidenceBox(x0=40, y0=40, x1=120, y1=120, score=3.2, position="top left")],
         )
     )  # fmt: skip
-    audit = server.embedded.inspector.audit
+    audit = server.embedded.audit
     server.run(audit.log.append(record, {sha256_hex(overlay_png): overlay_png}))
     page.goto(f"{console}/inspection?line={LINE}&id={record.request_id}")
     assert images_loaded(page, "#query-image")[0] > 0
@@ -125,7 +125,7 @@ def test_the_list_is_live_filters_by_verdict_and_colours_it(page, console, serve
         resp = client.inspect(dataset.abspath(sample.image_path), "Is there any defect in the object?",
                               {"A": "Yes.", "B": "No."}, line_id=LINE, category="screw", dataset="Synthetic",
                               request_id=f"live-{int(time.time())}")  # fmt: skip
-        verdict = client.get_inspection(LINE, resp.request_id).verdict
+        verdict = client.get_inspection(LINE, resp.request_id).record.verdict
     row = page.wait_for_selector(f"tr[data-id='{resp.request_id}']", timeout=15_000)  # no reload: the list polls
     name = {inspector_pb2.VERDICT_GOOD: "good", inspector_pb2.VERDICT_DEFECT: "defect"}.get(verdict, "unparsed")
     badge = row.query_selector(".badge")

@@ -86,7 +86,7 @@ def test_the_audit_trail_and_the_console_work_through_the_proxy(cluster: Cluster
     req = inspect_request(cluster, "Anomaly Detection")
     with InspectorClient(cluster.address, application="inspector") as client:
         resp = client.inspect_request(req)
-        record = client.get_inspection(cluster.line, resp.request_id)
+        record = client.get_inspection(cluster.line, resp.request_id).record
         assert record.answer == resp.answer and record.trace.references
         assert client.get_image(cluster.line, record.image_sha256).data == req.image.data
         assert [p.normal_images > 0 for p in client.list_products(cluster.line).products] == [True]
