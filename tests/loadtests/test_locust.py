@@ -30,7 +30,8 @@ def test_locust_headless_run_reports_all_types_and_no_failures(tmp_path: Path) -
             [sys.executable, "-m", "locust", "-f", str(REPO / "loadtests" / "locustfile.py"), "--headless",
              "-u", "4", "-r", "4", "-t", "6s", "--host", srv.address, "--data", str(data), "--line", "load-line",
              "--csv", str(tmp_path / "stats"), "--only-summary", "--exit-code-on-error", "1"],
-            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "protos")])},  # this checkout's
+            capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(tmp_path / "stats_stats.csv") as f:
