@@ -36,7 +36,8 @@ from deploy.args import GatewayArgs, StageArgs
 from echo.v1 import decision_pb2, embedding_pb2, inspector_pb2, knowledge_pb2, retrieval_pb2  # noqa: F401 (registers)
 from services.common.serve_batching import ServeBatcher
 from services.common.serving import Stage
-from services.common.telemetry import rpc_metrics
+from services.common.telemetry import continued_trace, rpc_metrics, setup_tracing
+from services.config import EchoSettings
 
 log = logging.getLogger(__name__)
 HEALTH_CACHE_S = 1.0  # health probes from many callers share one real request per second
@@ -108,6 +109,13 @@ class StageHost:
     stage: Stage
     stage_label: str
 
+    @staticmethod
+    def _settings(args: StageArgs, label: str) -> EchoSettings:
+        """The replica's settings; tracing starts here, before the stage opens its channels."""
+        settings = args.echo_settings()
+        setup_tracing(settings.telemetry, f"echo-iad.{label}")
+        return settings
+
     def _host(self, stage: Stage, label: str) -> None:
         self.stage = stage
         self.stage_label = label
@@ -120,7 +128,7 @@ class StageHost:
         """One call into the servicer; an abort becomes the status code on Serve's gRPC context."""
         ctx = ServeContext(grpc_context)
         service = self.stage.service_name
-        with rpc_metrics(service, method) as outcome:
+        with continued_trace(ctx.invocation_metadata(), f"{service}/{method}"), rpc_metrics(service, method) as outcome:
             try:
                 return await getattr(self.stage.servicer, method)(request, ctx)
             except _Aborted:
@@ -169,7 +177,7 @@ class EmbeddingDeployment(StageHost):
     async def __init__(self, args: StageArgs) -> None:
         from services.embedding.server import build_stage
 
-        self._host(await build_stage(args.echo_settings(), batcher_factory=ServeBatcher), "embedding")
+        self._host(await build_stage(self._settings(args, "embedding"), batcher_factory=ServeBatcher), "embedding")
 
     async def EmbedImages(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("EmbedImages", request, grpc_context)
@@ -185,7 +193,7 @@ class RetrievalDeployment(StageHost):
     async def __init__(self, args: StageArgs) -> None:
         from services.retrieval.server import build_stage
 
-        self._host(await build_stage(args.echo_settings()), "retrieval")
+        self._host(await build_stage(self._settings(args, "retrieval")), "retrieval")
 
     async def Upsert(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("Upsert", request, grpc_context)
@@ -210,7 +218,7 @@ class KnowledgeDeployment(StageHost):
     async def __init__(self, args: StageArgs) -> None:
         from services.knowledge.server import build_stage
 
-        self._host(await build_stage(args.echo_settings()), "knowledge")
+        self._host(await build_stage(self._settings(args, "knowledge")), "knowledge")
 
     async def GetContext(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("GetContext", request, grpc_context)
@@ -229,7 +237,7 @@ class DecisionDeployment(StageHost):
     async def __init__(self, args: StageArgs) -> None:
         from services.decision.server import build_stage
 
-        self._host(await build_stage(args.echo_settings(), batcher_factory=ServeBatcher), "decision")
+        self._host(await build_stage(self._settings(args, "decision"), batcher_factory=ServeBatcher), "decision")
 
     async def Decide(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("Decide", request, grpc_context)
@@ -242,7 +250,7 @@ class InspectorDeployment(StageHost):
     async def __init__(self, args: GatewayArgs) -> None:
         from services.gateway.server import build_stage
 
-        self._host(await build_stage(args.echo_settings(), args.proxy_address), "inspector")
+        self._host(await build_stage(self._settings(args, "inspector"), args.proxy_address), "inspector")
 
     async def Inspect(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("Inspect", request, grpc_context)
@@ -267,6 +275,15 @@ class InspectorDeployment(StageHost):
 
     async def GetImage(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("GetImage", request, grpc_context)
+
+    async def ListLines(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("ListLines", request, grpc_context)
+
+    async def PutKnowledge(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("PutKnowledge", request, grpc_context)
+
+    async def GetKnowledge(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("GetKnowledge", request, grpc_context)
 
     async def check_health(self) -> None:
         """Liveness of the gateway itself; readiness (every stage) is the gRPC Health/Check."""

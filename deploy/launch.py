@@ -36,6 +36,32 @@ from services.common.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+PACKAGED = Path(__file__).resolve().parent
+"""The Serve configs shipped with the package (local-cpu.yaml, single-gpu.yaml, multi-node-gpu.yaml)."""
+
+
+def packaged_configs() -> list[str]:
+    return sorted(p.stem for p in PACKAGED.glob("*.yaml"))
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A Serve config by path, or a packaged one by name (`local-cpu`, `local-cpu.yaml`), from any folder.
+
+    A file at the given path wins; otherwise the name is looked up among the packaged configs.
+    ConfigError lists them when neither exists.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    packaged = PACKAGED / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+    if path.parent == Path(".") and packaged.is_file():
+        return packaged
+    raise ConfigError(
+        f"no Serve config {str(name_or_path)!r}: not a file here, nor a packaged config "
+        f"({', '.join(packaged_configs())})"
+    )
+
+
 def read_config(path: Path) -> dict[str, Any]:
     """The Serve config YAML as a dict; ConfigError naming the file when unreadable."""
     if not path.is_file():
@@ -244,14 +270,14 @@ def wait_until_healthy(config: dict[str, Any], timeout_s: float = 900.0, poll_s:
         time.sleep(poll_s)
 
 
-def serve_ray(config_path: Path, *, address: str | None = None, timeout_s: float = 900.0) -> None:
+def serve_ray(config_path: str | Path, *, address: str | None = None, timeout_s: float = 900.0) -> None:
     """Deploy CONFIG on Ray Serve and wait until every stage is healthy (see the module docstring)."""
     from ray import serve
 
     from services.common.telemetry import setup_logging
 
     setup_logging(os.environ.get("ECHO_IAD__TELEMETRY__LOG_LEVEL", "INFO"))
-    config = prepare_config(read_config(Path(config_path)), Path.cwd())
+    config = prepare_config(read_config(resolve_config(config_path)), Path.cwd())
     validate_config(config)
     started_local = connect(address)
     deploy(config)

@@ -1,14 +1,20 @@
 """`echo-iad`: one command, one sub-command group per part of the system.
 
 Each group lives beside the code it drives (services/<part>/cli.py); heavy
-imports happen inside the commands, so `--help` stays instant.
+imports happen inside the commands, so `--help` stays instant. A failure comes
+out as one line (status, message, what to do) with an exit code per kind of
+failure (services/client/errors.py); `--debug` adds the traceback.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+
 import typer
 
 from services.audit.cli import app as audit_app
+from services.client.errors import BY_STATUS, EXIT_CODE_HELP, CliError, ExitCode, Problem
 from services.console.cli import register as register_console
 from services.decision.cli import app as decision_app
 from services.evaluation.cli import app as eval_app
@@ -22,7 +28,8 @@ app = typer.Typer(
     help=(
         "Echo-IAD: an industrial anomaly inspector built on a multimodal LLM with four experts "
         "(reference, knowledge, reasoning, decision), served over gRPC.\n\n"
-        "Start with `echo-iad demo`. Onboard a product with `echo-iad product add`."
+        "Start with `echo-iad demo`. Onboard a product with `echo-iad product add`.\n\n"
+        f"An error is one line: status, message, what to do. {EXIT_CODE_HELP}"
     ),
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -37,8 +44,54 @@ register_gateway_commands(app)  # serve, inspect, product, demo
 register_console(app)
 
 
-def main() -> None:
-    app()
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="On an error, print the traceback too (anywhere on the line)."),
+) -> None:
+    """(--debug is taken out of the arguments by main(), so it works after a sub-command too.)"""
+
+
+def problem_of(err: BaseException) -> Problem:
+    """Any failure that reaches the top as one line for a person, with the exit code of its kind."""
+    from services.common.errors import ConfigError, EchoError
+
+    if isinstance(err, CliError):
+        return err.problem
+    if isinstance(err, ConfigError):
+        return Problem("CONFIG", str(err), "fix the file or variable it names", ExitCode.CONFIG)
+    if isinstance(err, EchoError):
+        code = err.code.name
+        return Problem(code, err.message, "", BY_STATUS.get(code, ExitCode.SERVER_ERROR))
+    if "grpc" in sys.modules:
+        import grpc
+
+        if isinstance(err, grpc.RpcError):
+            from services.client.errors import explain_rpc_error
+
+            return explain_rpc_error(err, "the server")
+    if isinstance(err, OSError) and err.filename:
+        return Problem("INVALID_ARGUMENT", f"cannot use {err.filename}: {err.strerror or err}", "", ExitCode.BAD_INPUT)
+    return Problem(
+        "INTERNAL",
+        f"{type(err).__name__}: {err}",
+        "this is a bug in echo-iad: run again with --debug and report the traceback",
+        ExitCode.SERVER_ERROR,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=[a for a in args if a != "--debug"], prog_name="echo-iad")
+    except Exception as e:
+        if debug:
+            import traceback
+
+            traceback.print_exception(e)
+        problem = problem_of(e)
+        print(f"error: {problem.line()}", file=sys.stderr, flush=True)
+        sys.exit(int(problem.exit_code))
 
 
 if __name__ == "__main__":

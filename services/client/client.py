@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc
+from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc, knowledge_pb2
 from services.common.enums import (
     ANSWER_FORMAT_ENUM,
     KNOWLEDGE_MODE_ENUM,
@@ -33,6 +33,7 @@ from services.common.enums import (
 from services.common.serving import channel_options, retry_options
 
 ImageLike = bytes | str | Path
+DEFAULT_PORT = 50051
 ANSWER_FORMATS = {"mc": "multiple_choice", "open": "open_qa", "tf": "true_false"}
 """The short answer-format names of the CLI and this client -> the contract's names."""
 
@@ -41,6 +42,22 @@ def _options(retries: int, max_message_mb: int) -> list[tuple[str, Any]]:
     return channel_options(max_message_mb) + retry_options(
         {"echo.v1.Inspector": retries}, ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
     )
+
+
+def with_default_port(address: str, port: int = DEFAULT_PORT) -> str:
+    """`host` -> `host:50051`: an address without a port means Echo-IAD's port, never gRPC's default 443.
+
+    IPv6 literals may be bare (`::1`) or bracketed (`[::1]`); a target with a scheme (`dns:///h:1`,
+    `unix:/path`) is left as written.
+    """
+    address = address.strip()
+    if not address or "://" in address or address.startswith(("unix:", "dns:", "ipv4:", "ipv6:")):
+        return address
+    if address.startswith("["):
+        return address if "]:" in address else f"{address}:{port}"
+    if address.count(":") > 1:  # a bare IPv6 literal
+        return f"[{address}]:{port}"
+    return address if ":" in address else f"{address}:{port}"
 
 
 def to_image(image: ImageLike, *, send_uri: bool = False) -> common_pb2.Image:
@@ -153,7 +170,7 @@ class _Client:
         max_message_mb: int = 32,
         application: str = "",
     ) -> None:
-        self.address = address
+        self.address = address = with_default_port(address)
         self.timeout_s = timeout_s
         self.metadata = (("application", application),) if application else None
         self._channel = type(self)._new_channel(address, options=_options(retries, max_message_mb))
@@ -212,6 +229,20 @@ class _Client:
         """An image of this line by content hash (GetImageResponse: data, content_type)."""
         req = inspector_pb2.GetImageRequest(line_id=line_id, sha256=sha256)
         return self._stub.GetImage(req, timeout=self.timeout_s, metadata=self.metadata)
+
+    def list_lines(self) -> Any:
+        """Every line with normal images in memory, with its products (ListLinesResponse)."""
+        return self._stub.ListLines(inspector_pb2.ListLinesRequest(), timeout=self.timeout_s, metadata=self.metadata)
+
+    def put_knowledge(self, entry: knowledge_pb2.KnowledgeEntry) -> Any:
+        """Store a product's knowledge entry through the Inspector; PutKnowledgeResponse (id, version)."""
+        req = inspector_pb2.PutKnowledgeRequest(entry=entry)
+        return self._stub.PutKnowledge(req, timeout=self.timeout_s, metadata=self.metadata)
+
+    def get_knowledge(self, dataset: str, category: str) -> Any:
+        """A product's knowledge entry (GetKnowledgeResponse); NOT_FOUND when it has none."""
+        req = inspector_pb2.GetKnowledgeRequest(dataset=dataset, category=category)
+        return self._stub.GetKnowledge(req, timeout=self.timeout_s, metadata=self.metadata)
 
     def _health_check(self, service: str, timeout_s: float) -> Any:
         return health_pb2_grpc.HealthStub(self._channel).Check(

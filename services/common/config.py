@@ -32,6 +32,15 @@ class ServerSettings(Section):
 class TelemetrySettings(Section):
     log_level: str = Field("INFO", description="Python logging level.")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 disables the HTTP exporter.")
+    tracing: bool = Field(
+        False,
+        description="Export OpenTelemetry spans of every RPC and of the gateway's fan-out to otlp_endpoint "
+        "(W3C trace context travels in gRPC metadata, through Ray Serve's proxy too).",
+    )
+    otlp_endpoint: str = Field(
+        "http://127.0.0.1:4317",
+        description="OTLP/gRPC collector (e.g. an OpenTelemetry Collector or Jaeger); https:// for TLS.",
+    )
 
 
 class SettingsTree(BaseSettings):

@@ -23,10 +23,19 @@ Image.MAX_IMAGE_PIXELS = None  # we enforce our own, configurable limit
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """Refuse images above these before spending compute on them."""
+    """Refuse images above these before spending compute on them.
+
+    `section` is the settings section they come from (e.g. "embedding"), so a refusal names the setting
+    that controls it: `over the limit of 40000000 (embedding.max_image_pixels)`.
+    """
 
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
+    section: str = ""
+
+    def over(self, what: str, limit: int) -> str:
+        """`over the limit of N (section.max_image_<what>)`: the words of every refusal."""
+        return f"over the limit of {limit}" + (f" ({self.section}.max_image_{what})" if self.section else "")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -97,26 +106,28 @@ def check_header(data: bytes, limits: ImageLimits = ImageLimits(), field: str = 
     if not data:
         raise InvalidArgument("is empty", field=field)
     if len(data) > limits.max_bytes:
-        raise InvalidArgument(f"is {len(data)} bytes, over the limit of {limits.max_bytes}", field=field)
+        raise InvalidArgument(f"is {len(data)} bytes, {limits.over('bytes', limits.max_bytes)}", field=field)
     try:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InvalidArgument(f"cannot be decoded as an image ({type(e).__name__}: {e})", field=field) from e
     if w * h > limits.max_pixels:
-        raise InvalidArgument(f"is {w}x{h} = {w * h} pixels, over the limit of {limits.max_pixels}", field=field)
+        raise InvalidArgument(f"is {w}x{h} = {w * h} pixels, {limits.over('pixels', limits.max_pixels)}", field=field)
     return w, h
 
 
 def decode(data: bytes, limits: ImageLimits = ImageLimits(), *, field: str = "image") -> Image.Image:
     """Decode to RGB, enforcing the byte and pixel limits; INVALID_ARGUMENT names the problem."""
     if len(data) > limits.max_bytes:
-        raise InvalidArgument(f"is {len(data)} bytes, over the limit of {limits.max_bytes}", field=field)
+        raise InvalidArgument(f"is {len(data)} bytes, {limits.over('bytes', limits.max_bytes)}", field=field)
     try:
         img = Image.open(io.BytesIO(data))
         w, h = img.size
         if w * h > limits.max_pixels:
-            raise InvalidArgument(f"is {w}x{h} = {w * h} pixels, over the limit of {limits.max_pixels}", field=field)
+            raise InvalidArgument(
+                f"is {w}x{h} = {w * h} pixels, {limits.over('pixels', limits.max_pixels)}", field=field
+            )
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InvalidArgument(f"cannot be decoded as an image ({type(e).__name__}: {e})", field=field) from e

@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common.telemetry import MetricsInterceptor
+from services.common.telemetry import server_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def retry_options(
 
 
 def new_server(max_message_mb: int = 32) -> grpc.aio.Server:
-    return grpc.aio.server(options=channel_options(max_message_mb), interceptors=[MetricsInterceptor()])
+    return grpc.aio.server(options=channel_options(max_message_mb), interceptors=server_interceptors())
 
 
 def add_health_and_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> health.aio.HealthServicer:
@@ -179,11 +179,12 @@ def run_standalone(
     """
     import argparse
 
-    from services.common.telemetry import setup_logging, start_metrics_exporter
+    from services.common.telemetry import setup_logging, setup_tracing, start_metrics_exporter
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default=None, help="YAML settings file (else $ECHO_IAD_CONFIG, else defaults).")
     settings = load_settings(parser.parse_args().config)
     setup_logging(settings.telemetry.log_level)
     start_metrics_exporter(settings.telemetry.metrics_port)
+    setup_tracing(settings.telemetry, f"echo-iad.{build_stage.__module__.split('.')[-2]}")  # services.<stage>.server
     asyncio.run(serve_stage(build_stage, settings))

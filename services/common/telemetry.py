@@ -1,4 +1,4 @@
-"""Logging and metrics, shared by every stage, behind flags: each metric's name, labels and buckets written once.
+"""Logging, metrics and tracing, shared by every stage, behind flags; each metric defined once (name, labels, buckets).
 
 Where a metric goes is chosen at run time, on its first use in a process:
 - embedded mode (and a stage run alone): prometheus-client's default registry,
@@ -9,6 +9,13 @@ Where a metric goes is chosen at run time, on its first use in a process:
   replica and application tags; Serve's own batch and request metrics sit beside
   ours there.
 If the exporter cannot start (port taken), we log once and keep serving.
+
+Tracing (`telemetry.tracing`, off by default) uses OpenTelemetry: a span per RPC
+on both ends (opentelemetry-instrumentation-grpc's grpc.aio interceptors, which
+carry the W3C `traceparent` in the call's metadata), plus the gateway's own spans
+per fan-out stage, so one inspection is one trace across every stage. Spans go to
+an OTLP collector (`telemetry.otlp_endpoint`) in batches off the request path; if
+the exporter cannot start, we log once and serve untraced.
 """
 
 from __future__ import annotations
@@ -167,6 +174,94 @@ def rpc_metrics(service: str, method: str) -> Iterator[RpcOutcome]:
         IN_FLIGHT.dec(stage=stage)
         REQUESTS.inc(service=service, method=method, code=outcome.code)
         LATENCY.observe(time.perf_counter() - start, service=service, method=method)
+
+
+_tracer_provider: Any = None  # the SDK's TracerProvider once tracing is on in this process
+
+
+def setup_tracing(settings: Any, service_name: str = "echo-iad", *, exporter: Any = None) -> bool:
+    """Turn tracing on for servers and channels made from now on; False (logged) when off or it cannot start.
+
+    Args:
+        settings: the TelemetrySettings (tracing flag, otlp_endpoint).
+        service_name: the `service.name` of this process's spans (a Ray replica names its stage).
+        exporter: a span exporter to use instead of OTLP, synchronously (tests: an in-memory one).
+    """
+    global _tracer_provider
+    if _tracer_provider is not None:
+        return True
+    if not settings.tracing and exporter is None:
+        return False
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+        provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        if exporter is not None:
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        else:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
+    except Exception as e:
+        log.warning("tracing not started (%s: %s); serving continues without it", type(e).__name__, e)
+        return False
+    _tracer_provider = provider
+    log.info(
+        "tracing on: spans of %s go to %s", service_name, "the given exporter" if exporter else settings.otlp_endpoint
+    )
+    return True
+
+
+def stop_tracing() -> None:
+    """Flush and turn tracing off (servers and channels made from now on are untraced)."""
+    global _tracer_provider
+    provider, _tracer_provider = _tracer_provider, None
+    if provider is not None:
+        provider.shutdown()
+
+
+def tracer() -> Any:
+    """The tracer for our own spans (the gateway's fan-out stages); a no-op one while tracing is off."""
+    from opentelemetry import trace
+
+    return _tracer_provider.get_tracer("echo_iad") if _tracer_provider is not None else trace.NoOpTracer()
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """Every server's interceptors: metrics always; a span per RPC (continuing the caller's trace) with tracing."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
+    if _tracer_provider is not None:
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        interceptors.insert(0, aio_server_interceptor(tracer_provider=_tracer_provider))
+    return interceptors
+
+
+def client_interceptors() -> list[Any]:
+    """A grpc.aio channel's interceptors: with tracing, a span per call, its context sent in the metadata."""
+    if _tracer_provider is None:
+        return []
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return aio_client_interceptors(tracer_provider=_tracer_provider)
+
+
+@contextlib.contextmanager
+def continued_trace(metadata: Any, name: str) -> Iterator[None]:
+    """A server span for a call that arrives without our interceptors (a Ray Serve replica), in the caller's trace.
+
+    Serve's gRPC proxy hands the replica the call's metadata, `traceparent` included.
+    """
+    if _tracer_provider is None:
+        yield
+        return
+    from opentelemetry import propagate, trace
+
+    parent = propagate.extract({k: v for k, v in metadata or () if isinstance(v, str)})
+    with tracer().start_as_current_span(name, context=parent, kind=trace.SpanKind.SERVER):
+        yield
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -69,7 +69,7 @@ class ClipEncoder:
 
     @classmethod
     def from_settings(cls, settings: EmbeddingSettings) -> ClipEncoder:
-        limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+        limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels, section="embedding")
         return cls(load_clip(settings), limits)
 
     def blank_batch(self, n: int) -> Any:
@@ -253,7 +253,9 @@ class EmbeddingService:
             raise InvalidArgument("is empty: send at least one image", field="images")
         if len(images) > self.settings.max_images_per_request:
             raise InvalidArgument(
-                f"has {len(images)} images, over the limit of {self.settings.max_images_per_request}", field="images"
+                f"has {len(images)} images, over the limit of {self.settings.max_images_per_request} "
+                "(embedding.max_images_per_request)",
+                field="images",
             )
         if return_patch_tokens and not self.encoder.has_patch_tokens:
             raise FailedPrecondition(f"model {self.model_id} gives no patch tokens", field="return_patch_tokens")
@@ -279,7 +281,9 @@ class EmbeddingService:
             raise InvalidArgument("is empty: send at least one text", field="texts")
         if len(texts) > self.settings.max_texts_per_request:
             raise InvalidArgument(
-                f"has {len(texts)} texts, over the limit of {self.settings.max_texts_per_request}", field="texts"
+                f"has {len(texts)} texts, over the limit of {self.settings.max_texts_per_request} "
+                "(embedding.max_texts_per_request)",
+                field="texts",
             )
         for i, t in enumerate(texts):
             if not t.strip():

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from services.client import InspectorClient
+    from services.knowledge.entries import Entry
 
 Config = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML settings file (env ECHO_IAD_CONFIG; ECHO_IAD__* variables override)."),
 ]
-Server = Annotated[str, typer.Option("--server", "-s", help="Inspector address host:port.")]
+Server = Annotated[
+    str, typer.Option("--server", "-s", help="Inspector address host:port (a host alone means port 50051).")
+]
 Application = Annotated[
     str,
     typer.Option(
-        help="Cluster mode: the Ray Serve application of the Inspector (e.g. 'inspector'; the Knowledge stage is "
-        "then reached as 'knowledge' through the same proxy). Leave empty for `echo-iad serve`."
+        help="Cluster mode: the Ray Serve application of the Inspector behind Serve's gRPC proxy (e.g. 'inspector'). "
+        "Leave empty for `echo-iad serve`."
     ),
 ]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -33,7 +43,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from config: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="gRPC port (default from config: 50051).")] = None,
     ray: Annotated[
-        Path | None, typer.Option("--ray", help="Serve config YAML: deploy every stage on Ray Serve instead.")
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Deploy every stage on Ray Serve instead: a Serve config YAML, or the name of a packaged one "
+            "(local-cpu, single-gpu, multi-node-gpu), from any folder.",
+        ),
     ] = None,
 ) -> None:
     """Serve all five services (Inspector, Embedding, Retrieval, Knowledge, Decision) on one gRPC port.
@@ -43,7 +58,7 @@ def serve(
     """
     import asyncio
 
-    from services.common.telemetry import setup_logging, start_metrics_exporter
+    from services.common.telemetry import setup_logging, setup_tracing, start_metrics_exporter
     from services.config import load_settings
 
     if ray is not None:
@@ -59,6 +74,7 @@ def serve(
     settings = load_settings(config, **overrides)
     setup_logging(settings.telemetry.log_level)
     start_metrics_exporter(settings.telemetry.metrics_port)
+    setup_tracing(settings.telemetry)
     from services.gateway.server import serve_embedded
 
     asyncio.run(serve_embedded(settings))
@@ -98,10 +114,8 @@ def inspect(
     """Ask the Inspector one question about one image and print the answer with its trace."""
     from google.protobuf.json_format import MessageToDict
 
-    from services.client import InspectorClient
-
     options = _parse_options(option) if option else {"A": "Yes.", "B": "No."}
-    with InspectorClient(server, application=application) as client:
+    with inspector(server, application) as client, explained(client.address, application, {"image": image}):
         resp = client.inspect(
             image,
             question,
@@ -159,105 +173,265 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+@contextlib.contextmanager
+def explained(address: str, application: str = "", files: Mapping[str, Path] | None = None) -> Iterator[None]:
+    """A failed call inside becomes one line for a person (CliError): the address, the files behind fields."""
+    import grpc
+
+    from services.client.errors import CliError, explain_rpc_error
+
+    try:
+        yield
+    except grpc.RpcError as e:
+        raise CliError(explain_rpc_error(e, address, files, application=application)) from None
+
+
+@contextlib.contextmanager
+def inspector(server: str, application: str) -> Iterator[InspectorClient]:
+    """A client of the Inspector whose failures come out as one line naming its address."""
+    from services.client import InspectorClient
+
+    with InspectorClient(server, application=application) as client, explained(client.address, application):
+        yield client
+
+
+def require_line(line: str | None, client: InspectorClient) -> str:
+    """The --line given, or a one-line usage error listing the lines the server has."""
+    import grpc
+
+    from services.client.errors import CliError, ExitCode, Problem
+
+    if line:
+        return line
+    try:
+        lines = [f"{x.line_id} ({', '.join(f'{p.dataset}/{p.category}' for p in x.products)})"
+                 for x in client.list_lines().lines]  # fmt: skip
+        known = f"lines on {client.address}: {'; '.join(lines)}" if lines else f"{client.address} has no lines yet"
+    except grpc.RpcError as e:
+        known = f"the lines could not be listed ({e.code().name})"
+    raise CliError(Problem("USAGE", "--line is required", f"{known}; name one with --line", ExitCode.USAGE))
+
+
+@dataclass
+class KnowledgeFile:
+    """A product's knowledge YAML, checked against the schema and the product's flags."""
+
+    path: Path
+    entry: Entry
+
+    @classmethod
+    def load(cls, path: Path, *, dataset: str, category: str) -> KnowledgeFile:
+        """Read and check the YAML; CliError names the file and the field, or both sides of a disagreement."""
+        import yaml
+
+        from services.client.errors import CliError
+        from services.knowledge.entries import SchemaError, canonical_dataset, parse_entry
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise CliError.bad_input(f"knowledge file {path}: cannot be read: {e}") from None
+        except yaml.YAMLError as e:
+            raise CliError.bad_input(f"knowledge file {path}: not valid YAML: {' '.join(str(e).split())}") from None
+        if not isinstance(data, dict):
+            raise CliError.bad_input(
+                f"knowledge file {path}: the top level must be a mapping", "see the schema in knowledge_base/README.md"
+            )
+        for key, flag, given, same in (
+            ("category", "--category", category, lambda a, b: a == b),
+            ("dataset", "--dataset", dataset, lambda a, b: canonical_dataset(a) == canonical_dataset(b)),
+        ):
+            if data.get(key) not in (None, "") and not same(str(data[key]), given):
+                raise CliError.bad_input(
+                    f"knowledge file {path} is for {key} {data[key]!r} but {flag} is {given!r}",
+                    f"make them agree (edit the file's `{key}:` or change {flag})",
+                )
+            data.setdefault(key, given)
+        try:
+            return cls(path, parse_entry(data))
+        except SchemaError as e:
+            raise CliError.bad_input(
+                f"knowledge file {path}: {e.field}: {e.problem}", "see the schema in knowledge_base/README.md"
+            ) from None
+
+
+def _bad_image(path: Path) -> str | None:
+    """Why this file cannot be a normal image (unreadable, not an image), or None."""
+    from services.common.errors import InvalidArgument
+    from services.common.images import ImageLimits, check_header
+
+    try:
+        check_header(path.read_bytes(), ImageLimits(sys.maxsize, sys.maxsize), field="file")
+    except OSError as e:
+        return f"cannot be read: {e.strerror or e}"
+    except InvalidArgument as e:
+        return str(e).removeprefix("file: ")
+    return None
+
+
+@dataclass
+class AddReport:
+    added: int = 0
+    existing: int = 0
+    skipped: dict[Path, str] = field(default_factory=dict)  # bad file -> why
+
+
+def _add_images(
+    client: InspectorClient, images: list[Path], *, line: str, dataset: str, category: str, batch: int, skip_bad: bool
+) -> AddReport:
+    """Send images in batches; a file the server refuses is skipped (skip_bad) or stops the run, named."""
+    import grpc
+
+    from services.client.errors import CliError, explain_rpc_error, refused_field
+    from services.common.progress import progress_bar
+
+    report = AddReport()
+    with progress_bar(f"adding {len(images)} normal images", len(images)) as advance:
+        for start in range(0, len(images), batch):
+            chunk = images[start : start + batch]
+            while chunk:
+                files = {f"images[{i}]": p for i, p in enumerate(chunk)}
+                try:
+                    resp = client.add_normal_images(line, category, chunk, dataset=dataset)
+                except grpc.RpcError as e:
+                    problem = explain_rpc_error(e, client.address, files)
+                    bad = files.get(refused_field(e.details() or ""))
+                    if bad is None or not skip_bad:
+                        done = f" ({report.added} added before it)" if report.added else " (nothing was added)"
+                        raise CliError(replace(problem, message=problem.message + done)) from None
+                    report.skipped[bad] = problem.message.split(f"({bad}): ", 1)[-1]
+                    chunk = [p for p in chunk if p != bad]
+                    advance(1)
+                    continue
+                report.added += resp.added
+                report.existing += resp.existing
+                advance(len(chunk))
+                break
+    return report
+
+
 @product_app.command("add")
 def product_add(
-    line: Annotated[str, typer.Option(help="Production line id.")],
     category: Annotated[str, typer.Option(help="Product category name, e.g. 'brake_disc'.")],
     normal_dir: Annotated[
         Path, typer.Option(help="Folder of images of GOOD parts (searched recursively).", exists=True, file_okay=False)
     ],
+    line: Annotated[
+        str | None, typer.Option(help="Production line id (required; without it the lines on the server are listed).")
+    ] = None,
     knowledge: Annotated[
-        Path | None, typer.Option(help="Knowledge YAML for this product (schema: knowledge_base/README.md).")
+        Path | None,
+        typer.Option(
+            help="Knowledge YAML for this product (schema: knowledge_base/README.md); checked before anything is "
+            "added, and its category/dataset must agree with the flags."
+        ),
     ] = None,
     dataset: Annotated[str, typer.Option(help="Namespace for your own products.")] = "Custom",
+    skip_bad: Annotated[
+        bool,
+        typer.Option(help="Skip images that cannot be read or that the server refuses, add the rest, and list them."),
+    ] = False,
     server: Server = "127.0.0.1:50051",
     application: Application = "",
-    batch: Annotated[int, typer.Option(help="Images per AddNormalImages call.")] = 16,
+    batch: Annotated[int, typer.Option(min=1, help="Images per AddNormalImages call.")] = 16,
 ) -> None:
-    """Send a product's normal images to the memory and its knowledge entry to the knowledge stage."""
-    from rich.progress import Progress
+    """Send a product's normal images and its knowledge entry to the Inspector (AddNormalImages, PutKnowledge).
 
-    from services.client import InspectorClient
-
-    images = _images_in(normal_dir)
-    if not images:
-        raise typer.BadParameter(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {normal_dir}")
-    added = existing = 0
-    with InspectorClient(server, application=application) as client, Progress() as progress:
-        task = progress.add_task(f"adding {len(images)} normal images", total=len(images))
-        for start in range(0, len(images), batch):
-            chunk = images[start : start + batch]
-            resp = client.add_normal_images(line, category, chunk, dataset=dataset)
-            added += resp.added
-            existing += resp.existing
-            progress.advance(task, len(chunk))
-    typer.echo(f"memory: {added} added, {existing} already present for line={line} {dataset}/{category}")
-    if knowledge is not None:
-        entry_id, version = put_knowledge_file(
-            knowledge, server, dataset=dataset, category=category, cluster=bool(application)
-        )
-        typer.echo(f"knowledge: {entry_id} stored (version {version})")
-
-
-def _knowledge_metadata(cluster: bool) -> tuple[tuple[str, str], ...] | None:
-    return (("application", "knowledge"),) if cluster else None
-
-
-def put_knowledge_file(
-    path: Path, server: str, *, dataset: str, category: str, cluster: bool = False
-) -> tuple[str, int]:
-    """Send a knowledge YAML through the Knowledge stage's PutEntry RPC."""
-    import grpc
-    import yaml
-
-    from echo.v1 import knowledge_pb2, knowledge_pb2_grpc
-    from services.knowledge.entries import SchemaError, parse_entry
+    Everything is checked first: the knowledge YAML against the schema and the flags, and every image file.
+    A bad file is named; nothing is added unless --skip-bad, which adds the rest and lists what it skipped.
+    """
+    from services.client.errors import CliError
     from services.knowledge.servicer import entry_to_proto
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise typer.BadParameter(f"{path}: the top level must be a mapping (schema: knowledge_base/README.md)")
-    data.setdefault("dataset", dataset)
-    data.setdefault("category", category)
-    try:
-        msg = entry_to_proto(parse_entry(data))
-    except SchemaError as e:
-        raise typer.BadParameter(f"{path}: {e.field}: {e.problem}") from None
-    with grpc.insecure_channel(server) as channel:
-        resp = knowledge_pb2_grpc.KnowledgeStub(channel).PutEntry(
-            knowledge_pb2.PutEntryRequest(entry=msg), timeout=30, metadata=_knowledge_metadata(cluster)
+    kb = KnowledgeFile.load(knowledge, dataset=dataset, category=category) if knowledge is not None else None
+    images = _images_in(normal_dir)
+    if not images:
+        raise CliError.bad_input(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {normal_dir}")
+    bad = {p: why for p in images if (why := _bad_image(p)) is not None}
+    for p, why in bad.items():
+        typer.echo(f"{'skipped' if skip_bad else 'bad file'} {p}: {why}", err=True)
+    if bad and not skip_bad:
+        raise CliError.bad_input(
+            f"{len(bad)} of {len(images)} files under {normal_dir} are not usable images (listed above); "
+            "nothing was added",
+            "fix or remove them, or pass --skip-bad to add the others",
         )
-    return resp.id, resp.version
+    images = [p for p in images if p not in bad]
+    if not images:
+        raise CliError.bad_input(f"no usable images under {normal_dir} (all {len(bad)} were skipped)")
+    with inspector(server, application) as client:
+        line = require_line(line, client)
+        if kb is not None:
+            stored = client.put_knowledge(entry_to_proto(kb.entry))
+            typer.echo(f"knowledge: {stored.id} stored (version {stored.version}) from {kb.path}")
+        report = _add_images(
+            client, images, line=line, dataset=dataset, category=category, batch=batch, skip_bad=skip_bad
+        )
+    for p, why in report.skipped.items():
+        typer.echo(f"skipped {p}: {why}", err=True)
+    skipped = len(bad) + len(report.skipped)
+    typer.echo(
+        f"memory: {report.added} added, {report.existing} already present for line={line} {dataset}/{category}"
+        + (f"; {skipped} bad files skipped (listed above)" if skipped else "")
+    )
 
 
 @product_app.command("check")
 def product_check(
-    line: Annotated[str, typer.Option(help="Production line id.")],
     category: Annotated[str, typer.Option(help="Product category name.")],
+    line: Annotated[
+        str | None, typer.Option(help="Production line id (required; without it the lines on the server are listed).")
+    ] = None,
     dataset: Annotated[str, typer.Option(help="Namespace the product was added under.")] = "Custom",
+    knowledge: Annotated[
+        Path | None,
+        typer.Option(
+            help="The knowledge YAML given to `product add`: then NOT READY unless the server has that very entry."
+        ),
+    ] = None,
     server: Server = "127.0.0.1:50051",
     application: Application = "",
 ) -> None:
-    """Is this product ready to inspect? Counts normal images, finds its knowledge, runs a test inspection."""
+    """Is this product ready to inspect? Counts normal images, finds its knowledge, runs a test inspection.
+
+    READY needs normal images, a test inspection with a reference and nothing degraded, and the knowledge
+    entry when --knowledge names one (knowledge is optional otherwise). Exit code 1 when NOT READY.
+    """
     import grpc
 
-    from echo.v1 import knowledge_pb2, knowledge_pb2_grpc
-    from services.client import InspectorClient
+    from services.knowledge.entries import entry_from_fields
+    from services.knowledge.servicer import fields_from_proto
 
+    expected = KnowledgeFile.load(knowledge, dataset=dataset, category=category) if knowledge is not None else None
     ok = True
-    with InspectorClient(server, application=application) as client:
+    with inspector(server, application) as client:
+        line = require_line(line, client)
         listing = client.list_normal_images(line, category=category, dataset=dataset, limit=1)
         n = listing.total
         typer.echo(f"normal images   {n} {'(ready)' if n else '(none: run `echo-iad product add`)'}")
         ok &= n > 0
-        with grpc.insecure_channel(server) as channel:
-            entries = knowledge_pb2_grpc.KnowledgeStub(channel).ListEntries(
-                knowledge_pb2.ListEntriesRequest(dataset=dataset),
-                timeout=30,
-                metadata=_knowledge_metadata(bool(application)),
+        try:
+            found = client.get_knowledge(dataset, category)
+            entry, degraded = entry_from_fields(fields_from_proto(found.entry)), list(found.degraded)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            entry, degraded = None, [e.details()] if "degraded" in (e.details() or "") else []
+        if degraded:
+            typer.echo(f"knowledge       degraded: {'; '.join(degraded)}")
+            ok = False
+        if entry is None:
+            needed = expected is not None
+            typer.echo(
+                f"knowledge       missing{f' (given in {expected.path})' if needed else ''}"
+                + ("" if needed else " (optional; improves classification)")
             )
-        has_kb = any(e.category == category for e in entries.entries)
-        typer.echo(f"knowledge       {'present' if has_kb else 'missing (optional; improves classification)'}")
+            ok &= not needed
+        elif expected is not None and not entry.same_content(expected.entry):
+            typer.echo(f"knowledge       {entry.id} v{entry.version} differs from {expected.path}: add it again")
+            ok = False
+        else:
+            typer.echo(f"knowledge       present ({entry.id} v{entry.version})")
         if n:
             uri = listing.items[0].uri
             resp = client.inspect(
@@ -275,6 +449,8 @@ def product_check(
                 f"test inspection answer={resp.answer or '-'} experts={','.join(t.experts_used)} "
                 f"references={len(t.references)} degraded={len(t.degraded)} total={total:.0f} ms"
             )
+            for d in t.degraded:
+                typer.echo(f"  degraded: {d}")
             ok &= bool(t.references) and not t.degraded
     typer.echo("READY" if ok else "NOT READY")
     if not ok:

@@ -40,6 +40,7 @@ from services.common.enums import (
 )
 from services.common.errors import EchoError
 from services.common.serving import channel_options, retry_options
+from services.common.telemetry import client_interceptors
 from services.gateway.config import GatewaySettings, StageEndpoint
 from services.gateway.domain import (
     CategoryGuess,
@@ -47,9 +48,11 @@ from services.gateway.domain import (
     DecisionAsk,
     Embedded,
     Knowledge,
+    KnowledgeFound,
     MemoryItem,
     MemoryStats,
     Passage,
+    ProductCount,
     Reference,
 )
 from services.knowledge.entries import DEFECT_FIELDS, Defect, Entry
@@ -154,7 +157,9 @@ class StageClients:
                 initial_backoff_s=0.02,
                 max_backoff_s=0.5,
             )
-            channel = grpc.aio.insecure_channel(address, options=channel_options(max_message_mb) + retries)
+            channel = grpc.aio.insecure_channel(
+                address, options=channel_options(max_message_mb) + retries, interceptors=client_interceptors()
+            )
             self._channels[address] = channel
             for n in names:
                 self.clients[n] = StageClient(n, channel, endpoints[n])
@@ -247,7 +252,7 @@ class StageClients:
             categories=sorted({c.category for c in resp.counts if c.count > 0}),
             items=[MemoryItem(p.id, p.uri, p.sha256, p.line_id, p.dataset, p.category, p.label) for p in resp.points],
             next_page_token=resp.next_page_token,
-            counts=[(c.dataset, c.category, c.count) for c in resp.counts if c.count > 0],
+            counts=[ProductCount(c.line_id, c.dataset, c.category, c.count) for c in resp.counts if c.count > 0],
         )
 
     async def upsert(
@@ -319,6 +324,20 @@ class StageClients:
             )
             for e in resp.entries
         ]
+
+    async def put_entry(self, entry: bytes, deadline: Deadline) -> tuple[str, int]:
+        """Store a serialized KnowledgeEntry; (id, version)."""
+        req = knowledge_pb2.PutEntryRequest(entry=knowledge_pb2.KnowledgeEntry.FromString(entry))
+        resp = await self["knowledge"].call("PutEntry", req, deadline)
+        return resp.id, resp.version
+
+    async def find_entry(self, dataset: str, category: str, deadline: Deadline) -> KnowledgeFound:
+        """The entry of (dataset, category), serialized (b"" when there is none), and why the stage is degraded."""
+        degraded: list[str] = []
+        req = knowledge_pb2.ListEntriesRequest(dataset=dataset)
+        resp = await self["knowledge"].call("ListEntries", req, deadline, degraded=degraded)
+        entry = next((e for e in resp.entries if e.category == category), None)
+        return KnowledgeFound(entry.SerializeToString() if entry is not None else b"", degraded)
 
     # ---- decision ----------------------------------------------------------------------------------------------
     async def decide(self, ask: DecisionAsk, deadline: Deadline) -> Decided:

@@ -18,6 +18,7 @@ from typing import Protocol, TypeVar
 
 from services.common.errors import EchoError, InvalidArgument, NotFound, ResourceExhausted, task_group_error
 from services.common.images import ImageLimits, ImageStore, check_header, check_sha256, image_suffix, sha256_hex
+from services.common.telemetry import tracer
 from services.gateway.clients import Deadline, StageCallError, StageClients
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import (
@@ -25,6 +26,8 @@ from services.gateway.domain import (
     DecisionAsk,
     Inspection,
     InspectionResult,
+    KnowledgeFound,
+    LineSummary,
     MemoryItem,
     MemoryListing,
     Passage,
@@ -63,11 +66,13 @@ class _Run:
     passages: list[Passage] = field(default_factory=list)
 
     async def timed(self, stage: str, aw: Awaitable[T]) -> T:
+        """Await one step of the fan-out, timed into the trace and, with tracing on, as its own span."""
         start = time.perf_counter()
-        try:
-            return await aw
-        finally:
-            self.trace.timings.append(Timing(stage, (time.perf_counter() - start) * 1000.0))
+        with tracer().start_as_current_span(f"inspect.{stage}"):
+            try:
+                return await aw
+            finally:
+                self.trace.timings.append(Timing(stage, (time.perf_counter() - start) * 1000.0))
 
     def set_compute(self, stage: str, compute_ms: float) -> None:
         for t in self.trace.timings:
@@ -102,8 +107,8 @@ class Inspector:
         """One inspection: validate, plan, fan out, decide. `grpc_time_remaining`: the caller's deadline (s)."""
         if self._in_flight >= self.settings.max_concurrent:
             raise ResourceExhausted(
-                f"gateway: {self._in_flight} inspections in flight (max_concurrent={self.settings.max_concurrent}); "
-                "retry with backoff"
+                f"gateway: {self._in_flight} inspections in flight, over the limit of {self.settings.max_concurrent} "
+                "(gateway.max_concurrent); retry with backoff"
             )
         self._in_flight += 1
         try:
@@ -380,7 +385,8 @@ class Inspector:
         except StageCallError as e:  # the products are still worth showing without their knowledge
             entries, unknown = [], f"; knowledge unknown ({e.message})"
         products = []
-        for ds, cat, n in stats.counts:
+        for count in stats.counts:
+            ds, cat, n = count.dataset, count.category, count.count
             entry = _knowledge_for(entries, ds, cat)
             readiness = f"ready: {n} normal images to compare with"
             if entry is None and not unknown:
@@ -402,6 +408,33 @@ class Inspector:
         if data is None:
             raise NotFound(f"no image {sha256} on line {line_id!r} (or it is past retention)", field="sha256")
         return data
+
+    async def list_lines(self, deadline: Deadline) -> list[LineSummary]:
+        """Every line with normal images in memory, and its products (what a client offers when --line is missing)."""
+        stats = await self.clients.stats("", "", "", deadline)
+        lines: dict[str, LineSummary] = {}
+        for c in stats.counts:
+            line = lines.setdefault(c.line_id, LineSummary(c.line_id, 0, []))
+            line.normal_images += c.count
+            line.products.append(c)
+        return [lines[k] for k in sorted(lines)]
+
+    # ------------------------------------------------------------------ knowledge
+    async def put_knowledge(self, dataset: str, category: str, entry: bytes, deadline: Deadline) -> tuple[str, int]:
+        """Store a product's knowledge entry (serialized; the knowledge stage checks its schema); (id, version)."""
+        check_name(dataset, "entry.dataset", required=True)
+        check_name(category, "entry.category", required=True)
+        return await self.clients.put_entry(entry, deadline)
+
+    async def get_knowledge(self, dataset: str, category: str, deadline: Deadline) -> KnowledgeFound:
+        """A product's knowledge entry; NotFound (saying why the stage may not see it) when there is none."""
+        check_name(dataset, "dataset", required=True)
+        check_name(category, "category", required=True)
+        found = await self.clients.find_entry(dataset, category, deadline)
+        if not found.entry:
+            why = f" (the knowledge stage is degraded: {'; '.join(found.degraded)})" if found.degraded else ""
+            raise NotFound(f"no knowledge entry for {dataset}/{category}{why}")
+        return found
 
 
 def _knowledge_for(entries: list[Entry], dataset: str, category: str) -> Entry | None:

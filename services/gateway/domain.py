@@ -159,12 +159,39 @@ class CategoryGuess:
 
 
 @dataclass
+class ProductCount:
+    """Normal images of one product on one line."""
+
+    line_id: str
+    dataset: str
+    category: str
+    count: int
+
+
+@dataclass
 class MemoryStats:
     total: int
     categories: list[str]  # those holding at least one image, sorted
     items: list[MemoryItem]
     next_page_token: str
-    counts: list[tuple[str, str, int]] = field(default_factory=list)  # (dataset, category, images), non-empty ones
+    counts: list[ProductCount] = field(default_factory=list)  # per (line, dataset, category), non-empty ones
+
+
+@dataclass
+class LineSummary:
+    """A line with normal images in memory (fields as inspector.Line)."""
+
+    line_id: str
+    normal_images: int
+    products: list[ProductCount]
+
+
+@dataclass
+class KnowledgeFound:
+    """A product's knowledge entry as the knowledge contract's bytes (the gateway forwards it unread)."""
+
+    entry: bytes
+    degraded: list[str]
 
 
 @dataclass

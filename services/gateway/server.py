@@ -41,7 +41,7 @@ def build_inspector(settings: EchoSettings, default_address: str) -> Inspector:
         settings=settings.gateway,
         image_store=ImageStore(settings.retrieval.image_store),
         # the gateway refuses what the stages would refuse, before any fan-out
-        limits=ImageLimits(settings.embedding.max_image_bytes, settings.embedding.max_image_pixels),
+        limits=ImageLimits(settings.embedding.max_image_bytes, settings.embedding.max_image_pixels, "embedding"),
     )
 
 
@@ -128,11 +128,12 @@ async def serve_embedded(settings: EchoSettings) -> None:
 
 
 def main() -> None:
-    from services.common.telemetry import setup_logging
+    from services.common.telemetry import setup_logging, setup_tracing
     from services.config import load_settings
 
     settings = load_settings()
     setup_logging(settings.telemetry.log_level)
+    setup_tracing(settings.telemetry)
     asyncio.run(serve_embedded(settings))
 
 

@@ -21,12 +21,12 @@ from services.common.enums import (
     to_enum,
     to_name,
 )
-from services.common.errors import FailedPrecondition, Unavailable, grpc_errors
+from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable, grpc_errors
 from services.common.images import content_type_of, image_bytes
 from services.gateway.audit import AuditTrail
 from services.gateway.clients import STAGE_SERVICES, Deadline, StageClients
 from services.gateway.core import EXPERTS, Inspector
-from services.gateway.domain import Inspection, InspectionResult, Product, Trace
+from services.gateway.domain import Inspection, InspectionResult, LineSummary, Product, Trace
 from services.knowledge.servicer import entry_to_proto
 
 
@@ -104,6 +104,12 @@ def product_to_proto(p: Product) -> inspector_pb2.Product:
         ready=p.ready,
         readiness=p.readiness,
     )
+
+
+def line_to_proto(line: LineSummary) -> inspector_pb2.Line:
+    products = [inspector_pb2.LineProduct(dataset=p.dataset, category=p.category, normal_images=p.count)
+                for p in line.products]  # fmt: skip
+    return inspector_pb2.Line(line_id=line.line_id, normal_images=line.normal_images, products=products)
 
 
 class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
@@ -187,6 +193,34 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
         if self.audit is None:
             raise FailedPrecondition("the audit log is off on this server (audit.enabled: false)")
         return self.audit
+
+    @grpc_errors
+    async def ListLines(
+        self, request: inspector_pb2.ListLinesRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.ListLinesResponse:
+        lines = await self.inspector.list_lines(_deadline(context, 30_000))
+        return inspector_pb2.ListLinesResponse(lines=[line_to_proto(line) for line in lines])
+
+    @grpc_errors
+    async def PutKnowledge(
+        self, request: inspector_pb2.PutKnowledgeRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.PutKnowledgeResponse:
+        if not request.HasField("entry"):
+            raise InvalidArgument("is required", field="entry")
+        e = request.entry
+        entry_id, version = await self.inspector.put_knowledge(
+            e.dataset, e.category, e.SerializeToString(), _deadline(context, 30_000)
+        )
+        return inspector_pb2.PutKnowledgeResponse(id=entry_id, version=version)
+
+    @grpc_errors
+    async def GetKnowledge(
+        self, request: inspector_pb2.GetKnowledgeRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.GetKnowledgeResponse:
+        found = await self.inspector.get_knowledge(request.dataset, request.category, _deadline(context, 30_000))
+        return inspector_pb2.GetKnowledgeResponse(
+            entry=knowledge_pb2.KnowledgeEntry.FromString(found.entry), degraded=found.degraded
+        )
 
     async def check_health(self) -> None:
         """Every stage this gateway depends on answers its own health check as SERVING."""

@@ -297,3 +297,63 @@ class GetImageResponse(_message.Message):
     content_type: str
     sha256: str
     def __init__(self, data: _Optional[bytes] = ..., content_type: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class ListLinesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LineProduct(_message.Message):
+    __slots__ = ("dataset", "category", "normal_images")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    NORMAL_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    category: str
+    normal_images: int
+    def __init__(self, dataset: _Optional[str] = ..., category: _Optional[str] = ..., normal_images: _Optional[int] = ...) -> None: ...
+
+class Line(_message.Message):
+    __slots__ = ("line_id", "normal_images", "products")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    NORMAL_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    normal_images: int
+    products: _containers.RepeatedCompositeFieldContainer[LineProduct]
+    def __init__(self, line_id: _Optional[str] = ..., normal_images: _Optional[int] = ..., products: _Optional[_Iterable[_Union[LineProduct, _Mapping]]] = ...) -> None: ...
+
+class ListLinesResponse(_message.Message):
+    __slots__ = ("lines",)
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedCompositeFieldContainer[Line]
+    def __init__(self, lines: _Optional[_Iterable[_Union[Line, _Mapping]]] = ...) -> None: ...
+
+class PutKnowledgeRequest(_message.Message):
+    __slots__ = ("entry",)
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    entry: _knowledge_pb2.KnowledgeEntry
+    def __init__(self, entry: _Optional[_Union[_knowledge_pb2.KnowledgeEntry, _Mapping]] = ...) -> None: ...
+
+class PutKnowledgeResponse(_message.Message):
+    __slots__ = ("id", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    version: int
+    def __init__(self, id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GetKnowledgeRequest(_message.Message):
+    __slots__ = ("dataset", "category")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    category: str
+    def __init__(self, dataset: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+
+class GetKnowledgeResponse(_message.Message):
+    __slots__ = ("entry", "degraded")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    entry: _knowledge_pb2.KnowledgeEntry
+    degraded: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, entry: _Optional[_Union[_knowledge_pb2.KnowledgeEntry, _Mapping]] = ..., degraded: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -74,6 +74,21 @@ class InspectorStub:
                 request_serializer=echo_dot_v1_dot_inspector__pb2.GetImageRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_inspector__pb2.GetImageResponse.FromString,
                 _registered_method=True)
+        self.ListLines = channel.unary_unary(
+                '/echo.v1.Inspector/ListLines',
+                request_serializer=echo_dot_v1_dot_inspector__pb2.ListLinesRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_inspector__pb2.ListLinesResponse.FromString,
+                _registered_method=True)
+        self.PutKnowledge = channel.unary_unary(
+                '/echo.v1.Inspector/PutKnowledge',
+                request_serializer=echo_dot_v1_dot_inspector__pb2.PutKnowledgeRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_inspector__pb2.PutKnowledgeResponse.FromString,
+                _registered_method=True)
+        self.GetKnowledge = channel.unary_unary(
+                '/echo.v1.Inspector/GetKnowledge',
+                request_serializer=echo_dot_v1_dot_inspector__pb2.GetKnowledgeRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_inspector__pb2.GetKnowledgeResponse.FromString,
+                _registered_method=True)
 
 
 class InspectorServicer:
@@ -132,6 +147,27 @@ class InspectorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLines(self, request, context):
+        """The lines that have normal images in memory, with their products.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutKnowledge(self, request, context):
+        """A product's knowledge entry, validated here and stored by the knowledge stage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetKnowledge(self, request, context):
+        """A product's knowledge entry as the knowledge stage serves it; NOT_FOUND when it has none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InspectorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +210,21 @@ def add_InspectorServicer_to_server(servicer, server):
                     servicer.GetImage,
                     request_deserializer=echo_dot_v1_dot_inspector__pb2.GetImageRequest.FromString,
                     response_serializer=echo_dot_v1_dot_inspector__pb2.GetImageResponse.SerializeToString,
+            ),
+            'ListLines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLines,
+                    request_deserializer=echo_dot_v1_dot_inspector__pb2.ListLinesRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_inspector__pb2.ListLinesResponse.SerializeToString,
+            ),
+            'PutKnowledge': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutKnowledge,
+                    request_deserializer=echo_dot_v1_dot_inspector__pb2.PutKnowledgeRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_inspector__pb2.PutKnowledgeResponse.SerializeToString,
+            ),
+            'GetKnowledge': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKnowledge,
+                    request_deserializer=echo_dot_v1_dot_inspector__pb2.GetKnowledgeRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_inspector__pb2.GetKnowledgeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -392,6 +443,87 @@ class Inspector:
             '/echo.v1.Inspector/GetImage',
             echo_dot_v1_dot_inspector__pb2.GetImageRequest.SerializeToString,
             echo_dot_v1_dot_inspector__pb2.GetImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Inspector/ListLines',
+            echo_dot_v1_dot_inspector__pb2.ListLinesRequest.SerializeToString,
+            echo_dot_v1_dot_inspector__pb2.ListLinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutKnowledge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Inspector/PutKnowledge',
+            echo_dot_v1_dot_inspector__pb2.PutKnowledgeRequest.SerializeToString,
+            echo_dot_v1_dot_inspector__pb2.PutKnowledgeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKnowledge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Inspector/GetKnowledge',
+            echo_dot_v1_dot_inspector__pb2.GetKnowledgeRequest.SerializeToString,
+            echo_dot_v1_dot_inspector__pb2.GetKnowledgeResponse.FromString,
             options,
             channel_credentials,
             insecure,
