@@ -154,4 +154,4 @@ def explain_rpc_error(
     if status == "FAILED_PRECONDITION" and "no normal images" in details:
         return Problem(status, message, "add them first with `echo-iad product add`", ExitCode.PRECONDITION)
     kind = BY_STATUS.get(status, ExitCode.SERVER_ERROR)
-    return Problem(status, message, _HINTS[kind], kind)
+    return Problem(status, message, "" if "`echo-iad " in details else _HINTS[kind], kind)  # the server said what
