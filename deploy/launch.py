@@ -234,6 +234,10 @@ def stage_health(address: str, application: str, timeout_s: float = 10.0) -> str
 def wait_until_healthy(config: dict[str, Any], timeout_s: float = 900.0, poll_s: float = 1.0) -> None:
     """Until the proxy is healthy, every application RUNNING, and every Echo-IAD one SERVING through the proxy.
 
+    No request goes through the proxy before every application is RUNNING, and the
+    Inspector is asked last: a health check it forwards to a stage still starting would
+    be cancelled at its deadline, and Serve's proxy logs each such cancellation as a
+    "Task exception was never retrieved" traceback.
     Raises ConfigError when an application fails to deploy, TimeoutError (with each app's state) on timeout.
     """
     from ray import serve
@@ -241,28 +245,33 @@ def wait_until_healthy(config: dict[str, Any], timeout_s: float = 900.0, poll_s:
     from deploy.apps import GRPC_BUILDERS
 
     address = proxy_address(config)
-    apps = {a["name"]: a.get("import_path") in GRPC_BUILDERS for a in config["applications"]}
-    pending: dict[str, str] = dict.fromkeys(apps, "not deployed yet")
+    ours = [a["name"] for a in config["applications"] if a.get("import_path") in GRPC_BUILDERS]
+    ingress = {a["name"] for a in config["applications"] if a.get("import_path") == "deploy.apps:inspector_app"}
+    pending: dict[str, str] = {a["name"]: "not deployed yet" for a in config["applications"]}
     deadline = time.monotonic() + timeout_s
     while True:
         statuses = serve.status().applications
-        proxy_error = proxy_health(address)
-        for name, ours in apps.items():
+        for name in list(pending):
             st = statuses.get(name)
-            if st is None:
-                pending[name] = "not deployed yet"
-                continue
-            state = str(st.status.value if hasattr(st.status, "value") else st.status)
+            state = "" if st is None else str(st.status.value if hasattr(st.status, "value") else st.status)
             if state == "DEPLOY_FAILED":
-                raise ConfigError(f"application {name!r} failed to deploy: {st.message}")
+                raise ConfigError(f"application {name!r} failed to deploy: {st.message}")  # type: ignore[union-attr]
             if state != "RUNNING":
-                pending[name] = f"{state} {st.message}".strip()
-                continue
-            error = proxy_error or (stage_health(address, name) if ours else None)
-            if error is None:
-                pending.pop(name, None)
+                pending[name] = f"{state} {st.message}".strip() if st is not None else "not deployed yet"
+            elif name not in ours:
+                pending.pop(name)
             else:
-                pending[name] = f"health: {error}"
+                pending[name] = "RUNNING, health not checked yet"
+        if all(v.startswith("RUNNING") for v in pending.values()):
+            proxy_error = proxy_health(address)
+            for name in sorted((n for n in pending if n in ours), key=lambda n: n in ingress):  # the Inspector last
+                if name in ingress and any(n not in ingress for n in pending):
+                    break  # its stages are not all healthy yet
+                error = proxy_error or stage_health(address, name, timeout_s=30.0)
+                if error is None:
+                    pending.pop(name)
+                else:
+                    pending[name] = f"RUNNING, health: {error}"
         if not pending:
             return
         if time.monotonic() > deadline:

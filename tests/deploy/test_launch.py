@@ -81,3 +81,15 @@ def test_stage_args_give_cluster_settings_and_the_gateway_calls_stages_through_t
     assert gw.gateway.knowledge.address == "10.0.0.5:50051"  # an explicit address is kept
     with pytest.raises(ValueError, match="not valid EchoSettings"):
         StageArgs(settings={"embeding": {}})
+
+
+def test_packaged_configs_are_found_by_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploy.launch import resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config("local-cpu") == DEPLOY / "local-cpu.yaml"
+    assert resolve_config("single-gpu.yaml") == DEPLOY / "single-gpu.yaml"
+    (tmp_path / "local-cpu.yaml").write_text("applications: []\n")  # a file of that name here wins
+    assert resolve_config("local-cpu.yaml") == Path("local-cpu.yaml")
+    with pytest.raises(ConfigError, match=r"no Serve config 'local-gpu'.*\(local-cpu, multi-node-gpu, single-gpu\)"):
+        resolve_config("local-gpu")
