@@ -280,33 +280,77 @@ def wait_until_healthy(config: dict[str, Any], timeout_s: float = 900.0, poll_s:
 
 
 def serve_ray(config_path: str | Path, *, address: str | None = None, timeout_s: float = 900.0) -> None:
-    """Deploy CONFIG on Ray Serve and wait until every stage is healthy (see the module docstring)."""
-    from ray import serve
+    """Deploy CONFIG on Ray Serve and wait until every stage is healthy (see the module docstring).
 
+    With a local Ray started here, Ctrl-C or SIGTERM (also during start-up) removes the applications and stops
+    that Ray, saying so, and ends without a traceback: Ray's own processes ignore the terminal's Ctrl-C, so they
+    are still there to be shut down in order.
+    """
     from services.common.telemetry import setup_logging
 
     setup_logging(os.environ.get("ECHO_IAD__TELEMETRY__LOG_LEVEL", "INFO"))
     config = prepare_config(read_config(resolve_config(config_path)), Path.cwd())
     validate_config(config)
     started_local = connect(address)
-    deploy(config)
-    names = ", ".join(a["name"] for a in config["applications"])
-    print(f"deploying {names} ...", flush=True)
-    wait_until_healthy(config, timeout_s)
-    ingress = [a["name"] for a in config["applications"] if a.get("import_path") == "deploy.apps:inspector_app"]
-    inspector = ingress[0] if ingress else ""
-    print(
-        f"Echo-IAD on Ray Serve: gRPC proxy {proxy_address(config)}; send metadata application={inspector or '<app>'}",
-        flush=True,
-    )
-    if not started_local:
-        return  # the cluster keeps the applications running
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    print("serving until Ctrl-C (this process owns the local Ray instance)", flush=True)
-    stop.wait()
-    import ray
+    if started_local:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        deploy(config)
+        names = ", ".join(a["name"] for a in config["applications"])
+        print(f"deploying {names} ...", flush=True)
+        _wait_unless_stopped(config, timeout_s, stop)
+        if stop.is_set():
+            return
+        ingress = [a["name"] for a in config["applications"] if a.get("import_path") == "deploy.apps:inspector_app"]
+        print(
+            f"Echo-IAD on Ray Serve: gRPC proxy {proxy_address(config)}; "
+            f"send metadata application={ingress[0] if ingress else '<app>'}",
+            flush=True,
+        )
+        if not started_local:
+            return  # the cluster keeps the applications running
+        print(
+            "serving until Ctrl-C (this process owns the local Ray instance; its dashboard is on 127.0.0.1:8265 "
+            "and uses Ray's token auth: `RAY_AUTH_MODE=token serve status`, `RAY_AUTH_MODE=token ray status`)",
+            flush=True,
+        )
+        stop.wait()
+    finally:
+        if started_local:
+            _stop_local_ray()
 
-    serve.shutdown()
+
+def _wait_unless_stopped(config: dict[str, Any], timeout_s: float, stop: threading.Event) -> None:
+    """wait_until_healthy in a thread, so a Ctrl-C during start-up ends the wait at once."""
+    failure: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            wait_until_healthy(config, timeout_s)
+        except BaseException as e:
+            failure.append(e)
+        finally:
+            done.set()
+
+    done = threading.Event()
+    threading.Thread(target=wait, name="echo-wait-healthy", daemon=True).start()
+    while not done.wait(0.2) and not stop.is_set():
+        pass
+    if failure:
+        raise failure[0]
+
+
+def _stop_local_ray() -> None:
+    """Remove the applications, then stop the local Ray; what goes wrong on the way is logged, not raised."""
+    import ray
+    from ray import serve
+
+    print("stopping: removing the applications and the local Ray instance ...", flush=True)
+    try:
+        serve.shutdown()
+    except Exception as e:  # the controller may already be gone
+        log.warning("serve.shutdown: %s: %s", type(e).__name__, e)
     ray.shutdown()
+    print("stopped", flush=True)
