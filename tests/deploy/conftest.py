@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
+from otlp_collector import OtlpCollector
 
 from services.common.ports import free_port
 
@@ -17,8 +18,13 @@ REPO = Path(__file__).resolve().parents[2]
 LINE = "line-1"
 
 
-def local_config(data_dir: Path, grpc_port: int, http_port: int, model_cache: Path | None = None) -> dict[str, Any]:
-    """deploy/local-cpu.yaml as shipped, on free ports and a private data_dir (and the session's model cache)."""
+def local_config(
+    data_dir: Path, grpc_port: int, http_port: int, model_cache: Path | None = None, otlp_endpoint: str = ""
+) -> dict[str, Any]:
+    """deploy/local-cpu.yaml as shipped, on free ports and a private data_dir (and the session's model cache).
+
+    With otlp_endpoint, every replica traces to it.
+    """
     from deploy.launch import prepare_config, read_config
 
     config = read_config(REPO / "deploy" / "local-cpu.yaml")
@@ -26,6 +32,8 @@ def local_config(data_dir: Path, grpc_port: int, http_port: int, model_cache: Pa
     config["http_options"]["port"] = http_port
     for app in config["applications"]:
         app["args"]["settings"]["data_dir"] = str(data_dir)
+        if otlp_endpoint:
+            app["args"]["settings"]["telemetry"] = {"tracing": True, "otlp_endpoint": otlp_endpoint}
         if app["import_path"] == "deploy.apps:inspector_app":
             app["args"]["proxy_address"] = f"127.0.0.1:{grpc_port}"
         if app["import_path"] == "deploy.apps:decision_app" and model_cache is not None:
@@ -40,6 +48,7 @@ class Cluster:
     metrics_url: str
     dataset: Any  # services.mmad.loader.MMADDataset
     channel: grpc.Channel
+    collector: OtlpCollector  # receives the replicas' spans
     line: str = LINE  # the production line the fixture onboarded
 
     def metadata(self, app: str) -> tuple[tuple[str, str], ...]:
@@ -59,7 +68,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
     root = tmp_path_factory.mktemp("ray-cluster")
     dataset = load_dataset(synthesize(root / "dataset", 0, ["round_part"], 8, 4, progress=False))
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
-    config = local_config(root / "data", grpc_port, http_port, offline_model_cache)
+    collector = OtlpCollector().__enter__()
+    config = local_config(root / "data", grpc_port, http_port, offline_model_cache, collector.endpoint)
 
     if ray.is_initialized():  # another module's session: this one needs its own 2-CPU instance
         ray.shutdown()
@@ -89,8 +99,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
             timeout=120,
         )
         assert resp.added == len(templates)
-        yield Cluster(config, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{metrics_port}/metrics", dataset, channel)
+        yield Cluster(
+            config, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{metrics_port}/metrics", dataset, channel, collector
+        )
     finally:
+        collector.__exit__()
         channel.close()
         serve.shutdown()
         ray.shutdown()

@@ -126,6 +126,27 @@ def test_stage_errors_reach_the_caller_with_their_own_status_code(cluster: Clust
     assert "retrieval" in e.value.details()
 
 
+def test_one_inspection_is_one_trace_through_the_proxy(cluster: Cluster) -> None:
+    """The traceparent travels through Serve's gRPC proxy into every replica: one trace id, every stage in it."""
+    import uuid
+
+    trace_id = uuid.uuid4().hex
+    request = inspect_request(cluster, "Defect Classification")  # reference and knowledge: every stage
+    metadata = (*cluster.metadata("inspector"), ("traceparent", f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"))
+    resp = inspector_pb2_grpc.InspectorStub(cluster.channel).Inspect(request, metadata=metadata, timeout=120)
+    assert not resp.trace.degraded
+    services = {f"echo-iad.{s}" for s in ("inspector", "embedding", "retrieval", "knowledge", "decision")}
+    spans = cluster.collector.wait_for(trace_id, services)
+    assert {s.service for s in spans} == services, spans
+    names = {(s.service, s.name) for s in spans}
+    for stage, rpc in (("embedding", "Embedding/EmbedImages"), ("retrieval", "Retrieval/Search"),
+                       ("knowledge", "Knowledge/GetContext"), ("decision", "Decision/Decide")):  # fmt: skip
+        assert (f"echo-iad.{stage}", f"echo.v1.{rpc}") in names  # the replica continued the caller's trace
+        assert ("echo-iad.inspector", f"/echo.v1.{rpc}") in names  # the gateway's call to it
+    assert ("echo-iad.inspector", "echo.v1.Inspector/Inspect") in names
+    assert {"inspect.embedding", "inspect.decision"} <= {n for _, n in names}
+
+
 def _metrics(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as r:
         return r.read().decode()
