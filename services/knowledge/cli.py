@@ -113,7 +113,9 @@ def validate(
 def put(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An entry in the schema's YAML."),
     redis_url: str | None = typer.Option(None, "--redis", help="Store it in this Redis (every replica sees it)."),
-    server: str | None = typer.Option(None, help="Send it to a running knowledge stage (PutEntry), HOST:PORT."),
+    server: str | None = typer.Option(
+        None, help="Send it to a running knowledge stage (PutEntry), HOST:PORT (HOST alone: port 50051)."
+    ),
     directory: str | None = typer.Option(None, "--dir", help="Write it into this knowledge folder."),
     config: str | None = typer.Option(None, help=CONFIG_HELP),
 ) -> None:
@@ -148,10 +150,11 @@ def _put_rpc(address: str, entry) -> int:  # entry: Entry
     import grpc
 
     from echo.v1 import knowledge_pb2, knowledge_pb2_grpc
+    from services.client.client import with_default_port
     from services.common.errors import from_rpc_error
     from services.knowledge.servicer import entry_to_proto
 
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(with_default_port(address)) as channel:
         stub = knowledge_pb2_grpc.KnowledgeStub(channel)
         try:
             reply = stub.PutEntry(knowledge_pb2.PutEntryRequest(entry=entry_to_proto(entry)), timeout=10)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_product_cli import KNOWLEDGE  # a knowledge YAML for a brake disc
 
 from services.client.errors import ExitCode
 from services.common.images import encode_png
@@ -22,19 +23,6 @@ from services.gateway.background import BackgroundServer
 from services.mmad.synth import render_normal
 
 MAX_PIXELS = 100_000  # the server's embedding.max_image_pixels here; the synthetic parts are 256x256
-KNOWLEDGE = """\
-display_name: Brake disc
-normal: A round grey part with a central opening; smooth shading and a clean circular outline.
-defects:
-  crack:
-    display_name: Crack
-    signature: A jagged dark line that branches.
-    location: Anywhere on the face, often from the rim.
-    look_alikes: A scratch is straight and smooth; a crack zigzags.
-    tolerance: Any crack rejects.
-    cause: Thermal stress.
-    effect: The disc can fracture under braking.
-"""
 
 
 def echo_iad(*args: str | Path) -> subprocess.CompletedProcess[str]:
