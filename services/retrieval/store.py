@@ -9,7 +9,11 @@
   since no Qdrant server binary can run on our machines.
 
 Both index the payload keys we filter on (line, dataset, category, sha256) and
-`memory`, the "line/dataset/category" key that counts are faceted on.
+`memory`, the "line/dataset/category" key. The product's search is a top-1 within
+one memory, so `memory` is a tenant index (Qdrant keeps each memory's points
+together) and a search naming a whole memory filters on that one key. A memory
+smaller than `full_scan_threshold_kb` is then scanned exactly through the index,
+which measured faster than HNSW links per memory (`loadtests/bench_retrieval.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +33,8 @@ from services.retrieval.config import RetrievalSettings
 
 log = logging.getLogger(__name__)
 
-INDEXED_KEYS = ("line_id", "dataset", "category", "sha256", "memory")
+FILTER_KEYS = ("line_id", "dataset", "category", "sha256")  # indexed for filters and counts, no extra HNSW links
+TENANT_KEY = "memory"  # "line/dataset/category": indexed as the tenant, with HNSW links for memories past the threshold
 FACET_LIMIT = 100_000
 
 
@@ -100,6 +105,24 @@ class MemoryFilter:
         parts = [f"{k.removesuffix('_id')} {v!r}" for k, v in self.conditions()]
         return ", ".join(parts) or "the whole memory"
 
+    def memory(self) -> str:
+        """The memory key when the filter names one whole memory (line, dataset and category), else ''."""
+        return (
+            memory_key(self.line_id, self.dataset, self.category)
+            if self.line_id and self.dataset and self.category
+            else ""
+        )
+
+    def must(self) -> list[tuple[str, str]]:
+        """Key-value conditions to match: the one tenant key for a whole memory (one index lookup), else each name."""
+        key = self.memory()
+        return [(TENANT_KEY, key)] if key else self.conditions()
+
+    def excludes_after(self) -> bool:
+        """Whether a search drops `exclude_sha256` from its hits rather than in the engine: a must_not condition is
+        checked on every candidate and doubled the cost of a top-1 in one memory (`loadtests/bench_retrieval.py`)."""
+        return bool(self.exclude_sha256 and self.memory())
+
 
 def memory_key(line_id: str, dataset: str, category: str) -> str:
     return f"{line_id}/{dataset}/{category}"
@@ -123,6 +146,20 @@ class VectorStore(Protocol):
     def delete(self, flt: MemoryFilter) -> int: ...
     def optimize(self) -> None: ...
     def close(self) -> None: ...
+
+
+def search_excluding(query: Callable[[int, bool], list[Hit]], flt: MemoryFilter, k: int) -> list[Hit]:
+    """The top k hits of `query(limit, exclude_in_engine)` without `flt.exclude_sha256`.
+
+    Within one memory the excluded image is one point (its id derives from its hash), so one more hit is fetched
+    and dropped here; only ids given by hand can repeat an image, and then the engine filters after all."""
+    if not flt.excludes_after():
+        return query(k, True)
+    hits = query(k + 1, False)
+    kept = [h for h in hits if h.point.sha256 != flt.exclude_sha256]
+    if len(kept) < k and len(hits) == k + 1:
+        return query(k, True)
+    return kept[:k]
 
 
 def check_dim(name: str, stored: int, model_dim: int) -> None:
@@ -182,10 +219,13 @@ class EdgeStore:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.shard = qe.EdgeShard.create(str(self.folder), config)
             self.dim = dim
-        have = set(self.shard.info().payload_schema)
-        for key in INDEXED_KEYS:
+        have = self.shard.info().payload_schema
+        for key in FILTER_KEYS:
             if key not in have:
-                self.shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+                self.shard.update(qe.UpdateOperation.create_field_index(key, qe.KeywordIndexParams(enable_hnsw=False)))
+        tenant = have.get(TENANT_KEY)
+        if tenant is None or not getattr(tenant.params, "is_tenant", False):  # memories made before it was a tenant
+            self.shard.update(qe.UpdateOperation.create_field_index(TENANT_KEY, qe.KeywordIndexParams(is_tenant=True)))
 
     @staticmethod
     def stored_dim(folder: str | Path) -> int:
@@ -198,13 +238,15 @@ class EdgeStore:
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"{cfg} is not a readable Qdrant Edge config: {e}") from e
 
-    def _filter(self, flt: MemoryFilter) -> Any:
+    def _filter(self, flt: MemoryFilter, exclude: bool = True) -> Any:
         qe = self.qe
-        must: list[Any] = [qe.FieldCondition(k, match=qe.MatchValue(v)) for k, v in flt.conditions()]
+        must: list[Any] = [qe.FieldCondition(k, match=qe.MatchValue(v)) for k, v in flt.must()]
         if flt.ids:
             must.append(qe.HasIdCondition({uuid.UUID(i) for i in flt.ids}))
         must_not = (
-            [qe.FieldCondition("sha256", match=qe.MatchValue(flt.exclude_sha256))] if flt.exclude_sha256 else None
+            [qe.FieldCondition("sha256", match=qe.MatchValue(flt.exclude_sha256))]
+            if exclude and flt.exclude_sha256
+            else None
         )
         return qe.Filter(must=must or None, must_not=must_not) if (must or must_not) else None
 
@@ -222,14 +264,15 @@ class EdgeStore:
 
     def search(self, vector: np.ndarray, flt: MemoryFilter, k: int, ef: int | None = None) -> list[Hit]:
         qe = self.qe
-        req = qe.QueryRequest(
-            limit=k,
-            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-            filter=self._filter(flt),
-            params=qe.SearchParams(hnsw_ef=ef or self.ef),
-            with_payload=True,
-        )
-        return [Hit(MemoryPoint.from_payload(p.id, p.payload), float(p.score)) for p in self.shard.query(req)]
+        nearest = qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist())
+        params = qe.SearchParams(hnsw_ef=ef or self.ef)
+
+        def query(limit: int, exclude: bool) -> list[Hit]:
+            flt_ = self._filter(flt, exclude)
+            req = qe.QueryRequest(limit=limit, query=nearest, filter=flt_, params=params, with_payload=True)
+            return [Hit(MemoryPoint.from_payload(p.id, p.payload), float(p.score)) for p in self.shard.query(req)]
+
+        return search_excluding(query, flt, k)
 
     def count(self, flt: MemoryFilter) -> int:
         return int(self.shard.count(self.qe.CountRequest(exact=True, filter=self._filter(flt))))
@@ -319,8 +362,12 @@ class QdrantServerStore:
             )
             self.dim = dim
             if self.engine == "qdrant-server":  # local mode has no payload indexes (it scans)
-                for key in INDEXED_KEYS:
-                    self.client.create_payload_index(self.name, key, models.PayloadSchemaType.KEYWORD)
+                keyword = models.KeywordIndexType.KEYWORD
+                for key in FILTER_KEYS:
+                    schema = models.KeywordIndexParams(type=keyword, enable_hnsw=False)
+                    self.client.create_payload_index(self.name, key, schema)
+                tenant = models.KeywordIndexParams(type=keyword, is_tenant=True)
+                self.client.create_payload_index(self.name, TENANT_KEY, tenant)
 
     def stored_dim(self) -> int:
         if not self.client.collection_exists(self.name):
@@ -330,13 +377,13 @@ class QdrantServerStore:
             vectors = vectors.get("")
         return int(getattr(vectors, "size", 0) or 0)
 
-    def _filter(self, flt: MemoryFilter) -> Any:
+    def _filter(self, flt: MemoryFilter, exclude: bool = True) -> Any:
         m = self.m
-        must: list[Any] = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in flt.conditions()]
+        must: list[Any] = [m.FieldCondition(key=k, match=m.MatchValue(value=v)) for k, v in flt.must()]
         if flt.ids:
             must.append(m.HasIdCondition(has_id=list(flt.ids)))
         must_not: list[Any] = []
-        if flt.exclude_sha256:
+        if exclude and flt.exclude_sha256:
             must_not.append(m.FieldCondition(key="sha256", match=m.MatchValue(value=flt.exclude_sha256)))
         return m.Filter(must=must or None, must_not=must_not or None) if (must or must_not) else None
 
@@ -354,15 +401,21 @@ class QdrantServerStore:
         return [MemoryPoint.from_payload(r.id, r.payload) for r in recs]
 
     def search(self, vector: np.ndarray, flt: MemoryFilter, k: int, ef: int | None = None) -> list[Hit]:
-        res = self.client.query_points(
-            self.name,
-            query=np.asarray(vector, dtype=np.float32).tolist(),
-            query_filter=self._filter(flt),
-            limit=k,
-            search_params=None if self.engine == "qdrant-local" else self.m.SearchParams(hnsw_ef=ef or self.ef),
-            with_payload=True,
-        )
-        return [Hit(MemoryPoint.from_payload(p.id, p.payload), float(p.score)) for p in res.points]
+        values = np.asarray(vector, dtype=np.float32).tolist()
+        params = None if self.engine == "qdrant-local" else self.m.SearchParams(hnsw_ef=ef or self.ef)
+
+        def query(limit: int, exclude: bool) -> list[Hit]:
+            res = self.client.query_points(
+                self.name,
+                query=values,
+                query_filter=self._filter(flt, exclude),
+                limit=limit,
+                search_params=params,
+                with_payload=True,
+            )
+            return [Hit(MemoryPoint.from_payload(p.id, p.payload), float(p.score)) for p in res.points]
+
+        return search_excluding(query, flt, k)
 
     def count(self, flt: MemoryFilter) -> int:
         return int(self.client.count(self.name, count_filter=self._filter(flt), exact=True).count)
