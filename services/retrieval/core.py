@@ -10,6 +10,7 @@ Upsert RPC, where the gateway embedded first).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import uuid
@@ -195,12 +196,16 @@ class Memory:
             raise InvalidArgument("is empty: send the image's embedding", field=field)
         if v.size != self.dim:
             raise InvalidArgument(f"has {v.size} values, but this memory holds {self.dim}-d vectors", field=field)
+        with np.errstate(over="ignore", under="ignore"):  # one pass; the slow checks only when it is not plain
+            square = float(np.dot(v, v))
+        if 0.0 < square < math.inf:
+            return v / np.float32(math.sqrt(square))
         if not np.all(np.isfinite(v)):
             raise InvalidArgument("holds NaN or infinite values", field=field)
-        norm = float(np.linalg.norm(v))
+        norm = float(np.linalg.norm(v.astype(np.float64)))  # float32 squares overflowed or underflowed
         if norm == 0.0:
             raise InvalidArgument("is all zeros", field=field)
-        return v / norm
+        return (v / norm).astype(np.float32)
 
     # --- search --------------------------------------------------------------------------------------
     def _filter(self, line_id: str, dataset: str, category: str, exclude_sha256: str = "") -> MemoryFilter:

@@ -148,18 +148,22 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
-def search_excluding(query: Callable[[int, bool], list[Hit]], flt: MemoryFilter, k: int) -> list[Hit]:
-    """The top k hits of `query(limit, exclude_in_engine)` without `flt.exclude_sha256`.
+Scored = tuple[Any, dict[str, Any] | None, float]  # an engine's hit: point id, payload, score
+
+
+def search_excluding(query: Callable[[int, bool], list[Scored]], flt: MemoryFilter, k: int) -> list[Hit]:
+    """The top k hits of `query(limit, exclude_in_engine)` without `flt.exclude_sha256`, as Hits.
 
     Within one memory the excluded image is one point (its id derives from its hash), so one more hit is fetched
     and dropped here; only ids given by hand can repeat an image, and then the engine filters after all."""
-    if not flt.excludes_after():
-        return query(k, True)
-    hits = query(k + 1, False)
-    kept = [h for h in hits if h.point.sha256 != flt.exclude_sha256]
-    if len(kept) < k and len(hits) == k + 1:
-        return query(k, True)
-    return kept[:k]
+    if flt.excludes_after():
+        scored = query(k + 1, False)
+        kept = [s for s in scored if (s[1] or {}).get("sha256") != flt.exclude_sha256]
+        if len(kept) < k and len(scored) == k + 1:
+            kept = query(k, True)
+    else:
+        kept = query(k, True)
+    return [Hit(MemoryPoint.from_payload(pid, payload), float(score)) for pid, payload, score in kept[:k]]
 
 
 def check_dim(name: str, stored: int, model_dim: int) -> None:
@@ -267,10 +271,10 @@ class EdgeStore:
         nearest = qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist())
         params = qe.SearchParams(hnsw_ef=ef or self.ef)
 
-        def query(limit: int, exclude: bool) -> list[Hit]:
+        def query(limit: int, exclude: bool) -> list[Scored]:
             flt_ = self._filter(flt, exclude)
             req = qe.QueryRequest(limit=limit, query=nearest, filter=flt_, params=params, with_payload=True)
-            return [Hit(MemoryPoint.from_payload(p.id, p.payload), float(p.score)) for p in self.shard.query(req)]
+            return [(p.id, p.payload, p.score) for p in self.shard.query(req)]
 
         return search_excluding(query, flt, k)
 
@@ -404,7 +408,7 @@ class QdrantServerStore:
         values = np.asarray(vector, dtype=np.float32).tolist()
         params = None if self.engine == "qdrant-local" else self.m.SearchParams(hnsw_ef=ef or self.ef)
 
-        def query(limit: int, exclude: bool) -> list[Hit]:
+        def query(limit: int, exclude: bool) -> list[Scored]:
             res = self.client.query_points(
                 self.name,
                 query=values,
@@ -413,7 +417,7 @@ class QdrantServerStore:
                 search_params=params,
                 with_payload=True,
             )
-            return [Hit(MemoryPoint.from_payload(p.id, p.payload), float(p.score)) for p in res.points]
+            return [(p.id, p.payload, p.score) for p in res.points]
 
         return search_excluding(query, flt, k)
 
