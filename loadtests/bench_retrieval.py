@@ -95,22 +95,39 @@ def recall(found: list[list[int]], truth: np.ndarray) -> tuple[float, float]:
     return round(r1, 4), round(r10, 4)
 
 
+def say(message: str) -> None:
+    """Progress on stderr: building the shards takes minutes on a small machine."""
+    print(f"[bench_retrieval {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _pct(t: np.ndarray, q: float) -> float:
+    return round(percentile(t, q), 4)
+
+
 def latencies(fns: dict[str, Any], queries: np.ndarray) -> dict[str, dict[str, float]]:
-    """p50/p99 ms per function, calling them in turn on each query (a load spike hits all of them alike)."""
+    """p50/p99 ms per function of one query."""
+    times, _ = interleaved(fns, [(q,) for q in queries])
+    return {name: {"p50_ms": _pct(t, 50), "p99_ms": _pct(t, 99)} for name, t in times.items()}
+
+
+def interleaved(
+    fns: dict[str, Any], calls: list[tuple[Any, ...]]
+) -> tuple[dict[str, np.ndarray], dict[str, list[Any]]]:
+    """ms per call and the result, per function, calling them in turn on each argument tuple (a load spike hits
+    all of them alike), after 20 warm-up calls each."""
     names = list(fns)
-    for q in queries[:20]:
+    for args in calls[:20]:
         for name in names:
-            fns[name](q)  # warm up
+            fns[name](*args)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for i, q in enumerate(queries):
+    found: dict[str, list[Any]] = {name: [] for name in names}
+    for i, args in enumerate(calls):
         for name in names[i % len(names) :] + names[: i % len(names)]:
             start = time.perf_counter()
-            fns[name](q)
+            out = fns[name](*args)
             times[name].append((time.perf_counter() - start) * 1000)
-    return {
-        name: {"p50_ms": round(percentile(t, 50), 4), "p99_ms": round(percentile(t, 99), 4)}
-        for name, t in times.items()
-    }
+            found[name].append(out)
+    return {name: np.asarray(t) for name, t in times.items()}, found
 
 
 def bench_size(
@@ -119,6 +136,7 @@ def bench_size(
     import faiss
     import qdrant_edge as qe
 
+    say(f"unfiltered: {n} points, {n_queries} queries")
     data, queries, _ = clustered(n, n_queries, seed)
     truth, exact_ms = exact_top(data, queries[:n_recall], 10)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
@@ -315,6 +333,7 @@ def bench_filtered(
     import faiss
     import qdrant_edge as qe
 
+    say(f"filtered: {n} points in {n_memories} memories, {n_queries} queries")
     ps = product_memories(n, n_memories, n_queries, seed)
     ids = [str(uuid.UUID(int=i + 1)) for i in range(n)]
     index_of = {pid: i for i, pid in enumerate(ids)}
@@ -327,10 +346,12 @@ def bench_filtered(
     old_hnsw = qe.HnswIndexConfig(
         m=hnsw.m, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold_kb
     )
+    say("building the shipped-first layout (global HNSW)")
     before_keys = dict.fromkeys(("line_id", "dataset", "category", "sha256", "memory"), kw)
     before, build_s["before"] = _edge_shard(tmp / "before", points, old_hnsw, before_keys)
 
     # Ours, as the product opens it: EdgeStore with the default settings (tenant index on the memory key).
+    say("building ours (EdgeStore defaults)")
     settings = RetrievalSettings(path=str(tmp), hnsw=hnsw)
     store = EdgeStore(tmp / "ours", "ours", DIM, settings)
     t0 = time.perf_counter()
@@ -341,6 +362,7 @@ def bench_filtered(
     memory = Memory(store, settings)
 
     # HNSW per memory instead of exact scans: no global graph (m=0), a graph of payload_m links per memory.
+    say("building HNSW per memory")
     per_memory_hnsw = qe.HnswIndexConfig(m=0, ef_construct=hnsw.ef_construct, full_scan_threshold=10, payload_m=hnsw.m)
     tenant_keys = {k: qe.KeywordIndexParams(enable_hnsw=False) for k in ("line_id", "dataset", "category", "sha256")}
     tenant_keys["memory"] = qe.KeywordIndexParams(is_tenant=True)
@@ -360,6 +382,7 @@ def bench_filtered(
             no_index.update(qe.UpdateOperation.delete_field_index(key))
 
     # Faiss, one index per memory (the issue's baseline): exact (flat) and HNSW with our parameters, one thread.
+    say("building Faiss per memory")
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     flat, graph = [], []
@@ -422,13 +445,13 @@ def bench_filtered(
     }
     if no_index is not None:
         options["qdrant_no_payload_index"] = raw(no_index, old.__getitem__, 1)
-    times, found = _interleaved(options, ps.queries, ps.query_memory)
+    say(f"searching: {len(options)} options, interleaved")
+    times, found = interleaved(options, list(zip(ps.queries, ps.query_memory, strict=True)))
     faiss.omp_set_num_threads(threads)
     sizes = np.array([len(ps.members[m]) for m in ps.query_memory])
     small = sizes < SMALL_MEMORY
     results = {}
     for name, t in times.items():
-        t = np.asarray(t)
         results[name] = {
             "p50_ms": _pct(t, 50),
             "p99_ms": _pct(t, 99),
@@ -451,29 +474,6 @@ def bench_filtered(
         "build_s": {k: round(v, 2) for k, v in build_s.items()},
         "options": results,
     }
-
-
-def _pct(t: np.ndarray, q: float) -> float:
-    return round(float(np.percentile(t, q)), 4) if len(t) else float("nan")
-
-
-def _interleaved(
-    fns: dict[str, Any], queries: np.ndarray, query_memory: np.ndarray
-) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
-    """ms per call and the point found, per function, calling them in turn on each query (a load spike hits all)."""
-    names = list(fns)
-    for q, m in zip(queries[:20], query_memory[:20], strict=True):
-        for name in names:
-            fns[name](q, m)  # warm up
-    times: dict[str, list[float]] = {name: [] for name in names}
-    found: dict[str, list[int]] = {name: [] for name in names}
-    for i, (q, m) in enumerate(zip(queries, query_memory, strict=True)):
-        for name in names[i % len(names) :] + names[: i % len(names)]:
-            start = time.perf_counter()
-            hit = fns[name](q, m)
-            times[name].append((time.perf_counter() - start) * 1000)
-            found[name].append(hit)
-    return times, found
 
 
 def main() -> None:

@@ -52,12 +52,12 @@ class RetrievalSettings(Section):
         description="Qdrant Edge: keep payloads (URIs, hashes, names) in RAM; on disk they cost ~0.3 ms per search.",
     )
     edge_search_threads: int = Field(
-        1,
+        0,
         ge=0,
         description=(
-            "Qdrant Edge: search thread pool size; 0 derives it from the CPU count. 1 (the default) measured the "
-            "lowest latency and tail for a search within one memory (no hand-off between threads), but runs "
-            "concurrent searches one after another (each ~0.1 ms)."
+            "Qdrant Edge: search thread pool size; 0 derives it from the CPU count. 1 skips the hand-off between "
+            "threads but searches segments one after another and serializes concurrent searches; on our shared "
+            "2-core machine neither won consistently for a search within one memory (bench_retrieval.py)."
         ),
     )
     default_line: str = Field("default", description="Production line used when a request names none.")
