@@ -365,13 +365,22 @@ class QdrantServerStore:
                 optimizers_config=models.OptimizersConfigDiff(indexing_threshold=h.indexing_threshold_kb),
             )
             self.dim = dim
-            if self.engine == "qdrant-server":  # local mode has no payload indexes (it scans)
-                keyword = models.KeywordIndexType.KEYWORD
-                for key in FILTER_KEYS:
-                    schema = models.KeywordIndexParams(type=keyword, enable_hnsw=False)
-                    self.client.create_payload_index(self.name, key, schema)
-                tenant = models.KeywordIndexParams(type=keyword, is_tenant=True)
-                self.client.create_payload_index(self.name, TENANT_KEY, tenant)
+        if self.engine == "qdrant-server":  # local mode has no payload indexes (it scans)
+            self._index_payload()
+
+    def _index_payload(self) -> None:
+        """Index the filter keys and the memory key as the tenant, where the collection lacks them (also on
+        collections made before the memory key was a tenant; the server indexes in the background)."""
+        m = self.m
+        have = self.client.get_collection(self.name).payload_schema or {}
+        for key in FILTER_KEYS:
+            if key not in have:
+                schema = m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD, enable_hnsw=False)
+                self.client.create_payload_index(self.name, key, schema)
+        tenant = have.get(TENANT_KEY)
+        if tenant is None or not getattr(tenant.params, "is_tenant", False):
+            schema = m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD, is_tenant=True)
+            self.client.create_payload_index(self.name, TENANT_KEY, schema)
 
     def stored_dim(self) -> int:
         if not self.client.collection_exists(self.name):

@@ -96,6 +96,9 @@ def test_a_new_server_collection_asks_for_the_same_indexes() -> None:
     memory.upsert(_points(4, "screw", seed=2))
     q = _points(1, "screw", seed=2)[0].vector
     assert memory.search(q, "line-1", DATASET, "screw", k=1)[0].point.sha256 == _sha(2000)
+    client.indexes.clear()
+    QdrantServerStore(settings, DIM, client=client)  # reopened: asks again for what the server does not report
+    assert client.indexes["memory"].is_tenant is True
     store.close()
 
 
