@@ -146,7 +146,7 @@ class Inspector:
         if i.question_type:
             guess = TypeGuess(i.question_type, 1.0, "client")
         else:
-            guess = await run.timed("plan", asyncio.to_thread(self.classifier.classify, i.question))
+            guess = await run.timed("plan", asyncio.to_thread(self.classifier.classify, i.question, i.options))
         plan = plan_experts(guess, self.settings.expert_map, {e: i.experts.get(e) for e in EXPERTS})
         ref_mode = i.reference_mode or self.settings.default_reference_mode
         knowledge_mode = i.knowledge_mode or "csk"

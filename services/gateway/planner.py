@@ -2,17 +2,25 @@
 
 MMAD's own phrasings are recognised by rule (confidence 1.0). Anything else goes
 to a prototype classifier: the question is embedded with the offline MiniLM and
-compared with hand-written prototypes of each type (nearest centroid, with a
-softmax over cosine similarities as the confidence).
+compared with hand-written prototypes of each type; lexical cues that sentence
+embeddings blur add to a type's score, and so do the options (Yes/No points to
+Anomaly Detection, defect names to Classification, positions to Localization;
+see option_evidence.py). A softmax over the scores is the confidence.
+
+Measured on wordings it was never tuned on: tests/gateway/planner_frozen_eval.jsonl
+(written before tuning) against planner_tuning.jsonl; `loadtests/bench_planner.py`
+prints both, with the lexical cues on and off.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from services.gateway.option_evidence import option_evidence
 
 # MMAD's phrasings (DESIGN §2), matched case-insensitively against the question text.
 _RULES: list[tuple[str, re.Pattern[str]]] = [
@@ -104,7 +112,7 @@ PROTOTYPES: dict[str, list[str]] = {
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
-_DEFECT_WORDS = r"(defects?|flaws?|damage\w*|faults?|anomal\w*|scratch\w*|cracks?|stains?|problem)"
+_DEFECT_WORDS = r"(defects?|defective|flaws?|damage\w*|faults?|anomal\w*|scratch\w*|cracks?|stains?|marks?|problem)"
 # Lexical cues that sentence embeddings blur (e.g. "where" vs "what"): each hit adds CUE_BONUS to that type.
 _CUES: dict[str, list[re.Pattern[str]]] = {
     "Anomaly Detection": [
@@ -125,7 +133,8 @@ _CUES: dict[str, list[re.Pattern[str]]] = {
     ],
     "Defect Description": [
         re.compile(
-            r"\b(look|looks|appearance|appear|describe|description|visual\w*|shape and colou?r|colou?r and shape)\b"
+            r"\b(look\w*|appearance|appear\w*|describ\w*|visual\w*|traits?|characteri[sz]\w*|form|"
+            r"shape and colou?r|colou?r and (shape|size))\b"
         ),
     ],
     "Defect Analysis": [
@@ -142,7 +151,7 @@ _CUES: dict[str, list[re.Pattern[str]]] = {
     "Object Analysis": [
         re.compile(
             r"\b(how many|colou?r|material|made (of|from)|shape|texture|structure|printed|text|arranged|arrangement|"
-            r"consist|interlaced|woven)\b"
+            r"consist\w*|interlaced|woven|inside|contain\w*|contents|components|ingredients)\b"
         ),
         # "what kind of head does the screw have?": a kind of some part, not of product or defect
         re.compile(
@@ -151,6 +160,7 @@ _CUES: dict[str, list[re.Pattern[str]]] = {
     ],
 }
 CUE_BONUS = 0.12
+OPTION_WEIGHT = 0.2  # score added per type at full option evidence (every option looks like that type's answers)
 
 
 @dataclass(frozen=True)
@@ -170,11 +180,31 @@ class Plan:
 
 
 class QuestionTypeClassifier:
-    """Rules for MMAD phrasings; a MiniLM prototype classifier for the rest."""
+    """Rules for MMAD phrasings; a MiniLM prototype classifier, lexical cues and the options for the rest.
 
-    def __init__(self, embed: Embed | None = None, prototypes: dict[str, list[str]] | None = None) -> None:
+    Args:
+        embed: sentence embedder (None: rules only; anything else is guessed as Anomaly Detection).
+        prototypes: example questions per type.
+        cues: add the lexical cues' bonus (off: prototypes and options only, for measuring what cues add).
+        defect_names: normalised defect names (option_evidence.name_vocabulary) that mark an option as a
+            defect type, beyond the generic vocabulary.
+        product_names: normalised product names that mark an option as a product, likewise.
+    """
+
+    def __init__(
+        self,
+        embed: Embed | None = None,
+        prototypes: dict[str, list[str]] | None = None,
+        *,
+        cues: bool = True,
+        defect_names: set[str] | None = None,
+        product_names: set[str] | None = None,
+    ) -> None:
         self._embed = embed
         self._prototypes = prototypes or PROTOTYPES
+        self.cues = cues
+        self.defect_names = defect_names or set()
+        self.product_names = product_names or set()
         self._labels: list[str] = []
         self._matrix: np.ndarray | None = None
 
@@ -197,7 +227,7 @@ class QuestionTypeClassifier:
                 return label
         return None
 
-    def classify(self, text: str) -> TypeGuess:
+    def classify(self, text: str, options: Mapping[str, str] | None = None) -> TypeGuess:
         label = self.by_rule(text)
         if label is not None:
             return TypeGuess(label, 1.0, "rule")
@@ -215,15 +245,18 @@ class QuestionTypeClassifier:
             idx = [i for i, lab in enumerate(self._labels) if lab == label]
             top = np.sort(sims[idx])[-3:]
             scores[label] = float(top.mean())
-        low = " ".join(text.lower().split())
-        has_defect_word = re.search(rf"\b{_DEFECT_WORDS}", low) is not None
-        for label, patterns in _CUES.items():
-            scores[label] += CUE_BONUS * sum(bool(p.search(low)) for p in patterns)
-        if has_defect_word:  # object questions are about the product, not its flaws
-            scores["Object Classification"] -= CUE_BONUS
-            scores["Object Analysis"] -= CUE_BONUS
-        else:  # "what does the surface look like?" asks about the object, not a defect's appearance
-            scores["Defect Description"] -= CUE_BONUS
+        if self.cues:
+            low = " ".join(text.lower().split())
+            has_defect_word = re.search(rf"\b{_DEFECT_WORDS}", low) is not None
+            for label, patterns in _CUES.items():
+                scores[label] += CUE_BONUS * sum(bool(p.search(low)) for p in patterns)
+            if has_defect_word:  # object questions are about the product, not its flaws
+                scores["Object Classification"] -= CUE_BONUS
+                scores["Object Analysis"] -= CUE_BONUS
+            else:  # "what does the surface look like?" asks about the object, not a defect's appearance
+                scores["Defect Description"] -= CUE_BONUS
+        for label, share in option_evidence(options or {}, self.defect_names, self.product_names).items():
+            scores[label] += OPTION_WEIGHT * share
         names = list(scores)
         vals = np.array([scores[n] for n in names])
         probs = np.exp((vals - vals.max()) / 0.05)

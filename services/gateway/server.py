@@ -27,10 +27,18 @@ SERVICE_NAME = "echo.v1.Inspector"
 
 
 def build_classifier() -> QuestionTypeClassifier:
-    """Rules plus the MiniLM prototype classifier (loaded lazily on the first free-form question)."""
+    """Rules, the MiniLM prototype classifier (loaded lazily on the first free-form question) and option evidence
+    that knows the shipped knowledge base's defect and product names."""
+    from services.gateway.option_evidence import name_vocabulary
     from services.knowledge.embedder import get_embedder
+    from services.knowledge.entries import default_root, load_dir
 
-    return QuestionTypeClassifier(embed=lambda texts: get_embedder().encode(list(texts)))
+    entries = load_dir(default_root()).values()
+    return QuestionTypeClassifier(
+        embed=lambda texts: get_embedder().encode(list(texts)),
+        defect_names=name_vocabulary(x for e in entries for d in e.defects for x in (d.name, d.display_name)),
+        product_names=name_vocabulary(x for e in entries for x in (e.category, e.display_name)),
+    )
 
 
 def build_inspector(settings: EchoSettings, default_address: str) -> Inspector:
