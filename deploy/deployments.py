@@ -242,6 +242,9 @@ class DecisionDeployment(StageHost):
     async def Decide(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("Decide", request, grpc_context)
 
+    async def Complete(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("Complete", request, grpc_context)
+
 
 @serve.deployment(name="Inspector", max_ongoing_requests=64)
 class InspectorDeployment(StageHost):

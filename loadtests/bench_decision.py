@@ -1,13 +1,17 @@
-"""Benchmark the decision stage on CPU with the offline Qwen2-VL: one pass vs two passes, tokens/s, batching.
+"""Benchmark the decision stage on CPU with the offline Qwen2-VL: pixel budget, passes, reasoning budget, batching.
 
 Prints ONE JSON line. Each figure comes with its baseline, measured in the same run:
+- the pixel budget: one-pass p50 and visual tokens per image at MMAD's 1280*28*28 (the default) vs the old
+  448*448, on images large enough for the budget to bite (1024 px);
 - one-pass decision p50 vs a bare processor + forward of the same prompt (the stack's overhead);
 - two-pass (Reasoning Expert + Decision Maker) p50 vs one pass, and reasoning tokens/s;
+- the reasoning budget: two-pass p50 at the default max_reasoning_tokens (512) vs the old 128;
 - concurrent decisions through the micro-batcher vs the same decisions one at a time.
 
     python loadtests/bench_decision.py [--quick] [--model-cache DIR] [--device cpu]
 
-The model has random weights: latencies and throughput are real, answers are not.
+The model has random weights: latencies and throughput are real, answers are not (a random model rarely
+stops early, so the reasoning passes run to their budget: the worst case).
 """
 
 from __future__ import annotations
@@ -48,6 +52,37 @@ def _p50(xs: list[float]) -> float:
     return round(percentile(xs, 50), 2)
 
 
+OLD_MAX_PIXELS = 448 * 448  # the budget before MMAD's became the default
+OLD_REASONING_TOKENS = 128
+
+
+async def _one_pass_p50(model: LocalModel, settings: DecisionSettings, inputs: list[DecisionInput]) -> tuple:
+    """(p50 ms, prompt tokens) of one-pass decisions under these settings (the same loaded weights)."""
+    maker = DecisionMaker(TransformersBackend.from_settings(settings, model), settings)
+    await maker.decide(inputs[0])  # warm-up at this resolution
+    ms, tokens = [], 0
+    for inp in inputs:
+        t = time.perf_counter()
+        r = await maker.decide(inp)
+        ms.append((time.perf_counter() - t) * 1000)
+        tokens = r.prompt_tokens
+    await maker.close()
+    return _p50(ms), tokens
+
+
+async def _two_pass_p50(model: LocalModel, settings: DecisionSettings, inputs: list[DecisionInput]) -> tuple:
+    """(p50 ms, reasoning tokens per decision) of two-pass decisions under these settings."""
+    maker = DecisionMaker(TransformersBackend.from_settings(settings, model), settings)
+    ms, generated = [], 0
+    for inp in inputs:
+        t = time.perf_counter()
+        r = await maker.decide(DecisionInput(**{**inp.__dict__, "reasoning": True}))
+        ms.append((time.perf_counter() - t) * 1000)
+        generated += r.completion_tokens - 1
+    await maker.close()
+    return _p50(ms), round(generated / len(inputs), 1)
+
+
 async def _run(args: argparse.Namespace) -> dict:
     settings = DecisionSettings(
         model_cache=args.model_cache, device=args.device, max_reasoning_tokens=args.reasoning_tokens
@@ -55,8 +90,25 @@ async def _run(args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     model = LocalModel.load(settings)
     load_s = time.perf_counter() - t
-    maker = DecisionMaker(TransformersBackend.from_settings(settings, model), settings)
     n = 8 if args.quick else 30
+    # The pixel budget, on images large enough for it to bite: old vs new, same weights, same questions.
+    big = [
+        DecisionInput(_png(i, args.budget_px), QUESTION, OPTIONS, [_png(500 + i, args.budget_px)], category="bottle")
+        for i in range(max(4, n // 2))
+    ]
+    old_budget = settings.model_copy(update={"max_pixels": OLD_MAX_PIXELS})
+    old_ms, old_tokens = await _one_pass_p50(model, old_budget, big)
+    new_ms, new_tokens = await _one_pass_p50(model, settings, big)
+    # The reasoning budget: the default vs the old 128 new tokens.
+    small = [
+        DecisionInput(_png(i, args.image_px), QUESTION, OPTIONS, [_png(700 + i, args.image_px)], category="bottle")
+        for i in range(max(4, n // 4))
+    ]
+    short = settings.model_copy(update={"max_reasoning_tokens": OLD_REASONING_TOKENS})
+    short_ms, short_tokens = await _two_pass_p50(model, short, small)
+    long_ms, long_tokens = await _two_pass_p50(model, settings, small)
+
+    maker = DecisionMaker(TransformersBackend.from_settings(settings, model), settings)
     inputs = [
         DecisionInput(_png(i, args.image_px), QUESTION, OPTIONS, [_png(1000 + i, args.image_px)], category="bottle")
         for i in range(n)
@@ -70,7 +122,9 @@ async def _run(args: argparse.Namespace) -> dict:
     raw_ms = []
     for inp in inputs:
         t = time.perf_counter()
-        q, ref = prepare_images([("q", inp.query_image), ("r", inp.reference_images[0])], 56 * 56, 448 * 448)
+        q, ref = prepare_images(
+            [("q", inp.query_image), ("r", inp.reference_images[0])], settings.min_pixels, settings.max_pixels
+        )
         (prompt,) = final_prompts(PromptInput(QUESTION, OPTIONS, n_references=1, category="bottle"), q, [ref])
         enc = model.processor(text=[model.render(prompt)], images=prompt.images, return_tensors="pt")
         with torch.inference_mode():
@@ -107,6 +161,21 @@ async def _run(args: argparse.Namespace) -> dict:
         "device": str(model.device),
         "workload": f"1 reference + 1 query, {args.image_px}px, MMAD anomaly question, n={n}",
         "load_s": round(load_s, 2),
+        "budget_workload": f"1 reference + 1 query, {args.budget_px}px, n={len(big)}",
+        "max_pixels": settings.max_pixels,
+        "one_pass_p50_ms_at_max_pixels": new_ms,
+        "prompt_tokens_at_max_pixels": new_tokens,
+        "baseline_max_pixels": OLD_MAX_PIXELS,
+        "one_pass_p50_ms_at_baseline_pixels": old_ms,
+        "prompt_tokens_at_baseline_pixels": old_tokens,
+        "pixel_budget_cost_ratio": round(new_ms / old_ms, 2),
+        "max_reasoning_tokens": settings.max_reasoning_tokens,
+        "two_pass_p50_ms_at_max_reasoning_tokens": long_ms,
+        "reasoning_tokens_generated": long_tokens,
+        "baseline_max_reasoning_tokens": OLD_REASONING_TOKENS,
+        "two_pass_p50_ms_at_baseline_reasoning_tokens": short_ms,
+        "baseline_reasoning_tokens_generated": short_tokens,
+        "reasoning_budget_cost_ratio": round(long_ms / short_ms, 2),
         "one_pass_p50_ms": _p50(one_ms),
         "baseline_bare_forward_p50_ms": _p50(raw_ms),
         "one_pass_overhead_ratio": round(percentile(one_ms, 50) / percentile(raw_ms, 50), 2),
@@ -128,7 +197,13 @@ def main() -> None:
     parser.add_argument("--model-cache", default=None, help="Where the offline model is built/cached (default: temp).")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--image-px", type=int, default=224, help="Side of the square test images.")
-    parser.add_argument("--reasoning-tokens", type=int, default=64, help="Reasoning Expert pass: most new tokens.")
+    parser.add_argument("--budget-px", type=int, default=1024, help="Side of the images of the pixel-budget check.")
+    parser.add_argument(
+        "--reasoning-tokens",
+        type=int,
+        default=DecisionSettings().max_reasoning_tokens,
+        help="Reasoning Expert pass: most new tokens (default: the settings' default).",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         args.model_cache = args.model_cache or tmp

@@ -8,6 +8,7 @@ the dotted key. The generic parts (YAML, environment, error format) live in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import Field
 
 from services.audit.config import AuditSettings
 from services.common.config import ServerSettings, SettingsTree, TelemetrySettings, load_tree
+from services.common.protocol import preset as protocol_preset
 from services.decision.config import DecisionSettings
 from services.embedding.config import EmbeddingSettings
 from services.gateway.config import GatewaySettings
@@ -25,6 +27,14 @@ from services.retrieval.config import RetrievalSettings
 class EchoSettings(SettingsTree):
     """The whole Echo-IAD configuration; every stage reads its own section."""
 
+    protocol: Literal["product", "paper"] = Field(
+        "product",
+        description=(
+            "Preset under this file's own values (services/common/protocol.py): product, what `serve` runs; paper, "
+            "the protocol the Echo paper measured on MMAD (MMAD's prompt and pixel budget, the paper's expert map), "
+            "what `eval` selects."
+        ),
+    )
     mode: Literal["embedded", "cluster"] = Field("embedded", description="embedded: one process; cluster: Ray Serve.")
     data_dir: str = Field("./echo-data", description="Root for memory, image stores, audit log and model caches.")
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -57,8 +67,13 @@ class EchoSettings(SettingsTree):
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> EchoSettings:
-    """Read YAML (path, else $ECHO_IAD_CONFIG, else defaults), apply env and overrides, validate.
+    """Read YAML (path, else $ECHO_IAD_CONFIG, else defaults) over its protocol's preset, apply env and overrides,
+    validate. `protocol="paper"` among the overrides (or in the file, or ECHO_IAD__PROTOCOL) selects the paper's.
 
     Raises ConfigError naming the file and every bad key.
     """
-    return load_tree(EchoSettings, path, **overrides).resolve_paths()
+    return load_tree(EchoSettings, path, preset=_protocol_preset, **overrides).resolve_paths()
+
+
+def _protocol_preset(data: dict[str, Any]) -> dict[str, Any]:
+    return protocol_preset(os.environ.get("ECHO_IAD__PROTOCOL") or data.get("protocol") or "product")

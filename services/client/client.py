@@ -88,11 +88,13 @@ def build_inspect_request(
     seed: int = 0,
     request_id: str = "",
     send_uri: bool = False,
+    references: list[ImageLike] | None = None,
 ) -> inspector_pb2.InspectRequest:
     """One InspectRequest from plain Python values (names as in the README and CLI).
 
     Names: question_type as MMAD's ("Anomaly Detection"), reference_mode 0-shot/1-shot/1-shot*/k-shot,
     knowledge_mode none/dk/csk, answer_format mc/open/tf; an unknown one is InvalidArgument naming it.
+    `references`: normal images of your choosing, used instead of the memory search (MMAD's 1-shot protocol).
     """
     fmt = ANSWER_FORMATS.get(answer_format or "", answer_format)
     settings = common_pb2.RequestSettings(
@@ -116,6 +118,7 @@ def build_inspect_request(
         dataset=dataset,
         category=category,
         settings=settings,
+        references=[to_image(r, send_uri=send_uri) for r in references or ()],
     )
 
 

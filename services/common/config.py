@@ -9,6 +9,7 @@ stage's section) is composed in `services/config.py`; this module knows no stage
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,15 +93,28 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def load_tree(cls: type[TreeT], path: str | Path | None = None, **overrides: Any) -> TreeT:
+def load_tree(
+    cls: type[TreeT],
+    path: str | Path | None = None,
+    *,
+    preset: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    **overrides: Any,
+) -> TreeT:
     """Read YAML (path, else $ECHO_IAD_CONFIG, else defaults), apply env and overrides, validate as `cls`.
 
+    `preset(data)` returns values that sit beneath the file's own (a protocol, chosen by the merged data).
     Raises ConfigError naming the file and every bad key.
     """
     path = path or os.environ.get(CONFIG_ENV) or None
+    source = str(path) if path else "defaults and environment"
     data = read_yaml(Path(path)) if path else {}
     data = deep_merge(data, overrides)
+    if preset is not None:
+        try:
+            data = deep_merge(preset(data), data)
+        except ValueError as e:
+            raise ConfigError(f"invalid configuration ({source}):\n  {e}") from None
     try:
         return cls(**data)
     except ValidationError as e:
-        raise ConfigError(format_errors(e, str(path) if path else "defaults and environment")) from None
+        raise ConfigError(format_errors(e, source)) from None

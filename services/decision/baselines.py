@@ -17,7 +17,14 @@ from pathlib import Path
 from services.common.errors import FailedPrecondition, NotFound
 from services.common.images import sha256_hex
 from services.decision.config import DecisionSettings
-from services.decision.core import DecisionInput, DecisionResult, health_input, validate_input
+from services.decision.core import DecisionInput, DecisionResult, TextResult, health_input, validate_input
+
+
+async def no_text_model(backend: str) -> TextResult:
+    """Baselines answer letters without a language model, so they cannot complete text (refine knowledge)."""
+    raise FailedPrecondition(
+        f"decision backend {backend!r} has no language model to complete text; configure transformers, openai or vllm"
+    )
 
 
 def question_key(inp: DecisionInput) -> str:
@@ -47,6 +54,9 @@ class RandomDecider:
             model_id=self.model_id,
             compute_ms=(time.perf_counter() - t0) * 1000,
         )
+
+    async def complete_text(self, prompt: str, **_: object) -> TextResult:
+        return await no_text_model(self.backend_name)
 
     async def check_health(self) -> None:
         await self.decide(health_input())
@@ -109,6 +119,9 @@ class OracleDecider:
             model_id=self.model_id,
             compute_ms=(time.perf_counter() - t0) * 1000,
         )
+
+    async def complete_text(self, prompt: str, **_: object) -> TextResult:
+        return await no_text_model(self.backend_name)
 
     async def check_health(self) -> None:
         index = self._index if self._index is not None else await asyncio.to_thread(self._build_index)

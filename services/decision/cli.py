@@ -18,6 +18,25 @@ OptionOpt = Annotated[
     list[str] | None, typer.Option("--option", help="A lettered option as LETTER=TEXT; repeat (default: A=Yes. B=No.).")
 ]
 FormatOpt = Annotated[str, typer.Option("--format", help="Answer format: multiple_choice, open_qa or true_false.")]
+TypeOpt = Annotated[
+    str,
+    typer.Option(
+        "--type",
+        help="MMAD question type, e.g. 'Defect Classification' (the product is never named for Object "
+        "Classification, nor when the type is unknown).",
+    ),
+]
+
+
+def _question_type(name: str) -> str:
+    from services.mmad.types import canonical_type
+
+    if not name:
+        return ""
+    qtype = canonical_type(name)
+    if qtype is None:
+        raise typer.BadParameter(f"{name!r} is not an MMAD question type", param_hint="--type")
+    return qtype
 
 
 def _options(raw: list[str] | None) -> dict[str, str]:
@@ -66,6 +85,10 @@ def preview(
     category: Annotated[str, typer.Option(help="Product category, for the wording.")] = "",
     answer_format: FormatOpt = "multiple_choice",
     reasoning: Annotated[bool, typer.Option(help="Show the Reasoning Expert's first pass too.")] = False,
+    question_type: TypeOpt = "",
+    style: Annotated[
+        str, typer.Option(help="Prompt style: mmad (the official MMAD prompt, the default) or echo (named sections).")
+    ] = "mmad",
 ) -> None:
     """Print the chat messages the decision stage sends (images as placeholders); loads no model."""
     from PIL import Image
@@ -74,7 +97,19 @@ def preview(
 
     if answer_format not in ("multiple_choice", "open_qa", "true_false"):
         raise typer.BadParameter(f"{answer_format!r}", param_hint="--format")
-    pin = PromptInput(question, _options(option), knowledge, references, category, answer_format, reasoning)  # type: ignore[arg-type]
+    if style not in ("mmad", "echo"):
+        raise typer.BadParameter(f"{style!r}: mmad or echo", param_hint="--style")
+    pin = PromptInput(
+        question,
+        _options(option),
+        knowledge,
+        references,
+        category,
+        answer_format,  # type: ignore[arg-type]
+        reasoning,
+        _question_type(question_type),
+        style,  # type: ignore[arg-type]
+    )
     img = Image.new("RGB", (224, 224))
     first = reasoning_prompt(pin, img, [img] * references, 128) if reasoning else None
     if first is not None:
@@ -97,6 +132,7 @@ def ask(
     answer_format: FormatOpt = "multiple_choice",
     reasoning: Annotated[bool, typer.Option(help="Run the Reasoning Expert pass first.")] = False,
     show_prompt: Annotated[bool, typer.Option(help="Include the exact prompt in the output.")] = False,
+    question_type: TypeOpt = "",
     config: ConfigOpt = None,
 ) -> None:
     """Ask the configured decision backend one question about one image; print the result as JSON."""
@@ -118,6 +154,7 @@ def ask(
         answer_format=answer_format,  # type: ignore[arg-type]
         return_prompt=show_prompt,
         category=category,
+        question_type=_question_type(question_type),
     )
 
     async def run() -> dict:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from services.common.protocol import MMAD_MAX_PIXELS
 from services.common.section import Section
 
 
@@ -75,12 +76,46 @@ class DecisionSettings(Section):
     tokenizer: str = Field(
         "", description="openai backend with logit_bias: tokenizer folder for the letter token ids; empty: the model."
     )
-    max_pixels: int = Field(448 * 448, ge=28 * 28, description="Every image is resized to at most this many pixels.")
-    min_pixels: int = Field(56 * 56, ge=28 * 28, description="Every image is resized to at least this many pixels.")
+    prompt_style: Literal["mmad", "echo"] = Field(
+        "mmad",
+        description=(
+            "mmad: the official MMAD query prompt for Qwen-VL (the protocol the paper measured), Echo's knowledge "
+            "and reasoning where the paper puts them; echo: Echo-IAD's own wording with named sections."
+        ),
+    )
+    max_pixels: int = Field(
+        MMAD_MAX_PIXELS,
+        ge=28 * 28,
+        description=(
+            "Every image is resized to at most this many pixels: one visual token per 28x28 block. MMAD's Qwen-VL "
+            "script uses 1280*28*28 (about 1.0 MP); small defects vanish at 448*448 (0.2 MP)."
+        ),
+    )
+    min_pixels: int = Field(
+        56 * 56,
+        ge=28 * 28,
+        description="Every image is resized to at least this many pixels (Qwen2-VL's own floor; MMAD uses 64*28*28).",
+    )
     max_images: int = Field(4, ge=1, description="Most images per prompt (vLLM limit_mm_per_prompt).")
     max_model_len: int = Field(8192, ge=256, description="Context limit in tokens.")
-    max_reasoning_tokens: int = Field(128, ge=1, description="Reasoning Expert pass: most new tokens.")
+    max_reasoning_tokens: int = Field(
+        512,
+        ge=1,
+        description=(
+            "Reasoning Expert pass: most new tokens. 512 leaves room for the four guided steps (128 cut them "
+            "short) and stays within what MMAD's scripts allow a reply (128 new tokens for Qwen, 600 for GPT-4V)."
+        ),
+    )
     max_answer_tokens: int = Field(16, ge=1, description="Open-QA answers: most new tokens.")
+    answer_mode: Literal["constrained", "free"] = Field(
+        "constrained",
+        description=(
+            "constrained: the answer is held to the option letters (Yes/No for true/false); free: generated like "
+            "MMAD's scripts (up to free_answer_tokens) and parsed as MMAD does (the last A-E, then difflib)."
+        ),
+    )
+    free_answer_tokens: int = Field(128, ge=1, description="answer_mode free: most new tokens (MMAD's max_new_tokens).")
+    max_text_tokens: int = Field(256, ge=1, description="Complete RPC (knowledge refinement): default most new tokens.")
     max_batch_size: int = Field(8, ge=1, description="Local backend: concurrent requests that share a generate call.")
     max_wait_ms: float = Field(
         10.0,

@@ -34,6 +34,8 @@ from services.decision.prompt import (
     final_prompts,
     reasoning_prompt,
 )
+from services.mmad.scoring import parse_answer_mmad
+from services.mmad.types import QUESTION_TYPES
 
 log = logging.getLogger(__name__)
 _LETTER = re.compile(r"^[A-Z]$")
@@ -54,6 +56,7 @@ class DecisionInput:
     max_reasoning_tokens: int = 0  # 0: the configured default
     category: str = ""
     request_id: str = ""
+    question_type: str = ""  # an MMAD type, "" when unknown (the prompt then never names the product)
 
 
 @dataclass
@@ -72,6 +75,17 @@ class DecisionResult:
     scores: dict[str, float] = field(default_factory=dict)  # per option, when the backend gives probabilities
 
 
+@dataclass
+class TextResult:
+    """A text-only completion (the Complete RPC)."""
+
+    text: str
+    model_id: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    compute_ms: float = 0.0
+
+
 class Decider(Protocol):
     """What the servicer calls: the Decision Maker over an LLM, or a baseline answerer."""
 
@@ -79,6 +93,10 @@ class Decider(Protocol):
     model_id: str
 
     async def decide(self, inp: DecisionInput, *, timeout_s: float | None = None) -> DecisionResult: ...
+
+    async def complete_text(
+        self, prompt: str, *, max_tokens: int = 0, timeout_s: float | None = None, request_id: str = ""
+    ) -> TextResult: ...
 
     async def check_health(self) -> None: ...
 
@@ -100,6 +118,8 @@ def validate_input(inp: DecisionInput, max_images: int | None = None) -> None:
             raise InvalidArgument(f"option {k} has no text", field="question.options")
     if inp.answer_format not in ANSWER_FORMATS:
         raise InvalidArgument(f"{inp.answer_format!r} is not one of {ANSWER_FORMATS}", field="answer_format")
+    if inp.question_type and inp.question_type not in QUESTION_TYPES:
+        raise InvalidArgument(f"{inp.question_type!r} is not an MMAD question type", field="question.type")
     if inp.max_reasoning_tokens < 0:
         raise InvalidArgument(f"is {inp.max_reasoning_tokens}; use 0 for the default", field="max_reasoning_tokens")
     n = 1 + len(inp.reference_images)
@@ -110,12 +130,18 @@ def validate_input(inp: DecisionInput, max_images: int | None = None) -> None:
         )
 
 
-def interpret(fmt: AnswerFormat, replies: list[Reply], options: dict[str, str]) -> tuple[str, str, dict[str, float]]:
-    """(answer letter or "", raw reply, per-option scores) from the final pass(es)."""
+def interpret(
+    fmt: AnswerFormat, replies: list[Reply], options: dict[str, str], *, free: bool = False
+) -> tuple[str, str, dict[str, float]]:
+    """(answer letter or "", raw reply, per-option scores) from the final pass(es).
+
+    `free`: the multiple-choice reply was generated without a constraint and is parsed as MMAD does.
+    """
     letters = sorted(options)
     if fmt == "multiple_choice":
         r = replies[0]
-        return parse_letter(r.text, options), r.text, dict(r.scores or {})
+        letter = parse_answer_mmad(r.text, options) if free else parse_letter(r.text, options)
+        return (letter if letter in options else ""), r.text, dict(r.scores or {})
     if fmt == "open_qa":
         r = replies[0]
         letter, score = match_option(r.text, options)
@@ -186,6 +212,8 @@ class DecisionMaker:
                 category=inp.category,
                 answer_format=inp.answer_format,
                 reasoning=inp.reasoning,
+                question_type=inp.question_type,
+                style=s.prompt_style,
             )
             replies: list[Reply] = []
             reasoning: str | None = None
@@ -195,13 +223,20 @@ class DecisionMaker:
                 r = await self.backend.complete(first)
                 replies.append(r)
                 reasoning = r.text
+            free = s.answer_mode == "free"
             finals = final_prompts(
-                pin, query, refs, reasoning=reasoning, first_pass=first, max_answer_tokens=s.max_answer_tokens
+                pin,
+                query,
+                refs,
+                reasoning=reasoning,
+                first_pass=first,
+                max_answer_tokens=s.max_answer_tokens,
+                free_answer_tokens=s.free_answer_tokens if free else 0,
             )
             final_replies = list(await asyncio.gather(*(self.backend.complete(p) for p in finals)))
             replies += final_replies
             t2 = time.perf_counter()
-        answer, raw, scores = interpret(inp.answer_format, final_replies, inp.options)
+        answer, raw, scores = interpret(inp.answer_format, final_replies, inp.options, free=free)
         if not answer:
             log.info("unparsed reply (request %s): %.200r", inp.request_id or "-", raw)
         rendered = [self.backend.render(p) for p in finals]
@@ -225,6 +260,27 @@ class DecisionMaker:
             prompt_tokens=sum(r.prompt_tokens for r in replies),
             completion_tokens=sum(r.completion_tokens for r in replies),
             scores=scores,
+        )
+
+    async def complete_text(
+        self, prompt: str, *, max_tokens: int = 0, timeout_s: float | None = None, request_id: str = ""
+    ) -> TextResult:
+        """The model as a plain text LLM (no images): the Knowledge Guide's refiner."""
+        if not prompt.strip():
+            raise InvalidArgument("is empty", field="prompt")
+        if max_tokens < 0:
+            raise InvalidArgument(f"is {max_tokens}; use 0 for the default", field="max_tokens")
+        message = {"role": "user", "content": [{"type": "text", "text": prompt}]}
+        chat = ChatPrompt([message], [], (), max_tokens or self.settings.max_text_tokens)
+        timeout = min(timeout_s if timeout_s is not None else math.inf, self.settings.timeout_s)
+        t0 = time.perf_counter()
+        try:
+            async with self.backend.session():
+                r = await asyncio.wait_for(self.backend.complete(chat), timeout)
+        except TimeoutError as e:
+            raise DeadlineExceeded(f"{self.backend_name} backend: no completion within {timeout:.3g}s") from e
+        return TextResult(
+            r.text.strip(), self.model_id, r.prompt_tokens, r.completion_tokens, (time.perf_counter() - t0) * 1000
         )
 
     async def check_health(self) -> None:

@@ -7,7 +7,7 @@ from typing import cast
 import grpc
 
 from echo.v1 import decision_pb2, decision_pb2_grpc
-from services.common.enums import ANSWER_FORMAT_ENUM, to_name
+from services.common.enums import ANSWER_FORMAT_ENUM, QUESTION_TYPE_ENUM, to_name
 from services.common.errors import InvalidArgument, grpc_errors
 from services.common.images import image_bytes
 from services.decision.core import Decider, DecisionInput
@@ -33,6 +33,7 @@ def to_input(request: decision_pb2.DecideRequest) -> DecisionInput:
         max_reasoning_tokens=request.max_reasoning_tokens,
         category=request.category,
         request_id=request.request_id,
+        question_type=to_name(QUESTION_TYPE_ENUM, request.question.type, "question.type"),
     )
 
 
@@ -59,6 +60,24 @@ class DecisionServicer(decision_pb2_grpc.DecisionServicer):
             prompt_tokens=r.prompt_tokens,
             completion_tokens=r.completion_tokens,
             scores=r.scores,
+        )
+
+    @grpc_errors
+    async def Complete(
+        self, request: decision_pb2.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> decision_pb2.CompleteResponse:
+        r = await self.decider.complete_text(
+            request.prompt,
+            max_tokens=request.max_tokens,
+            timeout_s=context.time_remaining(),
+            request_id=request.request_id,
+        )
+        return decision_pb2.CompleteResponse(
+            text=r.text,
+            model_id=r.model_id,
+            prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+            compute_ms=r.compute_ms,
         )
 
     async def check_health(self) -> None:

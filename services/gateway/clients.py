@@ -292,6 +292,7 @@ class StageClients:
         mode: str,
         deadline: Deadline,
         degraded: list[str],
+        refine: bool = False,
     ) -> Knowledge:
         req = knowledge_pb2.GetContextRequest(
             dataset=dataset,
@@ -300,6 +301,7 @@ class StageClients:
                 text=question, options=options, type=to_enum(QUESTION_TYPE_ENUM, question_type, "question.type")
             ),
             mode=to_enum(KNOWLEDGE_MODE_ENUM, mode, "knowledge_mode"),
+            refine=refine,
         )
         resp = await self["knowledge"].call("GetContext", req, deadline, degraded=degraded)
         return Knowledge(
@@ -344,7 +346,10 @@ class StageClients:
         req = decision_pb2.DecideRequest(
             request_id=ask.request_id,
             query_image=common_pb2.Image(data=ask.image),
-            reference_images=[common_pb2.Image(uri=u) for u in ask.reference_uris],
+            reference_images=(
+                [common_pb2.Image(data=b) for b in ask.reference_images]
+                or [common_pb2.Image(uri=u) for u in ask.reference_uris]
+            ),
             knowledge=ask.knowledge,
             question=common_pb2.Question(
                 text=ask.question,

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from services.common.protocol import PAPER_EXPERT_MAP
 from services.common.section import Section
 
-# The paper's ablation table (DESIGN §1): which experts each question type activates.
-DEFAULT_EXPERT_MAP: dict[str, list[str]] = {
-    "Anomaly Detection": ["reference"],
-    "Defect Classification": ["reference", "knowledge"],
-    "Defect Localization": [],
-    "Defect Description": ["reference", "knowledge", "reasoning"],
-    "Defect Analysis": ["reference", "reasoning"],
-    "Object Classification": [],
-    "Object Analysis": [],
-}
+# The product's map; today the paper's (services/common/protocol.py), which the `paper` protocol pins.
+DEFAULT_EXPERT_MAP: dict[str, list[str]] = {k: list(v) for k, v in PAPER_EXPERT_MAP.items()}
 
 
 class StageEndpoint(Section):
@@ -41,6 +34,13 @@ class GatewaySettings(Section):
     default_k_shots: int = Field(2, ge=1, description="References for k-shot when a request leaves k unset.")
     max_concurrent: int = Field(64, ge=1, description="Inspections in flight before new ones get RESOURCE_EXHAUSTED.")
     default_dataset: str = Field("", description="Dataset namespace used when a request names none (empty: any).")
+    refine_knowledge: bool = Field(
+        False,
+        description=(
+            "Ask the Knowledge Guide for LLM-refined CSK (the paper's GPT-4o extraction, here the decision stage's "
+            "model; cached, hand-reviewable: `echo-iad knowledge refine`, refine-export, refine-import)."
+        ),
+    )
     planner_min_confidence: float = Field(
         0.35, ge=0, le=1, description="Below this, the free-form classifier's guess is flagged."
     )

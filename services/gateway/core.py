@@ -138,6 +138,8 @@ class Inspector:
         check_question(inspection.question, inspection.options)
         check_settings(inspection.deadline_ms, inspection.k_shots)
         check_header(inspection.image, self.limits, field="image")  # the stages that need pixels decode them once
+        for n, data in enumerate(inspection.references):
+            check_header(data, self.limits, field=f"references[{n}]")
         return sha256_hex(inspection.image)
 
     async def _plan(self, run: _Run) -> Plan:
@@ -165,16 +167,24 @@ class Inspector:
         trace = run.trace
         use_reference = trace.reference_mode != "0-shot"
         use_knowledge = trace.knowledge_mode != "none"
-        need_category = not run.inspection.category and (use_reference or use_knowledge)
+        provided = use_reference and bool(run.inspection.references)  # the caller's references replace the search
+        use_search = use_reference and not provided
+        need_category = not run.inspection.category and (use_search or use_knowledge)
 
         async def reference_branch() -> None:
             vector = await self._embed_query(run)
             if need_category:
                 await self._infer_category(run, vector)
-            if use_reference:
+            if use_search:
                 run.references = await self._search(run, vector)
 
-        if need_category or use_reference:
+        if provided:
+            refs = run.inspection.references
+            run.references = [
+                Reference(f"request:{n}", 0.0, "", trace.category, sha256_hex(b)) for n, b in enumerate(refs)
+            ]
+            trace.reference_mode = "1-shot" if len(refs) == 1 else "k-shot"
+        if need_category or use_search:
             if use_knowledge and not need_category:  # both at once; every failure reaches the caller
                 try:
                     async with asyncio.TaskGroup() as tg:
@@ -206,6 +216,7 @@ class Inspector:
             request_id=request_id,
             image=i.image,
             reference_uris=[r.uri for r in run.references],
+            reference_images=list(i.references) if "reference" in trace.experts_used else [],
             knowledge=run.knowledge,
             question=i.question,
             options=i.options,
@@ -314,6 +325,7 @@ class Inspector:
                 mode=trace.knowledge_mode,
                 deadline=run.deadline,
                 degraded=trace.degraded,
+                refine=self.settings.refine_knowledge,
             ),
         )
         run.set_compute("knowledge", knowledge.compute_ms)

@@ -33,6 +33,7 @@ class Inspection:
     deadline_ms: float = 0.0
     return_prompt: bool = False
     seed: int = 0
+    references: list[bytes] = field(default_factory=list)  # the caller's normal images (MMAD's 1-shot protocol)
 
 
 @dataclass
@@ -219,6 +220,7 @@ class DecisionAsk:
     answer_format: str
     return_prompt: bool
     category: str
+    reference_images: list[bytes] = field(default_factory=list)  # sent as bytes instead of reference_uris
 
 
 @dataclass

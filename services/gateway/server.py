@@ -102,6 +102,7 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
     from services.decision.server import build_stage as build_decision
     from services.embedding.server import build_stage as build_embedding
     from services.knowledge.server import build_stage as build_knowledge
+    from services.knowledge.server import connect_refiner
     from services.retrieval.server import build_stage as build_retrieval
 
     stages = [
@@ -112,8 +113,9 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
     ]
     gateway = InspectorServicer(None, open_audit(settings))  # type: ignore[arg-type]
 
-    def connect(port: int) -> None:  # the gateway's stage clients point at this very server
+    def connect(port: int) -> None:  # the gateway's stage clients, and the knowledge refiner, use this very server
         gateway.inspector = build_inspector(settings, f"127.0.0.1:{port}")
+        connect_refiner(stages[2], f"127.0.0.1:{port}")
 
     inspector_stage = Stage(SERVICE_NAME, gateway, register)
     server, port, _ = await start_server(

@@ -60,6 +60,7 @@ async def to_inspection(req: inspector_pb2.InspectRequest) -> Inspection:
         deadline_ms=s.deadline_ms,
         return_prompt=s.return_prompt,
         seed=s.seed,
+        references=[await _image(r, f"references[{i}]") for i, r in enumerate(req.references)],
     )
 
 

@@ -39,5 +39,19 @@ class KnowledgeSettings(Section):
         description="Torch CPU threads, process-wide; 0 leaves torch's default. 1 suits a process of its own "
         "(a Ray replica, the stage alone): CSK embeds a few short texts, where more threads only contend.",
     )
-    refine: bool = Field(False, description="Refine CSK through the decision stage's LLM (cached).")
+    refine: bool = Field(
+        False,
+        description=(
+            "Refine every CSK text through the decision stage's model (cached), even when a request does not ask "
+            "(the gateway asks when gateway.refine_knowledge is on)."
+        ),
+    )
     refine_cache: str = Field("./echo-data/knowledge-refined.json", description="Cache of refined knowledge texts.")
+    refine_address: str = Field(
+        "", description="host:port of the decision stage that refines CSK (its Complete RPC); empty: this process."
+    )
+    refine_application: str = Field(
+        "", description="Ray Serve application of that decision stage, sent as 'application' metadata."
+    )
+    refine_max_tokens: int = Field(256, ge=16, description="Most new tokens of one refined text.")
+    refine_timeout_s: float = Field(60.0, gt=0, description="Deadline of one refinement.")

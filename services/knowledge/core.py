@@ -6,10 +6,10 @@ import asyncio
 import difflib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import EchoError, InvalidArgument, NotFound
 from services.knowledge.config import KnowledgeSettings
 from services.knowledge.entries import Entry, EntryFields, canonical_dataset, default_root, entry_from_fields
 from services.knowledge.refine import RefineCache, RefineInput, RefineKey, Refiner, call_refiner, refiner_id
@@ -46,6 +46,7 @@ class ContextResult:
     defects: tuple[str, ...] = ()  # the defect types the options named or implied (CSK)
     question_type: str = ""  # as given, or as guessed from the question (CSK)
     refined: str = ""  # "", "model" or "reviewed"
+    degraded: tuple[str, ...] = ()  # why this answer is reduced (e.g. refinement asked for but failed)
 
 
 class KnowledgeGuide:
@@ -231,13 +232,16 @@ class KnowledgeGuide:
             if not self._warned_no_refiner:
                 log.warning("knowledge: refinement asked for but no refiner is configured; serving unrefined CSK")
                 self._warned_no_refiner = True
-            return result
+            return replace(result, degraded=("refinement asked for, but no refiner is configured",))
         start = time.perf_counter()
         if hit is None:
             inp = RefineInput(dataset, category, qtype, req.question, tuple(req.options.values()), result.text)
-            hit = self.refine_cache.put(
-                key, result.text, await call_refiner(self.refiner, inp), refiner_id(self.refiner)
-            )
+            try:
+                text = await call_refiner(self.refiner, inp)
+            except (EchoError, ValueError) as e:  # the refiner is down or said nothing: serve the unrefined CSK
+                log.warning("knowledge: refinement of %s failed: %s", entry_id, e)
+                return replace(result, degraded=(f"refinement failed: {e}",))
+            hit = self.refine_cache.put(key, result.text, text, refiner_id(self.refiner))
         how = "reviewed" if hit.reviewed else "model"
         return ContextResult(
             text=hit.refined,

@@ -1,13 +1,15 @@
 """Optional LLM refinement of CSK, cached, with a human review loop (the paper's manual review).
 
-A refiner (injected: the gateway wires the decision stage's LLM) condenses the
-extracted knowledge for one kind of question. Results are cached per
-(dataset, category, question type, option set): MMAD asks the same options of
-many images. The cache is a JSON file; `echo-iad knowledge refine-export`
-writes it for review, a reviewer edits `refined` and sets `reviewed: true`, and
-`refine-import` reads it back. A reviewed text is never replaced by the
-refiner. A cached text belongs to the knowledge it was made from: when the
-entry changes (its source text differs), the cached text is not used.
+A refiner (the decision stage's model over its Complete RPC: decision_refiner.py)
+condenses the extracted knowledge for one kind of question. Results are cached
+per (dataset, category, question type, option set): MMAD asks the same options
+of many images. `echo-iad knowledge refine --data DIR` fills the cache for a
+dataset. The cache is a JSON file; `echo-iad knowledge refine-export` writes it
+for review, a reviewer edits `refined` and sets `reviewed: true`, and
+`refine-import` reads it back; a running stage re-reads the file when it
+changes. A reviewed text is never replaced by the refiner. A cached text
+belongs to the knowledge it was made from: when the entry changes (its source
+text differs), the cached text is not used.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,19 +103,46 @@ class RefineCache:
         path: the cache file; read at start if it exists, rewritten atomically after each change.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, reload_s: float = 1.0) -> None:
         self.path = Path(path) if path else None
+        self.reload_s = reload_s
         self._items: dict[RefineKey, Refined] = {}
         self._lock = threading.Lock()
-        if self.path is not None and self.path.is_file():
-            for item in _parse_items(json.loads(self.path.read_text(encoding="utf-8")), str(self.path)):
-                self._items[item.key] = item
+        self._mtime_ns = 0
+        self._checked_at = 0.0
+        self._load()
+
+    def _load(self) -> None:
+        if self.path is None or not self.path.is_file():
+            return
+        mtime = self.path.stat().st_mtime_ns
+        items = _parse_items(json.loads(self.path.read_text(encoding="utf-8")), str(self.path))
+        self._items = {item.key: item for item in items}
+        self._mtime_ns = mtime
+
+    def _reload_if_changed(self) -> None:
+        """Pick up a file another process wrote (refine-import beside a running stage), at most every reload_s."""
+        now = time.monotonic()
+        if self.path is None or now - self._checked_at < self.reload_s:
+            return
+        self._checked_at = now
+        try:
+            if self.path.is_file() and self.path.stat().st_mtime_ns != self._mtime_ns:
+                with self._lock:
+                    self._load()
+        except (OSError, ValueError, InvalidArgument):
+            pass  # a half-written or broken file: keep serving what we have
 
     def __len__(self) -> int:
         return len(self._items)
 
+    def items(self) -> list[Refined]:
+        self._reload_if_changed()
+        return list(self._items.values())
+
     def get(self, key: RefineKey, source: str) -> Refined | None:
         """The cached text for key, if it was made from this very source text."""
+        self._reload_if_changed()
         item = self._items.get(key)
         return item if item is not None and item.source_sha256 == sha256(source) else None
 
@@ -134,6 +164,7 @@ class RefineCache:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(_dump_items(self._items.values()), f, indent=2, ensure_ascii=False)
         os.replace(tmp, self.path)
+        self._mtime_ns = self.path.stat().st_mtime_ns
 
     def export(self, path: str | Path, only_unreviewed: bool = False) -> int:
         """Write the items for human review; returns how many."""

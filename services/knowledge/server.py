@@ -12,6 +12,7 @@ from echo.v1 import knowledge_pb2_grpc
 from services.common.serving import Stage, run_standalone
 from services.config import EchoSettings, load_settings
 from services.knowledge.core import KnowledgeGuide
+from services.knowledge.decision_refiner import DecisionRefiner
 from services.knowledge.refine import Refiner
 from services.knowledge.servicer import KnowledgeServicer
 
@@ -25,11 +26,27 @@ async def build_stage(settings: EchoSettings, refiner: Refiner | None = None) ->
 
     Args:
         settings: the whole configuration; this stage reads settings.knowledge.
-        refiner: optional LLM refinement of CSK (the gateway passes one backed by the decision stage).
+        refiner: LLM refinement of CSK; default: the decision stage's model over its Complete RPC, at
+            knowledge.refine_address (embedded mode: connect_refiner() once the port is bound).
     """
-    guide = await asyncio.to_thread(KnowledgeGuide.from_settings, settings.knowledge, refiner)
+    ks = settings.knowledge
+    if refiner is None:
+        refiner = DecisionRefiner(
+            ks.refine_address,
+            application=ks.refine_application,
+            timeout_s=ks.refine_timeout_s,
+            max_tokens=ks.refine_max_tokens,
+        )
+    guide = await asyncio.to_thread(KnowledgeGuide.from_settings, ks, refiner)
     servicer = KnowledgeServicer(guide)
     return Stage(SERVICE_NAME, servicer, _register)
+
+
+def connect_refiner(stage: Stage, address: str) -> None:
+    """Embedded mode: the decision stage shares this stage's port, known once the server is bound."""
+    refiner = stage.servicer.guide.refiner  # type: ignore[attr-defined]
+    if isinstance(refiner, DecisionRefiner):
+        refiner.connect(address)
 
 
 def _register(server: object, servicer: object) -> None:

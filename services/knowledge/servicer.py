@@ -53,6 +53,7 @@ def result_to_proto(res: ContextResult) -> knowledge_pb2.GetContextResponse:
         version=res.version,
         compute_ms=res.compute_ms,
         model_id=res.model_id,
+        refined=res.refined,
     )
 
 
@@ -62,8 +63,8 @@ class KnowledgeServicer(knowledge_pb2_grpc.KnowledgeServicer):
     def __init__(self, guide: KnowledgeGuide) -> None:
         self.guide = guide
 
-    def _mark_degraded(self, context: grpc.aio.ServicerContext) -> None:
-        reasons = self.guide.degraded()
+    def _mark_degraded(self, context: grpc.aio.ServicerContext, extra: tuple[str, ...] = ()) -> None:
+        reasons = [*self.guide.degraded(), *(f"knowledge: {r}" for r in extra)]
         if reasons:
             context.set_trailing_metadata(((DEGRADED_METADATA_KEY, "; ".join(reasons)),))
 
@@ -82,7 +83,7 @@ class KnowledgeServicer(knowledge_pb2_grpc.KnowledgeServicer):
             refine=request.refine,
         )
         result = await self.guide.get_context(req)
-        self._mark_degraded(context)
+        self._mark_degraded(context, result.degraded)
         return result_to_proto(result)
 
     @grpc_errors
@@ -108,3 +109,10 @@ class KnowledgeServicer(knowledge_pb2_grpc.KnowledgeServicer):
 
     def degraded(self) -> list[str]:
         return self.guide.degraded()
+
+    async def close(self) -> None:
+        """Release the store and the refiner's channel."""
+        self.guide.close()
+        close = getattr(self.guide.refiner, "close", None)
+        if close is not None:
+            await close()

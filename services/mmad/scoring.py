@@ -9,6 +9,7 @@ report carries both policies side by side.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -47,6 +48,22 @@ def parse_answer(reply: str, options: dict[str, str]) -> str:
         return exact[0]
     inside = [k for k, t in texts.items() if re.search(rf"\b{re.escape(t)}\b", said)]
     return inside[0] if len(inside) == 1 else ""
+
+
+def parse_answer_mmad(reply: str, options: dict[str, str]) -> str:
+    """MMAD's own parse of a freely generated reply, for unconstrained runs.
+
+    jam-cc/MMAD `GPT4Query.parse_answer` (evaluation/examples/GPT4/gpt4v.py) collects every
+    `\\b([A-E])\\b` and the query script keeps the last one (`gpt_answer[-1]`); with none, the
+    option text closest to the whole reply by difflib (cutoff 0, so any option text wins over
+    nothing). The letter may name no option (an "E" among A-D); the caller decides what that counts as.
+    """
+    found = ANSWER_RE.findall(reply or "")
+    if found:
+        return found[-1]
+    texts = list(options.values())
+    close = difflib.get_close_matches(reply or "", texts, n=1, cutoff=0.0) if texts else []
+    return next((k for k, v in options.items() if close and v == close[0]), "")
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,18 @@ runner = CliRunner()
 
 
 def test_preview_prints_both_passes_without_loading_a_model() -> None:
-    res = runner.invoke(
-        app, ["preview", "--reasoning", "--references", "2", "--format", "true_false", "--option", "A=Scratch."]
-    )
+    args = ["preview", "--reasoning", "--references", "2", "--format", "true_false", "--option", "A=Scratch."]
+    res = runner.invoke(app, [*args, "--style", "echo", "--type", "Defect Classification"])
     assert res.exit_code == 0, res.output
     assert "# pass 1: Reasoning Expert" in res.output and "# final pass 1 (choices: Yes, No)" in res.output
-    assert "Following is 2 images of normal sample" in res.output and "Is this true: Scratch?" in res.output
+    assert "Following is 2 images of normal sample" in res.output
+    assert "The type of the defect in the query image is: Scratch." in res.output
+
+
+def test_preview_shows_mmads_prompt_by_default() -> None:
+    res = runner.invoke(app, ["preview", "--category", "bottle", "--type", "Anomaly Detection"])
+    assert res.exit_code == 0, res.output
+    assert "Following is/are 1 image of normal sample" in res.output and "Question 1: Is there any" in res.output
 
 
 def test_a_malformed_option_is_refused_with_the_expected_form() -> None:

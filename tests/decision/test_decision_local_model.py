@@ -181,3 +181,27 @@ async def test_the_backend_batches_through_the_batcher_it_is_built_with(settings
         assert dm.backend.batcher.batches == [1]  # type: ignore[attr-defined]
     finally:
         await dm.close()
+
+
+async def test_free_answers_are_generated_and_parsed_as_mmad_does(settings, local_model, png) -> None:
+    """decision.answer_mode free: no constraint, up to free_answer_tokens, MMAD's parser (last A-E, then difflib)."""
+    from services.mmad.scoring import parse_answer_mmad
+
+    options = {"A": "Scratch.", "B": "Crack.", "C": "Hole."}
+    s = settings.model_copy(update={"answer_mode": "free", "free_answer_tokens": 12})
+    dm = DecisionMaker(TransformersBackend.from_settings(s, local_model), s)
+    try:
+        r = await dm.decide(DecisionInput(png(5), "What is the type of the defect?", options, [png(6)]))
+    finally:
+        await dm.close()
+    assert 1 <= r.completion_tokens <= 12 and r.raw_reply
+    mmad = parse_answer_mmad(r.raw_reply, options)
+    assert r.answer == (mmad if mmad in options else "") and r.unparsed == (r.answer == "")
+
+
+async def test_the_model_completes_text_without_images(maker: DecisionMaker) -> None:
+    """The Complete RPC's core: a text-only prompt, bounded new tokens (the Knowledge Guide's refiner uses it)."""
+    r = await maker.complete_text("Summarise: the rim of a bottle must be round.", max_tokens=6)
+    assert 1 <= r.completion_tokens <= 6 and r.prompt_tokens > 5 and r.model_id == maker.model_id
+    with pytest.raises(InvalidArgument, match="prompt"):
+        await maker.complete_text("  ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.decision.parsing import match_option, parse_letter, parse_yes_no
+from services.mmad.scoring import parse_answer_mmad
 
 YN = {"A": "Yes.", "B": "No."}
 TYPES = {"A": "Scratch.", "B": "Crack.", "C": "Hole.", "D": "Contamination."}
@@ -55,3 +56,18 @@ def test_open_answer_maps_to_the_closest_option_or_nothing() -> None:
     assert match_option("purple elephant", options) == ("", 0.0)
     assert match_option("", options) == ("", 0.0)
     assert match_option("a", {"A": "A dent.", "B": "A bump."}) == ("", 0.0)  # a tie is not broken by chance
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("A", "A"),
+        ("Answer: B.", "B"),
+        ("A is wrong, the answer is C", "C"),  # MMAD keeps the LAST A-E match (gpt_answer[-1])
+        ("E", "E"),  # MMAD does not check the letter against the options; the caller counts it as wrong
+        ("crack", "B"),  # no letter: difflib picks the option text closest to the whole reply
+        ("contaminated", "D"),
+    ],
+)
+def test_mmad_parser_takes_the_last_letter_then_the_closest_option(reply: str, expected: str) -> None:
+    assert parse_answer_mmad(reply, TYPES) == expected

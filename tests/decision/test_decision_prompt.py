@@ -1,4 +1,7 @@
-"""The one prompt builder: MMAD wording, section order, answer formats, two passes, materialising images."""
+"""The one prompt builder: both styles, section order, no answer leak, answer formats, two passes, images.
+
+The `mmad` style's exact text is proven against the official code in test_decision_prompt_golden.py.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,12 @@ import base64
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from services.decision.prompt import (
     MC_ANSWER,
+    MMAD_QUERY,
     QUERY_WORDING,
     TF_ANSWER,
     PromptInput,
@@ -20,7 +25,9 @@ from services.decision.prompt import (
     prompt_text,
     reasoning_prompt,
     reference_wording,
+    statement,
 )
+from services.mmad.types import QUESTION_TYPES
 
 OPTIONS = {"A": "Yes.", "B": "No."}
 QUESTION = "Is there any defect in the object?"
@@ -49,7 +56,15 @@ def test_mmad_reference_wording_for_one_and_k_images() -> None:
 
 
 def test_sections_come_in_the_documented_order() -> None:
-    pin = PromptInput(QUESTION, OPTIONS, knowledge="Normal: round, shiny.", n_references=2, category="metal_nut")
+    pin = PromptInput(
+        QUESTION,
+        OPTIONS,
+        knowledge="Normal: round, shiny.",
+        n_references=2,
+        category="metal_nut",
+        question_type="Anomaly Detection",
+        style="echo",
+    )
     (p,) = final_prompts(pin, _img(0), [_img(1), _img(2)])
     text = "\n".join(_flat(p.messages))
     order = [
@@ -70,11 +85,44 @@ def test_sections_come_in_the_documented_order() -> None:
     assert [img.getpixel((0, 0))[0] for img in p.images] == [1, 2, 0]
 
 
-def test_zero_shot_has_no_reference_sentence_and_no_knowledge_section_when_empty() -> None:
-    (p,) = final_prompts(PromptInput(QUESTION, OPTIONS), _img(0), [])
+@pytest.mark.parametrize("style", ["mmad", "echo"])
+def test_zero_shot_has_no_reference_sentence_and_no_knowledge_section_when_empty(style: str) -> None:
+    (p,) = final_prompts(PromptInput(QUESTION, OPTIONS, style=style), _img(0), [])
     text = "\n".join(_flat(p.messages))
-    assert "normal sample" not in text and "Knowledge" not in text
-    assert text.count("<img") == 1 and QUERY_WORDING in text
+    assert "normal sample" not in text and "knowledge" not in text.lower()
+    assert text.count("<img") == 1 and (QUERY_WORDING if style == "echo" else MMAD_QUERY) in text
+
+
+@pytest.mark.parametrize("style", ["mmad", "echo"])
+@pytest.mark.parametrize("fmt", ["multiple_choice", "open_qa", "true_false"])
+def test_object_classification_never_names_the_category(style: str, fmt: str) -> None:
+    """ "checks metal nut by images" would answer "What kind of product is this?" for the model."""
+    options = {"A": "Metal nut.", "B": "Washer.", "C": "Gear.", "D": "Bolt."}
+    pin = PromptInput(
+        "What kind of product is shown in the image?",
+        options,
+        n_references=1,
+        category="metal_nut",
+        question_type="Object Classification",
+        answer_format=fmt,
+        reasoning=True,
+        style=style,
+    )
+    first = reasoning_prompt(pin, _img(0), [_img(1)], max_tokens=8)
+    prompts = [first, *final_prompts(pin, _img(0), [_img(1)])]
+    for p in prompts:
+        instruction = _flat(p.messages)[0]
+        assert "metal nut" not in instruction.lower() and "metal_nut" not in instruction
+        outside_options = "\n".join(_flat(p.messages)).replace("Metal nut.", "")
+        assert "metal nut" not in outside_options.lower(), outside_options
+
+
+def test_the_category_is_named_only_where_the_question_is_not_about_the_objects_identity() -> None:
+    for qtype in (*QUESTION_TYPES, ""):
+        pin = PromptInput(QUESTION, OPTIONS, category="metal_nut", question_type=qtype, style="echo")
+        (p,) = final_prompts(pin, _img(0), [])
+        named = "metal nut" in _flat(p.messages)[0]
+        assert named == (qtype not in ("", "Object Classification")), qtype
 
 
 def test_reasoning_guidance_sits_between_the_query_image_and_the_question() -> None:
@@ -104,15 +152,34 @@ def test_open_qa_hides_the_options_and_answers_freely() -> None:
     assert p.choices == () and p.max_tokens == 12
 
 
-def test_true_false_asks_one_statement_per_option_constrained_to_yes_no() -> None:
+@pytest.mark.parametrize("style", ["mmad", "echo"])
+def test_true_false_asks_the_papers_statement_per_option_constrained_to_yes_no(style: str) -> None:
     opts = {"A": "Scratch.", "B": "Crack.", "C": "Hole."}
-    ps = final_prompts(PromptInput("What is the type of the defect?", opts, answer_format="true_false"), _img(0), [])
+    pin = PromptInput(
+        "What is the type of the defect?",
+        opts,
+        answer_format="true_false",
+        question_type="Defect Classification",
+        style=style,
+    )
+    ps = final_prompts(pin, _img(0), [])
     assert len(ps) == 3
     for p, text in zip(ps, ("Scratch", "Crack", "Hole"), strict=True):
         flat = "\n".join(_flat(p.messages))
-        assert f"Is this true: {text}?" in flat and TF_ANSWER in flat
-        assert "A. Scratch." not in flat
+        assert f"The type of the defect in the query image is: {text}." in flat and TF_ANSWER in flat
+        assert "A. Scratch." not in flat and "Is this true" not in flat
         assert p.choices == ("Yes", "No")
+
+
+def test_statements_follow_the_question_type() -> None:
+    assert statement("No.", "Anomaly Detection") == "The query image contains no anomalies."
+    assert statement("Yes.", "Anomaly Detection") == "The query image contains anomalies."
+    assert statement("At the top left.", "Defect Localization").startswith("The location of the defect")
+    assert (
+        statement("It may leak.", "Defect Analysis") == "The effect of the defect in the query image is: It may leak."
+    )
+    assert statement("Bottle.", "Object Classification") == "The object in the query image is: Bottle."
+    assert statement("Three.", "Object Analysis", "How many holes?") == 'The answer to "How many holes?" is: Three.'
 
 
 def test_openai_messages_carry_the_exact_pixels_as_png_data_urls() -> None:
@@ -126,7 +193,8 @@ def test_openai_messages_carry_the_exact_pixels_as_png_data_urls() -> None:
     assert url.startswith("data:image/png;base64,")
     back = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
     assert np.array_equal(np.asarray(back), np.asarray(img))
-    assert p.messages[0]["content"][1]["image_url"]["url"] == "echo-image:0"  # the prompt itself is untouched
+    images = [part for part in p.messages[0]["content"] if part["type"] == "image_url"]
+    assert images[0]["image_url"]["url"] == "echo-image:0"  # the prompt itself is untouched
 
 
 def test_hf_messages_use_image_parts_and_prompt_text_names_images_by_size() -> None:

@@ -39,6 +39,11 @@ class DecisionStub:
                 request_serializer=echo_dot_v1_dot_decision__pb2.DecideRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_decision__pb2.DecideResponse.FromString,
                 _registered_method=True)
+        self.Complete = channel.unary_unary(
+                '/echo.v1.Decision/Complete',
+                request_serializer=echo_dot_v1_dot_decision__pb2.CompleteRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_decision__pb2.CompleteResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServicer:
@@ -50,6 +55,14 @@ class DecisionServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Complete(self, request, context):
+        """Text in, text out, no images: the decision model as a plain LLM. The Knowledge Guide
+        calls it to refine context-specific knowledge, so any backend's model can be the refiner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +70,11 @@ def add_DecisionServicer_to_server(servicer, server):
                     servicer.Decide,
                     request_deserializer=echo_dot_v1_dot_decision__pb2.DecideRequest.FromString,
                     response_serializer=echo_dot_v1_dot_decision__pb2.DecideResponse.SerializeToString,
+            ),
+            'Complete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Complete,
+                    request_deserializer=echo_dot_v1_dot_decision__pb2.CompleteRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_decision__pb2.CompleteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +104,33 @@ class Decision:
             '/echo.v1.Decision/Decide',
             echo_dot_v1_dot_decision__pb2.DecideRequest.SerializeToString,
             echo_dot_v1_dot_decision__pb2.DecideResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Complete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Decision/Complete',
+            echo_dot_v1_dot_decision__pb2.CompleteRequest.SerializeToString,
+            echo_dot_v1_dot_decision__pb2.CompleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

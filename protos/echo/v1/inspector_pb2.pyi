@@ -23,7 +23,7 @@ VERDICT_ANSWERED: Verdict
 VERDICT_UNPARSED: Verdict
 
 class InspectRequest(_message.Message):
-    __slots__ = ("request_id", "line_id", "image", "question", "dataset", "category", "settings")
+    __slots__ = ("request_id", "line_id", "image", "question", "dataset", "category", "settings", "references")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LINE_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class InspectRequest(_message.Message):
     DATASET_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     line_id: str
     image: _common_pb2.Image
@@ -38,7 +39,8 @@ class InspectRequest(_message.Message):
     dataset: str
     category: str
     settings: _common_pb2.RequestSettings
-    def __init__(self, request_id: _Optional[str] = ..., line_id: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., question: _Optional[_Union[_common_pb2.Question, _Mapping]] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., settings: _Optional[_Union[_common_pb2.RequestSettings, _Mapping]] = ...) -> None: ...
+    references: _containers.RepeatedCompositeFieldContainer[_common_pb2.Image]
+    def __init__(self, request_id: _Optional[str] = ..., line_id: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., question: _Optional[_Union[_common_pb2.Question, _Mapping]] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., settings: _Optional[_Union[_common_pb2.RequestSettings, _Mapping]] = ..., references: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ...) -> None: ...
 
 class InspectResponse(_message.Message):
     __slots__ = ("request_id", "answer", "answer_text", "trace")

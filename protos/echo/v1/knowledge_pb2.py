@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from echo.v1 import common_pb2 as echo_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x63ho/v1/knowledge.proto\x12\x07\x65\x63ho.v1\x1a\x14\x65\x63ho/v1/common.proto\"\xa1\x01\n\x0f\x44\x65\x66\x65\x63tKnowledge\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x10\n\x08location\x18\x03 \x01(\t\x12\x13\n\x0blook_alikes\x18\x04 \x01(\t\x12\x11\n\ttolerance\x18\x05 \x01(\t\x12\r\n\x05\x63\x61use\x18\x06 \x01(\t\x12\x0e\n\x06\x65\x66\x66\x65\x63t\x18\x07 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x08 \x01(\t\"\xa1\x01\n\x0eKnowledgeEntry\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x0e\n\x06normal\x18\x03 \x01(\t\x12)\n\x07\x64\x65\x66\x65\x63ts\x18\x04 \x03(\x0b\x32\x18.echo.v1.DefectKnowledge\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12\n\n\x02id\x18\x06 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x07 \x01(\t\"2\n\x07Passage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"\xa7\x01\n\x11GetContextRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12#\n\x08question\x18\x03 \x01(\x0b\x32\x11.echo.v1.Question\x12$\n\x04mode\x18\x04 \x01(\x0e\x32\x16.echo.v1.KnowledgeMode\x12\x14\n\x0ctoken_budget\x18\x05 \x01(\x05\x12\x0e\n\x06refine\x18\x06 \x01(\x08\"\x90\x01\n\x12GetContextResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tentry_ids\x18\x02 \x03(\t\x12\"\n\x08passages\x18\x03 \x03(\x0b\x32\x10.echo.v1.Passage\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x12\n\ncompute_ms\x18\x05 \x01(\x01\x12\x10\n\x08model_id\x18\x06 \x01(\t\"9\n\x0fPutEntryRequest\x12&\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x17.echo.v1.KnowledgeEntry\"/\n\x10PutEntryResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"%\n\x12ListEntriesRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"?\n\x13ListEntriesResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.echo.v1.KnowledgeEntry2\xdd\x01\n\tKnowledge\x12\x45\n\nGetContext\x12\x1a.echo.v1.GetContextRequest\x1a\x1b.echo.v1.GetContextResponse\x12?\n\x08PutEntry\x12\x18.echo.v1.PutEntryRequest\x1a\x19.echo.v1.PutEntryResponse\x12H\n\x0bListEntries\x12\x1b.echo.v1.ListEntriesRequest\x1a\x1c.echo.v1.ListEntriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x63ho/v1/knowledge.proto\x12\x07\x65\x63ho.v1\x1a\x14\x65\x63ho/v1/common.proto\"\xa1\x01\n\x0f\x44\x65\x66\x65\x63tKnowledge\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x10\n\x08location\x18\x03 \x01(\t\x12\x13\n\x0blook_alikes\x18\x04 \x01(\t\x12\x11\n\ttolerance\x18\x05 \x01(\t\x12\r\n\x05\x63\x61use\x18\x06 \x01(\t\x12\x0e\n\x06\x65\x66\x66\x65\x63t\x18\x07 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x08 \x01(\t\"\xa1\x01\n\x0eKnowledgeEntry\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x0e\n\x06normal\x18\x03 \x01(\t\x12)\n\x07\x64\x65\x66\x65\x63ts\x18\x04 \x03(\x0b\x32\x18.echo.v1.DefectKnowledge\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12\n\n\x02id\x18\x06 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x07 \x01(\t\"2\n\x07Passage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"\xa7\x01\n\x11GetContextRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12#\n\x08question\x18\x03 \x01(\x0b\x32\x11.echo.v1.Question\x12$\n\x04mode\x18\x04 \x01(\x0e\x32\x16.echo.v1.KnowledgeMode\x12\x14\n\x0ctoken_budget\x18\x05 \x01(\x05\x12\x0e\n\x06refine\x18\x06 \x01(\x08\"\xa1\x01\n\x12GetContextResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tentry_ids\x18\x02 \x03(\t\x12\"\n\x08passages\x18\x03 \x03(\x0b\x32\x10.echo.v1.Passage\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x12\n\ncompute_ms\x18\x05 \x01(\x01\x12\x10\n\x08model_id\x18\x06 \x01(\t\x12\x0f\n\x07refined\x18\x07 \x01(\t\"9\n\x0fPutEntryRequest\x12&\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x17.echo.v1.KnowledgeEntry\"/\n\x10PutEntryResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"%\n\x12ListEntriesRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"?\n\x13ListEntriesResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.echo.v1.KnowledgeEntry2\xdd\x01\n\tKnowledge\x12\x45\n\nGetContext\x12\x1a.echo.v1.GetContextRequest\x1a\x1b.echo.v1.GetContextResponse\x12?\n\x08PutEntry\x12\x18.echo.v1.PutEntryRequest\x1a\x19.echo.v1.PutEntryResponse\x12H\n\x0bListEntries\x12\x1b.echo.v1.ListEntriesRequest\x1a\x1c.echo.v1.ListEntriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,15 +41,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCONTEXTREQUEST']._serialized_start=439
   _globals['_GETCONTEXTREQUEST']._serialized_end=606
   _globals['_GETCONTEXTRESPONSE']._serialized_start=609
-  _globals['_GETCONTEXTRESPONSE']._serialized_end=753
-  _globals['_PUTENTRYREQUEST']._serialized_start=755
-  _globals['_PUTENTRYREQUEST']._serialized_end=812
-  _globals['_PUTENTRYRESPONSE']._serialized_start=814
-  _globals['_PUTENTRYRESPONSE']._serialized_end=861
-  _globals['_LISTENTRIESREQUEST']._serialized_start=863
-  _globals['_LISTENTRIESREQUEST']._serialized_end=900
-  _globals['_LISTENTRIESRESPONSE']._serialized_start=902
-  _globals['_LISTENTRIESRESPONSE']._serialized_end=965
-  _globals['_KNOWLEDGE']._serialized_start=968
-  _globals['_KNOWLEDGE']._serialized_end=1189
+  _globals['_GETCONTEXTRESPONSE']._serialized_end=770
+  _globals['_PUTENTRYREQUEST']._serialized_start=772
+  _globals['_PUTENTRYREQUEST']._serialized_end=829
+  _globals['_PUTENTRYRESPONSE']._serialized_start=831
+  _globals['_PUTENTRYRESPONSE']._serialized_end=878
+  _globals['_LISTENTRIESREQUEST']._serialized_start=880
+  _globals['_LISTENTRIESREQUEST']._serialized_end=917
+  _globals['_LISTENTRIESRESPONSE']._serialized_start=919
+  _globals['_LISTENTRIESRESPONSE']._serialized_end=982
+  _globals['_KNOWLEDGE']._serialized_start=985
+  _globals['_KNOWLEDGE']._serialized_end=1206
 # @@protoc_insertion_point(module_scope)

@@ -72,20 +72,22 @@ class GetContextRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., category: _Optional[str] = ..., question: _Optional[_Union[_common_pb2.Question, _Mapping]] = ..., mode: _Optional[_Union[_common_pb2.KnowledgeMode, str]] = ..., token_budget: _Optional[int] = ..., refine: _Optional[bool] = ...) -> None: ...
 
 class GetContextResponse(_message.Message):
-    __slots__ = ("text", "entry_ids", "passages", "version", "compute_ms", "model_id")
+    __slots__ = ("text", "entry_ids", "passages", "version", "compute_ms", "model_id", "refined")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     ENTRY_IDS_FIELD_NUMBER: _ClassVar[int]
     PASSAGES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_MS_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    REFINED_FIELD_NUMBER: _ClassVar[int]
     text: str
     entry_ids: _containers.RepeatedScalarFieldContainer[str]
     passages: _containers.RepeatedCompositeFieldContainer[Passage]
     version: int
     compute_ms: float
     model_id: str
-    def __init__(self, text: _Optional[str] = ..., entry_ids: _Optional[_Iterable[str]] = ..., passages: _Optional[_Iterable[_Union[Passage, _Mapping]]] = ..., version: _Optional[int] = ..., compute_ms: _Optional[float] = ..., model_id: _Optional[str] = ...) -> None: ...
+    refined: str
+    def __init__(self, text: _Optional[str] = ..., entry_ids: _Optional[_Iterable[str]] = ..., passages: _Optional[_Iterable[_Union[Passage, _Mapping]]] = ..., version: _Optional[int] = ..., compute_ms: _Optional[float] = ..., model_id: _Optional[str] = ..., refined: _Optional[str] = ...) -> None: ...
 
 class PutEntryRequest(_message.Message):
     __slots__ = ("entry",)
