@@ -103,7 +103,7 @@ class KnowledgeGuide:
             retry_s=settings.redis_retry_s,
         )
         extractor = Extractor(get_embedder(settings.embedder, settings.device), TokenCounter(settings.embedder))
-        cache = RefineCache(settings.refine_cache or None)
+        cache = RefineCache(settings.refine_cache or None, settings.reload_s)
         return cls(
             store,
             extractor,

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Callable
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from services.common.ports import free_port
 from services.decision.backends.local import LocalModel, TransformersBackend
 from services.decision.config import DecisionSettings
 from services.decision.core import DecisionMaker
@@ -68,3 +74,38 @@ async def patient_maker(settings: DecisionSettings, local_model: LocalModel) -> 
     dm = DecisionMaker(TransformersBackend.from_settings(s, local_model), s)
     yield dm
     await dm.close()
+
+
+@pytest.fixture(scope="session")
+def served(offline_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`transformers serve` pinned to the offline model folder, on a free loopback port; yields its /v1 URL.
+
+    One per session: the OpenAI-backend tests and the knowledge-refiner tests share it."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    exe = Path(sys.executable).with_name("transformers")
+    cmd = [str(exe), "serve", str(offline_model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"transformers serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"transformers serve not ready in 90 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
