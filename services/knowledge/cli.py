@@ -5,10 +5,14 @@ Heavy imports (torch, sentence-transformers, grpc) happen inside the commands th
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
+
+from services.mmad.types import QUESTION_TYPES
 
 app = typer.Typer(help="Read, import, export and hot-update the knowledge base.", no_args_is_help=True)
 
@@ -205,6 +209,149 @@ def export_mmad(
         raise _fail(e) from None
     out.write_text(json.dumps(export(entries), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     typer.echo(f"{len(entries)} entries exported to {out}")
+
+
+@app.command("refine")
+def refine(
+    data: Path = typer.Option(..., "--data", exists=True, file_okay=False, help="MMAD-format dataset folder."),
+    server: str | None = typer.Option(
+        None,
+        help="A running server (HOST:PORT): its Knowledge stage refines through its decision stage and keeps the "
+        "cache. Omit to run the knowledge and decision stages here, from --config, on one port.",
+    ),
+    application: str = typer.Option("", help="Ray Serve application of the Knowledge stage (cluster: knowledge)."),
+    types: str = typer.Option(
+        "", help="Comma-separated question types to refine for (default: those the expert map gives knowledge)."
+    ),
+    concurrency: int = typer.Option(2, min=1, help="Refinements in flight at once."),
+    config: str | None = typer.Option(None, help=CONFIG_HELP),
+) -> None:
+    """Precompute LLM-refined CSK for a dataset: one refinement per (category, question type, option set).
+
+    The paper extracts context-specific knowledge with an LLM and reviews it by hand. This fills the refinement
+    cache (knowledge.refine_cache) through the decision stage's model; then `refine-export`, edit, `refine-import`,
+    and run with gateway.refine_knowledge on. Texts already cached (or reviewed) are not refined again.
+    """
+    import asyncio
+
+    from services.common.errors import EchoError
+    from services.mmad.loader import load_dataset
+    from services.mmad.types import canonical_type
+
+    settings = _settings(config)
+    if types:
+        wanted = [canonical_type(t) for t in types.split(",") if t.strip()]
+        if None in wanted:
+            raise _fail(ValueError(f"--types {types!r}: use MMAD question types, e.g. 'Defect Classification'"))
+    else:
+        wanted = [t for t, experts in settings.gateway.expert_map.items() if "knowledge" in experts]
+    try:
+        dataset = load_dataset(data)
+        summary = asyncio.run(
+            refine_dataset(
+                dataset,
+                [t for t in wanted if t],
+                settings,
+                address=server,
+                application=application,
+                concurrency=concurrency,
+            )
+        )
+    except EchoError as e:
+        raise _fail(e) from None
+    typer.echo(summary.line())
+    if summary.failed and not (summary.refined or summary.reviewed):
+        raise typer.Exit(code=1)
+
+
+@dataclass
+class RefineSummary:
+    keys: int = 0
+    refined: int = 0  # served the model's text (refined now, or cached before)
+    reviewed: int = 0  # served a human's text (refine-import)
+    failed: int = 0
+    cache: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        text = (
+            f"{self.keys} (category, question type, option set) keys: {self.refined} refined by the model, "
+            f"{self.reviewed} reviewed, {self.failed} failed; cache: {self.cache}"
+        )
+        return text + (f"\nfirst failure: {self.errors[0]}" if self.errors else "")
+
+
+async def refine_dataset(
+    dataset,  # MMADDataset
+    types: list[str],
+    settings,  # EchoSettings
+    *,
+    address: str | None = None,
+    application: str = "",
+    concurrency: int = 2,
+) -> RefineSummary:
+    """Ask the Knowledge stage for refined CSK once per distinct key of the dataset's questions of these types."""
+    import grpc
+    from rich.progress import Progress
+
+    from echo.v1 import common_pb2, knowledge_pb2, knowledge_pb2_grpc
+    from services.knowledge.refine import RefineKey
+    from services.knowledge.servicer import DEGRADED_METADATA_KEY
+
+    todo: dict[RefineKey, tuple[str, str, str, dict[str, str]]] = {}
+    for sample, q in dataset.questions():
+        if q.type in types:
+            key = RefineKey.of(sample.dataset, sample.category, q.type, list(q.options.values()))
+            todo.setdefault(key, (sample.dataset, sample.category, q.text, q.options))
+    summary = RefineSummary(keys=len(todo), cache=settings.knowledge.refine_cache if address is None else "(server)")
+    embedded = None
+    if address is None:
+        from services.gateway.server import start_embedded
+
+        embedded = await start_embedded(
+            settings.model_copy(update={"server": settings.server.model_copy(update={"port": 0})})
+        )
+        address = embedded.address
+    metadata = (("application", application),) if application else None
+    enum = {name: i + 1 for i, name in enumerate(QUESTION_TYPES)}
+    gate = asyncio.Semaphore(concurrency)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = knowledge_pb2_grpc.KnowledgeStub(channel)
+            with Progress() as bar:
+                task = bar.add_task("refining CSK", total=len(todo))
+
+                async def one(key: RefineKey, ds: str, cat: str, text: str, options: dict[str, str]) -> None:
+                    question = common_pb2.Question(text=text, options=options, type=enum[key.question_type])
+                    request = knowledge_pb2.GetContextRequest(
+                        dataset=ds, category=cat, question=question, mode=common_pb2.CONTEXT_SPECIFIC, refine=True
+                    )
+                    async with gate:
+                        try:
+                            call = stub.GetContext(
+                                request, timeout=settings.knowledge.refine_timeout_s + 30, metadata=metadata
+                            )
+                            resp = await call
+                            trailers = dict(await call.trailing_metadata() or ())
+                        except grpc.aio.AioRpcError as e:
+                            summary.failed += 1
+                            summary.errors.append(f"{ds}/{cat} {key.question_type}: {e.code().name}: {e.details()}")
+                            return
+                        finally:
+                            bar.advance(task)
+                    if resp.refined == "reviewed":
+                        summary.reviewed += 1
+                    elif resp.refined:
+                        summary.refined += 1
+                    else:
+                        summary.failed += 1
+                        summary.errors.append(f"{ds}/{cat}: {trailers.get(DEGRADED_METADATA_KEY, 'not refined')}")
+
+                await asyncio.gather(*(one(k, *v) for k, v in todo.items()))
+    finally:
+        if embedded is not None:
+            await embedded.stop(grace=1.0)
+    return summary
 
 
 @app.command("refine-export")

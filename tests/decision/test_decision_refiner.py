@@ -41,10 +41,11 @@ def _request(options: dict[str, str] = OPTIONS, refine: bool = True) -> knowledg
 class Stages:
     """The knowledge and decision stages on one port; the refiner points at it, as in embedded mode."""
 
-    def __init__(self, knowledge: knowledge_pb2_grpc.KnowledgeStub, decision: decision_pb2_grpc.DecisionStub):
-        self.knowledge = knowledge
-        self.decision = decision
-        self.cache = Path()
+    def __init__(self, channel: grpc.aio.Channel, address: str, cache: Path) -> None:
+        self.knowledge = knowledge_pb2_grpc.KnowledgeStub(channel)
+        self.decision = decision_pb2_grpc.DecisionStub(channel)
+        self.address = address
+        self.cache = cache
 
 
 @pytest.fixture
@@ -68,9 +69,7 @@ async def _serve(settings, decider: Decider) -> AsyncIterator[Stages]:
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        stages = Stages(knowledge_pb2_grpc.KnowledgeStub(channel), decision_pb2_grpc.DecisionStub(channel))
-        stages.cache = Path(settings.knowledge.refine_cache)
-        yield stages
+        yield Stages(channel, f"127.0.0.1:{port}", Path(settings.knowledge.refine_cache))
     finally:
         await channel.close()
         await server.stop(None)
@@ -166,3 +165,28 @@ async def test_a_backend_without_a_language_model_degrades_to_unrefined_csk(sett
         assert resp.text and resp.refined == ""
         assert "refinement failed" in trailers[DEGRADED_METADATA_KEY]
         assert "FAILED_PRECONDITION" in trailers[DEGRADED_METADATA_KEY]
+
+
+async def test_knowledge_refine_precomputes_the_cache_for_a_dataset(offline: Stages, tmp_path: Path) -> None:
+    """`echo-iad knowledge refine --data DIR --server ADDR`: one refinement per distinct key, then all cached."""
+    from services.knowledge.cli import app
+    from services.knowledge.refine import RefineKey
+    from services.mmad.loader import load_dataset
+    from services.mmad.synth import synthesize
+
+    root = synthesize(
+        tmp_path / "d", seed=3, categories=["round_part"], per_category=3, templates_per_category=2, progress=False
+    )
+    keys = {
+        RefineKey.of(s.dataset, s.category, q.type, list(q.options.values()))
+        for s, q in load_dataset(root).questions()
+        if q.type in ("Defect Classification", "Defect Description")
+    }
+    address = offline.address
+    args = ["refine", "--data", str(root), "--server", address]
+    res = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert res.exit_code == 0, res.output
+    assert f"{len(keys)} (category, question type, option set) keys: {len(keys)} refined by the model" in res.output
+    assert len(json.loads(offline.cache.read_text())["items"]) == len(keys) > 0
+    again = await asyncio.to_thread(CliRunner().invoke, app, args)  # from the cache: nothing new
+    assert again.exit_code == 0 and len(json.loads(offline.cache.read_text())["items"]) == len(keys)
