@@ -20,6 +20,8 @@ from services.knowledge.entries import (
 
 MVTEC = "bottle cable capsule carpet grid hazelnut leather metal_nut pill screw tile toothbrush transistor wood zipper"
 VISA = "candle capsules cashew chewinggum fryum macaroni1 macaroni2 pcb1 pcb2 pcb3 pcb4 pipe_fryum"
+LOCO = "breakfast_box juice_bottle pushpins screw_bag splicing_connectors"
+GOODSAD = "cigarette_box drink_bottle drink_can food_bottle food_box food_package"
 SYNTHETIC = {
     "round_part": {"scratch", "crack", "hole", "contamination", "color_defect"},
     "woven_fabric": {"hole", "contamination", "color_defect", "scratch"},
@@ -37,13 +39,19 @@ def test_every_shipped_knowledge_file_is_valid() -> None:
         assert entry.defects and all(d.field(f) for d in entry.defects for f in DEFECT_FIELDS)
 
 
-def test_the_knowledge_base_covers_every_mvtec_visa_and_synthetic_category() -> None:
+def test_the_knowledge_base_covers_every_category_of_the_four_mmad_datasets_and_the_synthetic_one() -> None:
     entries = load_dir(default_root())
     expected = {f"MVTec/{c}" for c in MVTEC.split()} | {f"VisA/{c}" for c in VISA.split()}
+    expected |= {f"MVTec-LOCO/{c}" for c in LOCO.split()} | {f"GoodsAD/{c}" for c in GOODSAD.split()}
     expected |= {f"Synthetic/{c}" for c in SYNTHETIC}
     assert sorted(expected - set(entries)) == []
     for category, defects in SYNTHETIC.items():  # the synthetic generator's defect types (SYNTH spec)
         assert {d.name for d in entries[f"Synthetic/{category}"].defects} == defects
+    for category in LOCO.split():  # MVTec LOCO's two test folders are its defect types
+        assert {d.name for d in entries[f"MVTec-LOCO/{category}"].defects} == {
+            "logical_anomalies",
+            "structural_anomalies",
+        }
 
 
 def test_fixture_files_load_with_schema_order_and_whitespace_folded(kb_dir: Path) -> None:
