@@ -19,10 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from echo.v1 import common_pb2, decision_pb2, decision_pb2_grpc, knowledge_pb2, knowledge_pb2_grpc
-from services.common.config import load_settings
 from services.common.serving import start_server
-from services.decision.core import Decider, DecisionMaker, build_decider
-from services.decision.server import stage_for
+from services.config import load_settings
+from services.decision.core import Decider, DecisionMaker
+from services.decision.server import build_decider, stage_for
 from services.knowledge.server import build_stage, connect_refiner
 from services.knowledge.servicer import DEGRADED_METADATA_KEY
 
