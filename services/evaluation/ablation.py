@@ -1,19 +1,23 @@
-"""The ablation grid: run the paper's settings as cells and print Tables 2 to 4 and the shot-count figure.
+"""The ablation grid: run the paper's settings as cells and print its tables and figures under its names.
 
-A grid is a folder: `grid.json` (axes, rows, cells) and one run folder per
-distinct cell (`GRID_DIR/<cell>/answers.jsonl`, resumable like any run). Rows
-are settings; columns are the paper's five types and their average, each the
-unweighted mean over datasets (Anomaly Detection balanced, unparseable wrong).
+Table 1 (baseline vs Echo), Table 2 (DK vs CSK), Table 3 (expert ablations),
+Table 4 (0-shot, 1-shot, 1-shot*), Fig. 5 (answer formats), Fig. 6 (k-shot);
+cells.py defines the rows. A grid is a folder: `grid.json` (axes, rows, cells)
+and one run folder per distinct cell (`GRID_DIR/<cell>/answers.jsonl`,
+resumable like any run). Rows are settings; columns are the paper's five types
+and their average, each the unweighted mean over Table 1's datasets (MVTec-AD
+and VisA when answered; Anomaly Detection balanced, unparseable wrong).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from services.evaluation.cells import AXES, Cell, grid_cells
-from services.evaluation.report import AVERAGE, PAPER_HEADERS, PAPER_TYPES, Table, dedupe, graded
+from services.evaluation.report import AVERAGE, PAPER_HEADERS, PAPER_TYPES, Table, dedupe, graded, table1_datasets
 from services.mmad.scoring import score
 
 GRID_FILE = "grid.json"
@@ -38,13 +42,20 @@ def load_grid(grid_dir: str | Path) -> tuple[list[str], list[Cell], dict[str, li
     return list(data["axes"]), [Cell.from_dict(c) for c in data["cells"]], rows
 
 
-def row_scores(records: list[dict[str, Any]]) -> list[float | None]:
-    """The five paper types (mean over datasets) and their average, for one cell's answers."""
-    rep = score(graded(dedupe(records)), types=PAPER_TYPES)
+def row_scores(records: list[dict[str, Any]], datasets: Sequence[str] | None = None) -> list[float | None]:
+    """The five paper types (mean over Table 1's datasets) and their average, for one cell's answers."""
+    g = graded(dedupe(records))
+    chosen, _ = table1_datasets((x.dataset for x in g), datasets)
+    rep = score([x for x in g if x.dataset in chosen], types=PAPER_TYPES)
     return [*(rep.wrong.type_average.get(t) for t in PAPER_TYPES), rep.wrong.headline]
 
 
-def axis_table(axis: str, rows: list[tuple[str, str]], records: dict[str, list[dict[str, Any]]]) -> Table:
+def axis_table(
+    axis: str,
+    rows: list[tuple[str, str]],
+    records: dict[str, list[dict[str, Any]]],
+    datasets: Sequence[str] | None = None,
+) -> Table:
     """One axis in the paper's layout: rows = settings, columns = five types + Average (+ answered, unparseable)."""
     title = AXES[axis][0]
     cols = ["Setting", *(PAPER_HEADERS[t] for t in PAPER_TYPES), AVERAGE, "Answered", "Unparseable", "Cell"]
@@ -52,21 +63,25 @@ def axis_table(axis: str, rows: list[tuple[str, str]], records: dict[str, list[d
     for label, name in rows:
         recs = dedupe(records.get(name, []))
         unparsed = sum(1 for r in recs if not r.get("answer"))
-        out.append([label, *row_scores(recs), len(recs), unparsed, name])
-    note = "Accuracy (%): mean over datasets; Discrimination is balanced Anomaly Detection; unparseable is wrong."
-    if axis == "shots":
+        out.append([label, *row_scores(recs, datasets), len(recs), unparsed, name])
+    answered = {r["dataset"] for recs in records.values() for r in recs}
+    note = (
+        f"Accuracy (%): {table1_datasets(answered, datasets)[1]} Discrimination is balanced Anomaly Detection; "
+        "unparseable is wrong."
+    )
+    if axis in ("references", "shots", "baseline"):
         note += " Reference modes change only the question types whose plan uses the Reference Extractor."
     return Table(title, cols, out, note)
 
 
-def grid_tables(grid_dir: str | Path) -> dict[str, Table]:
+def grid_tables(grid_dir: str | Path, datasets: Sequence[str] | None = None) -> dict[str, Table]:
     """Every axis table of a grid folder, from the answers on disk (a partly run grid shows what it has)."""
     from services.evaluation.runner import load_run
 
     grid_dir = Path(grid_dir)
     axes, cells, rows = load_grid(grid_dir)
     records = {c.name: load_run(grid_dir / c.name)[0] for c in cells}
-    return {axis: axis_table(axis, rows[axis], records) for axis in axes}
+    return {axis: axis_table(axis, rows[axis], records, datasets) for axis in axes}
 
 
 def write_grid_report(grid_dir: str | Path, tables: dict[str, Table]) -> list[Path]:
@@ -85,7 +100,7 @@ def write_grid_report(grid_dir: str | Path, tables: dict[str, Table]) -> list[Pa
 
 
 def shots_chart(table: Table, path: Path) -> Path:
-    """The paper's shot-count figure: accuracy per type (and the average) against the reference setting."""
+    """The paper's Fig. 6: accuracy per type (and the average) against the number of reference images."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,6 +132,8 @@ async def run_grid(
     settings: Any | None = None,
     build_memory: bool = True,
     console: Any | None = None,
+    datasets: Sequence[str] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, Table]:
     """Run every distinct cell of the chosen axes (resuming each), write each cell's report and the grid's tables."""
     from services.evaluation.report import report_run
@@ -133,9 +150,10 @@ async def run_grid(
         settings=settings,
         build_memory=build_memory,
         console=console,
+        meta=meta,
     )
     for c in cells:
-        report_run(grid_dir / c.name, write=True, chart=False)  # the grid draws its own figure
-    tables = grid_tables(grid_dir)
+        report_run(grid_dir / c.name, write=True, chart=False, datasets=datasets)  # the grid draws its own figure
+    tables = grid_tables(grid_dir, datasets)
     write_grid_report(grid_dir, tables)
     return tables

@@ -2,17 +2,23 @@
 
 A cell is a name plus the RequestSettings it sends with every question. "full"
 is Echo as configured: the planner's expert map, 1-shot* references, multiple
-choice, context-specific knowledge. Each ablation axis changes one thing:
+choice, context-specific knowledge. Each ablation axis changes one thing and is
+named as the Echo paper names it:
 
-| axis | rows (paper) |
-| --- | --- |
-| experts (Table 2) | w/o REr, w/o KG, w/o REx, w/o all, Echo |
-| format (Table 3) | multiple choice, open QA, true/false |
-| knowledge (Table 4) | no knowledge, DK, CSK |
-| shots (figure) | 0-shot, 1-shot, 1-shot*, 2-shot, 3-shot |
+| axis | the paper's | rows |
+| --- | --- | --- |
+| baseline | Table 1 | the MLLM under MMAD's 1-shot protocol, Echo |
+| knowledge | Table 2 | DK, CSK |
+| experts | Table 3 | w/o REr, w/o KG, w/o REx, w/o all, Echo |
+| references | Table 4 | 0-shot, 1-shot, 1-shot* |
+| format | Fig. 5 | multiple choice, open QA, true/false |
+| shots | Fig. 6 | 1-shot*, 2-shot, 3-shot (k most similar) |
 
-Rows that equal the default (Echo, multiple choice, CSK, 1-shot*) are the same
-cell, so the grid runs it once.
+"1-shot" and the baseline use MMAD's own 1-shot protocol: the dataset's
+`random_templates[0]` travels with each request as its reference (reference
+mode "template"), not a random pick from the memory. Rows that equal the
+default (Echo, multiple choice, CSK, 1-shot*) are the same cell, so the grid
+runs it once.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-REFERENCE_MODES = ("0-shot", "1-shot", "1-shot*", "k-shot")
+REFERENCE_MODES = ("0-shot", "1-shot", "1-shot*", "k-shot", "template")
+"""template: MMAD's 1-shot protocol, the dataset's random_templates[0] sent with each request."""
 ANSWER_FORMATS = ("mc", "open", "tf")
 KNOWLEDGE_MODES = ("none", "dk", "csk")
 EXPERTS = ("reference", "knowledge", "reasoning")
@@ -33,7 +40,8 @@ class Cell:
     Attributes:
         name: directory name of the cell's run (RUN_DIR/<name>/ in a grid).
         experts: expert -> forced on/off; an expert not named keeps the planner's choice.
-        reference_mode: 0-shot, 1-shot, 1-shot* or k-shot; None: the server's default (1-shot*).
+        reference_mode: 0-shot, 1-shot, 1-shot*, k-shot or template (MMAD's random_templates[0], sent by the
+            harness); None: the server's default (1-shot*).
         k_shots: references for k-shot.
         answer_format: mc, open or tf; None: multiple choice.
         knowledge_mode: none, dk or csk; None: the server's default (csk).
@@ -85,13 +93,19 @@ class Cell:
         experts = "planner's map" + (f", {forced}" if forced else "")
         ref, k, fmt, knowledge = self.settings_key()[1:]
         ref = f"{k}-shot (k-shot)" if ref == "k-shot" else ref
+        ref = "1-shot from MMAD's random_templates[0]" if ref == "template" else ref
         return f"experts: {experts}; references: {ref}; format: {fmt}; knowledge: {knowledge}"
 
+    @property
+    def sends_template(self) -> bool:
+        """The harness sends the sample's random_templates[0] as the reference (MMAD's 1-shot protocol)."""
+        return self.reference_mode == "template"
+
     def request_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for services.client.build_inspect_request."""
+        """Keyword arguments for services.client.build_inspect_request (a template cell adds `references`)."""
         return {
             "experts": dict(self.experts),
-            "reference_mode": self.reference_mode,
+            "reference_mode": "1-shot" if self.sends_template else self.reference_mode,
             "k_shots": self.k_shots,
             "answer_format": self.answer_format,
             "knowledge_mode": self.knowledge_mode,
@@ -119,8 +133,27 @@ FULL = Cell("full", label="Echo (full)")
 
 _OFF = False
 AXES: dict[str, tuple[str, list[Cell]]] = {
+    "baseline": (
+        "Table 1: the MLLM under MMAD's 1-shot protocol vs Echo",
+        [
+            Cell(
+                "baseline",
+                experts=(("knowledge", _OFF), ("reasoning", _OFF), ("reference", True)),
+                reference_mode="template",
+                label="Baseline (MMAD 1-shot)",
+            ),
+            Cell("full", label="Echo"),
+        ],
+    ),
+    "knowledge": (
+        "Table 2: domain knowledge (DK) vs context-specific knowledge (CSK)",
+        [
+            Cell("knowledge_dk", knowledge_mode="dk", label="DK"),
+            Cell("knowledge_csk", knowledge_mode="csk", label="CSK"),
+        ],
+    ),
     "experts": (
-        "Table 2: expert ablations",
+        "Table 3: expert ablations",
         [
             Cell("wo_rer", experts=(("reference", _OFF),), label="w/o REr"),
             Cell("wo_kg", experts=(("knowledge", _OFF),), label="w/o KG"),
@@ -129,34 +162,32 @@ AXES: dict[str, tuple[str, list[Cell]]] = {
             Cell("full", label="Echo"),
         ],
     ),
+    "references": (
+        "Table 4: reference images (0-shot, 1-shot: MMAD's random template, 1-shot*: the most similar)",
+        [
+            Cell("shots_0", reference_mode="0-shot", label="0-shot"),
+            Cell("shots_1", reference_mode="template", label="1-shot"),
+            Cell("shots_1star", reference_mode="1-shot*", label="1-shot*"),
+        ],
+    ),
     "format": (
-        "Table 3: answer formats",
+        "Fig. 5: answer formats",
         [
             Cell("format_mc", answer_format="mc", label="Multiple choice"),
             Cell("format_open", answer_format="open", label="Open QA"),
             Cell("format_tf", answer_format="tf", label="True/false"),
         ],
     ),
-    "knowledge": (
-        "Table 4: knowledge",
-        [
-            Cell("knowledge_none", knowledge_mode="none", label="No knowledge"),
-            Cell("knowledge_dk", knowledge_mode="dk", label="DK"),
-            Cell("knowledge_csk", knowledge_mode="csk", label="CSK"),
-        ],
-    ),
     "shots": (
-        "Figure: reference shots",
+        "Fig. 6: k-shot (the k most similar normal images)",
         [
-            Cell("shots_0", reference_mode="0-shot", label="0-shot"),
-            Cell("shots_1", reference_mode="1-shot", label="1-shot"),
             Cell("shots_1star", reference_mode="1-shot*", label="1-shot*"),
             Cell("shots_2", reference_mode="k-shot", k_shots=2, label="2-shot"),
             Cell("shots_3", reference_mode="k-shot", k_shots=3, label="3-shot"),
         ],
     ),
 }
-"""axis -> (title, rows). Row order is the paper's."""
+"""axis -> (title, rows), in the paper's order. Row order is the paper's."""
 
 
 def grid_cells(axes: list[str]) -> tuple[list[Cell], dict[str, list[tuple[str, str]]]]:

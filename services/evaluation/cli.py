@@ -64,7 +64,33 @@ PlanTypes = Annotated[
 ]
 Reference = Annotated[str | None, typer.Option(help="Reference mode: 0-shot, 1-shot, 1-shot* or k-shot.")]
 KShots = Annotated[int, typer.Option(min=0, help="References for k-shot.")]
-Knowledge = Annotated[str | None, typer.Option(help="Knowledge mode: none, dk or csk.")]
+KnowledgeMode = Annotated[str | None, typer.Option(help="Knowledge mode: none, dk or csk.")]
+KnowledgeSource = Annotated[
+    str,
+    typer.Option(
+        "--knowledge",
+        help=(
+            "Embedded only: whose knowledge the Knowledge Guide serves. ours: the shipped knowledge_base/ (the "
+            "product default); mmad: MMAD's own domain_knowledge.json from --data, imported, so DK/CSK comparisons "
+            "match the paper."
+        ),
+    ),
+]
+Protocol = Annotated[
+    str,
+    typer.Option(
+        help=(
+            "Embedded only: paper, the protocol the Echo paper measured (MMAD's prompt and pixel budget, the "
+            "paper's expert map); product, what `echo-iad serve` runs. A --config file's own values win."
+        )
+    ),
+]
+Datasets = Annotated[
+    str,
+    typer.Option(
+        help="Table 1's datasets, comma-separated (default: the paper's MVTec-AD and VisA when answered; 'all')."
+    ),
+]
 Format = Annotated[str | None, typer.Option("--format", help="Answer format: mc, open or tf.")]
 Experts = Annotated[
     str, typer.Option(help="Force experts on/off, e.g. 'reference=off,reasoning=on' (default: the planner's map).")
@@ -112,21 +138,63 @@ def _load_dataset(data: Path) -> Any:
         raise typer.BadParameter(str(e), param_hint="--data") from None
 
 
-def _settings(config: Path | None, backend: str | None, data: Path) -> Any:
-    """Embedded-server settings: the config file, a free port, and the backend override (oracle reads --data)."""
+def _settings(
+    config: Path | None, backend: str | None, data: Path, protocol: str = "paper", knowledge: str = "ours"
+) -> Any:
+    """Embedded-server settings: the protocol's preset under the config file, a free port, the backend override
+    (oracle reads --data) and the knowledge source (mmad: --data's domain_knowledge.json, imported)."""
     from services.common.errors import ConfigError
     from services.config import load_settings
 
-    overrides: dict[str, Any] = {"server": {"port": 0}}
+    if knowledge not in ("ours", "mmad"):
+        raise typer.BadParameter(f"{knowledge!r}: ours or mmad", param_hint="--knowledge")
+    overrides: dict[str, Any] = {"server": {"port": 0}, "protocol": protocol}
     if backend:
         overrides["decision"] = {"backend": backend}
     try:
         settings = load_settings(config, **overrides)
     except ConfigError as e:
-        raise typer.BadParameter(str(e), param_hint="--config/--backend") from None
+        raise typer.BadParameter(str(e), param_hint="--config/--backend/--protocol") from None
     if settings.decision.backend == "oracle" and not settings.decision.oracle_data:
         settings.decision.oracle_data = str(data.resolve())
+    if knowledge == "mmad":
+        settings.knowledge.dir = _mmad_knowledge(data, Path(settings.data_dir))
     return settings
+
+
+def _mmad_knowledge(data: Path, data_dir: Path) -> str:
+    """MMAD's domain_knowledge.json imported into a knowledge folder of its own (once per file content)."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    from services.common.errors import EchoError
+    from services.knowledge.entries import write_entry
+    from services.knowledge.mmad_format import load_mmad
+    from services.mmad.loader import DOMAIN_KNOWLEDGE_JSON
+
+    src = data / DOMAIN_KNOWLEDGE_JSON
+    if not src.is_file():
+        raise typer.BadParameter(f"{src} does not exist: MMAD ships it beside mmad.json", param_hint="--knowledge mmad")
+    out = data_dir / "knowledge-mmad" / hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    if not out.is_dir():
+        try:
+            entries = load_mmad(src)
+        except EchoError as e:
+            raise typer.BadParameter(str(e), param_hint="--knowledge mmad") from None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=out.parent))
+        for entry in entries:
+            write_entry(tmp, entry)
+        if out.is_dir():  # another run imported it meanwhile
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(out)
+    return str(out)
+
+
+def _datasets(raw: str) -> list[str] | None:
+    return [d.strip() for d in raw.split(",") if d.strip()] or None
 
 
 def _options(**kw: Any) -> Any:
@@ -192,7 +260,10 @@ class EvalOptions:
     plan_types: PlanTypes = False
     reference: Reference = None
     k_shots: KShots = 0
-    knowledge: Knowledge = None
+    knowledge_mode: KnowledgeMode = None
+    knowledge: KnowledgeSource = "ours"
+    protocol: Protocol = "paper"
+    datasets: Datasets = ""
     answer_format: Format = None
     experts: Experts = ""
     name: Name = None
@@ -252,7 +323,7 @@ def run_eval(opts: EvalOptions) -> Path:
     address = _target(opts.server, opts.embedded)
     console = _console()
     dataset = _load_dataset(data)
-    cell = _cell(opts.name, opts.experts, opts.reference, opts.k_shots, opts.knowledge, opts.answer_format)
+    cell = _cell(opts.name, opts.experts, opts.reference, opts.k_shots, opts.knowledge_mode, opts.answer_format)
     run_dir = opts.out or Path("echo-data/eval") / data.resolve().name / cell.name
     run_opts = _options(
         line_id=opts.line,
@@ -266,7 +337,11 @@ def run_eval(opts: EvalOptions) -> Path:
     )
     if opts.backend and address is not None:
         raise typer.BadParameter("--backend configures the embedded server; with --server the server's own applies")
-    settings = _settings(opts.config, opts.backend, data) if address is None else None
+    if opts.knowledge != "ours" and address is not None:
+        raise typer.BadParameter("--knowledge configures the embedded server; load it into yours with import-mmad")
+    settings = _settings(opts.config, opts.backend, data, opts.protocol, opts.knowledge) if address is None else None
+    datasets = _datasets(opts.datasets)
+    meta = {"knowledge_source": opts.knowledge, **({"table1_datasets": datasets} if datasets else {})}
     (result,) = _run(
         evaluate(
             dataset,
@@ -276,6 +351,7 @@ def run_eval(opts: EvalOptions) -> Path:
             settings=settings,
             build_memory=opts.build_memory,
             console=console,
+            meta=meta,
         ),
         console,
     )
@@ -284,7 +360,7 @@ def run_eval(opts: EvalOptions) -> Path:
         f"{result.errors} failed, {result.wall_s:.1f} s",
         highlight=False,
     )
-    rep = report_run(run_dir, write=True)
+    rep = report_run(run_dir, write=True, datasets=datasets)
     print_report(rep, _out(), per_category=opts.show_categories)
     if result.errors:
         console.print(f"[yellow]{result.errors} requests failed (see {run_dir / 'errors.jsonl'}); rerun to retry[/]")
@@ -320,8 +396,12 @@ def run_command(opts: EvalOptions) -> None:
 def ablate_command(
     data: Annotated[Path, typer.Option("--data", "-d", help="MMAD-format dataset folder.", file_okay=False)],
     grid: Annotated[
-        str, typer.Option(help="Comma-separated axes: experts (Table 2), format (3), knowledge (4), shots (figure).")
-    ] = "experts,format,knowledge,shots",
+        str,
+        typer.Option(
+            help="Comma-separated axes, named as in the paper: baseline (Table 1), knowledge (Table 2: DK vs CSK), "
+            "experts (Table 3), references (Table 4), format (Fig. 5), shots (Fig. 6)."
+        ),
+    ] = "baseline,knowledge,experts,references,format,shots",
     server: ServerOpt = None,
     embedded: Embedded = False,
     config: Config = None,
@@ -338,9 +418,13 @@ def ablate_command(
     seed: Seed = 0,
     max_errors: MaxErrors = 20,
     build_memory: BuildMemory = True,
+    protocol: Protocol = "paper",
+    knowledge: KnowledgeSource = "ours",
+    datasets: Datasets = "",
 ) -> None:
-    """Run the paper's ablations as one grid (each distinct setting once, resumable) and print Tables 2-4
-    and the shot-count series. Settings equal to the default (Echo, multiple choice, CSK, 1-shot*) share one run.
+    """Run the paper's ablations as one grid (each distinct setting once, resumable) and print them under the
+    paper's names: Tables 1-4, Fig. 5 and Fig. 6. Settings equal to the default (Echo, multiple choice, CSK,
+    1-shot*) share one run; the baseline and Table 4's 1-shot use MMAD's random_templates[0].
     """
 
     from services.evaluation.ablation import run_grid
@@ -367,7 +451,9 @@ def ablate_command(
         limit=limit,
         max_errors=max_errors,
     )
-    settings = _settings(config, backend, data) if address is None else None
+    if knowledge != "ours" and address is not None:
+        raise typer.BadParameter("--knowledge configures the embedded server; load it into yours with import-mmad")
+    settings = _settings(config, backend, data, protocol, knowledge) if address is None else None
     tables = _run(
         run_grid(
             dataset,
@@ -378,13 +464,17 @@ def ablate_command(
             settings=settings,
             build_memory=build_memory,
             console=console,
+            datasets=_datasets(datasets),
+            meta={"knowledge_source": knowledge},
         ),
         console,
     )
     out_console = _out()
     for t in tables.values():
         out_console.print(t.to_rich())
-    console.print(f"grid written to {grid_dir} (ablation.md, ablation_<axis>.csv, shots.png, one folder per cell)")
+    console.print(
+        f"grid written to {grid_dir} (ablation.md, ablation_<axis>.csv, shots.png for Fig. 6, one folder per cell)"
+    )
 
 
 @app.command("report")
@@ -394,6 +484,7 @@ def report_command(
     ],
     show_categories: ShowCategories = True,
     write: Annotated[bool, typer.Option(help="Also (re)write report.md, CSVs and the chart.")] = True,
+    datasets: Datasets = "",
 ) -> None:
     """Print (and rewrite) the report of a run or a grid from its answers on disk; safe while a run is going."""
 
@@ -402,7 +493,7 @@ def report_command(
 
     console = _out()
     if (run_dir / GRID_FILE).exists():
-        tables = grid_tables(run_dir)
+        tables = grid_tables(run_dir, _datasets(datasets))
         if write:
             write_grid_report(run_dir, tables)
         for t in tables.values():
@@ -410,7 +501,7 @@ def report_command(
         return
     if not (run_dir / "answers.jsonl").exists():
         raise typer.BadParameter(f"{run_dir}: no answers.jsonl or grid.json here")
-    rep = report_run(run_dir, write=write)
+    rep = report_run(run_dir, write=write, datasets=_datasets(datasets))
     print_report(rep, console, per_category=show_categories)
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.percentiles import percentile
+from services.common.protocol import PAPER_TABLE_DATASETS
 from services.evaluation.stats import wilson_interval
 from services.mmad.scoring import Count, Graded, ScoreReport, score
 from services.mmad.types import (
@@ -158,6 +159,35 @@ def _mean(values: Iterable[float | None]) -> float | None:
 def _types_present(report: ScoreReport) -> list[str]:
     present = {t for per in report.counts.values() for t in per}
     return [t for t in QUESTION_TYPES if t in present] + sorted(present - set(QUESTION_TYPES))
+
+
+# MMAD's paths say DS-MVTec (Defect Spectrum's re-annotated MVTec-AD); the paper says MVTec-AD.
+_DATASET_ALIASES = {"mvtec": "ds-mvtec", "mvtec-ad": "ds-mvtec", "mvtec_ad": "ds-mvtec"}
+
+
+def _dataset_key(name: str) -> str:
+    return _DATASET_ALIASES.get(name.strip().lower(), name.strip().lower())
+
+
+def table1_datasets(present: Iterable[str], wanted: Sequence[str] | None = None) -> tuple[list[str], str]:
+    """The datasets Table 1 averages, and a line saying which and why.
+
+    Default: the paper's (MVTec-AD and VisA); when none of them was answered, every dataset (say the synthetic
+    one). `wanted` names them (MVTec-AD, DS-MVTec and MVTec are one), or is ["all"].
+    """
+    present = list(dict.fromkeys(present))
+    if wanted and [w.strip().lower() for w in wanted] == ["all"]:
+        return present, "Table 1 averages every dataset answered (--datasets all)."
+    names = list(wanted or PAPER_TABLE_DATASETS)
+    chosen = [p for w in names for p in present if _dataset_key(p) == _dataset_key(w)]
+    chosen = list(dict.fromkeys(chosen))
+    if wanted:
+        missing = [w for w in names if not any(_dataset_key(p) == _dataset_key(w) for p in present)]
+        note = f"Table 1 averages {', '.join(chosen) or 'nothing'} (--datasets)"
+        return chosen, note + (f"; not answered: {', '.join(missing)}." if missing else ".")
+    if chosen:
+        return chosen, f"Table 1 averages the paper's datasets: {', '.join(chosen)} (--datasets to change)."
+    return present, "Table 1: the paper's datasets (MVTec-AD, VisA) were not answered; it averages every dataset."
 
 
 def paper_table(
@@ -301,12 +331,38 @@ class RunReport:
         }
 
 
-def build_report(records: Iterable[dict[str, Any]], meta: dict[str, Any] | None = None) -> RunReport:
+def knowledge_table(records: Sequence[dict[str, Any]]) -> Table | None:
+    """Per category: questions whose plan asked for knowledge but got none, and why (None when none lacked it)."""
+    asked: dict[tuple[str, str], int] = defaultdict(int)
+    missed: dict[tuple[str, str], int] = defaultdict(int)
+    why: dict[tuple[str, str], str] = {}
+    for r in records:
+        trace = r.get("trace") or {}
+        if trace.get("knowledge_mode", "KNOWLEDGE_NONE") in ("KNOWLEDGE_NONE", "KNOWLEDGE_MODE_UNSPECIFIED"):
+            continue
+        key = (r["dataset"], r["category"])
+        asked[key] += 1
+        if "knowledge" not in (trace.get("experts_used") or []):
+            missed[key] += 1
+            reason = next((d for d in trace.get("degraded") or [] if d.startswith("knowledge")), "no text")
+            why.setdefault(key, reason)
+    if not missed:
+        return None
+    rows: list[list[Value]] = [[ds, cat, missed[(ds, cat)], asked[(ds, cat)], why[(ds, cat)]] for ds, cat in missed]
+    note = "These answers ran without the Knowledge Guide; add the categories to knowledge_base/ or the store."
+    return Table("Knowledge missing per category", ["Dataset", "Category", "Without", "Asked", "Why"], rows, note, 2)
+
+
+def build_report(
+    records: Iterable[dict[str, Any]], meta: dict[str, Any] | None = None, datasets: Sequence[str] | None = None
+) -> RunReport:
+    """Every table of a run. `datasets`: Table 1's (default: the paper's MVTec-AD and VisA; see table1_datasets)."""
     recs = dedupe(records)
     g = graded(recs)
-    paper = score(g, types=PAPER_TYPES)
+    chosen, why = table1_datasets((x.dataset for x in g), datasets or (meta or {}).get("table1_datasets"))
+    paper = score([x for x in g if x.dataset in chosen], types=PAPER_TYPES)
     full = score(g)
-    rep = RunReport(recs, meta or {}, paper, full)
+    rep = RunReport(recs, {**(meta or {}), "table1_note": why}, paper, full)
     rep.tables = {
         "table1": paper_table(paper),
         "mmad": mmad_table(full),
@@ -314,6 +370,9 @@ def build_report(records: Iterable[dict[str, Any]], meta: dict[str, Any] | None 
         "counts": counts_table(full),
         "latency": latency_table(recs),
     }
+    missing = knowledge_table(recs)
+    if missing is not None:
+        rep.tables["knowledge"] = missing
     return rep
 
 
@@ -322,6 +381,8 @@ def header_lines(rep: RunReport) -> list[str]:
     expected = m.get("questions")
     lines = [
         f"dataset: {m.get('dataset_path', '?')}",
+        *([f"protocol: {m['protocol']}"] if m.get("protocol") else []),
+        *([m["table1_note"]] if m.get("table1_note") else []),
         f"answered: {len(rep.records)}"
         + (f" of {expected}" if expected else "")
         + (f", {rep.full.unparseable} unparseable" if rep.records else ""),
@@ -473,12 +534,19 @@ def write_chart(rep: RunReport, path: Path) -> Path:
     return path
 
 
-def report_run(run_dir: str | Path, *, write: bool = True, chart: bool = True, console: Any | None = None) -> RunReport:
-    """Build (and write, and print) the report of one run folder."""
+def report_run(
+    run_dir: str | Path,
+    *,
+    write: bool = True,
+    chart: bool = True,
+    console: Any | None = None,
+    datasets: Sequence[str] | None = None,
+) -> RunReport:
+    """Build (and write, and print) the report of one run folder; `datasets`: Table 1's (see table1_datasets)."""
     from services.evaluation.runner import load_run
 
     records, meta = load_run(run_dir)
-    rep = build_report(records, meta)
+    rep = build_report(records, meta, datasets)
     if write:
         write_report(rep, run_dir, chart=chart)
     if console is not None:

@@ -92,8 +92,13 @@ def questions_in_scope(dataset: MMADDataset, limit: int = 0) -> list[tuple[Sampl
     return items[:limit] if limit > 0 else items
 
 
-def build_request(sample: Sample, question: Question, image: bytes, cell: Cell, opts: RunOptions) -> Any:
-    """The InspectRequest for one question under one cell (question type from the dataset unless plan_types)."""
+def build_request(
+    sample: Sample, question: Question, image: bytes, cell: Cell, opts: RunOptions, references: Sequence[bytes] = ()
+) -> Any:
+    """The InspectRequest for one question under one cell (question type from the dataset unless plan_types).
+
+    `references`: the normal images a template cell sends (MMAD's 1-shot protocol: random_templates[0]).
+    """
     qtype = None if opts.plan_types or question.type not in QUESTION_TYPES else question.type
     return build_inspect_request(
         image,
@@ -106,6 +111,7 @@ def build_request(sample: Sample, question: Question, image: bytes, cell: Cell, 
         seed=opts.seed,
         return_prompt=opts.return_prompt,
         deadline_ms=opts.timeout_s * 1000.0,
+        references=list(references),
         **cell.request_kwargs(),
     )
 
@@ -404,7 +410,9 @@ async def _answer_all(
             if tally.stopped:
                 return
             await throttle.wait()
-            req = build_request(sample, q, await images.get(sample.image_path), cell, opts)
+            template = sample.random_templates[:1] if cell.sends_template else []
+            refs = [await images.get(t) for t in template]
+            req = build_request(sample, q, await images.get(sample.image_path), cell, opts, refs)
             start = time.perf_counter()
             try:
                 resp = await client.inspect_request(req, timeout_s=opts.timeout_s)
@@ -518,6 +526,7 @@ async def evaluate(
     settings: Any | None = None,
     build_memory: bool = True,
     console: Any | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> list[RunResult]:
     """Run cells over a dataset against a server, or an embedded one started here from `settings`.
 
@@ -529,9 +538,10 @@ async def evaluate(
         settings: EchoSettings for the embedded server.
         build_memory: first give each category with an empty memory its normal templates.
         console: rich Console for progress and messages.
+        meta: more run.json fields (e.g. the knowledge source, Table 1's datasets).
     """
     embedded = None
-    meta: dict[str, Any] = {}
+    extra = dict(meta or {})
     if address is None:
         if settings is None:
             raise ValueError("either an address or settings for the embedded server are needed")
@@ -541,9 +551,9 @@ async def evaluate(
             console.print(f"starting the embedded server (decision backend: {settings.decision.backend})")
         embedded = await start_embedded(settings)
         address = embedded.address
-        meta = {"server": "embedded", "settings": _settings_summary(settings)}
+        meta = {"server": "embedded", "protocol": settings.protocol, "settings": _settings_summary(settings), **extra}
     else:
-        meta = {"server": address}
+        meta = {"server": address, "protocol": "the server's own settings", **extra}
     results: list[RunResult] = []
     try:
         async with AsyncInspectorClient(address, timeout_s=opts.timeout_s) as client:

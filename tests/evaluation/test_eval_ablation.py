@@ -1,4 +1,4 @@
-"""`echo-iad eval ablate`: one command runs the grid and prints Tables 2 to 4 and the shot-count series."""
+"""`echo-iad eval ablate`: one command runs the grid and prints the paper's Tables 1-4, Fig. 5 and Fig. 6."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_ablation_grid_runs_every_cell_and_prints_the_paper_tables(
 
     grid = tmp_path / "grid"
     args = ["eval", "ablate", "--data", str(small_data), "--server", random_server.address, "--out", str(grid)]
-    args += ["--grid", "experts,format,knowledge,shots", "--limit", "8", "-j", "4"]
+    args += ["--limit", "8", "-j", "4"]  # every axis (the default grid)
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     for axis, (title, cells) in AXES.items():
@@ -48,6 +48,11 @@ def test_ablation_grid_runs_every_cell_and_prints_the_paper_tables(
     ]
     assert [r[0] for r in t2.rows] == ["w/o REr", "w/o KG", "w/o REx", "w/o all", "Echo"]
     assert tables["shots"].row("1-shot*")[1:] == t2.row("Echo")[1:]  # the same cell
+    assert tables["references"].row("1-shot*")[1:] == t2.row("Echo")[1:]
+    # the baseline ran MMAD's 1-shot protocol: the dataset's random template as the one reference, no other expert
+    baseline = [json.loads(x) for x in (grid / "baseline" / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert all(r["trace"]["experts_used"] == ["reference", "decision"] for r in baseline)
+    assert all([x["id"] for x in r["trace"]["references"]] == ["request:0"] for r in baseline)
     # the settings reached the server: w/o all used no expert but the decision maker
     wo_all = [json.loads(x) for x in (grid / "wo_all" / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
     assert all(r["trace"]["experts_used"] == ["decision"] for r in wo_all)

@@ -10,18 +10,36 @@ from services.evaluation.runner import RunOptions, build_request
 from services.mmad.loader import MMADDataset
 
 
-def test_full_grid_runs_each_distinct_setting_once() -> None:
-    cells, rows = grid_cells(["experts", "format", "knowledge", "shots"])
+def test_full_grid_runs_each_distinct_setting_once_under_the_papers_names() -> None:
+    cells, rows = grid_cells(list(AXES))
     names = [c.name for c in cells]
     assert len(names) == len(set(names)) == 13
+    assert [AXES[a][0].split(":")[0] for a in AXES] == ["Table 1", "Table 2", "Table 3", "Table 4", "Fig. 5", "Fig. 6"]
+    assert [label for label, _ in rows["baseline"]] == ["Baseline (MMAD 1-shot)", "Echo"]
+    assert [label for label, _ in rows["knowledge"]] == ["DK", "CSK"]
     assert [label for label, _ in rows["experts"]] == ["w/o REr", "w/o KG", "w/o REx", "w/o all", "Echo"]
+    assert [label for label, _ in rows["references"]] == ["0-shot", "1-shot", "1-shot*"]
     assert [label for label, _ in rows["format"]] == ["Multiple choice", "Open QA", "True/false"]
-    assert [label for label, _ in rows["knowledge"]] == ["No knowledge", "DK", "CSK"]
-    assert [label for label, _ in rows["shots"]] == ["0-shot", "1-shot", "1-shot*", "2-shot", "3-shot"]
+    assert [label for label, _ in rows["shots"]] == ["1-shot*", "2-shot", "3-shot"]
     # Echo, multiple choice, CSK and 1-shot* are the same requests: one run, named "full"
-    assert rows["experts"][-1][1] == rows["format"][0][1] == rows["knowledge"][-1][1] == rows["shots"][2][1] == "full"
+    fulls = {rows["baseline"][1][1], rows["experts"][-1][1], rows["format"][0][1], rows["knowledge"][-1][1]}
+    assert fulls | {rows["references"][2][1], rows["shots"][0][1]} == {"full"}
     with pytest.raises(ValueError, match="unknown ablation axes"):
         grid_cells(["nope"])
+
+
+def test_baseline_and_1_shot_send_mmads_random_template(small_dataset: MMADDataset) -> None:
+    """MMAD's 1-shot protocol: the dataset's random_templates[0] travels with the request as its reference."""
+    sample, q = next(iter(small_dataset.questions()))
+    baseline = dict(AXES["baseline"][1][0].experts)
+    assert baseline == {"reference": True, "knowledge": False, "reasoning": False}
+    for cell in (AXES["baseline"][1][0], dict((c.label, c) for c in AXES["references"][1])["1-shot"]):
+        assert cell.sends_template
+        template = small_dataset.abspath(sample.random_templates[0]).read_bytes()
+        req = build_request(sample, q, b"png", cell, RunOptions(), [template])
+        assert [r.data for r in req.references] == [template]
+        assert req.settings.reference_mode == common_pb2.ONE_SHOT_RANDOM
+    assert not build_request(sample, q, b"png", FULL, RunOptions()).references
 
 
 def test_cells_become_request_settings(small_dataset: MMADDataset) -> None:

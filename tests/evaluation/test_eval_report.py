@@ -85,6 +85,43 @@ def test_datasets_are_rows_and_average_is_their_unweighted_mean(small_dataset: M
     assert t1.row("Average")[1:] == [50.0] * 6
 
 
+def test_table1_averages_mvtec_ad_and_visa_only_unless_told(small_dataset: MMADDataset) -> None:
+    """The paper's Table 1 reports MVTec-AD (MMAD's DS-MVTec) and VisA; the seven-type table covers every dataset."""
+    good = records_for(small_dataset, lambda s, q: q.answer, dataset_name="DS-MVTec")
+    bad = records_for(small_dataset, lambda s, q: _other(q), dataset_name="VisA")
+    loco = records_for(small_dataset, lambda s, q: q.answer, dataset_name="MVTec-LOCO")
+    rep = build_report(good + bad + loco)
+    assert [r[0] for r in rep.tables["table1"].rows] == ["DS-MVTec", "VisA", "Average"]
+    assert rep.tables["table1"].row("Average")[-1] == 50.0 and rep.headline() == 50.0
+    assert [r[0] for r in rep.tables["mmad"].rows] == ["DS-MVTec", "VisA", "MVTec-LOCO", "Average"]
+    assert "the paper's datasets: DS-MVTec, VisA" in rep.meta["table1_note"]
+    everything = build_report(good + bad + loco, datasets=["all"]).tables["table1"]
+    assert [r[0] for r in everything.rows] == ["DS-MVTec", "VisA", "MVTec-LOCO", "Average"]
+    chosen = build_report(good + bad + loco, datasets=["MVTec-AD", "MVTec-LOCO"])  # MVTec-AD names DS-MVTec
+    assert [r[0] for r in chosen.tables["table1"].rows] == ["DS-MVTec", "MVTec-LOCO", "Average"]
+    # without the paper's datasets (the synthetic set), Table 1 averages what was answered and says so
+    synthetic = build_report(records_for(small_dataset, lambda s, q: q.answer))
+    assert [r[0] for r in synthetic.tables["table1"].rows] == ["Synthetic", "Average"]
+    assert "were not answered" in synthetic.meta["table1_note"]
+
+
+def test_the_report_says_per_category_where_knowledge_was_missing(small_dataset: MMADDataset) -> None:
+    recs = records_for(small_dataset, lambda s, q: q.answer)
+    for r in recs:
+        if r["type"] == "Defect Classification":
+            had = r["category"] == "round_part"
+            r["trace"] |= {"knowledge_mode": "CONTEXT_SPECIFIC", "experts_used": ["knowledge"] if had else []}
+            if not had:
+                r["trace"]["degraded"] = ["knowledge: knowledge stage: NOT_FOUND: unknown category 'screw'"]
+    rep = build_report(recs)
+    table = rep.tables["knowledge"]
+    asked = sum(1 for r in recs if r["type"] == "Defect Classification" and r["category"] == "screw")
+    assert table.rows == [
+        ["Synthetic", "screw", asked, asked, "knowledge: knowledge stage: NOT_FOUND: unknown category 'screw'"]
+    ]
+    assert "knowledge" not in build_report(records_for(small_dataset, lambda s, q: q.answer)).tables
+
+
 def test_latency_and_throughput_from_the_answers(small_dataset: MMADDataset) -> None:
     rep = build_report(records_for(small_dataset, lambda s, q: q.answer))
     lat = rep.tables["latency"]
