@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from statistics import fmean
 
@@ -78,3 +79,29 @@ def test_oracle_scores_100_percent_through_the_embedded_cli(small_data: Path, tm
     # every answer used the full expert path of the embedded server
     experts = {tuple(r["trace"]["experts_used"]) for r in rep.records}
     assert ("reference", "decision") in experts
+
+
+def test_eval_runs_the_paper_protocol_with_mmads_own_knowledge(small_data: Path, tmp_path: Path) -> None:
+    """`eval --knowledge mmad`: MMAD's domain_knowledge.json from --data, imported, serves DK; the embedded server
+    runs the paper's protocol (MMAD's prompt and pixel budget) unless told otherwise."""
+    from services.cli import app
+    from services.knowledge.entries import load_dir
+
+    cfg = write_config(tmp_path / "cfg.yaml", tmp_path / "state", backend="oracle")
+    run = tmp_path / "run"
+    args = ["eval", "--data", str(small_data), "-c", str(cfg), "--out", str(run), "-j", "4", "--limit", "12"]
+    res = CliRunner().invoke(app, [*args, "--knowledge", "mmad", "--knowledge-mode", "dk"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["protocol"] == "paper" and meta["knowledge_source"] == "mmad"
+    decision = meta["settings"]["decision"]
+    assert (decision["prompt_style"], decision["max_pixels"], decision["min_pixels"]) == ("mmad", 1280 * 784, 64 * 784)
+    kb = Path(meta["settings"]["knowledge"]["dir"])
+    assert kb.parent.name == "knowledge-mmad" and sorted(load_dir(kb)) == ["Synthetic/round_part", "Synthetic/screw"]
+    mmad = json.loads((small_data / "domain_knowledge.json").read_text())
+    assert load_dir(kb)["Synthetic/screw"].normal in mmad["Synthetic"]["screw"]["good"]  # MMAD's own text
+    records = [json.loads(x) for x in (run / "answers.jsonl").read_text().splitlines()]
+    used = [r for r in records if "knowledge" in r["trace"]["experts_used"]]
+    assert used and all(r["trace"]["knowledge_mode"] == "DOMAIN_KNOWLEDGE" for r in used)
+    bad = CliRunner().invoke(app, [*args, "--server", "127.0.0.1:1", "--knowledge", "mmad"])
+    assert bad.exit_code == 2 and "--knowledge configures the embedded server" in bad.output
