@@ -25,6 +25,7 @@ from services.mmad.types import (
     DEFECT_LOCALIZATION,
     OBJECT_ANALYSIS,
     OBJECT_CLASSIFICATION,
+    QUESTION_TYPES,
 )
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -135,16 +136,7 @@ def option_evidence(
     if not texts:
         return {}
     defects, products = defect_names or set(), product_names or set()
-    types = (
-        ANOMALY_DETECTION,
-        DEFECT_CLASSIFICATION,
-        DEFECT_LOCALIZATION,
-        DEFECT_DESCRIPTION,
-        DEFECT_ANALYSIS,
-        OBJECT_CLASSIFICATION,
-        OBJECT_ANALYSIS,
-    )
-    share = dict.fromkeys(types, 0.0)
+    share = dict.fromkeys(QUESTION_TYPES, 0.0)
     heads = [(words(t) or [""])[0] for t in texts]
     if len(texts) <= 3 and all(h in _VERDICT_HEADS for h in heads):
         share[ANOMALY_DETECTION] = 1.0
