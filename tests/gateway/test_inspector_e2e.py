@@ -126,6 +126,43 @@ def test_the_prompt_is_returned_only_on_request(client, dataset) -> None:  # typ
     assert q.text in prompt and "Following is the query image" in prompt
 
 
+def test_the_callers_own_references_replace_the_memory_search(client, dataset) -> None:  # type: ignore[no-untyped-def]
+    """MMAD's 1-shot protocol: the request carries random_templates[0]; the trace names it request:0."""
+    sample, q = _first(dataset, "Anomaly Detection", normal=False)
+    template = dataset.abspath(sample.random_templates[0])
+    t = _ask(client, dataset, sample, q, references=[template], return_prompt=True).trace
+    assert [r.id for r in t.references] == ["request:0"] and "reference" in t.experts_used
+    assert t.reference_mode == common_pb2.ONE_SHOT_RANDOM and "retrieval" not in {s.stage for s in t.timings}
+    assert t.prompt.count("<|image_pad|>") >= 2  # the template and the query
+    with pytest.raises(grpc.RpcError) as err:
+        _ask(client, dataset, sample, q, references=[b"not an image"])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and err.value.details().startswith("references[0]")
+
+
+def test_an_object_classification_prompt_never_names_the_category(client, dataset) -> None:  # type: ignore[no-untyped-def]
+    sample, q = _first(dataset, "Object Classification")
+    name = sample.category.replace("_", " ")
+    prompt = _ask(client, dataset, sample, q, question_type=q.type, return_prompt=True).trace.prompt
+    for option in q.options.values():
+        prompt = prompt.replace(option, "")
+    assert name not in prompt.lower() and sample.category not in prompt
+
+
+def test_the_gateway_asks_for_refined_knowledge_when_configured(server, client, dataset) -> None:  # type: ignore[no-untyped-def]
+    """gateway.refine_knowledge: the Knowledge Guide refines CSK through the decision stage on the same port."""
+    sample, q = _first(dataset, "Defect Classification")
+    inspector = server.embedded.inspector
+    inspector.settings.refine_knowledge = True
+    try:
+        t = _ask(client, dataset, sample, q, question_type=q.type).trace
+    finally:
+        inspector.settings.refine_knowledge = False
+    assert "knowledge" in t.experts_used and not t.degraded
+    assert t.model_ids["knowledge"].endswith("+refined:echo-tiny-qwen2-vl")
+    plain = _ask(client, dataset, sample, q, question_type=q.type).trace
+    assert "+refined" not in plain.model_ids["knowledge"]
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
