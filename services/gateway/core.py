@@ -178,12 +178,6 @@ class Inspector:
             if use_search:
                 run.references = await self._search(run, vector)
 
-        if provided:
-            refs = run.inspection.references
-            run.references = [
-                Reference(f"request:{n}", 0.0, "", trace.category, sha256_hex(b)) for n, b in enumerate(refs)
-            ]
-            trace.reference_mode = "1-shot" if len(refs) == 1 else "k-shot"
         if need_category or use_search:
             if use_knowledge and not need_category:  # both at once; every failure reaches the caller
                 try:
@@ -201,6 +195,12 @@ class Inspector:
         elif use_knowledge:
             await self._optional(run, "knowledge", self._knowledge(run))
 
+        if provided:
+            refs = run.inspection.references
+            run.references = [
+                Reference(f"request:{n}", 0.0, "", trace.category, sha256_hex(b)) for n, b in enumerate(refs)
+            ]
+            trace.reference_mode = "1-shot" if len(refs) == 1 else "k-shot"
         if use_reference and run.references:
             trace.experts_used.append("reference")
             trace.references.extend(run.references)
