@@ -217,7 +217,7 @@ def refine(
     server: str | None = typer.Option(
         None,
         help="A running server (HOST:PORT): its Knowledge stage refines through its decision stage and keeps the "
-        "cache. Omit to run the knowledge and decision stages here, from --config, on one port.",
+        "cache. Omit to start the embedded server here, from --config (one port: knowledge calls decision).",
     ),
     application: str = typer.Option("", help="Ray Serve application of the Knowledge stage (cluster: knowledge)."),
     types: str = typer.Option(
