@@ -112,7 +112,8 @@ def test_the_detail_page_shows_the_heat_map_overlay_when_evidence_ran(page, cons
     assert images_loaded(page, ".reference-image")[0] > 0
     body = page.inner_text("body")
     assert "score 3.200" in body and "threshold 1.500" in body and "top left" in body
-    assert page.inner_text("#reasoning") == record.trace.reasoning.strip()  # this question ran every expert
+    shown = record.trace.reasoning.strip().replace("\r\n", "\n").replace("\r", "\n")  # HTML parsing makes CRs LFs
+    assert page.inner_text("#reasoning") == shown  # this question ran every expert
     assert len(page.query_selector_all(".passage")) == len(record.knowledge_passages) > 0
     screenshot(page, "inspection-evidence")
 
