@@ -15,6 +15,7 @@ import grpc
 from echo.v1 import decision_pb2, decision_pb2_grpc
 from services.common.errors import Unavailable, from_rpc_error
 from services.common.serving import channel_options
+from services.common.telemetry import client_interceptors
 from services.knowledge.refine import RefineInput, refine_prompt
 
 
@@ -45,7 +46,9 @@ class DecisionRefiner:
         if not self.address:
             raise Unavailable("knowledge refinement: no decision stage to call (set knowledge.refine_address)")
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=channel_options())
+            self._channel = grpc.aio.insecure_channel(
+                self.address, options=channel_options(), interceptors=client_interceptors()
+            )
         stub = decision_pb2_grpc.DecisionStub(self._channel)
         request = decision_pb2.CompleteRequest(prompt=refine_prompt(inp), max_tokens=self.max_tokens)
         try:
