@@ -9,7 +9,11 @@ grpc.aio context). The servicers report errors with `context.abort()` (via
 @grpc_errors); `ServeContext` turns that into `grpc_context.set_code/details`
 so callers receive the real status code, not INTERNAL (DESIGN §6).
 
-Two health checks per stage:
+Every RPC passes the same token checks as on a gRPC server (services/common/auth.py):
+Serve's proxy has no TLS and, in Ray 2.60, listens on every interface, so TLS
+ends at an ingress in front of it and the tokens are checked here.
+
+Two health checks per stage, both the shared real check (services/common/health.py):
 - `Check`: the standard grpc.health.v1.Health/Check, routed to the application by
   the proxy like any RPC; it runs the stage's own tiny real request (the
   Inspector's asks every stage it depends on).
@@ -20,9 +24,7 @@ Two health checks per stage:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Any
 
 import grpc
@@ -34,6 +36,8 @@ from ray import serve
 
 from deploy.args import GatewayArgs, StageArgs
 from echo.v1 import decision_pb2, embedding_pb2, inspector_pb2, knowledge_pb2, retrieval_pb2  # noqa: F401 (registers)
+from services.common.auth import Authorizer, TokenBook
+from services.common.errors import EchoError
 from services.common.serve_batching import ServeBatcher
 from services.common.serving import Stage
 from services.common.telemetry import continued_trace, rpc_metrics, setup_tracing
@@ -104,10 +108,11 @@ def response_type(service: str, method: str) -> type[Message]:
 
 
 class StageHost:
-    """Hosts one stage (servicer + health) in a Serve replica; subclasses add one method per RPC."""
+    """Hosts one stage (servicer + health + token checks) in a Serve replica; subclasses add one method per RPC."""
 
     stage: Stage
     stage_label: str
+    authorizer: Authorizer
 
     @staticmethod
     def _settings(args: StageArgs, label: str) -> EchoSettings:
@@ -116,21 +121,29 @@ class StageHost:
         setup_tracing(settings.telemetry, f"echo-iad.{label}")
         return settings
 
-    def _host(self, stage: Stage, label: str) -> None:
+    def _host(self, stage: Stage, label: str, settings: EchoSettings) -> None:
         self.stage = stage
         self.stage_label = label
-        self._health_checked_at = 0.0
-        self._health_error: str | None = None
-        self._health_lock = asyncio.Lock()  # concurrent probes wait for the one real request
-        log.info("%s replica ready (%s)", label, stage.service_name)
+        auth = settings.server.auth
+        book = TokenBook.from_file(auth.tokens_file) if auth.enabled else None
+        self.authorizer = Authorizer(book, [stage.service_name] if stage.public else [])
+        stage.health.timeout_s = settings.server.health_timeout_s
+        log.info("%s replica ready (%s; tokens %s)", label, stage.service_name, "on" if book else "off")
 
     async def _rpc(self, method: str, request: Message, grpc_context: Any | None) -> Message:
-        """One call into the servicer; an abort becomes the status code on Serve's gRPC context."""
+        """One call into the servicer, after the same token checks as a gRPC server's; an error or abort becomes
+        the status code on Serve's gRPC context."""
         ctx = ServeContext(grpc_context)
         service = self.stage.service_name
         with continued_trace(ctx.invocation_metadata(), f"{service}/{method}"), rpc_metrics(service, method) as outcome:
             try:
+                identity = self.authorizer.authenticate(service, ctx.invocation_metadata())
+                self.authorizer.authorize(identity, service, method, request)
                 return await getattr(self.stage.servicer, method)(request, ctx)
+            except EchoError as e:
+                ctx.set_code(e.code)
+                ctx.set_details(e.message)
+                return response_type(service, method)()
             except _Aborted:
                 return response_type(service, method)()  # the status set on grpc_context is what the caller gets
             finally:
@@ -138,17 +151,9 @@ class StageHost:
                 outcome.code = code.name if code else "OK"
 
     async def _ready(self) -> str | None:
-        """None when the stage serves (a tiny real request, cached briefly), else why not."""
-        async with self._health_lock:
-            if time.monotonic() - self._health_checked_at > HEALTH_CACHE_S:
-                try:
-                    await self.stage.servicer.check_health()  # type: ignore[attr-defined]
-                    self._health_error = None
-                except Exception as e:
-                    self._health_error = f"{type(e).__name__}: {e}"
-                    log.warning("%s not ready: %s", self.stage_label, self._health_error)
-                self._health_checked_at = time.monotonic()
-            return self._health_error
+        """None when the stage serves, else why not: the shared check (services/common/health.py), its result
+        reused for HEALTH_CACHE_S so many probes cost one real request."""
+        return await self.stage.health.check(max_age_s=HEALTH_CACHE_S)
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: Any | None = None
@@ -164,7 +169,7 @@ class StageHost:
         return health_pb2.HealthCheckResponse(status=status)
 
     async def check_health(self) -> None:
-        """Serve's replica health check: raising gets the replica replaced."""
+        """Serve's periodic replica health check (the same real check): raising gets the replica replaced."""
         error = await self._ready()
         if error:
             raise RuntimeError(f"{self.stage_label} cannot serve: {error}")
@@ -177,7 +182,8 @@ class EmbeddingDeployment(StageHost):
     async def __init__(self, args: StageArgs) -> None:
         from services.embedding.server import build_stage
 
-        self._host(await build_stage(self._settings(args, "embedding"), batcher_factory=ServeBatcher), "embedding")
+        settings = self._settings(args, "embedding")
+        self._host(await build_stage(settings, batcher_factory=ServeBatcher), "embedding", settings)
 
     async def EmbedImages(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("EmbedImages", request, grpc_context)
@@ -193,7 +199,8 @@ class RetrievalDeployment(StageHost):
     async def __init__(self, args: StageArgs) -> None:
         from services.retrieval.server import build_stage
 
-        self._host(await build_stage(self._settings(args, "retrieval")), "retrieval")
+        settings = self._settings(args, "retrieval")
+        self._host(await build_stage(settings), "retrieval", settings)
 
     async def Upsert(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("Upsert", request, grpc_context)
@@ -218,7 +225,8 @@ class KnowledgeDeployment(StageHost):
     async def __init__(self, args: StageArgs) -> None:
         from services.knowledge.server import build_stage
 
-        self._host(await build_stage(self._settings(args, "knowledge")), "knowledge")
+        settings = self._settings(args, "knowledge")
+        self._host(await build_stage(settings), "knowledge", settings)
 
     async def GetContext(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("GetContext", request, grpc_context)
@@ -237,7 +245,8 @@ class DecisionDeployment(StageHost):
     async def __init__(self, args: StageArgs) -> None:
         from services.decision.server import build_stage
 
-        self._host(await build_stage(self._settings(args, "decision"), batcher_factory=ServeBatcher), "decision")
+        settings = self._settings(args, "decision")
+        self._host(await build_stage(settings, batcher_factory=ServeBatcher), "decision", settings)
 
     async def Decide(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("Decide", request, grpc_context)
@@ -253,7 +262,8 @@ class InspectorDeployment(StageHost):
     async def __init__(self, args: GatewayArgs) -> None:
         from services.gateway.server import build_stage
 
-        self._host(await build_stage(self._settings(args, "inspector"), args.proxy_address), "inspector")
+        settings = self._settings(args, "inspector")
+        self._host(await build_stage(settings, args.proxy_address), "inspector", settings)
 
     async def Inspect(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("Inspect", request, grpc_context)

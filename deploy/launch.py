@@ -8,7 +8,9 @@ loopback), and adds:
 - validation of every application's `args` against its builder's schema, before anything starts;
 - relative `config_path` / `data_dir` made absolute against the working directory;
 - the environment variables the YAML references (`${QDRANT_URL}`) forwarded to the replicas;
-- a readiness wait that sends each application a real grpc.health.v1 Check through the gRPC proxy.
+- a readiness wait that sends each application a real grpc.health.v1 Check through the gRPC proxy;
+- a refusal to deploy applications that check no bearer tokens, since Serve's gRPC proxy listens on
+  every interface, unless `--insecure` says the network is trusted.
 
 With a running cluster (`ray start --head`, RAY_ADDRESS, or KubeRay) it joins,
 deploys and returns: the applications stay up. Otherwise it starts a local Ray,
@@ -132,6 +134,44 @@ def prepare_config(config: dict[str, Any], base_dir: Path, environ: dict[str, st
             for name, value in forwarded.items():
                 env_vars.setdefault(name, value)
     return out
+
+
+def open_applications(config: dict[str, Any]) -> list[str]:
+    """The Echo-IAD applications that would accept calls without a bearer token.
+
+    Ray 2.60's gRPC proxy binds `[::]:port` (gRPCOptions has no host; DESIGN §5): every
+    interface of every node. So on Ray the tokens are the lock, checked in each replica
+    (deploy/deployments.py), and TLS ends at an ingress in front of the proxy. An app
+    whose settings cannot be read here counts as open.
+    """
+    from deploy.apps import BUILDERS, GRPC_BUILDERS
+
+    out = []
+    for app in config["applications"]:
+        path = app.get("import_path", "")
+        if path not in GRPC_BUILDERS:
+            continue
+        try:
+            enabled = BUILDERS[path].model_validate(app.get("args") or {}).echo_settings().server.auth.enabled
+        except ConfigError:
+            enabled = False
+        if not enabled:
+            out.append(str(app.get("name")))
+    return out
+
+
+def check_exposure(config: dict[str, Any], insecure: bool) -> None:
+    """Refuse to deploy apps that take calls without tokens behind a proxy open on every interface, unless
+    the operator says the network is trusted (`--insecure`)."""
+    unguarded = open_applications(config)
+    if unguarded and not insecure:
+        raise ConfigError(
+            f"Serve's gRPC proxy listens on every interface (Ray 2.60 has no host option) and the applications "
+            f"{', '.join(unguarded)} check no bearer tokens: set server.auth.tokens_file in their settings "
+            "(README: Security), or pass --insecure on a network you trust"
+        )
+    if unguarded:
+        log.warning("--insecure: %s take calls without tokens on every interface", ", ".join(unguarded))
 
 
 def proxy_address(config: dict[str, Any], host: str = "127.0.0.1") -> str:
@@ -279,8 +319,12 @@ def wait_until_healthy(config: dict[str, Any], timeout_s: float = 900.0, poll_s:
         time.sleep(poll_s)
 
 
-def serve_ray(config_path: str | Path, *, address: str | None = None, timeout_s: float = 900.0) -> None:
+def serve_ray(
+    config_path: str | Path, *, address: str | None = None, timeout_s: float = 900.0, insecure: bool = False
+) -> None:
     """Deploy CONFIG on Ray Serve and wait until every stage is healthy (see the module docstring).
+
+    `insecure`: deploy even though apps check no tokens (the proxy listens on every interface).
 
     With a local Ray started here, Ctrl-C or SIGTERM (also during start-up) removes the applications and stops
     that Ray, saying so, and ends without a traceback: Ray's own processes ignore the terminal's Ctrl-C, so they
@@ -291,6 +335,7 @@ def serve_ray(config_path: str | Path, *, address: str | None = None, timeout_s:
     setup_logging(os.environ.get("ECHO_IAD__TELEMETRY__LOG_LEVEL", "INFO"))
     config = prepare_config(read_config(resolve_config(config_path)), Path.cwd())
     validate_config(config)
+    check_exposure(config, insecure)
     started_local = connect(address)
     stop = threading.Event()
     if started_local:

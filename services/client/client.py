@@ -14,7 +14,8 @@ content-addressed and deletes are idempotent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc, knowledge_pb2
+from services.common.auth import bearer, read_secret
 from services.common.enums import (
     ANSWER_FORMAT_ENUM,
     KNOWLEDGE_MODE_ENUM,
@@ -60,11 +62,27 @@ def with_default_port(address: str, port: int = DEFAULT_PORT) -> str:
     return address if ":" in address else f"{address}:{port}"
 
 
+def channel_credentials(
+    ca_file: str = "", cert_file: str = "", key_file: str = "", tls: bool | None = None
+) -> grpc.ChannelCredentials | None:
+    """TLS credentials from PEM files (arguments, else $ECHO_IAD_CA_FILE / _CERT_FILE / _KEY_FILE); None: plaintext."""
+    ca_file = ca_file or os.environ.get("ECHO_IAD_CA_FILE", "")
+    cert_file = cert_file or os.environ.get("ECHO_IAD_CERT_FILE", "")
+    key_file = key_file or os.environ.get("ECHO_IAD_KEY_FILE", "")
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("cert_file and key_file go together (mutual TLS)")
+    if tls is False or (tls is None and not (ca_file or cert_file)):
+        return None
+    ca, cert, key = (Path(f).read_bytes() if f else None for f in (ca_file, cert_file, key_file))
+    return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+
 def to_image(image: ImageLike, *, send_uri: bool = False) -> common_pb2.Image:
-    """Bytes go as bytes; a path is read here (the server may not see this disk) unless send_uri."""
+    """Bytes go as bytes; a content id ("sha256:<hex>", from a trace or a listing) as a uri; a path is read
+    here (the server may not see this disk) unless send_uri."""
     if isinstance(image, bytes):
         return common_pb2.Image(data=image)
-    if send_uri or "://" in str(image):
+    if send_uri or "://" in str(image) or str(image).startswith("sha256:"):
         return common_pb2.Image(uri=str(image))
     return common_pb2.Image(data=Path(image).read_bytes())
 
@@ -156,13 +174,19 @@ class _Client:
     under `await`. Only what must wait differs (health, closing).
 
     Args:
-        address: host:port of the embedded server or of Ray Serve's gRPC proxy.
+        address: host:port of the embedded server or of Ray Serve's gRPC proxy (or the TLS ingress before it).
         timeout_s: deadline of each call unless the call names its own.
         retries: retries on UNAVAILABLE / RESOURCE_EXHAUSTED (gRPC's retry policy; 0: none).
         application: the Ray Serve application to route to (cluster mode: "inspector"); empty in embedded mode.
+        token: the bearer token scoped to your lines; None reads token_file, else $ECHO_IAD_TOKEN_FILE, else
+            $ECHO_IAD_TOKEN (never put a token on a command line).
+        ca_file: PEM CA that signed the server's certificate: turns TLS on (else $ECHO_IAD_CA_FILE).
+        cert_file, key_file: this client's certificate and key, for mutual TLS (else $ECHO_IAD_CERT_FILE,
+            $ECHO_IAD_KEY_FILE).
+        tls: force TLS on (the system's CA roots when no ca_file) or off; None: on when a CA or cert is given.
     """
 
-    _new_channel: Callable[..., Any]  # grpc.insecure_channel or grpc.aio.insecure_channel
+    _grpc: Any  # grpc or grpc.aio: where the channel constructors come from
 
     def __init__(
         self,
@@ -172,11 +196,26 @@ class _Client:
         retries: int = 3,
         max_message_mb: int = 32,
         application: str = "",
+        token: str | None = None,
+        token_file: str = "",
+        ca_file: str = "",
+        cert_file: str = "",
+        key_file: str = "",
+        tls: bool | None = None,
     ) -> None:
         self.address = address = with_default_port(address)
         self.timeout_s = timeout_s
-        self.metadata = (("application", application),) if application else None
-        self._channel = type(self)._new_channel(address, options=_options(retries, max_message_mb))
+        if token is None:
+            token = read_secret(token_file or os.environ.get("ECHO_IAD_TOKEN_FILE", ""), "ECHO_IAD_TOKEN")
+        self.auth_metadata: tuple[tuple[str, str], ...] = (bearer(token),) if token else ()
+        routing = (("application", application),) if application else ()
+        self.metadata = (*routing, *self.auth_metadata) or None
+        options = _options(retries, max_message_mb)
+        credentials = channel_credentials(ca_file, cert_file, key_file, tls)
+        if credentials is None:
+            self._channel = self._grpc.insecure_channel(address, options=options)
+        else:
+            self._channel = self._grpc.secure_channel(address, credentials, options=options)
         self._stub = inspector_pb2_grpc.InspectorStub(self._channel)
 
     @property
@@ -260,7 +299,7 @@ def _status_name(resp: health_pb2.HealthCheckResponse) -> str:
 class InspectorClient(_Client):
     """Blocking client; reuse one per process (it holds one HTTP/2 connection). Arguments: see _Client."""
 
-    _new_channel = staticmethod(grpc.insecure_channel)
+    _grpc = grpc
 
     def health(self, service: str = "", timeout_s: float = 5.0) -> str:
         """SERVING, NOT_SERVING or SERVICE_UNKNOWN, from the standard gRPC health service."""
@@ -292,7 +331,7 @@ class InspectorClient(_Client):
 class AsyncInspectorClient(_Client):
     """asyncio client with the same methods and arguments (await them); create it inside the running loop."""
 
-    _new_channel = staticmethod(grpc.aio.insecure_channel)
+    _grpc = grpc.aio
 
     async def health(self, service: str = "", timeout_s: float = 5.0) -> str:
         """SERVING, NOT_SERVING or SERVICE_UNKNOWN, from the standard gRPC health service."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from services.common.errors import ConfigError
@@ -23,11 +23,57 @@ from services.common.section import Section
 CONFIG_ENV = "ECHO_IAD_CONFIG"
 
 
+class TlsSettings(Section):
+    cert_file: str = Field("", description="PEM certificate chain of this server; set with key_file to serve TLS.")
+    key_file: str = Field("", description="PEM private key of cert_file.")
+    client_ca_file: str = Field(
+        "", description="PEM CA bundle; set: mutual TLS, every client must present a certificate it signed."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsSettings:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together")
+        if self.client_ca_file and not self.cert_file:
+            raise ValueError("client_ca_file (mutual TLS) needs cert_file and key_file")
+        return self
+
+
+class AuthSettings(Section):
+    tokens_file: str = Field(
+        "",
+        description=(
+            "YAML file of bearer tokens scoped to lines (format: services/common/auth.py); empty: no token check "
+            "(the loopback default)."
+        ),
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens_file)
+
+
 class ServerSettings(Section):
-    host: str = Field("127.0.0.1", description="Bind address; loopback by default (the gRPC port has no TLS).")
+    host: str = Field(
+        "127.0.0.1",
+        description="Bind address; loopback by default. Any other needs tls and auth set, or insecure: true.",
+    )
     port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
     max_message_mb: int = Field(32, ge=1, description="Largest gRPC message, both ways (image payloads).")
     grace_s: float = Field(10.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    insecure: bool = Field(
+        False, description="Allow a non-loopback host without TLS and tokens (a trusted network only)."
+    )
+    health_interval_s: float = Field(
+        5.0, gt=0, description="How often every stage's real health check runs (NOT_SERVING while one fails)."
+    )
+    health_timeout_s: float = Field(10.0, gt=0, description="A health check slower than this counts as failed.")
 
 
 class TelemetrySettings(Section):

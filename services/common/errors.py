@@ -54,6 +54,14 @@ class ResourceExhausted(EchoError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Unauthenticated(EchoError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(EchoError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ConfigError(EchoError):
     """Bad configuration found at start-up; the message names the key or file."""
 
@@ -62,7 +70,16 @@ class ConfigError(EchoError):
 
 _CODE_TO_ERROR: dict[grpc.StatusCode, type[EchoError]] = {
     cls.code: cls
-    for cls in (InvalidArgument, NotFound, FailedPrecondition, Unavailable, DeadlineExceeded, ResourceExhausted)
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        FailedPrecondition,
+        Unavailable,
+        DeadlineExceeded,
+        ResourceExhausted,
+        Unauthenticated,
+        PermissionDenied,
+    )
 }
 
 

@@ -69,6 +69,14 @@ def content_type_of(data: bytes) -> str:
     return _kind(data)[1] or "application/octet-stream"
 
 
+CONTENT_ID = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+def content_id(sha256: str) -> str:
+    """The id clients see for a stored image ("sha256:<hex>"): its content, never where the server keeps it."""
+    return f"sha256:{sha256}" if sha256 else ""
+
+
 def read_uri(uri: str, *, field: str = "image.uri", root: str | None = None) -> bytes:
     """Read bytes from a local path, file:// or any fsspec URL; relative paths resolve against root."""
     if not uri:
@@ -98,8 +106,47 @@ def image_bytes(image: object, *, field: str = "image", root: str | None = None)
     raise InvalidArgument("is missing: set data (encoded JPEG/PNG bytes) or uri", field=field)
 
 
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM and RSTn: markers without a length
+
+
+def jpeg_complete(data: bytes) -> bool:
+    """True when a JPEG's marker structure runs from SOI to EOI with every segment whole.
+
+    PIL refuses a JPEG cut short ("image file is truncated"); nvjpeg decodes what is
+    there and fills the rest. Checking the structure before any decoder makes every
+    path refuse the same truncated files.
+    """
+    if data[:2] != b"\xff\xd8":
+        return False
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD9:
+            return True
+        if marker in _STANDALONE:
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # entropy-coded data follows: skip to the next marker that is not FF00 or RSTn
+            while True:
+                i = data.find(b"\xff", i)
+                if i < 0 or i + 1 >= n:
+                    return False
+                nxt = data[i + 1]
+                if nxt == 0x00 or nxt in _STANDALONE or nxt == 0xFF:
+                    i += 1 if nxt == 0xFF else 2
+                    continue
+                break
+    return i + 2 <= n and data[i : i + 2] == b"\xff\xd9"
+
+
 def check_header(data: bytes, limits: ImageLimits = ImageLimits(), field: str = "image") -> tuple[int, int]:
-    """Refuse empty, oversized or unreadable images from the header alone (no pixel decode); returns (w, h).
+    """Refuse empty, oversized, unreadable or truncated images without decoding pixels; returns (w, h).
 
     Cheap enough for the gateway's hot path; the stages that need pixels decode them once, with decode().
     """
@@ -114,6 +161,10 @@ def check_header(data: bytes, limits: ImageLimits = ImageLimits(), field: str = 
         raise InvalidArgument(f"cannot be decoded as an image ({type(e).__name__}: {e})", field=field) from e
     if w * h > limits.max_pixels:
         raise InvalidArgument(f"is {w}x{h} = {w * h} pixels, {limits.over('pixels', limits.max_pixels)}", field=field)
+    if data[:3] == b"\xff\xd8\xff" and not jpeg_complete(data):  # every decoder, GPU or PIL, refuses it alike
+        raise InvalidArgument(
+            "cannot be decoded as an image (truncated JPEG: it ends before its last segment)", field=field
+        )
     return w, h
 
 

@@ -1,18 +1,28 @@
-"""gRPC server plumbing shared by every stage: options, health, reflection, shutdown."""
+"""gRPC server plumbing shared by every stage: options, TLS and tokens, health, reflection, shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import shutil
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.auth import Authorizer, Identity, TokenBook, new_token
+from services.common.config import ServerSettings, TlsSettings
+from services.common.errors import ConfigError
+from services.common.guard import RequestGuard
+from services.common.health import NOT_SERVING, SERVING, HealthMonitor, StageHealth
 from services.common.telemetry import server_interceptors
 
 log = logging.getLogger(__name__)
@@ -58,8 +68,10 @@ def retry_options(
     return [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps({"methodConfig": config}))]
 
 
-def new_server(max_message_mb: int = 32) -> grpc.aio.Server:
-    return grpc.aio.server(options=channel_options(max_message_mb), interceptors=server_interceptors())
+def new_server(max_message_mb: int = 32, guard: RequestGuard | None = None) -> grpc.aio.Server:
+    """A gRPC server with our interceptors: tracing and metrics, then the guard (tokens, undecodable bodies)."""
+    guard = guard or RequestGuard(Authorizer(None))
+    return grpc.aio.server(options=channel_options(max_message_mb), interceptors=[*server_interceptors(), guard])
 
 
 def add_health_and_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> health.aio.HealthServicer:
@@ -72,9 +84,8 @@ def add_health_and_reflection(server: grpc.aio.Server, service_names: Iterable[s
 
 
 async def set_serving(servicer: health.aio.HealthServicer, names: Iterable[str], serving: bool = True) -> None:
-    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in names:
-        await servicer.set(name, status)
+        await servicer.set(name, SERVING if serving else NOT_SERVING)
 
 
 async def wait_for_termination(server: grpc.aio.Server, grace_s: float) -> None:
@@ -98,13 +109,27 @@ class Stage:
 
     A servicer exposes `async check_health()`, which runs a tiny real request
     and raises when the stage cannot serve (a live process is not enough), and
-    may expose `close()` (sync or async) to release its resources.
+    may expose `close()` (sync or async) to release its resources. `health`
+    runs that check in every mode (services/common/health.py). `public`: factory-line
+    tokens may call it (the Inspector); the others are stages only the gateway calls.
     """
 
-    def __init__(self, service_name: str, servicer: object, register: Callable[[grpc.aio.Server, object], None]):
+    def __init__(
+        self,
+        service_name: str,
+        servicer: object,
+        register: Callable[[grpc.aio.Server, object], None],
+        *,
+        public: bool = False,
+    ):
         self.service_name = service_name
         self.servicer = servicer
         self.register = register
+        self.public = public
+        self.health = StageHealth(service_name, self._probe)
+
+    async def _probe(self) -> None:
+        await self.servicer.check_health()  # type: ignore[attr-defined]
 
     async def close(self) -> None:
         """Release what the servicer holds (batchers, stores, models), if it says how."""
@@ -115,12 +140,64 @@ class Stage:
                 await result
 
     async def healthy(self) -> bool:
-        try:
-            await self.servicer.check_health()  # type: ignore[attr-defined]
-            return True
-        except Exception as e:
-            log.warning("%s not ready: %s", self.service_name, e)
-            return False
+        return await self.health.check() is None
+
+
+@dataclass(frozen=True)
+class Internal:
+    """How a caller inside this process (the embedded gateway) reaches the server's own stages."""
+
+    address: str
+    token: str  # the bearer token minted for it; "" when tokens are off
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, settings: ServerSettings) -> None:
+    """A server reachable beyond this machine must use TLS and tokens, unless the config says insecure."""
+    if is_loopback(host) or settings.insecure or (settings.tls.enabled and settings.auth.enabled):
+        return
+    checks = (("server.tls", settings.tls.enabled), ("server.auth", settings.auth.enabled))
+    missing = [name for name, on in checks if not on]
+    raise ConfigError(
+        f"server.host {host!r} is not loopback and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+        "not set: configure TLS and bearer tokens (README: Security), or pass --insecure (server.insecure: true) "
+        "on a network you trust"
+    )
+
+
+def _read(path: str, key: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {path}: {e}") from e
+
+
+def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials | None:
+    """TLS (or mutual TLS with client_ca_file) from PEM files; None when TLS is off."""
+    if not tls.enabled:
+        return None
+    pair = (_read(tls.key_file, "server.tls.key_file"), _read(tls.cert_file, "server.tls.cert_file"))
+    ca = _read(tls.client_ca_file, "server.tls.client_ca_file") if tls.client_ca_file else None
+    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+
+_MONITORS: set[asyncio.Task[None]] = set()  # strong references to the running health monitors
+
+
+async def _monitor(monitor: HealthMonitor, server: grpc.aio.Server, interval_s: float, socket_dir: str) -> None:
+    try:
+        await monitor.run(interval_s, server.wait_for_termination)
+    finally:
+        if socket_dir:
+            shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 async def start_server(
@@ -128,31 +205,51 @@ async def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     max_message_mb: int = 32,
-    on_bound: Callable[[int], None] | None = None,
+    on_bound: Callable[[Internal], None] | None = None,
+    *,
+    settings: ServerSettings | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Start one gRPC server hosting `stages`; mark each SERVING once its health check passes.
+    """Start one gRPC server hosting `stages`, guarded (tokens, TLS, undecodable bodies), health re-checked.
 
-    on_bound(port) runs after binding and before the health checks: the embedded
-    gateway uses it to point its stage clients at this very server.
+    on_bound(internal) runs after binding and before the first health check: the
+    embedded gateway uses it to point its stage clients at this very server (over
+    a private Unix socket when the public port speaks TLS or faces the network).
+    `settings` brings TLS, tokens, the exposure rule and the health interval (defaults: none, 5 s).
     Returns the server, the bound port (useful with port=0) and the health servicer.
     """
-    server = new_server(max_message_mb)
+    cfg = settings or ServerSettings()
+    check_exposure(host, cfg)
+    book = TokenBook.from_file(cfg.auth.tokens_file) if cfg.auth.enabled else None
+    internal_token = ""
+    if book is not None and on_bound is not None:
+        internal_token = new_token()
+        book.add(internal_token, Identity("in-process gateway", frozenset({"*"}), stages=True))
+    authorizer = Authorizer(book, [st.service_name for st in stages if st.public])
+    server = new_server(max_message_mb, RequestGuard(authorizer))
     for st in stages:
         st.register(server, st.servicer)
+        st.health.timeout_s = cfg.health_timeout_s
     names = [st.service_name for st in stages]
     health_servicer = add_health_and_reflection(server, names)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    credentials = server_credentials(cfg.tls)
+    address = f"{host}:{port}"
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"cannot bind gRPC server to {host}:{port}")
+    socket_dir = ""
     if on_bound is not None:
-        on_bound(bound)
+        internal = f"127.0.0.1:{bound}"
+        if credentials is not None or not is_loopback(host):
+            socket_dir = tempfile.mkdtemp(prefix="echo-iad-")  # 0700: only this user reaches the socket
+            internal = f"unix:{socket_dir}/grpc.sock"
+            server.add_insecure_port(internal)
+        on_bound(Internal(internal, internal_token))
     await server.start()
-    all_ok = True
-    for st in stages:
-        ok = await st.healthy()
-        all_ok &= ok
-        await set_serving(health_servicer, [st.service_name], ok)
-    await set_serving(health_servicer, [""], all_ok)  # "" is the whole server
+    monitor = HealthMonitor([st.health for st in stages], health_servicer)
+    await monitor.check_all()
+    task = asyncio.create_task(_monitor(monitor, server, cfg.health_interval_s, socket_dir))
+    _MONITORS.add(task)
+    task.add_done_callback(_MONITORS.discard)
     return server, bound, health_servicer
 
 
@@ -160,7 +257,7 @@ async def serve_stage(build_stage: Callable[[Any], Awaitable[Stage]], settings: 
     """One stage alone on settings.server.host/port until SIGTERM; then release it."""
     stage = await build_stage(settings)
     server, port, _ = await start_server(
-        [stage], settings.server.host, settings.server.port, settings.server.max_message_mb
+        [stage], settings.server.host, settings.server.port, settings.server.max_message_mb, settings=settings.server
     )
     log.info("%s serving on %s:%d", stage.service_name, settings.server.host, port)
     try:

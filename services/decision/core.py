@@ -219,7 +219,9 @@ class DecisionMaker:
             reasoning: str | None = None
             first: ChatPrompt | None = None
             if inp.reasoning:
-                first = reasoning_prompt(pin, query, refs, inp.max_reasoning_tokens or s.max_reasoning_tokens)
+                first = reasoning_prompt(
+                    pin, query, refs, min(inp.max_reasoning_tokens or s.max_reasoning_tokens, s.max_reasoning_tokens)
+                )
                 r = await self.backend.complete(first)
                 replies.append(r)
                 reasoning = r.text

@@ -50,11 +50,21 @@ def serve(
             "(local-cpu, single-gpu, multi-node-gpu), from any folder.",
         ),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve beyond loopback without TLS and tokens (a network you trust). On Ray: accept that Serve's "
+            "gRPC proxy listens on every interface while the apps check no tokens.",
+        ),
+    ] = False,
 ) -> None:
     """Serve all five services (Inspector, Embedding, Retrieval, Knowledge, Decision) on one gRPC port.
 
-    Embedded mode: one process, Qdrant Edge, files on disk. Health checking and reflection are on;
-    SIGTERM lets in-flight requests finish. With --ray, deploy to Ray Serve instead (cluster mode).
+    Embedded mode: one process, Qdrant Edge, files on disk. Health checking (every stage's real check, every
+    server.health_interval_s) and reflection are on; SIGTERM lets in-flight requests finish. Loopback with no
+    tokens by default; another --host needs server.tls and server.auth in the config, or --insecure.
+    With --ray, deploy to Ray Serve instead (cluster mode).
     """
     import asyncio
 
@@ -64,9 +74,9 @@ def serve(
     if ray is not None:
         from deploy.launch import serve_ray
 
-        serve_ray(ray)
+        serve_ray(ray, insecure=insecure)
         return
-    overrides: dict = {"server": {}}
+    overrides: dict = {"server": {"insecure": True} if insecure else {}}
     if host is not None:
         overrides["server"]["host"] = host
     if port is not None:

@@ -31,6 +31,7 @@ from echo.v1 import (
     retrieval_pb2,
     retrieval_pb2_grpc,
 )
+from services.common.auth import bearer
 from services.common.enums import (
     ANSWER_FORMAT_ENUM,
     KNOWLEDGE_MODE_ENUM,
@@ -111,12 +112,15 @@ class StageCallError(EchoError):
 class StageClient:
     """Calls one stage's RPCs under a share of the request's deadline."""
 
-    def __init__(self, name: str, channel: grpc.aio.Channel, endpoint: StageEndpoint) -> None:
+    def __init__(self, name: str, channel: grpc.aio.Channel, endpoint: StageEndpoint, token: str = "") -> None:
         self.name = name
         self.endpoint = endpoint
         self.channel = channel
         self.stub = _STUBS[name](channel)
-        self.metadata = (("application", endpoint.application),) if endpoint.application else None
+        metadata = [("application", endpoint.application)] if endpoint.application else []
+        if token:
+            metadata.append(bearer(token))
+        self.metadata = tuple(metadata) or None
 
     async def call(self, method: str, request: Any, deadline: Deadline, *, degraded: list[str] | None = None) -> Any:
         """One RPC under a share of the deadline; a stage's `echo-degraded` trailer is appended to `degraded`."""
@@ -143,7 +147,9 @@ def _reference(hit: common_pb2.Reference) -> Reference:
 class StageClients:
     """All four stages, as calls on plain values; channels are shared between stages at the same address."""
 
-    def __init__(self, settings: GatewaySettings, default_address: str, max_message_mb: int = 32) -> None:
+    def __init__(
+        self, settings: GatewaySettings, default_address: str, max_message_mb: int = 32, *, token: str = ""
+    ) -> None:
         endpoints: dict[str, StageEndpoint] = {name: getattr(settings, name) for name in _STUBS}
         by_address: dict[str, list[str]] = {}
         for name, endpoint in endpoints.items():
@@ -162,7 +168,7 @@ class StageClients:
             )
             self._channels[address] = channel
             for n in names:
-                self.clients[n] = StageClient(n, channel, endpoints[n])
+                self.clients[n] = StageClient(n, channel, endpoints[n], token)
 
     def __getitem__(self, name: str) -> StageClient:
         return self.clients[name]

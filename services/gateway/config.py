@@ -34,6 +34,13 @@ class GatewaySettings(Section):
     default_k_shots: int = Field(2, ge=1, description="References for k-shot when a request leaves k unset.")
     max_concurrent: int = Field(64, ge=1, description="Inspections in flight before new ones get RESOURCE_EXHAUSTED.")
     default_dataset: str = Field("", description="Dataset namespace used when a request names none (empty: any).")
+    stage_token_file: str = Field(
+        "",
+        description=(
+            "File holding the bearer token the gateway sends the stages when they check tokens (cluster mode; "
+            "else $ECHO_IAD_STAGE_TOKEN). The embedded server mints its own."
+        ),
+    )
     refine_knowledge: bool = Field(
         False,
         description=(

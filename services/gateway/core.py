@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from services.common.errors import EchoError, InvalidArgument, NotFound, ResourceExhausted, task_group_error
-from services.common.images import ImageLimits, ImageStore, check_header, check_sha256, image_suffix, sha256_hex
+from services.common.images import (
+    CONTENT_ID,
+    ImageLimits,
+    ImageStore,
+    check_header,
+    check_sha256,
+    image_suffix,
+    sha256_hex,
+)
 from services.common.telemetry import tracer
 from services.gateway.clients import Deadline, StageCallError, StageClients
 from services.gateway.config import GatewaySettings
@@ -335,6 +343,26 @@ class Inspector:
             trace.model_ids["knowledge"] = knowledge.model_id
         run.knowledge = knowledge.text
         run.passages = knowledge.passages
+
+    # ------------------------------------------------------------------ images named by content id
+    async def stored_image(self, line_id: str, uri: str, deadline: Deadline, field: str = "image") -> bytes:
+        """The bytes of an image a client names by content id ("sha256:<hex>", as traces and listings give it).
+
+        Only images in this line's memory resolve, and a miss reads the same whether or not another line
+        holds the image; paths and URLs are refused, so no client reads the server's files or makes it
+        fetch one.
+        """
+        m = CONTENT_ID.match(uri)
+        if m is None:
+            raise InvalidArgument(
+                f"{uri[:80]!r} is not a content id: send the image bytes, or 'sha256:<hex>' of an image in this "
+                "line's memory",
+                field=f"{field}.uri",
+            )
+        try:
+            return await self.get_image(line_id, m.group(1), deadline)
+        except NotFound:
+            raise NotFound(f"line {line_id!r} has no image {uri} in its memory", field=f"{field}.uri") from None
 
     # ------------------------------------------------------------------ memory
     async def add_normal_images(

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import grpc
 
+from services.common.auth import read_secret
 from services.common.images import ImageLimits, ImageStore
-from services.common.serving import Stage, start_server, wait_for_termination
+from services.common.serving import Internal, Stage, start_server, wait_for_termination
 from services.config import EchoSettings
 from services.gateway.audit import AuditTrail
 from services.gateway.clients import StageClients
@@ -24,6 +25,7 @@ from services.gateway.servicer import InspectorServicer, register
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "echo.v1.Inspector"
+STAGE_TOKEN_ENV = "ECHO_IAD_STAGE_TOKEN"
 
 
 def build_classifier() -> QuestionTypeClassifier:
@@ -41,8 +43,12 @@ def build_classifier() -> QuestionTypeClassifier:
     )
 
 
-def build_inspector(settings: EchoSettings, default_address: str) -> Inspector:
-    clients = StageClients(settings.gateway, default_address, settings.server.max_message_mb)
+def build_inspector(settings: EchoSettings, default_address: str, token: str | None = None) -> Inspector:
+    """The Inspector over its stage clients; `token`: what it sends the stages (None: gateway.stage_token_file
+    or $ECHO_IAD_STAGE_TOKEN, the cluster's way; the embedded server mints its own)."""
+    if token is None:
+        token = read_secret(settings.gateway.stage_token_file, STAGE_TOKEN_ENV)
+    clients = StageClients(settings.gateway, default_address, settings.server.max_message_mb, token=token)
     return Inspector(
         clients=clients,
         classifier=build_classifier(),
@@ -65,7 +71,7 @@ def open_audit(settings: EchoSettings) -> AuditTrail | None:
 async def build_stage(settings: EchoSettings, default_address: str = "") -> Stage:
     """The Inspector alone; stage addresses come from settings.gateway (cluster mode)."""
     servicer = InspectorServicer(build_inspector(settings, default_address), open_audit(settings))
-    return Stage(SERVICE_NAME, servicer, register)
+    return Stage(SERVICE_NAME, servicer, register, public=True)
 
 
 @dataclass
@@ -113,17 +119,18 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
     ]
     gateway = InspectorServicer(None, open_audit(settings))  # type: ignore[arg-type]
 
-    def connect(port: int) -> None:  # the gateway's stage clients, and the knowledge refiner, use this very server
-        gateway.inspector = build_inspector(settings, f"127.0.0.1:{port}")
-        connect_refiner(stages[2], f"127.0.0.1:{port}")
+    def connect(internal: Internal) -> None:  # the gateway's stage clients, and the knowledge refiner, use this server
+        gateway.inspector = build_inspector(settings, internal.address, internal.token)
+        connect_refiner(stages[2], internal.address, internal.token)
 
-    inspector_stage = Stage(SERVICE_NAME, gateway, register)
+    inspector_stage = Stage(SERVICE_NAME, gateway, register, public=True)
     server, port, _ = await start_server(
         [*stages, inspector_stage],
         host=settings.server.host,
         port=settings.server.port,
         max_message_mb=settings.server.max_message_mb,
         on_bound=connect,
+        settings=settings.server,
     )
     log.info("Echo-IAD embedded server on %s:%d", settings.server.host, port)
     return EmbeddedServer(server, port, [*stages, inspector_stage])

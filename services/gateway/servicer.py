@@ -6,8 +6,6 @@ response as sent) before the answer leaves, and the audit queries go to it direc
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -22,7 +20,7 @@ from services.common.enums import (
     to_name,
 )
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable, grpc_errors
-from services.common.images import content_type_of, image_bytes
+from services.common.images import content_id, content_type_of, image_bytes
 from services.gateway.audit import AuditTrail
 from services.gateway.clients import STAGE_SERVICES, Deadline, StageClients
 from services.gateway.core import EXPERTS, Inspector
@@ -35,17 +33,19 @@ def _deadline(context: grpc.aio.ServicerContext, default_ms: float) -> Deadline:
     return Deadline.after_ms(default_ms if remaining is None else min(default_ms, remaining * 1000.0))
 
 
-async def _image(image: common_pb2.Image, field: str) -> bytes:
-    """Bytes as sent, or read from the URI off the event loop."""
-    return image_bytes(image, field=field) if image.data else await asyncio.to_thread(image_bytes, image, field=field)
+async def _image(inspector: Inspector, line_id: str, image: common_pb2.Image, field: str, deadline: Deadline) -> bytes:
+    """Bytes as sent, or the stored image a content id names (only from this line's memory)."""
+    if image.WhichOneof("source") == "uri":
+        return await inspector.stored_image(line_id, image.uri, deadline, field)
+    return image_bytes(image, field=field)
 
 
-async def to_inspection(req: inspector_pb2.InspectRequest) -> Inspection:
+async def to_inspection(req: inspector_pb2.InspectRequest, inspector: Inspector) -> Inspection:
     """An InspectRequest as plain values; an enum value the contract lacks is INVALID_ARGUMENT naming it."""
     s = req.settings
     return Inspection(
         line_id=req.line_id,
-        image=await _image(req.image, "image"),
+        image=await _image(inspector, req.line_id, req.image, "image", Deadline.after_ms(10_000)),
         question=req.question.text,
         options=dict(req.question.options),
         question_type=to_name(QUESTION_TYPE_ENUM, req.question.type, "question.type"),
@@ -72,7 +72,8 @@ def trace_to_proto(t: Trace) -> common_pb2.Trace:
             "reference_mode": to_enum(REFERENCE_MODE_ENUM, t.reference_mode, "reference_mode"),
             "knowledge_mode": to_enum(KNOWLEDGE_MODE_ENUM, t.knowledge_mode, "knowledge_mode"),
             "answer_format": to_enum(ANSWER_FORMAT_ENUM, t.answer_format, "answer_format"),
-            "references": [common_pb2.Reference(**vars(r)) for r in t.references],
+            # content ids, never where the server keeps the files
+            "references": [common_pb2.Reference(**{**vars(r), "uri": content_id(r.sha256)}) for r in t.references],
             "timings": [common_pb2.StageTiming(**vars(x)) for x in t.timings],
         }
     )
@@ -122,7 +123,7 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
     async def Inspect(
         self, request: inspector_pb2.InspectRequest, context: grpc.aio.ServicerContext
     ) -> inspector_pb2.InspectResponse:
-        inspection = await to_inspection(request)
+        inspection = await to_inspection(request, self.inspector)
         result = await self.inspector.inspect(inspection, context.time_remaining())
         response = result_to_proto(result)
         if self.audit is not None:  # the answer leaves only once its record is durable
@@ -133,10 +134,12 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
     async def AddNormalImages(
         self, request: inspector_pb2.AddNormalImagesRequest, context: grpc.aio.ServicerContext
     ) -> inspector_pb2.AddNormalImagesResponse:
-        images = [await _image(img, f"images[{i}]") for i, img in enumerate(request.images)]
-        r = await self.inspector.add_normal_images(
-            request.line_id, request.dataset, request.category, images, _deadline(context, 300_000)
-        )
+        deadline = _deadline(context, 300_000)
+        images = [
+            await _image(self.inspector, request.line_id, img, f"images[{i}]", deadline)
+            for i, img in enumerate(request.images)
+        ]
+        r = await self.inspector.add_normal_images(request.line_id, request.dataset, request.category, images, deadline)
         return inspector_pb2.AddNormalImagesResponse(ids=r.ids, added=r.added, existing=r.existing)
 
     @grpc_errors
@@ -148,7 +151,7 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
             _deadline(context, 30_000),
         )  # fmt: skip
         return inspector_pb2.ListNormalImagesResponse(
-            items=[inspector_pb2.MemoryItem(**vars(i)) for i in r.items],
+            items=[inspector_pb2.MemoryItem(**{**vars(i), "uri": content_id(i.sha256)}) for i in r.items],
             total=r.total,
             next_page_token=r.next_page_token,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import grpc
 
 from echo.v1 import decision_pb2, decision_pb2_grpc
+from services.common.auth import bearer, read_secret
 from services.common.errors import Unavailable, from_rpc_error
 from services.common.serving import channel_options
 from services.common.telemetry import client_interceptors
@@ -31,16 +32,21 @@ class DecisionRefiner:
 
     def __init__(self, address: str = "", *, application: str = "", timeout_s: float = 60.0, max_tokens: int = 256):
         self.address = address
-        self.metadata = (("application", application),) if application else None
+        stage_token = read_secret("", "ECHO_IAD_STAGE_TOKEN")  # cluster mode, as the gateway's
+        routing = (("application", application),) if application else ()
+        self.metadata = (*routing, *((bearer(stage_token),) if stage_token else ())) or None
         self.timeout_s = timeout_s
         self.max_tokens = max_tokens
         self.model_id = "decision-stage"  # the served model's id once it has answered
         self._channel: grpc.aio.Channel | None = None
 
-    def connect(self, address: str) -> None:
-        """Point at the decision stage unless an address was configured (embedded mode calls this on bind)."""
+    def connect(self, address: str, token: str = "") -> None:
+        """Point at the decision stage unless an address was configured (embedded mode calls this on bind);
+        `token`: the bearer token the decision stage takes, when it checks tokens."""
         if not self.address:
             self.address = address
+        if token:
+            self.metadata = (*(self.metadata or ()), bearer(token))
 
     async def __call__(self, inp: RefineInput) -> str:
         if not self.address:

@@ -42,11 +42,12 @@ async def build_stage(settings: EchoSettings, refiner: Refiner | None = None) ->
     return Stage(SERVICE_NAME, servicer, _register)
 
 
-def connect_refiner(stage: Stage, address: str) -> None:
-    """Embedded mode: the decision stage shares this stage's port, known once the server is bound."""
+def connect_refiner(stage: Stage, address: str, token: str = "") -> None:
+    """Embedded mode: the decision stage shares this stage's port, known once the server is bound (and the token
+    the server minted for its own stages, when it checks tokens)."""
     refiner = stage.servicer.guide.refiner  # type: ignore[attr-defined]
     if isinstance(refiner, DecisionRefiner):
-        refiner.connect(address)
+        refiner.connect(address, token)
 
 
 def _register(server: object, servicer: object) -> None:

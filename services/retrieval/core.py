@@ -22,7 +22,7 @@ import numpy as np
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.images import ImageStore, check_sha256, image_suffix, sha256_hex
 from services.retrieval.config import RetrievalSettings
-from services.retrieval.store import Hit, MemoryFilter, MemoryPoint, VectorStore, memory_key
+from services.retrieval.store import GuardedStore, Hit, MemoryFilter, MemoryPoint, VectorStore, memory_key
 
 POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://echo-iad/memory-point")  # fixed forever: ids persist
 _NAME = re.compile(r"^[^/\x00-\x1f]{1,200}$")
@@ -101,7 +101,7 @@ class Memory:
         images: ImageStore | None = None,
         embed_images: EmbedImages | None = None,
     ) -> None:
-        self.store = store
+        self.store: VectorStore = store if isinstance(store, GuardedStore) else GuardedStore(store)  # type: ignore[assignment]
         self.settings = settings
         self.images = images
         self.embed_images = embed_images
@@ -322,7 +322,13 @@ class Memory:
         return MemoryStats(sum(c.count for c in counts), counts, self.dim, self.store.engine)
 
     def list_points(
-        self, line_id: str = "", dataset: str = "", category: str = "", limit: int = 100, page_token: str = ""
+        self,
+        line_id: str = "",
+        dataset: str = "",
+        category: str = "",
+        limit: int = 100,
+        page_token: str = "",
+        sha256: str = "",
     ) -> tuple[list[MemoryPoint], str]:
         """A page of points (without vectors) and the token of the next page ('' at the end)."""
         if not 1 <= limit <= MAX_LIST:
@@ -334,7 +340,7 @@ class Memory:
                 raise InvalidArgument(
                     f"{page_token!r} is not a page token from a previous call", field="page_token"
                 ) from None
-        flt = MemoryFilter(line_id, dataset, category)
+        flt = MemoryFilter(line_id, dataset, category, sha256=check_sha256(sha256) if sha256 else "")
         points, nxt = self.store.scroll(flt, limit=limit, offset=page_token or None)
         return points, nxt or ""
 

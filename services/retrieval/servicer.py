@@ -93,7 +93,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServicer):
         next_token = ""
         if r.list_limit:
             (points, next_token), _ = await _timed(
-                lambda: self.memory.list_points(r.line_id, r.dataset, r.category, r.list_limit, r.page_token)
+                lambda: self.memory.list_points(r.line_id, r.dataset, r.category, r.list_limit, r.page_token, r.sha256)
             )
         return retrieval_pb2.StatsResponse(
             total=stats.total,

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from services.common.errors import ConfigError, InvalidArgument
+from services.common.errors import ConfigError, EchoError, InvalidArgument, Unavailable
 from services.retrieval.config import RetrievalSettings
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,33 @@ def search_excluding(query: Callable[[int, bool], list[Scored]], flt: MemoryFilt
     else:
         kept = query(k, True)
     return [Hit(MemoryPoint.from_payload(pid, payload), float(score)) for pid, payload, score in kept[:k]]
+
+
+class GuardedStore:
+    """A VectorStore whose engine failures are UNAVAILABLE naming the engine.
+
+    A store that cannot answer (a Qdrant server down, a shard gone) is an outage
+    the caller can retry, not a bug in the request: without this it would surface
+    as INTERNAL. Our own errors (bad filters) pass through unchanged.
+    """
+
+    def __init__(self, store: VectorStore) -> None:
+        self.inner = store
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except EchoError:
+                raise
+            except Exception as e:
+                raise Unavailable(f"retrieval store ({self.inner.engine}) failed: {type(e).__name__}: {e}") from e
+
+        return call
 
 
 def check_dim(name: str, stored: int, model_dim: int) -> None:

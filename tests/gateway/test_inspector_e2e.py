@@ -235,7 +235,7 @@ def test_an_optional_expert_down_degrades_and_a_required_one_fails(server, datas
         getattr(gw, stage).retries = 0
         clients = StageClients(gw, server.address)
         try:
-            inspection = await to_inspection(req)
+            inspection = await to_inspection(req, live)
             return await Inspector(clients, live.classifier, gw, live.image_store).inspect(inspection, 10.0)
         finally:
             await clients.close()

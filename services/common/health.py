@@ -1,0 +1,102 @@
+"""Readiness that tells the truth: each stage's tiny real request, run again and again, in every mode.
+
+One `StageHealth` per hosted stage answers "can this stage serve right now?"
+by running the stage's own `check_health()` (a real request through its model,
+index or store) under a timeout. The embedded and standalone servers re-run it
+every `server.health_interval_s` and publish the answer through the standard
+grpc.health.v1 service (`HealthMonitor`); a Ray Serve replica runs the very
+same check from Serve's periodic `check_health` and from the Health/Check RPC
+(deploy/deployments.py). A stage that breaks goes NOT_SERVING at the next
+check and SERVING again once a check passes; each change is logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from grpc_health.v1 import health, health_pb2
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class StageHealth:
+    """The readiness of one stage: the last result of its real check, and when it ran.
+
+    Args:
+        name: the stage's gRPC service name (what Health/Check is asked about).
+        probe: the stage's tiny real request; raising means it cannot serve.
+        timeout_s: a probe that takes longer counts as failed (a stalled store is not a healthy one).
+    """
+
+    def __init__(self, name: str, probe: Callable[[], Awaitable[None]], timeout_s: float = 10.0) -> None:
+        self.name = name
+        self.probe = probe
+        self.timeout_s = timeout_s
+        self.error: str | None = "not checked yet"
+        self.checked_at = 0.0  # monotonic; 0: never
+        self._lock = asyncio.Lock()  # concurrent callers share one real request
+
+    @property
+    def serving(self) -> bool:
+        return self.error is None
+
+    async def check(self, max_age_s: float = 0.0) -> str | None:
+        """Run the probe (unless a result younger than max_age_s exists); None when serving, else why not."""
+        async with self._lock:
+            if self.checked_at and time.monotonic() - self.checked_at <= max_age_s:
+                return self.error
+            try:
+                await asyncio.wait_for(self.probe(), self.timeout_s)
+                error = None
+            except TimeoutError:
+                error = f"health check took over {self.timeout_s:g}s"
+            except Exception as e:
+                error = f"{type(e).__name__}: {e}"
+            self._record(error)
+            return error
+
+    def _record(self, error: str | None) -> None:
+        was_checked, before = bool(self.checked_at), self.error
+        self.error, self.checked_at = error, time.monotonic()
+        if error is not None and (before is None or not was_checked):
+            log.warning("%s NOT_SERVING: %s", self.name, error)
+        elif error is None and before is not None and was_checked:
+            log.info("%s SERVING again", self.name)
+
+
+class HealthMonitor:
+    """Re-checks every hosted stage periodically and publishes each answer through grpc.health.v1.
+
+    The whole server ("") is SERVING only while every stage is. Stages are
+    checked in order, so a gateway listed last sees its stages' fresh statuses.
+    """
+
+    def __init__(self, stages: Iterable[StageHealth], servicer: health.aio.HealthServicer) -> None:
+        self.stages = list(stages)
+        self.servicer = servicer
+
+    async def check_all(self) -> bool:
+        all_ok = True
+        for st in self.stages:
+            ok = await st.check() is None
+            all_ok &= ok
+            await self.servicer.set(st.name, SERVING if ok else NOT_SERVING)
+        await self.servicer.set("", SERVING if all_ok else NOT_SERVING)
+        return all_ok
+
+    async def run(self, interval_s: float, wait_for_termination: Callable[[float], Awaitable[bool]]) -> None:
+        """Check every interval_s for as long as the server runs.
+
+        `wait_for_termination(timeout)` is grpc.aio.Server's: True when it timed out (the server still runs).
+        """
+        while await wait_for_termination(interval_s):
+            try:
+                await self.check_all()
+            except Exception:  # the monitor must outlive any one failure
+                log.exception("health monitor round failed")
