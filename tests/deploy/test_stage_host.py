@@ -1,0 +1,129 @@
+"""A Ray Serve replica's host runs the same token checks and the same health check as a gRPC server.
+
+No Ray cluster is started: the host class is driven directly with Serve's own
+RayServegRPCContext (what the proxy hands a replica), built from a recorded call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2
+from ray.serve.grpc_util import RayServegRPCContext
+
+from deploy.deployments import HEALTH_CACHE_S, StageHost
+from echo.v1 import inspector_pb2, retrieval_pb2
+from services.common.auth import bearer, new_token, token_sha256
+from services.common.serving import Stage
+from services.retrieval.store import EdgeStore
+
+
+class _Call:
+    """What Serve's proxy copies into RayServegRPCContext from the caller's gRPC call."""
+
+    def __init__(self, metadata: list[tuple[str, str]]) -> None:
+        self.metadata = metadata
+
+    def auth_context(self) -> dict[str, Any]:
+        return {}
+
+    def code(self) -> None:
+        return None
+
+    def details(self) -> str:
+        return ""
+
+    def invocation_metadata(self) -> list[tuple[str, str]]:
+        return [("application", "retrieval"), *self.metadata]
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+    def peer_identities(self) -> None:
+        return None
+
+    def peer_identity_key(self) -> None:
+        return None
+
+    def trailing_metadata(self) -> list[tuple[str, str]]:
+        return []
+
+
+async def test_a_replica_checks_tokens_and_reports_a_broken_store_like_an_embedded_server(tmp_path: Path) -> None:
+    from services.config import load_settings
+    from services.gateway.server import SERVICE_NAME as INSPECTOR
+    from services.gateway.servicer import InspectorServicer, register
+    from services.retrieval.server import build_stage
+
+    cam, gateway = new_token(), new_token()
+    (tmp_path / "tokens.yaml").write_text(
+        "tokens:\n"
+        f"  - {{name: cam-a, sha256: {token_sha256(cam)}, lines: [line-a]}}\n"
+        f"  - {{name: gateway, sha256: {token_sha256(gateway)}, lines: ['*'], stages: true}}\n"
+    )
+    settings = load_settings(
+        data_dir=str(tmp_path / "data"), server={"auth": {"tokens_file": str(tmp_path / "tokens.yaml")}}
+    )
+    host = StageHost()
+    host._host(await build_stage(settings), "retrieval", settings)
+    stats = retrieval_pb2.StatsRequest(line_id="line-a")
+
+    async def status(
+        token: str | None, request: Any = stats, method: str = "Stats", on: StageHost = host
+    ) -> grpc.StatusCode:
+        ctx = RayServegRPCContext(_Call([bearer(token)] if token else []))
+        await on._rpc(method, request, ctx)
+        return ctx.code() or grpc.StatusCode.OK
+
+    assert await status(None) == grpc.StatusCode.UNAUTHENTICATED
+    assert await status("not-a-known-token-at-all") == grpc.StatusCode.UNAUTHENTICATED
+    assert await status(cam) == grpc.StatusCode.PERMISSION_DENIED  # a stage app: the gateway's token only
+    assert await status(gateway) == grpc.StatusCode.OK
+
+    gateway_host = StageHost()  # the Inspector app: line tokens, for their own lines
+    gateway_host._host(Stage(INSPECTOR, InspectorServicer(None), register, public=True), "inspector", settings)  # type: ignore[arg-type]
+    other_line = inspector_pb2.ListNormalImagesRequest(line_id="line-b")
+    assert await status(cam, other_line, "ListNormalImages", gateway_host) == grpc.StatusCode.PERMISSION_DENIED
+    assert await status(None, other_line, "ListNormalImages", gateway_host) == grpc.StatusCode.UNAUTHENTICATED
+
+    serving = health_pb2.HealthCheckResponse.SERVING
+    assert (await host.Check(health_pb2.HealthCheckRequest())).status == serving
+    store = host.stage.servicer.memory.store  # type: ignore[attr-defined]
+    healthy: EdgeStore = store.inner
+    healthy.shard.close()
+    await asyncio.sleep(HEALTH_CACHE_S + 0.1)
+    assert (await host.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    try:
+        await host.check_health()
+        raise AssertionError("Serve's replica check passed on a broken store")
+    except RuntimeError as e:
+        assert "retrieval store" in str(e)
+    assert await status(gateway) == grpc.StatusCode.UNAVAILABLE
+    store.inner = EdgeStore(healthy.folder, healthy.name, healthy.dim, settings.retrieval)
+    await asyncio.sleep(HEALTH_CACHE_S + 0.1)
+    assert (await host.Check(health_pb2.HealthCheckRequest())).status == serving
+    await host.check_health()
+    await host.stage.close()
+
+
+def test_serve_ray_refuses_apps_without_tokens_behind_a_proxy_open_on_every_interface(tmp_path: Path) -> None:
+    import pytest
+
+    from deploy.launch import check_exposure, open_applications, prepare_config, read_config
+    from services.common.errors import ConfigError
+
+    repo = Path(__file__).resolve().parents[2]
+    config = prepare_config(read_config(repo / "deploy" / "local-cpu.yaml"), repo)
+    assert set(open_applications(config)) == {"embedding", "retrieval", "knowledge", "decision", "inspector"}
+    with pytest.raises(ConfigError) as e:
+        check_exposure(config, insecure=False)
+    assert "every interface" in e.value.message and "--insecure" in e.value.message
+    check_exposure(config, insecure=True)  # the operator says the network is trusted
+    (tmp_path / "tokens.yaml").write_text(f"tokens: [{{name: gw, token: {new_token()}, lines: ['*'], stages: true}}]\n")
+    for app in config["applications"]:
+        app["args"]["settings"]["server"] = {"auth": {"tokens_file": str(tmp_path / "tokens.yaml")}}
+    assert open_applications(config) == []
+    check_exposure(config, insecure=False)
