@@ -18,6 +18,7 @@ import grpc
 
 from services.common.auth import Authorizer
 from services.common.errors import EchoError, InvalidArgument
+from services.common.telemetry import split_method
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,6 @@ class Undecodable:
     def __init__(self, error: Exception, size: int) -> None:
         self.error = error
         self.size = size
-
-
-def split_method(full: str) -> tuple[str, str]:
-    """'/echo.v1.Inspector/Inspect' -> ('echo.v1.Inspector', 'Inspect')."""
-    _, service, method = full.split("/", 2) if full.count("/") >= 2 else ("", "", full)
-    return service, method
 
 
 class RequestGuard(grpc.aio.ServerInterceptor):

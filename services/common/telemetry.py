@@ -283,6 +283,12 @@ def start_metrics_exporter(port: int) -> bool:
         return False
 
 
+def split_method(full: str) -> tuple[str, str]:
+    """'/echo.v1.Inspector/Inspect' -> ('echo.v1.Inspector', 'Inspect')."""
+    _, service, method = full.split("/", 2) if full.count("/") >= 2 else ("", "", full)
+    return service, method
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every unary RPC by service, method and status code."""
 
@@ -294,9 +300,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
-        _, service, method = (
-            details.method.split("/", 2) if details.method.count("/") >= 2 else ("", "", details.method)
-        )
+        service, method = split_method(details.method)
         inner = handler.unary_unary
 
         async def timed(request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from tlskit import write_tokens
 
 from echo.v1 import embedding_pb2, inspector_pb2
 from services.common.auth import Authorizer, TokenBook, bearer, new_token, read_secret, token_sha256
@@ -19,12 +20,12 @@ INSPECTOR = "echo.v1.Inspector"
 
 def _book(tmp_path: Path) -> tuple[TokenBook, dict[str, str]]:
     tokens = {"a": new_token(), "admin": new_token(), "gateway": new_token()}
-    (tmp_path / "tokens.yaml").write_text(
-        "tokens:\n"
-        f"  - {{name: cam-a, sha256: {token_sha256(tokens['a'])}, lines: [line-a]}}\n"
-        f"  - {{name: admin, token: {tokens['admin']}, lines: ['*']}}\n"
-        f"  - {{name: gateway, sha256: {token_sha256(tokens['gateway'])}, lines: ['*'], stages: true}}\n"
-    )
+    entries = [
+        {"name": "cam-a", "sha256": token_sha256(tokens["a"]), "lines": ["line-a"]},
+        {"name": "admin", "token": tokens["admin"], "lines": ["*"]},
+        {"name": "gateway", "sha256": token_sha256(tokens["gateway"]), "lines": ["*"], "stages": True},
+    ]
+    write_tokens(tmp_path / "tokens.yaml", entries)
     return TokenBook.from_file(tmp_path / "tokens.yaml"), tokens
 
 

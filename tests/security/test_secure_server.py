@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from tlskit import Authority, Pem
+from tlskit import Authority, Pem, write_tokens
 
 from echo.v1 import (
     embedding_pb2,
@@ -64,12 +64,9 @@ def secure(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path) 
     server_pem, client_pem = ca.issue("server", server=True), ca.issue("client", server=False)
     rogue_pem = Authority(root / "rogue", "rogue-ca").issue("rogue", server=False)
     tokens = {"a": new_token(), "b": new_token(), "admin": new_token()}
-    (root / "tokens.yaml").write_text(
-        "tokens:\n"
-        f"  - {{name: cam-a, sha256: {token_sha256(tokens['a'])}, lines: [line-a]}}\n"
-        f"  - {{name: cam-b, sha256: {token_sha256(tokens['b'])}, lines: [line-b]}}\n"
-        f"  - {{name: operator, sha256: {token_sha256(tokens['admin'])}, lines: ['*']}}\n"
-    )
+    names = {"a": ("cam-a", ["line-a"]), "b": ("cam-b", ["line-b"]), "admin": ("operator", ["*"])}
+    entries = [{"name": n, "sha256": token_sha256(tokens[k]), "lines": lines} for k, (n, lines) in names.items()]
+    write_tokens(root / "tokens.yaml", entries)
     settings = load_settings(
         data_dir=str(root / "data"),
         server={

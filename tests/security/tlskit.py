@@ -13,6 +13,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
+def write_tokens(path: Path, entries: list[dict[str, object]]) -> Path:
+    """A tokens file (services/common/auth.py) holding each entry as given (sha256 or token, lines, stages)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({"tokens": entries}))
+    return path
+
+
 @dataclass
 class Pem:
     cert: Path
