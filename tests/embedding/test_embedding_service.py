@@ -112,11 +112,12 @@ def test_a_failed_tensor_decode_falls_back_to_the_cpu_logged_and_counted(
         return REGISTRY.get_sample_value("echo_gpu_decode_fallbacks_total", {"stage": "embedding"}) or 0.0
 
     good = make_jpeg(1, 96, 72)
-    truncated = good[: len(good) // 2]  # its header reads fine; its pixels do not decode
+    at = good.index(b"\xff\xc4") + 5  # the Huffman code counts: its header and structure read fine, its pixels not
+    corrupt = good[:at] + b"\xff" * 16 + good[at + 16 :]
     before = fallbacks()
     with caplog.at_level("WARNING", logger=preprocess.__name__):
         out = preprocess.preprocess_tensors(
-            [good, truncated],
+            [good, corrupt],
             encoder.preprocess_cfg,
             torch.device("cpu"),
             encoder.limits,
