@@ -134,6 +134,10 @@ def test_a_line_token_is_denied_every_other_lines_memory_and_results(secure: Sec
             "add": lambda: a.add_normal_images("line-b", "screw", [_png("screw", 7)]),
             "delete": lambda: a.delete_normal_images("line-b", category="screw"),
             "inspect": lambda: a.inspect(secure.line_b_image, *QUESTION, line_id="line-b", category="screw"),
+            "inspections": lambda: a.list_inspections("line-b"),  # the audit trail's results
+            "inspection": lambda: a.get_inspection("line-b", "any-request"),
+            "image": lambda: a.get_image("line-b", sha256_hex(secure.line_b_image)),
+            "products": lambda: a.list_products("line-b"),
         }
         for name, call in calls.items():
             code, details = _code(call)
@@ -146,6 +150,11 @@ def test_a_line_token_is_denied_every_other_lines_memory_and_results(secure: Sec
         # its own line works, and only its own images are listed
         listing = a.list_normal_images("line-a")
         assert listing.total == 3 and {i.line_id for i in listing.items} == {"line-a"}
+        a.inspect(_png("round_part", 60), *QUESTION, line_id="line-a", category="round_part", dataset="Synthetic")
+        with secure.client(secure.tokens["b"]) as b:
+            b.inspect(secure.line_b_image, *QUESTION, line_id="line-b", category="screw", dataset="Synthetic")
+        records = a.list_inspections("line-a").records
+        assert records and {r.line_id for r in records} == {"line-a"}
 
 
 def test_a_line_token_cannot_call_the_stages_behind_the_inspector(secure: Secure) -> None:
