@@ -135,8 +135,14 @@ def main() -> None:
         if sum(statuses.values()) >= args.runs or time.monotonic() - started >= args.seconds:
             finish()
 
-    if not any(a.startswith("-max_len=") for a in libfuzzer_args):
-        libfuzzer_args.append("-max_len=8192")  # room for an image
+    defaults = {
+        "-max_len=": "8192",  # room for an image
+        "-rss_limit_mb=": "16384",  # the server and its models live in this process: 2 GB is not a leak here
+        "-artifact_prefix=": f"{data_dir}/",  # libFuzzer's crash files go beside the server's state
+    }
+    for flag, value in defaults.items():
+        if not any(a.startswith(flag) for a in libfuzzer_args):
+            libfuzzer_args.append(flag + value)
     atheris.Setup([sys.argv[0], *libfuzzer_args], one_input)
     atheris.Fuzz()
 
