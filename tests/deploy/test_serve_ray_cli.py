@@ -23,7 +23,15 @@ def test_serve_ray_by_name_from_any_folder_then_status_then_ctrl_c(tmp_path: Pat
     env = {**os.environ, "ECHO_IAD__DECISION__MODEL_CACHE": str(offline_model_cache)}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "--ray", "local-cpu"],
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "serve",
+            "--ray",
+            "local-cpu",
+            "--insecure",
+        ],  # local-cpu checks no tokens
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
