@@ -126,7 +126,7 @@ class StageHost:
         self.stage_label = label
         auth = settings.server.auth
         book = TokenBook.from_file(auth.tokens_file) if auth.enabled else None
-        self.authorizer = Authorizer(book, [stage.service_name] if stage.public else [])
+        self.authorizer = Authorizer(book, [stage.service_name] if stage.public else [], stage.shared_methods)
         stage.health.timeout_s = settings.server.health_timeout_s
         log.info("%s replica ready (%s; tokens %s)", label, stage.service_name, "on" if book else "off")
 

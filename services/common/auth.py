@@ -18,7 +18,8 @@ Rules, the same in embedded mode, a stage run alone and a Ray Serve replica:
 - no token, or one not in the file: UNAUTHENTICATED;
 - a stage service without `stages: true`: PERMISSION_DENIED (factory-line clients call the Inspector);
 - an Inspector request whose `line_id` the token does not hold: PERMISSION_DENIED, with the same words
-  whether or not that line exists; a request without a line_id field (not scoped to a line) needs `lines: ["*"]`;
+  whether or not that line exists; a request without a line_id field (not scoped to a line) needs `lines: ["*"]`,
+  except the few that read what no line owns (a product type's knowledge: the stage says which);
 - grpc.health.v1 answers everyone (probes carry no token); reflection needs a valid token.
 Secrets come from files or the environment, never the command line.
 """
@@ -158,11 +159,16 @@ class Authorizer:
     Args:
         book: the tokens; None turns the checks off (the loopback default).
         public_services: services factory-line tokens may call (the Inspector); every other one is a stage.
+        shared_methods: "service/method" of public RPCs that read what no line owns (a product type's knowledge):
+            any valid token may call them.
     """
 
-    def __init__(self, book: TokenBook | None, public_services: Sequence[str] = ()) -> None:
+    def __init__(
+        self, book: TokenBook | None, public_services: Sequence[str] = (), shared_methods: Sequence[str] = ()
+    ) -> None:
         self.book = book
         self.public_services = frozenset(public_services)
+        self.shared_methods = frozenset(shared_methods)  # "service/method": any valid token, no line needed
 
     @property
     def enabled(self) -> bool:
@@ -188,7 +194,7 @@ class Authorizer:
                     f"{', '.join(sorted(self.public_services)) or 'the Inspector'}"
                 )
             return
-        if ANY_LINE in identity.lines:
+        if ANY_LINE in identity.lines or f"{service}/{method}" in self.shared_methods:
             return
         descriptor = getattr(request, "DESCRIPTOR", None)
         if descriptor is None or "line_id" not in descriptor.fields_by_name:

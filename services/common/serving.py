@@ -111,7 +111,8 @@ class Stage:
     and raises when the stage cannot serve (a live process is not enough), and
     may expose `close()` (sync or async) to release its resources. `health`
     runs that check in every mode (services/common/health.py). `public`: factory-line
-    tokens may call it (the Inspector); the others are stages only the gateway calls.
+    tokens may call it (the Inspector); the others are stages only the gateway calls. `shared_methods`: its
+    RPCs any valid token may call without naming a line (they read what no line owns).
     """
 
     def __init__(
@@ -121,11 +122,13 @@ class Stage:
         register: Callable[[grpc.aio.Server, object], None],
         *,
         public: bool = False,
+        shared_methods: tuple[str, ...] = (),
     ):
         self.service_name = service_name
         self.servicer = servicer
         self.register = register
         self.public = public
+        self.shared_methods = tuple(f"{service_name}/{m}" for m in shared_methods)
         self.health = StageHealth(service_name, self._probe)
 
     async def _probe(self) -> None:
@@ -224,7 +227,9 @@ async def start_server(
     if book is not None and on_bound is not None:
         internal_token = new_token()
         book.add(internal_token, Identity("in-process gateway", frozenset({"*"}), stages=True))
-    authorizer = Authorizer(book, [st.service_name for st in stages if st.public])
+    authorizer = Authorizer(
+        book, [st.service_name for st in stages if st.public], [m for st in stages for m in st.shared_methods]
+    )
     server = new_server(max_message_mb, RequestGuard(authorizer))
     for st in stages:
         st.register(server, st.servicer)

@@ -26,6 +26,7 @@ from services.gateway.servicer import InspectorServicer, register
 log = logging.getLogger(__name__)
 SERVICE_NAME = "echo.v1.Inspector"
 STAGE_TOKEN_ENV = "ECHO_IAD_STAGE_TOKEN"
+SHARED_METHODS = ("GetKnowledge",)  # a product type's knowledge belongs to no line: any valid token reads it
 
 
 def build_classifier() -> QuestionTypeClassifier:
@@ -71,7 +72,7 @@ def open_audit(settings: EchoSettings) -> AuditTrail | None:
 async def build_stage(settings: EchoSettings, default_address: str = "") -> Stage:
     """The Inspector alone; stage addresses come from settings.gateway (cluster mode)."""
     servicer = InspectorServicer(build_inspector(settings, default_address), open_audit(settings))
-    return Stage(SERVICE_NAME, servicer, register, public=True)
+    return Stage(SERVICE_NAME, servicer, register, public=True, shared_methods=SHARED_METHODS)
 
 
 @dataclass
@@ -123,7 +124,7 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
         gateway.inspector = build_inspector(settings, internal.address, internal.token)
         connect_refiner(stages[2], internal.address, internal.token)
 
-    inspector_stage = Stage(SERVICE_NAME, gateway, register, public=True)
+    inspector_stage = Stage(SERVICE_NAME, gateway, register, public=True, shared_methods=SHARED_METHODS)
     server, port, _ = await start_server(
         [*stages, inspector_stage],
         host=settings.server.host,

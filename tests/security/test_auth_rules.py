@@ -42,7 +42,11 @@ def test_a_line_token_reaches_its_own_line_only(tmp_path: Path) -> None:
     with pytest.raises(PermissionDenied):  # a stage service: only the gateway's token
         auth.authorize(who, "echo.v1.Embedding", "EmbedTexts", embedding_pb2.EmbedTextsRequest())
     with pytest.raises(PermissionDenied):  # a request not scoped to one line needs every line
-        auth.authorize(who, INSPECTOR, "Future", embedding_pb2.EmbedTextsRequest())
+        auth.authorize(who, INSPECTOR, "ListLines", inspector_pb2.ListLinesRequest())
+    with pytest.raises(PermissionDenied):
+        auth.authorize(who, INSPECTOR, "PutKnowledge", inspector_pb2.PutKnowledgeRequest())
+    shared = Authorizer(book, [INSPECTOR], [f"{INSPECTOR}/GetKnowledge"])  # what no line owns: any valid token
+    shared.authorize(who, INSPECTOR, "GetKnowledge", inspector_pb2.GetKnowledgeRequest(category="bottle"))
 
 
 def test_admin_and_gateway_tokens_and_the_open_health_service(tmp_path: Path) -> None:

@@ -174,6 +174,10 @@ def test_a_line_token_cannot_call_the_stages_behind_the_inspector(secure: Secure
         for call in stubs:
             code, details = _code(call)
             assert code == grpc.StatusCode.PERMISSION_DENIED and "factory-line tokens call" in details
+        for call in (a.list_lines, lambda: a.put_knowledge(knowledge_pb2.KnowledgeEntry(category="x"))):
+            code, details = _code(call)  # every line's names, or knowledge all lines read: the operator's
+            assert code == grpc.StatusCode.PERMISSION_DENIED and "not scoped to one line" in details
+        assert a.get_knowledge("Synthetic", "screw").entry.category == "screw"  # a product type's: any token
 
 
 def test_category_inference_votes_only_over_the_callers_line(secure: Secure) -> None:
