@@ -43,9 +43,10 @@ async def _image(inspector: Inspector, line_id: str, image: common_pb2.Image, fi
 async def to_inspection(req: inspector_pb2.InspectRequest, inspector: Inspector) -> Inspection:
     """An InspectRequest as plain values; an enum value the contract lacks is INVALID_ARGUMENT naming it."""
     s = req.settings
+    deadline = Deadline.after_ms(10_000)
     return Inspection(
         line_id=req.line_id,
-        image=await _image(inspector, req.line_id, req.image, "image", Deadline.after_ms(10_000)),
+        image=await _image(inspector, req.line_id, req.image, "image", deadline),
         question=req.question.text,
         options=dict(req.question.options),
         question_type=to_name(QUESTION_TYPE_ENUM, req.question.type, "question.type"),
@@ -60,7 +61,9 @@ async def to_inspection(req: inspector_pb2.InspectRequest, inspector: Inspector)
         deadline_ms=s.deadline_ms,
         return_prompt=s.return_prompt,
         seed=s.seed,
-        references=[await _image(r, f"references[{i}]") for i, r in enumerate(req.references)],
+        references=[
+            await _image(inspector, req.line_id, r, f"references[{i}]", deadline) for i, r in enumerate(req.references)
+        ],
     )
 
 
