@@ -65,7 +65,7 @@ async def _serve(settings, decider: Decider) -> AsyncIterator[Stages]:
     knowledge = await build_stage(settings)
     decision = stage_for(decider)
     server, port, _ = await start_server(
-        [knowledge, decision], "127.0.0.1", 0, on_bound=lambda p: connect_refiner(knowledge, f"127.0.0.1:{p}")
+        [knowledge, decision], "127.0.0.1", 0, on_bound=lambda i: connect_refiner(knowledge, i.address, i.token)
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
