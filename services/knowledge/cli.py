@@ -9,15 +9,17 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import typer
-
-from services.mmad.types import QUESTION_TYPES
 
 app = typer.Typer(help="Read, import, export and hot-update the knowledge base.", no_args_is_help=True)
 
 CONFIG_HELP = "YAML settings file (else $ECHO_IAD_CONFIG, else defaults)."
 DIR_HELP = "Knowledge folder (default: knowledge.dir from the settings if it exists, else the shipped knowledge_base/)."
+Config = Annotated[str | None, typer.Option(help=CONFIG_HELP)]
+Directory = Annotated[str | None, typer.Option("--dir", help=DIR_HELP)]
+ReadRedis = Annotated[str | None, typer.Option("--redis", help="Read from this Redis instead of the files.")]
 
 
 def _settings(config: str | None):  # -> KnowledgeSettings
@@ -38,11 +40,16 @@ def _root(directory: str | None, config: str | None) -> Path:
 
 
 def _entries(directory: str | None, redis_url: str | None, config: str | None):  # -> list[Entry]
+    """The entries a read command lists, from Redis or the files; a store error is the command's one-line error."""
+    from services.common.errors import EchoError
     from services.knowledge.stores import FileStore, redis_entries
 
-    if redis_url:
-        return redis_entries(redis_url, _settings(config).knowledge.redis_prefix)
-    return FileStore(_root(directory, config)).entries()
+    try:
+        if redis_url:
+            return redis_entries(redis_url, _settings(config).knowledge.redis_prefix)
+        return FileStore(_root(directory, config)).entries()
+    except EchoError as e:
+        raise _fail(e) from None
 
 
 def _fail(err: Exception) -> typer.Exit:
@@ -53,18 +60,14 @@ def _fail(err: Exception) -> typer.Exit:
 @app.command("list")
 def list_entries(
     dataset: str = typer.Option("", help="Only this dataset (MVTec, VisA, Synthetic, ...)."),
-    directory: str | None = typer.Option(None, "--dir", help=DIR_HELP),
-    redis_url: str | None = typer.Option(None, "--redis", help="Read from this Redis instead of the files."),
-    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    directory: Directory = None,
+    redis_url: ReadRedis = None,
+    config: Config = None,
 ) -> None:
     """List the entries: id, version, defect types."""
-    from services.common.errors import EchoError
     from services.knowledge.entries import canonical_dataset
 
-    try:
-        entries = _entries(directory, redis_url, config)
-    except EchoError as e:
-        raise _fail(e) from None
+    entries = _entries(directory, redis_url, config)
     for e in entries:
         if dataset and e.dataset != canonical_dataset(dataset):
             continue
@@ -74,20 +77,16 @@ def list_entries(
 @app.command()
 def show(
     entry_id: str = typer.Argument(..., help="DATASET/CATEGORY, e.g. MVTec/bottle."),
-    directory: str | None = typer.Option(None, "--dir", help=DIR_HELP),
-    redis_url: str | None = typer.Option(None, "--redis", help="Read from this Redis instead of the files."),
-    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    directory: Directory = None,
+    redis_url: ReadRedis = None,
+    config: Config = None,
 ) -> None:
     """Print one entry as YAML (the schema of knowledge_base/README.md)."""
-    from services.common.errors import EchoError
     from services.knowledge.core import closest_ids
     from services.knowledge.entries import canonical_dataset
 
     dataset, _, category = entry_id.partition("/")
-    try:
-        entries = _entries(directory, redis_url, config)
-    except EchoError as e:
-        raise _fail(e) from None
+    entries = _entries(directory, redis_url, config)
     wanted = f"{canonical_dataset(dataset)}/{category}"
     entry = next((e for e in entries if e.id == wanted), None)
     if entry is None:
@@ -98,8 +97,8 @@ def show(
 
 @app.command()
 def validate(
-    directory: str | None = typer.Option(None, "--dir", help=DIR_HELP),
-    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    directory: Directory = None,
+    config: Config = None,
 ) -> None:
     """Check every knowledge file against the schema; the first error names the file and the field."""
     from services.common.errors import ConfigError
@@ -121,7 +120,7 @@ def put(
         None, help="Send it to a running knowledge stage (PutEntry), HOST:PORT (HOST alone: port 50051)."
     ),
     directory: str | None = typer.Option(None, "--dir", help="Write it into this knowledge folder."),
-    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    config: Config = None,
 ) -> None:
     """Hot-update one entry: into Redis directly, through a server's PutEntry RPC, or into a knowledge folder."""
     from services.common.errors import ConfigError, EchoError
@@ -195,18 +194,14 @@ def import_mmad(
 @app.command("export-mmad")
 def export_mmad(
     out: Path = typer.Option(..., help="The domain_knowledge.json to write."),
-    directory: str | None = typer.Option(None, "--dir", help=DIR_HELP),
+    directory: Directory = None,
     redis_url: str | None = typer.Option(None, "--redis", help="Export what this Redis holds instead."),
-    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    config: Config = None,
 ) -> None:
     """Write the knowledge base in MMAD's domain_knowledge.json format."""
-    from services.common.errors import EchoError
     from services.knowledge.mmad_format import export_mmad as export
 
-    try:
-        entries = _entries(directory, redis_url, config)
-    except EchoError as e:
-        raise _fail(e) from None
+    entries = _entries(directory, redis_url, config)
     out.write_text(json.dumps(export(entries), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     typer.echo(f"{len(entries)} entries exported to {out}")
 
@@ -224,7 +219,7 @@ def refine(
         "", help="Comma-separated question types to refine for (default: those the expert map gives knowledge)."
     ),
     concurrency: int = typer.Option(2, min=1, help="Refinements in flight at once."),
-    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    config: Config = None,
 ) -> None:
     """Precompute LLM-refined CSK for a dataset: one refinement per (category, question type, option set).
 
@@ -295,6 +290,7 @@ async def refine_dataset(
     from rich.progress import Progress
 
     from echo.v1 import common_pb2, knowledge_pb2, knowledge_pb2_grpc
+    from services.common.enums import QUESTION_TYPE_ENUM
     from services.knowledge.refine import RefineKey
     from services.knowledge.servicer import DEGRADED_METADATA_KEY
 
@@ -313,7 +309,6 @@ async def refine_dataset(
         )
         address = embedded.address
     metadata = (("application", application),) if application else None
-    enum = {name: i + 1 for i, name in enumerate(QUESTION_TYPES)}
     gate = asyncio.Semaphore(concurrency)
     try:
         async with grpc.aio.insecure_channel(address) as channel:
@@ -322,7 +317,9 @@ async def refine_dataset(
                 task = bar.add_task("refining CSK", total=len(todo))
 
                 async def one(key: RefineKey, ds: str, cat: str, text: str, options: dict[str, str]) -> None:
-                    question = common_pb2.Question(text=text, options=options, type=enum[key.question_type])
+                    question = common_pb2.Question(
+                        text=text, options=options, type=QUESTION_TYPE_ENUM[key.question_type]
+                    )
                     request = knowledge_pb2.GetContextRequest(
                         dataset=ds, category=cat, question=question, mode=common_pb2.CONTEXT_SPECIFIC, refine=True
                     )
@@ -359,7 +356,7 @@ def refine_export(
     file: Path = typer.Argument(..., dir_okay=False, help="Where to write the texts for review (JSON)."),
     cache: str | None = typer.Option(None, help="The refinement cache (default: knowledge.refine_cache)."),
     unreviewed: bool = typer.Option(False, help="Only the texts nobody has reviewed yet."),
-    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    config: Config = None,
 ) -> None:
     """Export the LLM-refined knowledge for human review (edit 'refined', set 'reviewed': true)."""
     from services.knowledge.refine import RefineCache
@@ -372,7 +369,7 @@ def refine_export(
 def refine_import(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A reviewed export (JSON)."),
     cache: str | None = typer.Option(None, help="The refinement cache (default: knowledge.refine_cache)."),
-    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    config: Config = None,
 ) -> None:
     """Import reviewed texts; they are served instead of the model's and never overwritten by it."""
     from services.common.errors import EchoError
@@ -394,8 +391,8 @@ def context(
     question_type: str = typer.Option("", "--type", help="e.g. 'Defect Classification'; empty: guessed."),
     mode: str = typer.Option("csk", help="none, dk or csk."),
     budget: int = typer.Option(0, help="CSK token budget; 0: knowledge.token_budget."),
-    directory: str | None = typer.Option(None, "--dir", help=DIR_HELP),
-    config: str | None = typer.Option(None, help=CONFIG_HELP),
+    directory: Directory = None,
+    config: Config = None,
 ) -> None:
     """Show the knowledge a question would get, and the passages it came from (loads MiniLM: seconds)."""
     import asyncio
