@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -11,6 +12,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from services.common.errors import InvalidArgument
 from services.mmad.catalogue import DEFECT_LABELS, region_of
 from services.mmad.render import Scene, blend, check_category, dilate, from_image, grid, to_image
+
+T = TypeVar("T")
 
 
 def _orientation(dx: float, dy: float) -> str:
@@ -20,6 +23,16 @@ def _orientation(dx: float, dy: float) -> str:
     if 67.5 < deg < 112.5:
         return "vertically"
     return "diagonally"
+
+
+def _pick(rng: np.random.Generator, items: Sequence[T]) -> T:
+    """One of `items`, drawn with a single rng.integers call, so a seed always draws the same."""
+    return items[int(rng.integers(len(items)))]
+
+
+def _a_or_an(name: str) -> str:
+    """'A chip' or 'An oscillator': the article for a part's name."""
+    return f"{'An' if name[0] in 'aeiou' else 'A'} {name}"
 
 
 def _pick_point(
@@ -57,6 +70,15 @@ def _blob(size: int, x0: float, y0: float, radius: float, rng: np.random.Generat
     acc += 0.08 * rng.standard_normal(acc.shape).astype(np.float32)
     field_[sy, sx] = np.clip((acc - 0.5) / 0.25, 0, 1)
     return field_
+
+
+def _patch(
+    scene: Scene, rng: np.random.Generator, radius: float, margin: int, names: Sequence[str], where: np.ndarray | None
+) -> tuple[str, np.ndarray]:
+    """A colour name and a soft blob of it at a random point on the object: where a stain or a tint goes."""
+    x0, y0 = _pick_point(scene, rng, margin, where)
+    name = _pick(rng, names)
+    return name, _blob(scene.size, x0, y0, radius, rng) * scene.object_mask
 
 
 def _scratch(img: np.ndarray, scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
@@ -156,12 +178,10 @@ _STAINS = {
 def _contamination(img: np.ndarray, scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
     size = scene.size
     radius = rng.uniform(6, 12) * size / 256
-    x0, y0 = _pick_point(scene, rng, int(radius))
     names = ["dark brown", "black", "greyish-white"]
     if scene.category in ("screw", "woven_fabric"):
         names = ["dark brown", "black"]
-    name = names[int(rng.integers(len(names)))]
-    blob = _blob(size, x0, y0, radius, rng) * scene.object_mask
+    name, blob = _patch(scene, rng, radius, int(radius), names, None)
     blend(img, _STAINS[name], blob * rng.uniform(0.7, 0.9))
     mask = blob > 0.3
     return mask, {"appearance": f"An irregular {name} stain or deposit on the surface."}
@@ -182,14 +202,12 @@ def _color_defect(img: np.ndarray, scene: Scene, rng: np.random.Generator) -> tu
     if scene.category == "screw":
         radius = rng.uniform(6, 10) * size / 256
         where = scene.parts[2].footprint | scene.parts[1].footprint
-    x0, y0 = _pick_point(scene, rng, int(radius * 0.6), where)
     names = {
         "round_part": ["bluish", "reddish-brown"],
         "woven_fabric": ["bluish", "reddish-brown", "greenish"],
         "screw": ["orange-brown", "bluish"],
     }.get(scene.category, list(_TINTS))
-    name = names[int(rng.integers(len(names)))]
-    blob = _blob(size, x0, y0, radius, rng) * scene.object_mask
+    name, blob = _patch(scene, rng, radius, int(radius * 0.6), names, where)
     lum = img.mean(axis=2, keepdims=True)
     tinted = np.clip(lum * np.array(_TINTS[name], np.float32), 0, 1)
     blend(img, tinted, blob * 0.85)
@@ -201,14 +219,13 @@ def _missing_part(img: np.ndarray, scene: Scene, rng: np.random.Generator) -> tu
     size = scene.size
     if scene.category == "printed_board":
         assert scene.bare is not None
-        part = scene.parts[int(rng.integers(len(scene.parts)))]
+        part = _pick(rng, scene.parts)
         mask = part.footprint.copy()
         soft = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.BoxBlur(1)), np.float32) / 255
         blend(img, scene.bare, soft)
         if part.kind == "chip":
             scene.facts["n_chips"] = str(int(scene.facts["n_chips"]) - 1)
-        article = "An" if part.name[0] in "aeiou" else "A"
-        return mask, {"appearance": f"{article} {part.name} is absent, leaving its bare solder pads exposed."}
+        return mask, {"appearance": f"{_a_or_an(part.name)} is absent, leaving its bare solder pads exposed."}
     if scene.category == "screw":
         g = scene.geometry
         y, x = grid(size)
@@ -238,8 +255,8 @@ _SHIFT_WORDS = {(1, 0): "to the right", (-1, 0): "to the left", (0, -1): "upward
 def _misplacement(img: np.ndarray, scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
     if scene.category != "printed_board" or scene.bare is None:
         raise InvalidArgument(f"misplacement is not defined for {scene.category}", field="defect_type")
-    part = scene.parts[int(rng.integers(len(scene.parts)))]
-    (sx, sy), word = list(_SHIFT_WORDS.items())[int(rng.integers(4))]
+    part = _pick(rng, scene.parts)
+    (sx, sy), word = _pick(rng, list(_SHIFT_WORDS.items()))
     dist = int(rng.integers(7, 12) * scene.size / 256)
     fp = part.footprint
     pixels = img.copy()
@@ -249,8 +266,7 @@ def _misplacement(img: np.ndarray, scene: Scene, rng: np.random.Generator) -> tu
     moved &= scene.object_mask
     img[moved] = moved_pixels[moved]
     mask = fp | moved
-    article = "An" if part.name[0] in "aeiou" else "A"
-    return mask, {"appearance": f"{article} {part.name} is shifted {word}, off its solder pads."}
+    return mask, {"appearance": f"{_a_or_an(part.name)} is shifted {word}, off its solder pads."}
 
 
 _DEFECT_DRAWERS = {
