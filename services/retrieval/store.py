@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -164,6 +164,19 @@ def search_excluding(query: Callable[[int, bool], list[Scored]], flt: MemoryFilt
     else:
         kept = query(k, True)
     return [Hit(MemoryPoint.from_payload(pid, payload), float(score)) for pid, payload, score in kept[:k]]
+
+
+def deletion_filter(native: Any) -> Any:
+    """The engine filter a delete goes through; refused when empty, since that would delete the whole memory."""
+    if native is None:
+        raise InvalidArgument("refusing to delete the whole memory without a filter", field="line_id")
+    return native
+
+
+def scroll_page(records: Iterable[Any], nxt: Any, with_vectors: bool) -> tuple[list[MemoryPoint], str | None]:
+    """An engine's scroll page (records with id, payload, vector) as points and the offset of the next page."""
+    points = [MemoryPoint.from_payload(r.id, r.payload, r.vector if with_vectors else None) for r in records]
+    return points, (str(nxt) if nxt is not None else None)
 
 
 class GuardedStore:
@@ -323,17 +336,12 @@ class EdgeStore:
             with_vector=with_vectors,
         )
         recs, nxt = self.shard.scroll(req)
-        return [MemoryPoint.from_payload(r.id, r.payload, r.vector if with_vectors else None) for r in recs], (
-            str(nxt) if nxt is not None else None
-        )
+        return scroll_page(recs, nxt, with_vectors)
 
     def delete(self, flt: MemoryFilter) -> int:
         n = self.count(flt)
         if n:
-            f = self._filter(flt)
-            if f is None:
-                raise InvalidArgument("refusing to delete the whole memory without a filter", field="line_id")
-            self.shard.update(self.qe.UpdateOperation.delete_points_by_filter(f))
+            self.shard.update(self.qe.UpdateOperation.delete_points_by_filter(deletion_filter(self._filter(flt))))
         return n
 
     def optimize(self) -> None:
@@ -475,16 +483,13 @@ class QdrantServerStore:
             with_payload=True,
             with_vectors=with_vectors,
         )
-        pts = [MemoryPoint.from_payload(r.id, r.payload, r.vector if with_vectors else None) for r in recs]
-        return pts, (str(nxt) if nxt is not None else None)
+        return scroll_page(recs, nxt, with_vectors)
 
     def delete(self, flt: MemoryFilter) -> int:
         n = self.count(flt)
         if n:
-            f = self._filter(flt)
-            if f is None:
-                raise InvalidArgument("refusing to delete the whole memory without a filter", field="line_id")
-            self.client.delete(self.name, points_selector=self.m.FilterSelector(filter=f), wait=True)
+            selector = self.m.FilterSelector(filter=deletion_filter(self._filter(flt)))
+            self.client.delete(self.name, points_selector=selector, wait=True)
         return n
 
     def optimize(self) -> None:
