@@ -161,15 +161,8 @@ redis.call('SADD', KEYS[3], ARGV[2])
 redis.call('PUBLISH', ARGV[3], cjson.encode({id = ARGV[2], version = v}))
 return v
 """
-# Seeding writes only entries that are not there yet, so a hot update made before seeding survives.
-_SEED_SCRIPT = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-local v = redis.call('INCR', KEYS[1])
-redis.call('HSET', KEYS[2], 'data', ARGV[1], 'version', v)
-redis.call('SADD', KEYS[3], ARGV[2])
-redis.call('PUBLISH', ARGV[3], cjson.encode({id = ARGV[2], version = v}))
-return v
-"""
+# Seeding is that put, only for entries that are not there yet, so a hot update made before seeding survives.
+_SEED_SCRIPT = "\nif redis.call('EXISTS', KEYS[2]) == 1 then return 0 end" + _PUT_SCRIPT
 
 
 class RedisStore:
