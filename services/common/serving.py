@@ -23,7 +23,8 @@ from services.common.config import ServerSettings, TlsSettings
 from services.common.errors import ConfigError
 from services.common.guard import RequestGuard
 from services.common.health import NOT_SERVING, SERVING, HealthMonitor, StageHealth
-from services.common.telemetry import server_interceptors
+from services.common.inprocess import InProcessChannel, Tee
+from services.common.telemetry import client_interceptors, server_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +69,30 @@ def retry_options(
     return [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps({"methodConfig": config}))]
 
 
-def new_server(max_message_mb: int = 32, guard: RequestGuard | None = None) -> grpc.aio.Server:
-    """A gRPC server with our interceptors: tracing and metrics, then the guard (tokens, undecodable bodies)."""
-    guard = guard or RequestGuard(Authorizer(None))
-    return grpc.aio.server(options=channel_options(max_message_mb), interceptors=[*server_interceptors(), guard])
+def interceptor_chain(guard: RequestGuard | None = None) -> list[grpc.aio.ServerInterceptor]:
+    """Our server interceptors, outermost first: tracing and metrics, then the guard (tokens, undecodable bodies)."""
+    return [*server_interceptors(), guard or RequestGuard(Authorizer(None))]
 
 
-def add_health_and_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> health.aio.HealthServicer:
-    """Standard health (every service starts NOT_SERVING until marked ready) and server reflection."""
+def new_server(
+    max_message_mb: int = 32,
+    guard: RequestGuard | None = None,
+    *,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] | None = None,
+) -> grpc.aio.Server:
+    """A gRPC server with our interceptors: interceptor_chain(guard), or the very list given (shared with an
+    in-process channel)."""
+    chosen = interceptor_chain(guard) if interceptors is None else list(interceptors)
+    return grpc.aio.server(options=channel_options(max_message_mb), interceptors=chosen)
+
+
+def add_health_and_reflection(
+    server: grpc.aio.Server, service_names: Iterable[str], in_process: InProcessChannel | None = None
+) -> health.aio.HealthServicer:
+    """Standard health (every service starts NOT_SERVING until marked ready; also on `in_process`) and reflection."""
     names = list(service_names)
     servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server if in_process is None else Tee(server, in_process))
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     return servicer
 
@@ -152,6 +166,7 @@ class Internal:
 
     address: str
     token: str  # the bearer token minted for it; "" when tokens are off
+    channel: InProcessChannel | None = None  # the same services and interceptors, without a socket
 
 
 def is_loopback(host: str) -> bool:
@@ -215,8 +230,10 @@ async def start_server(
     """Start one gRPC server hosting `stages`, guarded (tokens, TLS, undecodable bodies), health re-checked.
 
     on_bound(internal) runs after binding and before the first health check: the
-    embedded gateway uses it to point its stage clients at this very server (over
-    a private Unix socket when the public port speaks TLS or faces the network).
+    embedded gateway uses it to point its stage clients at this very server: through
+    `internal.channel`, an in-process channel to the same services behind the same
+    interceptors (tracing, metrics, tokens), or over `internal.address` (a private Unix
+    socket when the public port speaks TLS or faces the network).
     `settings` brings TLS, tokens, the exposure rule and the health interval (defaults: none, 5 s).
     Returns the server, the bound port (useful with port=0) and the health servicer.
     """
@@ -230,12 +247,19 @@ async def start_server(
     authorizer = Authorizer(
         book, [st.service_name for st in stages if st.public], [m for st in stages for m in st.shared_methods]
     )
-    server = new_server(max_message_mb, RequestGuard(authorizer))
+    interceptors = interceptor_chain(RequestGuard(authorizer))
+    server = new_server(max_message_mb, interceptors=interceptors)
+    in_process = (
+        InProcessChannel(interceptors, max_message_mb * 1024 * 1024, client_interceptors())
+        if on_bound is not None
+        else None
+    )
+    target = server if in_process is None else Tee(server, in_process)
     for st in stages:
-        st.register(server, st.servicer)
+        st.register(target, st.servicer)  # type: ignore[arg-type]
         st.health.timeout_s = cfg.health_timeout_s
     names = [st.service_name for st in stages]
-    health_servicer = add_health_and_reflection(server, names)
+    health_servicer = add_health_and_reflection(server, names, in_process)
     credentials = server_credentials(cfg.tls)
     address = f"{host}:{port}"
     bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
@@ -248,7 +272,7 @@ async def start_server(
             socket_dir = tempfile.mkdtemp(prefix="echo-iad-")  # 0700: only this user reaches the socket
             internal = f"unix:{socket_dir}/grpc.sock"
             server.add_insecure_port(internal)
-        on_bound(Internal(internal, internal_token))
+        on_bound(Internal(internal, internal_token, in_process))
     await server.start()
     monitor = HealthMonitor([st.health for st in stages], health_servicer)
     await monitor.check_all()

@@ -145,10 +145,23 @@ def _reference(hit: common_pb2.Reference) -> Reference:
 
 
 class StageClients:
-    """All four stages, as calls on plain values; channels are shared between stages at the same address."""
+    """All four stages, as calls on plain values; channels are shared between stages at the same address.
+
+    Args:
+        default_address: where stages without an address of their own are (embedded: this server's port).
+        local: a channel to this process's own stages (embedded mode's in-process channel); used instead of
+            default_address for the stages without an address.
+        token: the bearer token sent to the stages (on `local` too: its calls pass the same token check).
+    """
 
     def __init__(
-        self, settings: GatewaySettings, default_address: str, max_message_mb: int = 32, *, token: str = ""
+        self,
+        settings: GatewaySettings,
+        default_address: str,
+        max_message_mb: int = 32,
+        *,
+        local: grpc.aio.Channel | None = None,
+        token: str = "",
     ) -> None:
         endpoints: dict[str, StageEndpoint] = {name: getattr(settings, name) for name in _STUBS}
         by_address: dict[str, list[str]] = {}
@@ -156,6 +169,9 @@ class StageClients:
             by_address.setdefault(endpoint.address or default_address, []).append(name)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.clients: dict[str, StageClient] = {}
+        if local is not None:
+            for n in by_address.pop(default_address, []):
+                self.clients[n] = StageClient(n, local, endpoints[n], token)
         for address, names in by_address.items():
             retries = retry_options(
                 {STAGE_SERVICES[n]: endpoints[n].retries for n in names},

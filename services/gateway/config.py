@@ -48,6 +48,14 @@ class GatewaySettings(Section):
             "model; cached, hand-reviewable: `echo-iad knowledge refine`, refine-export, refine-import)."
         ),
     )
+    in_process: bool = Field(
+        True,
+        description=(
+            "Embedded mode: call this process's own stages through an in-process channel (the same servicers, "
+            "interceptors and token checks, serialized messages, deadlines and status codes, without the socket); "
+            "false: through the gRPC port, as in the cluster."
+        ),
+    )
     planner_min_confidence: float = Field(
         0.35, ge=0, le=1, description="Below this, the free-form classifier's guess is flagged."
     )

@@ -1,8 +1,10 @@
 """Hosting the Inspector: alone (cluster), or with every stage in one process (embedded).
 
 `echo-iad serve` runs the embedded server: one gRPC port, five services, the
-gateway reaching the stages over gRPC on that same port, exactly as it reaches
-separate deployments in the cluster.
+gateway reaching the stages through their gRPC contracts as it reaches separate
+deployments in the cluster: by default over an in-process channel to the same
+server (the same handlers, interceptors, serialized messages and status codes,
+without the socket's cost), or over that port with gateway.in_process off.
 """
 
 from __future__ import annotations
@@ -44,12 +46,15 @@ def build_classifier() -> QuestionTypeClassifier:
     )
 
 
-def build_inspector(settings: EchoSettings, default_address: str, token: str | None = None) -> Inspector:
+def build_inspector(
+    settings: EchoSettings, default_address: str, token: str | None = None, local: grpc.aio.Channel | None = None
+) -> Inspector:
     """The Inspector over its stage clients; `token`: what it sends the stages (None: gateway.stage_token_file
-    or $ECHO_IAD_STAGE_TOKEN, the cluster's way; the embedded server mints its own)."""
+    or $ECHO_IAD_STAGE_TOKEN, the cluster's way; the embedded server mints its own); `local`: an in-process
+    channel to this process's own stages."""
     if token is None:
         token = read_secret(settings.gateway.stage_token_file, STAGE_TOKEN_ENV)
-    clients = StageClients(settings.gateway, default_address, settings.server.max_message_mb, token=token)
+    clients = StageClients(settings.gateway, default_address, settings.server.max_message_mb, local=local, token=token)
     return Inspector(
         clients=clients,
         classifier=build_classifier(),
@@ -105,7 +110,7 @@ class EmbeddedServer:
 
 
 async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
-    """Every stage in this process on one gRPC port; the gateway calls them over that port."""
+    """Every stage in this process on one gRPC port; the gateway calls them in-process (or over that port)."""
     from services.decision.server import build_stage as build_decision
     from services.embedding.server import build_stage as build_embedding
     from services.knowledge.server import build_stage as build_knowledge
@@ -121,7 +126,8 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
     gateway = InspectorServicer(None, open_audit(settings))  # type: ignore[arg-type]
 
     def connect(internal: Internal) -> None:  # the gateway's stage clients, and the knowledge refiner, use this server
-        gateway.inspector = build_inspector(settings, internal.address, internal.token)
+        local = internal.channel if settings.gateway.in_process else None
+        gateway.inspector = build_inspector(settings, internal.address, internal.token, local)
         connect_refiner(stages[2], internal.address, internal.token)
 
     inspector_stage = Stage(SERVICE_NAME, gateway, register, public=True, shared_methods=SHARED_METHODS)

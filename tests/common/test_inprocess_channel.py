@@ -1,0 +1,133 @@
+"""The in-process channel keeps what a gRPC call means: serialized messages, interceptors, codes, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from echo.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
+from services.common.errors import InvalidArgument, grpc_errors
+from services.common.inprocess import InProcessChannel, Tee
+from services.common.serving import channel_options
+
+
+class Echoing(embedding_pb2_grpc.EmbeddingServicer):
+    """EmbedImages answers one vector per image (its size in bytes); EmbedTexts shows its context to the caller."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    @grpc_errors
+    async def EmbedImages(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.seen.append(request)
+        if not request.images:
+            raise InvalidArgument("is empty", field="images")
+        request.images.pop()  # a servicer that changes its request must not change the caller's
+        context.set_trailing_metadata((("echo-degraded", "pretend"),))
+        return embedding_pb2.EmbedImagesResponse(
+            embeddings=[common_pb2.Vector(values=[len(i.data)]) for i in request.images], dim=1
+        )
+
+    async def EmbedTexts(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if request.texts[0] == "sleep":
+            await asyncio.sleep(5)
+        if request.texts[0] == "crash":
+            raise RuntimeError("a bug")
+        remaining = context.time_remaining()
+        md = dict(context.invocation_metadata())
+        return embedding_pb2.EmbedTextsResponse(model_id=f"{md.get('application', '')}|{remaining is not None}")
+
+
+class Recording(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        self.methods.append(details.method)
+        return await continuation(details)
+
+
+@pytest.fixture
+async def both() -> AsyncIterator[tuple[Echoing, Recording, grpc.aio.Channel, grpc.aio.Channel]]:
+    """The same servicer and interceptor behind a real server (socket) and an in-process channel."""
+    servicer, interceptor = Echoing(), Recording()
+    server = grpc.aio.server(options=channel_options(1), interceptors=[interceptor])
+    local = InProcessChannel([interceptor], max_message_bytes=1024 * 1024)
+    embedding_pb2_grpc.add_EmbeddingServicer_to_server(servicer, Tee(server, local))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    remote = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=channel_options(1))
+    try:
+        yield servicer, interceptor, remote, local
+    finally:
+        await remote.close()
+        await server.stop(None)
+
+
+async def test_a_call_gives_what_the_socket_gives_through_the_same_interceptors(both: Any) -> None:
+    servicer, interceptor, remote, local = both
+    request = embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=b"abc"), common_pb2.Image(data=b"de")])
+    answers = []
+    for channel in (remote, local):
+        call = embedding_pb2_grpc.EmbeddingStub(channel).EmbedImages(request, timeout=5)
+        answers.append((await call, tuple(await call.trailing_metadata())))
+    assert answers[0] == answers[1]
+    assert [list(v.values) for v in answers[1][0].embeddings] == [[3.0]]
+    assert ("echo-degraded", "pretend") in answers[1][1]
+    assert len(request.images) == 2  # the servicer got its own parsed copy, as over the wire
+    assert servicer.seen[0] is not request and servicer.seen[1] is not request
+    assert interceptor.methods == ["/echo.v1.Embedding/EmbedImages"] * 2
+
+
+async def test_status_codes_deadlines_and_metadata_reach_the_caller(both: Any) -> None:
+    _, _, remote, local = both
+    for channel in (remote, local):
+        stub = embedding_pb2_grpc.EmbeddingStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.EmbedImages(embedding_pb2.EmbedImagesRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.details() == "images: is empty"
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["sleep"]), timeout=0.05)
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        with pytest.raises(grpc.aio.AioRpcError) as crashed:
+            await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["crash"]), timeout=5)
+        assert crashed.value.code() == grpc.StatusCode.UNKNOWN
+        seen = await stub.EmbedTexts(
+            embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=5, metadata=(("application", "emb"),)
+        )
+        assert seen.model_id == "emb|True"
+
+
+async def test_oversized_messages_and_unknown_methods_are_refused_as_grpc_refuses_them(both: Any) -> None:
+    _, _, remote, local = both
+    big = embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=b"x" * (2 * 1024 * 1024))])
+    for channel in (remote, local):
+        with pytest.raises(grpc.aio.AioRpcError) as too_big:
+            await embedding_pb2_grpc.EmbeddingStub(channel).EmbedImages(big, timeout=5)
+        assert too_big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_health_checks_run_in_process_and_streaming_calls_are_refused() -> None:
+    local = InProcessChannel()
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, local)
+    await servicer.set("echo.v1.Embedding", health_pb2.HealthCheckResponse.SERVING)
+    stub = health_pb2_grpc.HealthStub(local)
+    resp = await stub.Check(health_pb2.HealthCheckRequest(service="echo.v1.Embedding"), timeout=5)
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as streaming:
+        stub.Watch(health_pb2.HealthCheckRequest(service="echo.v1.Embedding"))
+    assert streaming.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    await local.close()
+    with pytest.raises(grpc.aio.AioRpcError) as closed:
+        await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert closed.value.code() == grpc.StatusCode.UNAVAILABLE
