@@ -24,6 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from echo.v1 import inspector_pb2
@@ -111,6 +112,9 @@ class FileAuditLog:
         self.clock = clock
         self._lock_file = self._take_lock()
         self._io = threading.Lock()  # the index connection and the active segment, across worker threads
+        # The single writer has its own thread: on the event loop's shared pool a group commit waited behind
+        # other stages' slow work (embedded mode), and every answer waits for its record.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="audit-writer")
         self._db = sqlite3.connect(self.folder / "index.sqlite", check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # the index is rebuilt from the segments; they are the truth
@@ -246,7 +250,8 @@ class FileAuditLog:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await asyncio.to_thread(self._write, [(r, i) for r, i, _ in batch])
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._writer, self._write, [(r, i) for r, i, _ in batch])
             except Exception as e:
                 for *_, fut in batch:
                     if not fut.done():
@@ -428,6 +433,7 @@ class FileAuditLog:
         if self._closed:
             return
         self._closed = True
+        self._writer.shutdown(wait=True)
         if self._syncer is not None:
             self._stop.set()
             self._syncer.join(5)

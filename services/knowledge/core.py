@@ -6,6 +6,7 @@ import asyncio
 import difflib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -83,6 +84,12 @@ class KnowledgeGuide:
         self.refine_cache = refine_cache if refine_cache is not None else RefineCache(None)
         self.refine_always = refine_always
         self._warned_no_refiner = False
+        # Extraction (a text model) runs on the stage's own threads, never on the event loop's shared pool,
+        # where in embedded mode it held every thread and other stages' 1 ms calls queued behind it.
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="knowledge")
+
+    async def _extract(self, req: ContextRequest) -> ContextResult:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.extract, req)
 
     @classmethod
     def from_settings(cls, settings: KnowledgeSettings, refiner: Refiner | None = None) -> KnowledgeGuide:
@@ -217,7 +224,7 @@ class KnowledgeGuide:
 
     async def get_context(self, req: ContextRequest) -> ContextResult:
         """DK or CSK for one question, refined (cached) when asked and possible."""
-        result = await asyncio.to_thread(self.extract, req)
+        result = await self._extract(req)
         if not (req.refine or self.refine_always) or result.mode != "csk" or not result.text:
             return result
         return await self._refine(req, result)
@@ -265,11 +272,12 @@ class KnowledgeGuide:
         req = ContextRequest(
             e.dataset, e.category, "What is the type of the defect?", {"A": e.defects[0].display_name}, mode="csk"
         )
-        res = await asyncio.to_thread(self.extract, req) if self.extractor is not None else None
+        res = await self._extract(req) if self.extractor is not None else None
         if res is not None and not res.text:
             raise RuntimeError(f"knowledge: a health request on {e.id} returned no text")
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
 
