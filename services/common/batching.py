@@ -35,10 +35,12 @@ BatchFn = Callable[[Hashable, list[Any], Callable[[], bool]], Sequence[Any]]
 """fn(key, items, abandoned) -> one result (or exception) per item; `abandoned()` turns true once every caller
 of the batch has given up (deadline, cancellation), so a long generation can stop early."""
 
-Fill = Literal["time", "sessions"]
+Fill = Literal["time", "sessions", "idle"]
 """How long the first item of a batch waits for company, at most max_wait_ms:
-"time": the whole wait (requests arrive independently, e.g. images);
-"sessions": only while open sessions (decisions in flight) could still add an item, so a lone request never waits."""
+"time": the whole wait (requests arrive independently);
+"sessions": only while open sessions (decisions in flight) could still add an item, so a lone request never waits;
+"idle": not at all: a batch is what is queued when the batch thread is free (items queue while a batch runs, so
+batches grow with the load by themselves, and a lone request is never held)."""
 
 
 class Batcher(Protocol):
@@ -183,7 +185,7 @@ class MicroBatcher(BatcherBase):
                 batch.append(nxt)
                 continue
             remaining = deadline - loop.time()
-            if remaining <= 0 or (self.fill == "sessions" and self.sessions <= len(batch)):
+            if remaining <= 0 or self.fill == "idle" or (self.fill == "sessions" and self.sessions <= len(batch)):
                 return  # nobody else could join in time
             try:
                 k, item, fut = await asyncio.wait_for(self._queue.get(), remaining)

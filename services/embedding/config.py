@@ -31,7 +31,19 @@ class EmbeddingSettings(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU.")
     max_batch_size: int = Field(32, ge=1, description="Dynamic batching: most images per model call.")
-    max_wait_ms: float = Field(5.0, ge=0, description="Dynamic batching: longest wait to fill a batch.")
+    max_wait_ms: float = Field(
+        5.0, ge=0, description="Dynamic batching: longest wait to fill a batch (batch_fill 'time'; Ray Serve's)."
+    )
+    batch_fill: Literal["idle", "time"] = Field(
+        "idle",
+        description=(
+            "idle: a batch is what is queued when the pipeline can take one (no wait when idle; batches grow with "
+            "the load); time: the first image waits up to max_wait_ms for company."
+        ),
+    )
+    pipeline_depth: int = Field(
+        2, ge=1, le=8, description="Prepared batches that may wait for the model (back-pressure beyond that)."
+    )
     gpu_decode: bool = Field(True, description="On CUDA, decode JPEG with nvjpeg on the GPU; falls back to the CPU.")
     preprocess_workers: int = Field(2, ge=1, description="Threads that decode and resize off the event loop.")
     seed: int = Field(0, description="Seed for the random-weight test model, so every replica agrees.")

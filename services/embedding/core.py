@@ -1,33 +1,36 @@
-"""The embedding stage's logic: a CLIP encoder with a synchronous batch function, and its async service.
+"""The embedding stage's logic: a CLIP encoder with synchronous batch steps, and its async service.
 
-`ClipEncoder.embed_items` is the one function both serving modes batch into,
-through the Batcher the stage is built with: the asyncio MicroBatcher in embedded
-mode, Ray Serve's `@serve.batch` in the cluster. `EmbeddingService` adds what a
-request needs around it: limits, preprocessing in a thread pool (or nvjpeg on the
-GPU), and dynamic batching.
+`ClipEncoder` has the two steps of an image batch: `prepare_batch` (decode, check,
+resize, normalize into one batch on the model's device) and `run_batch` (the model).
+`embed_items` runs them one after the other, for synchronous callers. The service
+runs them as a pipeline (services/common/pipeline.py): batch N+1 is prepared on one
+thread (and, on CUDA, one stream: nvjpeg, uint8 resize, pinned copies) while the
+model runs batch N on another, batched by the injected Batcher (the asyncio
+MicroBatcher in embedded mode, Ray Serve's `@serve.batch` in the cluster).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from services.common.batching import Batcher, BatcherFactory, MicroBatcher
+from services.common.batching import BatcherFactory, MicroBatcher
+from services.common.devices import DeviceStreams
 from services.common.errors import EchoError, FailedPrecondition, InvalidArgument
-from services.common.images import ImageLimits, check_header
+from services.common.images import ImageLimits
+from services.common.pipeline import Pipeline, Prepared
 from services.embedding.config import EmbeddingSettings
 from services.embedding.model import LoadedClip, load_clip
-from services.embedding.preprocess import preprocess_cpu, preprocess_tensors
+from services.embedding.preprocess import prepare_tensor_batch, preprocess_cpu
 
 
 @dataclass
 class ImageJob:
-    """One image for the batch function: encoded bytes, a PIL image, or a preprocessed CHW tensor."""
+    """One image for the batch steps: encoded bytes, a PIL image, or a preprocessed CHW tensor."""
 
     image: Any
     patch_tokens: bool = False
@@ -44,16 +47,27 @@ class ImageEmbedding:
 
 
 @dataclass
+class ImageBatch:
+    """A prepared batch: NCHW pixels on the model's device in its dtype, when they are ready, who wants tokens."""
+
+    pixels: Any
+    ready: Any = None  # the prepare stream's event on CUDA
+    patch_tokens: list[bool] = field(default_factory=list)
+
+
+@dataclass
 class EmbedResult:
     vectors: np.ndarray  # (n, dim) float32, L2-normalized
     patch_tokens: list[np.ndarray] | None
     compute_ms: float
+    preprocess_ms: float = 0.0  # decode + resize of the batch(es) the images rode in
 
 
 class ClipEncoder:
-    """An open_clip model behind synchronous calls; callers serialize them (one model thread)."""
+    """An open_clip model behind synchronous calls: callers serialize the preparing (one prepare thread) and the
+    model calls (one model thread); the two may overlap."""
 
-    def __init__(self, loaded: LoadedClip, limits: ImageLimits = ImageLimits()) -> None:
+    def __init__(self, loaded: LoadedClip, limits: ImageLimits = ImageLimits(), gpu_decode: bool = True) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.device = loaded.device
@@ -64,36 +78,82 @@ class ClipEncoder:
         size = loaded.preprocess_cfg["size"]
         self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         self.has_patch_tokens = bool(getattr(self.model.visual, "output_tokens", False))
+        self.streams = DeviceStreams(self.device)
+        self.gpu_decode = gpu_decode and self.device.type == "cuda"  # the tensor path for encoded images
         self.dim = int(self.forward(self.blank_batch(1)).shape[1])  # also warms the model up
         loaded.dim = self.dim
 
     @classmethod
     def from_settings(cls, settings: EmbeddingSettings) -> ClipEncoder:
         limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels, section="embedding")
-        return cls(load_clip(settings), limits)
+        return cls(load_clip(settings), limits, settings.gpu_decode)
 
     def blank_batch(self, n: int) -> Any:
         import torch
 
         return torch.zeros(n, 3, *self.image_size)
 
-    # --- preprocessing -------------------------------------------------------------------------------
+    # --- preprocessing ----------------------------------------------------------------------------------
     def preprocess(self, item: Any, field: str = "image") -> Any:
-        """One image (encoded bytes or PIL) -> normalized CHW float32 tensor on the CPU."""
+        """One image (encoded bytes or PIL) -> normalized CHW float32 tensor on the CPU (open_clip's transform)."""
         return preprocess_cpu(item, self.loaded.preprocess, self.limits, field)
 
-    def check(self, datas: list[bytes], fields: list[str]) -> None:
-        """Refuse empty, oversized or unreadable images from their headers (before the GPU decodes them)."""
-        for data, field in zip(datas, fields, strict=True):
-            check_header(data, self.limits, field)
+    def prepare_batch(
+        self, jobs: list[ImageJob], pool: ThreadPoolExecutor | None = None, tensor_path: bool | None = None
+    ) -> Prepared[ImageBatch]:
+        """The first step: jobs -> one batch on the model's device (on the prepare stream on CUDA), errors per job.
 
-    def preprocess_on_device(self, datas: list[bytes], fields: list[str], checked: bool = False) -> list[Any]:
-        """Encoded images -> normalized tensors on the model's device (nvjpeg on CUDA); an error for each bad one.
-
-        `checked`: the headers already passed `check` (the service's pipeline), so they are not parsed twice.
+        Encoded images go through the tensor path (nvjpeg, uint8 resize) when `tensor_path` (default: gpu_decode
+        on CUDA), else through open_clip's PIL transform, one image per `pool` thread when a pool is given.
         """
-        cfg, transform = self.preprocess_cfg, self.loaded.preprocess
-        return preprocess_tensors(datas, cfg, self.device, self.limits, transform, fields, checked)
+        import torch
+
+        errors: list[BaseException | None] = [None] * len(jobs)
+        rows: list[Any] = [None] * len(jobs)
+        with self.streams.preparing():
+            encoded = [i for i, j in enumerate(jobs) if isinstance(j.image, bytes | bytearray)]
+            if encoded and (self.gpu_decode if tensor_path is None else tensor_path):
+                datas, fields = [bytes(jobs[i].image) for i in encoded], [jobs[i].field for i in encoded]
+                batch, errs = prepare_tensor_batch(
+                    datas, self.preprocess_cfg, self.device, self.limits, self.loaded.preprocess, fields, self.dtype
+                )
+                if len(encoded) == len(jobs):  # the service's case: the batch is the model's input as it is
+                    tokens = [j.patch_tokens for j, e in zip(jobs, errs, strict=True) if e is None]
+                    return Prepared(ImageBatch(batch, self.streams.ready(), tokens), errs)
+                it = iter(batch)
+                for i, e in zip(encoded, errs, strict=True):
+                    errors[i], rows[i] = (e, None) if e is not None else (None, next(it))
+            rest = [i for i in range(len(jobs)) if rows[i] is None and errors[i] is None]
+            cpu = [i for i in rest if not isinstance(jobs[i].image, torch.Tensor)]
+            run = pool.map if pool is not None and len(cpu) > 1 else map
+            for i, out in zip(cpu, run(self._preprocess_job, [jobs[i] for i in cpu]), strict=True):
+                errors[i], rows[i] = (out, None) if isinstance(out, BaseException) else (None, out)
+            for i in rest:
+                if rows[i] is None and errors[i] is None:
+                    rows[i] = jobs[i].image  # already a tensor
+            good = [i for i in range(len(jobs)) if errors[i] is None]
+            pixels = self._stack([rows[i] for i in good])
+            ready = self.streams.ready()
+        return Prepared(ImageBatch(pixels, ready, [jobs[i].patch_tokens for i in good]), errors)
+
+    def _preprocess_job(self, job: ImageJob) -> Any:
+        try:
+            return self.preprocess(job.image, job.field)
+        except EchoError as e:
+            return e
+
+    def _stack(self, rows: list[Any]) -> Any:
+        """Rows (CHW, on any device, any float dtype) -> one NCHW batch on the model's device in its dtype."""
+        import torch
+
+        if not rows:
+            return torch.empty((0, 3, *self.image_size), dtype=self.dtype, device=self.device)
+        cuda = self.device.type == "cuda"
+        moved = [
+            (r.pin_memory() if cuda and r.device.type == "cpu" else r).to(self.device, self.dtype, non_blocking=True)
+            for r in rows
+        ]
+        return torch.stack(moved)
 
     # --- model calls ---------------------------------------------------------------------------------
     def forward(self, pixels: Any, patch_tokens: bool = False) -> Any:
@@ -109,16 +169,35 @@ class ClipEncoder:
                 pooled, tokens = self.model.encode_image(x), None
             vectors = F.normalize(pooled.float(), dim=-1)
             if not patch_tokens:
-                return vectors.cpu()
+                return self.streams.to_host(vectors)
             if tokens is None:
                 raise FailedPrecondition(f"model {self.model_id} gives no patch tokens", field="return_patch_tokens")
             proj = getattr(self.model.visual, "proj", None)
             if proj is not None and tokens.shape[-1] == proj.shape[0]:
                 tokens = tokens @ proj  # into the joint embedding space, like the pooled vector
-            return vectors.cpu(), F.normalize(tokens.float(), dim=-1).cpu()
+            return self.streams.to_host(vectors), self.streams.to_host(F.normalize(tokens.float(), dim=-1))
+
+    def run_batch(self, batch: ImageBatch) -> list[ImageEmbedding | EchoError]:
+        """The second step: a prepared batch -> one embedding per row (on the model stream on CUDA)."""
+        if not len(batch.pixels):
+            return []
+        want_tokens = any(batch.patch_tokens)
+        start = time.perf_counter()
+        try:
+            with self.streams.running([batch.ready], [batch.pixels]):
+                res = self.forward(batch.pixels, patch_tokens=want_tokens)
+        except EchoError as e:
+            return [e] * len(batch.patch_tokens)
+        vectors, tokens = res if want_tokens else (res, None)
+        vectors = vectors.numpy()
+        ms = (time.perf_counter() - start) * 1000.0
+        return [
+            ImageEmbedding(vectors[j], tokens[j].numpy() if tokens is not None and want else None, ms)
+            for j, want in enumerate(batch.patch_tokens)
+        ]
 
     def embed_batch(self, images: list[Any], return_patch_tokens: bool = False) -> Any:
-        """The batch function: images (encoded bytes, PIL, or preprocessed CHW tensors) -> (n, dim) float32.
+        """Images (encoded bytes, PIL, or preprocessed CHW tensors) -> (n, dim) float32, synchronously.
 
         Raises InvalidArgument naming `images[i]` for the first bad image. With
         return_patch_tokens, returns (vectors, tokens (n, num_tokens, dim)).
@@ -133,41 +212,11 @@ class ClipEncoder:
             return vectors
         return vectors, np.stack([r.patch_tokens for r in results])
 
-    def embed_items(self, jobs: list[ImageJob]) -> list[ImageEmbedding | EchoError]:
-        """Per-item batch function for batchers: each job gets its embedding, or the error for its image."""
-        import torch
-
-        out: list[Any] = [None] * len(jobs)
-        encoded = [i for i, j in enumerate(jobs) if isinstance(j.image, bytes | bytearray)]
-        if encoded and self.device.type == "cuda":
-            datas, fields = [bytes(jobs[i].image) for i in encoded], [jobs[i].field for i in encoded]
-            prepared = self.preprocess_on_device(datas, fields)
-            for i, p in zip(encoded, prepared, strict=True):
-                out[i] = p
-        ok: list[int] = []
-        for i, job in enumerate(jobs):
-            if out[i] is None:
-                try:
-                    out[i] = job.image if isinstance(job.image, torch.Tensor) else self.preprocess(job.image, job.field)
-                except EchoError as e:
-                    out[i] = e
-            if not isinstance(out[i], BaseException):
-                ok.append(i)
-        if not ok:
-            return out
-        want_tokens = any(jobs[i].patch_tokens for i in ok)
-        start = time.perf_counter()
-        try:
-            res = self.forward(torch.stack([out[i].to(self.device) for i in ok]), patch_tokens=want_tokens)
-        except EchoError as e:
-            return [e if i in ok else r for i, r in enumerate(out)]
-        vectors, tokens = res if want_tokens else (res, None)
-        vectors = vectors.numpy()
-        ms = (time.perf_counter() - start) * 1000.0
-        for j, i in enumerate(ok):
-            toks = tokens[j].numpy() if tokens is not None and jobs[i].patch_tokens else None
-            out[i] = ImageEmbedding(vectors[j], toks, ms)
-        return out
+    def embed_items(self, jobs: list[ImageJob]) -> list[ImageEmbedding | BaseException]:
+        """Both steps, one after the other: each job gets its embedding, or the error for its image."""
+        prepared = self.prepare_batch(jobs)
+        results = iter(self.run_batch(prepared.payload))
+        return [e if e is not None else next(results) for e in prepared.errors]
 
     def embed_texts(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         """Texts -> (n, dim) normalized float32 embeddings from the text tower."""
@@ -183,15 +232,11 @@ class ClipEncoder:
 
 
 class EmbeddingService:
-    """Async front of a ClipEncoder: validates, preprocesses off the event loop, batches concurrent requests.
-
-    On the CPU, each image is decoded and resized in a thread pool, then batched
-    into the model. With GPU decoding, images pass two batchers in a pipeline:
-    nvjpeg decode + batched resize (on its own thread and CUDA stream), then the
-    model, so the next batch decodes while the current one runs.
+    """Async front of a ClipEncoder: validates, then pipelines the images: prepare batch N+1 while the model runs N.
 
     Args:
-        decode_on_device: force the tensor (nvjpeg-style) pipeline on or off; default: settings.gpu_decode on CUDA.
+        decode_on_device: force the tensor (nvjpeg-style) path for encoded images on or off; default:
+            settings.gpu_decode on CUDA.
         batcher_factory: how concurrent images are batched (default: the asyncio MicroBatcher; a Serve
             replica passes `@serve.batch`'s).
     """
@@ -207,45 +252,24 @@ class EmbeddingService:
         self.settings = settings
         self.model_id = encoder.model_id
         self.dim = encoder.dim
-        cuda = encoder.device.type == "cuda"
-        self.decode_on_device = (settings.gpu_decode and cuda) if decode_on_device is None else decode_on_device
+        self.decode_on_device = encoder.gpu_decode if decode_on_device is None else decode_on_device
         self._pool = ThreadPoolExecutor(settings.preprocess_workers, thread_name_prefix="embedding-pre")
-        self.batcher: Batcher = batcher_factory(
-            lambda _key, jobs, _abandoned: encoder.embed_items(jobs),
+        self.pipeline = Pipeline(
+            lambda jobs: encoder.prepare_batch(jobs, self._pool, self.decode_on_device),
+            encoder.run_batch,
+            batcher_factory=batcher_factory,
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_wait_ms,
             stage="embedding",
+            depth=settings.pipeline_depth,
+            fill=settings.batch_fill,
         )
-        self.decoder: Batcher | None = None
-        self._stream: Any = None
-        if self.decode_on_device:
-            import torch
-
-            self._stream = torch.cuda.Stream(device=encoder.device) if cuda else None
-            self.decoder = batcher_factory(
-                lambda _key, items, _abandoned: self._decode_batch(items),
-                max_batch_size=settings.max_batch_size,
-                max_wait_ms=settings.max_wait_ms,
-                stage="embedding-decode",
-            )
 
     @classmethod
     def from_settings(
         cls, settings: EmbeddingSettings, batcher_factory: BatcherFactory = MicroBatcher
     ) -> EmbeddingService:
         return cls(ClipEncoder.from_settings(settings), settings, batcher_factory=batcher_factory)
-
-    def _decode_batch(self, items: list[tuple[bytes, str]]) -> list[Any]:
-        """Decode + resize a batch on the model's device, on a side stream so it overlaps the model's batch."""
-        datas, fields = [d for d, _ in items], [f for _, f in items]
-        if self._stream is None:
-            return self.encoder.preprocess_on_device(datas, fields, checked=True)
-        import torch
-
-        with torch.cuda.stream(self._stream):
-            out = self.encoder.preprocess_on_device(datas, fields, checked=True)
-        self._stream.synchronize()  # the tensors are complete before the model's stream reads them
-        return out
 
     async def embed_images(self, images: list[bytes], return_patch_tokens: bool = False) -> EmbedResult:
         """Encoded images -> normalized embeddings; INVALID_ARGUMENT names the first bad `images[i]`."""
@@ -259,21 +283,11 @@ class EmbeddingService:
             )
         if return_patch_tokens and not self.encoder.has_patch_tokens:
             raise FailedPrecondition(f"model {self.model_id} gives no patch tokens", field="return_patch_tokens")
-        loop = asyncio.get_running_loop()
-        fields = [f"images[{i}]" for i in range(len(images))]
-        if self.decoder is not None:  # headers checked here, pixels decoded a whole batch at a time on the device
-            await loop.run_in_executor(self._pool, self.encoder.check, images, fields)
-            items: list[Any] = await self.decoder.submit_many(list(zip(images, fields, strict=True)))
-        else:
-            pre = self.encoder.preprocess
-            items = await asyncio.gather(
-                *(loop.run_in_executor(self._pool, pre, d, f) for d, f in zip(images, fields, strict=True))
-            )
-        jobs = [ImageJob(item, return_patch_tokens, f) for item, f in zip(items, fields, strict=True)]
-        results = await self.batcher.submit_many(jobs)
-        vectors = np.stack([r.vector for r in results]).astype(np.float32, copy=False)
-        tokens = [r.patch_tokens for r in results] if return_patch_tokens else None
-        return EmbedResult(vectors, tokens, max(r.compute_ms for r in results))
+        jobs = [ImageJob(data, return_patch_tokens, f"images[{i}]") for i, data in enumerate(images)]
+        done = await self.pipeline.submit_many(jobs)
+        vectors = np.stack([d.value.vector for d in done]).astype(np.float32, copy=False)
+        tokens = [d.value.patch_tokens for d in done] if return_patch_tokens else None
+        return EmbedResult(vectors, tokens, max(d.run_ms for d in done), max(d.prepare_ms for d in done))
 
     async def embed_texts(self, texts: list[str]) -> EmbedResult:
         """Texts -> normalized text-tower embeddings (on the model thread, between image batches)."""
@@ -289,11 +303,11 @@ class EmbeddingService:
             if not t.strip():
                 raise InvalidArgument("is empty", field=f"texts[{i}]")
         start = time.perf_counter()
-        vectors = await self.batcher.run_exclusive(self.encoder.embed_texts, list(texts), self.settings.text_batch_size)
+        vectors = await self.pipeline.run_exclusive(
+            self.encoder.embed_texts, list(texts), self.settings.text_batch_size
+        )
         return EmbedResult(vectors, None, (time.perf_counter() - start) * 1000.0)
 
     async def close(self) -> None:
-        await self.batcher.close()
-        if self.decoder is not None:
-            await self.decoder.close()
+        await self.pipeline.close()
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -34,6 +34,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             model_id=self.service.model_id,
             compute_ms=res.compute_ms,
             patch_tokens=patches,
+            preprocess_ms=res.preprocess_ms,
         )
 
     @grpc_errors

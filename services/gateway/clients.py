@@ -197,7 +197,7 @@ class StageClients:
     async def embed_images(self, images: Sequence[bytes], deadline: Deadline) -> Embedded:
         req = embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=b) for b in images])
         resp = await self["embedding"].call("EmbedImages", req, deadline)
-        return Embedded([list(e.values) for e in resp.embeddings], resp.model_id, resp.compute_ms)
+        return Embedded([list(e.values) for e in resp.embeddings], resp.model_id, resp.compute_ms, resp.preprocess_ms)
 
     async def embed_texts(self, texts: Sequence[str], deadline: Deadline) -> list[list[float]]:
         resp = await self["embedding"].call("EmbedTexts", embedding_pb2.EmbedTextsRequest(texts=texts), deadline)

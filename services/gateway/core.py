@@ -265,6 +265,8 @@ class Inspector:
     async def _embed_query(self, run: _Run) -> list[float]:
         embedded = await run.timed("embedding", self.clients.embed_images([run.inspection.image], run.deadline))
         run.set_compute("embedding", embedded.compute_ms)
+        if embedded.preprocess_ms:  # decoding and resizing, inside the embedding call's time, as for decision
+            run.trace.timings.append(Timing("embedding.preprocess", embedded.preprocess_ms, embedded.preprocess_ms))
         run.trace.model_ids["embedding"] = embedded.model_id
         return embedded.vectors[0]
 

@@ -149,6 +149,7 @@ class Embedded:
     vectors: list[list[float]]
     model_id: str
     compute_ms: float
+    preprocess_ms: float = 0.0
 
 
 @dataclass

@@ -67,7 +67,7 @@ async def test_texts_are_embedded_and_blank_ones_refused(service: EmbeddingServi
 async def test_device_decode_pipeline_matches_the_cpu_path_and_names_bad_images(
     encoder: ClipEncoder, settings: EmbeddingSettings, make_png: Callable[..., bytes], make_jpeg: Callable[..., bytes]
 ) -> None:
-    """The GPU pipeline (decode batcher -> model batcher), run here with torchvision's CPU decoders."""
+    """The GPU path (tensor decode and resize, then the model, pipelined), run here with torchvision's CPU decoders."""
     svc = EmbeddingService(encoder, settings, decode_on_device=True)
     try:
         datas = [make_jpeg(i, 96, 72) for i in range(6)] + [make_png(9)]
@@ -94,8 +94,8 @@ async def test_the_service_batches_through_the_batcher_it_is_built_with(
     svc = EmbeddingService(encoder, settings, decode_on_device=True, batcher_factory=factory)
     try:
         await svc.embed_images([make_jpeg(1)])
-        assert built == ["embedding", "embedding-decode"]
-        assert svc.batcher.batches == [1] and svc.decoder is not None and svc.decoder.batches == [1]
+        assert built == ["embedding"]
+        assert svc.pipeline.batches == [1] and svc.pipeline.times.batches == 1
     finally:
         await svc.close()
 

@@ -26,18 +26,20 @@ class PatchTokens(_message.Message):
     def __init__(self, num_tokens: _Optional[int] = ..., dim: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class EmbedImagesResponse(_message.Message):
-    __slots__ = ("embeddings", "dim", "model_id", "compute_ms", "patch_tokens")
+    __slots__ = ("embeddings", "dim", "model_id", "compute_ms", "patch_tokens", "preprocess_ms")
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_MS_FIELD_NUMBER: _ClassVar[int]
     PATCH_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
     embeddings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Vector]
     dim: int
     model_id: str
     compute_ms: float
     patch_tokens: _containers.RepeatedCompositeFieldContainer[PatchTokens]
-    def __init__(self, embeddings: _Optional[_Iterable[_Union[_common_pb2.Vector, _Mapping]]] = ..., dim: _Optional[int] = ..., model_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., patch_tokens: _Optional[_Iterable[_Union[PatchTokens, _Mapping]]] = ...) -> None: ...
+    preprocess_ms: float
+    def __init__(self, embeddings: _Optional[_Iterable[_Union[_common_pb2.Vector, _Mapping]]] = ..., dim: _Optional[int] = ..., model_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., patch_tokens: _Optional[_Iterable[_Union[PatchTokens, _Mapping]]] = ..., preprocess_ms: _Optional[float] = ...) -> None: ...
 
 class EmbedTextsRequest(_message.Message):
     __slots__ = ("texts",)
