@@ -104,14 +104,15 @@ def _requests(workdir: Path, address: str) -> list:
 def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.Process) -> dict:
     clients = [InspectorClient(address, retries=0) for _ in range(concurrency)]
 
-    def inspect(i: int) -> tuple[float, float, float]:
+    def inspect(i: int) -> tuple[float, float, float, str]:
         c = clients[i % concurrency]
         t0 = time.perf_counter()
         resp = c.inspect_request(reqs[i % len(reqs)])
         e2e = (time.perf_counter() - t0) * 1000
         compute = sum(s.compute_ms for s in resp.trace.timings if s.stage in STAGES)
         audit = sum(s.compute_ms for s in resp.trace.timings if s.stage == "audit")
-        return e2e, e2e - compute - audit, audit
+        shape = "+".join(e for e in ("reference", "knowledge") if e in resp.trace.experts_used) or "decision only"
+        return e2e, e2e - compute - audit, audit, shape
 
     def bare(i: int) -> float:
         t0 = time.perf_counter()
@@ -128,15 +129,17 @@ def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.
         bare_ms = list(pool.map(bare, range(n)))
     for c in clients:
         c.close()
-    overhead = [o for _, o, _ in rows]
-    with_audit = [o + a for _, o, a in rows]
-    e2e = [e for e, _, _ in rows]
+    overhead = [o for _, o, _, _ in rows]
+    with_audit = [o + a for _, o, a, _ in rows]
+    e2e = [e for e, _, _, _ in rows]
+    by_shape = {s: _pct([o for _, o, _, sh in rows if sh == s], 0.5) for s in sorted({sh for *_, sh in rows})}
     return {
         "e2e_p50_ms": _pct(e2e, 0.5),
         "overhead_p50_ms": _pct(overhead, 0.5),
         "overhead_p99_ms": _pct(overhead, 0.99),
         "overhead_with_audit_p50_ms": _pct(with_audit, 0.5),
-        "audit_p50_ms": _pct([a for _, _, a in rows], 0.5),
+        "overhead_p50_ms_by_experts": by_shape,
+        "audit_p50_ms": _pct([a for _, _, a, _ in rows], 0.5),
         "bare_rtt_p50_ms": _pct(bare_ms, 0.5),
         "bare_rtt_p99_ms": _pct(bare_ms, 0.99),
         "ratio_overhead_to_bare_p50": round(percentile(overhead, 50) / percentile(bare_ms, 50), 2),
