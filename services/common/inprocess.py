@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
+class _Metadatum(NamedTuple):
+    """One metadata entry as a grpc.aio server hands it over: a (key, value) pair with named fields."""
+
+    key: str
+    value: str | bytes
+
+
 class _CallDetails(NamedTuple):
     """grpc.HandlerCallDetails, as server interceptors receive it."""
 
@@ -39,7 +46,7 @@ class InProcessContext(grpc.aio.ServicerContext):
     """The server side of one in-process call: what a servicer and an interceptor may ask of their context."""
 
     def __init__(self, metadata: Metadata, deadline: float | None) -> None:
-        self._metadata = tuple(metadata)
+        self._metadata = tuple(_Metadatum(k, v) for k, v in metadata)
         self._deadline = deadline  # on the monotonic clock
         self._code: grpc.StatusCode | None = None
         self._details: str | None = None

@@ -131,3 +131,24 @@ async def test_health_checks_run_in_process_and_streaming_calls_are_refused() ->
     with pytest.raises(grpc.aio.AioRpcError) as closed:
         await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert closed.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+class Tagging(grpc.aio.UnaryUnaryClientInterceptor):
+    """A client interceptor that adds metadata, as tracing's adds the trace context."""
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        md = grpc.aio.Metadata(*(details.metadata or ()), ("application", "tagged"))
+        new = grpc.aio.ClientCallDetails(details.method, details.timeout, md, None, None)
+        return await continuation(new, request)
+
+
+async def test_client_interceptors_run_and_see_the_call_they_made() -> None:
+    local = InProcessChannel(client_interceptors=[Tagging()])
+    embedding_pb2_grpc.add_EmbeddingServicer_to_server(Echoing(), local)
+    call = embedding_pb2_grpc.EmbeddingStub(local).EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=5)
+    assert (await call).model_id == "tagged|True"
+    assert await call.code() == grpc.StatusCode.OK
+    refused = embedding_pb2_grpc.EmbeddingStub(local).EmbedImages(embedding_pb2.EmbedImagesRequest(), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await refused
+    assert await refused.code() == grpc.StatusCode.INVALID_ARGUMENT
