@@ -8,17 +8,24 @@ what the contract means and drops only the socket: the request and response are
 serialized and parsed as on the wire (same message-size limits), the server's own
 handlers and interceptors run, with the caller's metadata and deadline, and the
 caller gets an `AioRpcError` with the status the servicer set, and its trailing
-metadata. Unary-unary calls only: that is all the gateway makes.
+metadata. A caller's channel options bring gRPC's retry policy (`with_options`:
+the `grpc.service_config` that serving.retry_options writes), so a stage that
+answers UNAVAILABLE is retried as over the socket. Unary-unary calls only: that
+is all the gateway makes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
+import json
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import grpc
@@ -109,6 +116,11 @@ class InProcessContext(grpc.aio.ServicerContext):
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
         self._done_callbacks.append(callback)
+
+    def _restart(self) -> None:
+        """A new attempt of the same call (a retry): what the previous attempt set is gone."""
+        self._code, self._details, self._trailing = None, None, ()
+        self._done_callbacks, self._done = [], False
 
     def _finish(self) -> None:
         self._done = True
@@ -212,6 +224,43 @@ class _InterceptedCall(InProcessCall):
         return self._task.cancel()
 
 
+@dataclass(frozen=True)
+class _RetryPolicy:
+    """One gRPC retryPolicy (https://github.com/grpc/proposal/blob/master/A6-client-retries.md)."""
+
+    attempts: int
+    initial_s: float
+    max_s: float
+    multiplier: float
+    codes: frozenset[grpc.StatusCode]
+
+    def backoff_s(self, retry: int) -> float:
+        """Before retry n (1, 2, ...): uniformly random up to the capped exponential, as gRPC waits."""
+        return random.uniform(0, min(self.initial_s * self.multiplier ** (retry - 1), self.max_s))
+
+
+def _retry_policies(options: Sequence[tuple[str, Any]]) -> dict[tuple[str, str], _RetryPolicy | None]:
+    """(service, method or "") -> its retry policy, or None for none, from channel options as gRPC reads them."""
+    opts = dict(options)
+    if not opts.get("grpc.enable_retries") or "grpc.service_config" not in opts:
+        return {}
+    out: dict[tuple[str, str], _RetryPolicy | None] = {}
+    for entry in json.loads(opts["grpc.service_config"]).get("methodConfig", []):
+        p = entry.get("retryPolicy")
+        policy = None
+        if p is not None:
+            policy = _RetryPolicy(
+                attempts=min(5, int(p["maxAttempts"])),  # gRPC caps attempts at 5
+                initial_s=float(p["initialBackoff"].rstrip("s")),
+                max_s=float(p["maxBackoff"].rstrip("s")),
+                multiplier=float(p["backoffMultiplier"]),
+                codes=frozenset(grpc.StatusCode[c] for c in p["retryableStatusCodes"]),
+            )
+        for name in entry.get("name", []):
+            out[(name.get("service", ""), name.get("method", ""))] = policy
+    return out
+
+
 class InProcessChannel(grpc.aio.Channel):
     """A grpc.aio channel whose calls run this process's registered handlers, through the server's interceptors.
 
@@ -235,7 +284,20 @@ class InProcessChannel(grpc.aio.Channel):
         self._interceptors = list(interceptors)
         self._client_interceptors = [i for i in client_interceptors if hasattr(i, "intercept_unary_unary")]
         self._max = max_message_bytes
-        self._closed = False
+        self._state = {"closed": False}  # shared with the with_options views
+        self._policies: dict[tuple[str, str], _RetryPolicy | None] = {}
+
+    def with_options(self, options: Sequence[tuple[str, Any]]) -> InProcessChannel:
+        """The same services and interceptors under a caller's channel options: gRPC's retry policy
+        (grpc.enable_retries, grpc.service_config) applies to the calls made through the view."""
+        view = copy.copy(self)
+        view._policies = _retry_policies(options)
+        return view
+
+    def _policy(self, method: str) -> _RetryPolicy | None:
+        _, service, name = method.split("/", 2)
+        key = (service, name)
+        return self._policies[key] if key in self._policies else self._policies.get((service, ""))
 
     # ---- registration (the grpc.aio.Server methods generated add_*_to_server calls) -----------------------------
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
@@ -288,7 +350,7 @@ class InProcessChannel(grpc.aio.Channel):
         response_deserializer: Callable[[bytes], Any] | None,
         context: InProcessContext,
     ) -> Any:
-        if self._closed:
+        if self._state["closed"]:
             raise _error(grpc.StatusCode.UNAVAILABLE, "the in-process channel is closed")
         handler = await self._lookup(_CallDetails(method, context.invocation_metadata()))
         if handler is None or handler.unary_unary is None:
@@ -314,7 +376,7 @@ class InProcessChannel(grpc.aio.Channel):
         return response_deserializer(data) if response_deserializer else data
 
     async def close(self, grace: float | None = None) -> None:
-        self._closed = True
+        self._state["closed"] = True
 
     async def __aenter__(self) -> InProcessChannel:
         return self
@@ -323,7 +385,7 @@ class InProcessChannel(grpc.aio.Channel):
         await self.close()
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
-        return grpc.ChannelConnectivity.SHUTDOWN if self._closed else grpc.ChannelConnectivity.READY
+        return grpc.ChannelConnectivity.SHUTDOWN if self._state["closed"] else grpc.ChannelConnectivity.READY
 
     async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
         await asyncio.Event().wait()  # an in-process channel never changes state on its own
@@ -385,9 +447,19 @@ class _UnaryUnary(grpc.aio.UnaryUnaryMultiCallable):
 
     async def _run(self, payload: bytes, timeout: float | None, context: InProcessContext) -> Any:
         self._channel._check_size(len(payload), "Sent message")
+        policy = self._channel._policy(self._method)
         try:
             async with asyncio.timeout(timeout):
-                return await self._channel._invoke(self._method, payload, self._deserialize, context)
+                attempt = 1
+                while True:
+                    try:
+                        return await self._channel._invoke(self._method, payload, self._deserialize, context)
+                    except grpc.aio.AioRpcError as e:
+                        if policy is None or attempt >= policy.attempts or e.code() not in policy.codes:
+                            raise
+                    await asyncio.sleep(policy.backoff_s(attempt))
+                    attempt += 1
+                    context._restart()
         except TimeoutError:
             raise _error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
 

@@ -40,6 +40,7 @@ from services.common.enums import (
     to_enum,
 )
 from services.common.errors import EchoError
+from services.common.inprocess import InProcessChannel
 from services.common.serving import channel_options, retry_options
 from services.common.telemetry import client_interceptors
 from services.gateway.config import GatewaySettings, StageEndpoint
@@ -160,7 +161,7 @@ class StageClients:
         default_address: str,
         max_message_mb: int = 32,
         *,
-        local: grpc.aio.Channel | None = None,
+        local: InProcessChannel | None = None,
         token: str = "",
     ) -> None:
         endpoints: dict[str, StageEndpoint] = {name: getattr(settings, name) for name in _STUBS}
@@ -169,9 +170,6 @@ class StageClients:
             by_address.setdefault(endpoint.address or default_address, []).append(name)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.clients: dict[str, StageClient] = {}
-        if local is not None:
-            for n in by_address.pop(default_address, []):
-                self.clients[n] = StageClient(n, local, endpoints[n], token)
         for address, names in by_address.items():
             retries = retry_options(
                 {STAGE_SERVICES[n]: endpoints[n].retries for n in names},
@@ -179,10 +177,12 @@ class StageClients:
                 initial_backoff_s=0.02,
                 max_backoff_s=0.5,
             )
-            channel = grpc.aio.insecure_channel(
-                address, options=channel_options(max_message_mb) + retries, interceptors=client_interceptors()
-            )
-            self._channels[address] = channel
+            options = channel_options(max_message_mb) + retries
+            if local is not None and address == default_address:  # the same retry policy, without the socket
+                channel: grpc.aio.Channel = local.with_options(options)
+            else:
+                channel = grpc.aio.insecure_channel(address, options=options, interceptors=client_interceptors())
+                self._channels[address] = channel
             for n in names:
                 self.clients[n] = StageClient(n, channel, endpoints[n], token)
 

@@ -17,6 +17,7 @@ import grpc
 
 from services.common.auth import read_secret
 from services.common.images import ImageLimits, ImageStore
+from services.common.inprocess import InProcessChannel
 from services.common.serving import Internal, Stage, start_server, wait_for_termination
 from services.config import EchoSettings
 from services.gateway.audit import AuditTrail
@@ -47,7 +48,7 @@ def build_classifier() -> QuestionTypeClassifier:
 
 
 def build_inspector(
-    settings: EchoSettings, default_address: str, token: str | None = None, local: grpc.aio.Channel | None = None
+    settings: EchoSettings, default_address: str, token: str | None = None, local: InProcessChannel | None = None
 ) -> Inspector:
     """The Inspector over its stage clients; `token`: what it sends the stages (None: gateway.stage_token_file
     or $ECHO_IAD_STAGE_TOKEN, the cluster's way; the embedded server mints its own); `local`: an in-process

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from echo.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from services.common.errors import InvalidArgument, grpc_errors
 from services.common.inprocess import InProcessChannel, Tee
-from services.common.serving import channel_options
+from services.common.serving import channel_options, retry_options
 
 
 class Echoing(embedding_pb2_grpc.EmbeddingServicer):
@@ -152,3 +153,100 @@ async def test_client_interceptors_run_and_see_the_call_they_made() -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         await refused
     assert await refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+class Flaky(embedding_pb2_grpc.EmbeddingServicer):
+    """Answers UNAVAILABLE `failures` times per method, then succeeds; counts the attempts it saw."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.attempts: dict[str, int] = {}
+
+    async def _answer(self, method: str, context: grpc.aio.ServicerContext) -> None:
+        self.attempts[method] = self.attempts.get(method, 0) + 1
+        if self.attempts[method] <= self.failures:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{method}: not yet")
+
+    async def EmbedTexts(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._answer("EmbedTexts", context)
+        return embedding_pb2.EmbedTextsResponse(model_id="ok")
+
+    async def EmbedImages(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._answer("EmbedImages", context)
+        return embedding_pb2.EmbedImagesResponse(dim=1)
+
+
+@pytest.mark.parametrize(
+    ("failures", "retries", "code"), [(2, 2, grpc.StatusCode.OK), (3, 2, grpc.StatusCode.UNAVAILABLE)]
+)
+async def test_unavailable_is_retried_by_the_callers_retry_policy_as_over_the_socket(
+    failures: int, retries: int, code: grpc.StatusCode
+) -> None:
+    options = channel_options(1) + retry_options(
+        {"echo.v1.Embedding": retries}, never=["echo.v1.Embedding/EmbedImages"], initial_backoff_s=0.001
+    )
+    outcomes = []
+    for in_process in (False, True):
+        servicer = Flaky(failures)
+        server = grpc.aio.server()
+        local = InProcessChannel()
+        embedding_pb2_grpc.add_EmbeddingServicer_to_server(servicer, Tee(server, local))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        channel = local.with_options(options) if in_process else grpc.aio.insecure_channel(f"127.0.0.1:{port}", options)
+        stub = embedding_pb2_grpc.EmbeddingStub(channel)
+        try:
+            texts = await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=5)
+            got = (grpc.StatusCode.OK, texts.model_id)
+        except grpc.aio.AioRpcError as e:
+            got = (e.code(), e.details())
+        with pytest.raises(grpc.aio.AioRpcError) as never:  # a method the policy leaves out is tried once
+            await stub.EmbedImages(embedding_pb2.EmbedImagesRequest(), timeout=5)
+        outcomes.append((got, dict(servicer.attempts), never.value.code()))
+        await channel.close()
+        await server.stop(None)
+    assert outcomes[0] == outcomes[1]
+    (got_code, _), attempts, never_code = outcomes[1]
+    assert got_code == code and attempts == {"EmbedTexts": min(failures, retries) + 1, "EmbedImages": 1}
+    assert never_code == grpc.StatusCode.UNAVAILABLE
+    assert local.get_state() == grpc.ChannelConnectivity.SHUTDOWN  # closing a view closes the channel
+
+
+async def test_retries_stay_within_the_callers_deadline() -> None:
+    local = InProcessChannel()
+    embedding_pb2_grpc.add_EmbeddingServicer_to_server(Flaky(failures=100), local)
+    slow = local.with_options(retry_options({"echo.v1.Embedding": 4}, initial_backoff_s=0.15, max_backoff_s=0.15))
+    start = time.perf_counter()
+    with pytest.raises(grpc.aio.AioRpcError) as late:
+        await embedding_pb2_grpc.EmbeddingStub(slow).EmbedTexts(
+            embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=0.2
+        )
+    assert time.perf_counter() - start < 0.35  # up to four backoffs of up to 0.15 s would take 0.6 s
+    assert late.value.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+
+
+async def test_a_trace_crosses_the_in_process_hop_as_it_crosses_a_socket() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from services.common import telemetry
+    from services.common.config import TelemetrySettings
+
+    exporter = InMemorySpanExporter()
+    assert telemetry.setup_tracing(TelemetrySettings(tracing=True), "inprocess-test", exporter=exporter)
+    try:
+        local = InProcessChannel(telemetry.server_interceptors(), client_interceptors=telemetry.client_interceptors())
+        embedding_pb2_grpc.add_EmbeddingServicer_to_server(Echoing(), local)
+        with telemetry.tracer().start_as_current_span("caller"):
+            await embedding_pb2_grpc.EmbeddingStub(local).EmbedTexts(
+                embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=5
+            )
+    finally:
+        telemetry.stop_tracing()
+    spans = {s.name + "/" + s.kind.name: s for s in exporter.get_finished_spans()}
+    server = spans["/echo.v1.Embedding/EmbedTexts/" + SpanKind.SERVER.name]
+    client = spans["/echo.v1.Embedding/EmbedTexts/" + SpanKind.CLIENT.name]
+    caller = spans["caller/" + SpanKind.INTERNAL.name]
+    assert server.parent.span_id == client.context.span_id  # the context went through the call's metadata
+    assert client.parent.span_id == caller.context.span_id
+    assert {s.context.trace_id for s in spans.values()} == {caller.context.trace_id}

@@ -1,8 +1,9 @@
 """One inspection is one trace: the gateway's span, its fan-out steps and every stage's RPC spans share a trace id.
 
-Embedded mode over real sockets: the gateway calls the stages on its own gRPC port,
-so the W3C trace context crosses a real gRPC hop (client interceptor -> metadata ->
-server interceptor) for each stage, exactly as it does between Ray Serve replicas.
+Embedded mode: the gateway calls the stages through the in-process channel, which
+runs the same client and server interceptors as a socket, so the W3C trace context
+crosses each stage hop (client interceptor -> metadata -> server interceptor) as it
+does over the port and between Ray Serve replicas.
 """
 
 from __future__ import annotations
