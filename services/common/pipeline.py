@@ -32,7 +32,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from services.common.batching import Batcher, BatcherFactory, Fill
@@ -66,7 +66,6 @@ class StageTimes:
     items: int = 0
     first_start: float | None = None
     last_end: float = 0.0
-    runs: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of each model call
 
     def wall_ms(self) -> float:
         return 0.0 if self.first_start is None else (self.last_end - self.first_start) * 1000.0
@@ -202,7 +201,6 @@ class Pipeline:
             t.batches += 1
             t.items += len(futures)
             t.last_end = end
-            t.runs.append((start, end))
             for fut, r in zip(futures, results, strict=True):
                 _deliver(fut, r if isinstance(r, BaseException) else Done(r, prepared.prepare_ms, run_ms))
 
