@@ -52,21 +52,68 @@ class TextEmbedder:
         self.model_id = (
             "all-MiniLM-L6-v2" if name_or_path in (PACKAGED_MINILM, "all-MiniLM-L6-v2", "") else str(self.path.name)
         )
-        self._lock = threading.Lock()  # one forward at a time: torch already uses every core
+        self._turn = threading.Condition()  # one forward at a time: torch already uses every core
+        self._waiting: list[_Texts] = []
+        self._busy = False
+        self.forwards = 0  # model calls so far (tests and benchmarks read it)
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Embed texts; returns an array of shape (len(texts), dim), each row of unit length."""
+        """Embed texts; returns an array of shape (len(texts), dim), each row of unit length.
+
+        Callers on other threads that arrive while a forward runs wait, and the next forward embeds all their
+        texts at once: under concurrency (16 inspections asking for knowledge) one forward of many short texts
+        costs little more than one of a single text, where one forward per caller queued them one behind another.
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            out = self.model.encode(
-                list(texts),
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
+        mine = _Texts(list(texts))
+        with self._turn:
+            self._waiting.append(mine)
+            while self._busy and mine.out is None:
+                self._turn.wait()
+            if mine.out is not None:  # another caller's forward embedded these texts
+                return mine.result()
+            batch, self._waiting, self._busy = self._waiting, [], True
+        out: np.ndarray | BaseException = RuntimeError("the text embedder's forward was interrupted")
+        try:
+            flat = [t for job in batch for t in job.texts]
+            out = np.asarray(
+                self.model.encode(
+                    flat,
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                ),
+                dtype=np.float32,
             )
-        return np.asarray(out, dtype=np.float32)
+        except Exception as e:  # every caller of this forward hears why
+            out = e
+        finally:
+            with self._turn:
+                self.forwards += 1
+                start = 0
+                for job in batch:
+                    n = len(job.texts)
+                    job.out = out if isinstance(out, BaseException) else out[start : start + n]
+                    start += n
+                self._busy = False
+                self._turn.notify_all()
+        return mine.result()
+
+
+class _Texts:
+    """One caller's texts, and their rows (or the error) once a forward has embedded them."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.out: np.ndarray | BaseException | None = None
+
+    def result(self) -> np.ndarray:
+        if isinstance(self.out, BaseException):
+            raise self.out
+        assert self.out is not None
+        return self.out
 
 
 def get_embedder(name_or_path: str = PACKAGED_MINILM, device: str = "cpu") -> TextEmbedder:
