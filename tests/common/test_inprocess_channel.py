@@ -16,6 +16,8 @@ from services.common.errors import InvalidArgument, grpc_errors
 from services.common.inprocess import InProcessChannel, Tee
 from services.common.serving import channel_options, retry_options
 
+TIMEOUT_S = 30  # generous: a loaded machine takes seconds to connect the socket side
+
 
 class Echoing(embedding_pb2_grpc.EmbeddingServicer):
     """EmbedImages answers one vector per image (its size in bytes); EmbedTexts shows its context to the caller."""
@@ -75,7 +77,7 @@ async def test_a_call_gives_what_the_socket_gives_through_the_same_interceptors(
     request = embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=b"abc"), common_pb2.Image(data=b"de")])
     answers = []
     for channel in (remote, local):
-        call = embedding_pb2_grpc.EmbeddingStub(channel).EmbedImages(request, timeout=5)
+        call = embedding_pb2_grpc.EmbeddingStub(channel).EmbedImages(request, timeout=TIMEOUT_S)
         answers.append((await call, tuple(await call.trailing_metadata())))
     assert answers[0] == answers[1]
     assert [list(v.values) for v in answers[1][0].embeddings] == [[3.0]]
@@ -90,17 +92,17 @@ async def test_status_codes_deadlines_and_metadata_reach_the_caller(both: Any) -
     for channel in (remote, local):
         stub = embedding_pb2_grpc.EmbeddingStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stub.EmbedImages(embedding_pb2.EmbedImagesRequest(), timeout=5)
+            await stub.EmbedImages(embedding_pb2.EmbedImagesRequest(), timeout=TIMEOUT_S)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert refused.value.details() == "images: is empty"
         with pytest.raises(grpc.aio.AioRpcError) as late:
             await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["sleep"]), timeout=0.05)
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         with pytest.raises(grpc.aio.AioRpcError) as crashed:
-            await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["crash"]), timeout=5)
+            await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["crash"]), timeout=TIMEOUT_S)
         assert crashed.value.code() == grpc.StatusCode.UNKNOWN
         seen = await stub.EmbedTexts(
-            embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=5, metadata=(("application", "emb"),)
+            embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=TIMEOUT_S, metadata=(("application", "emb"),)
         )
         assert seen.model_id == "emb|True"
 
@@ -110,10 +112,10 @@ async def test_oversized_messages_and_unknown_methods_are_refused_as_grpc_refuse
     big = embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=b"x" * (2 * 1024 * 1024))])
     for channel in (remote, local):
         with pytest.raises(grpc.aio.AioRpcError) as too_big:
-            await embedding_pb2_grpc.EmbeddingStub(channel).EmbedImages(big, timeout=5)
+            await embedding_pb2_grpc.EmbeddingStub(channel).EmbedImages(big, timeout=TIMEOUT_S)
         assert too_big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
-            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S)
         assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
@@ -123,14 +125,14 @@ async def test_health_checks_run_in_process_and_streaming_calls_are_refused() ->
     health_pb2_grpc.add_HealthServicer_to_server(servicer, local)
     await servicer.set("echo.v1.Embedding", health_pb2.HealthCheckResponse.SERVING)
     stub = health_pb2_grpc.HealthStub(local)
-    resp = await stub.Check(health_pb2.HealthCheckRequest(service="echo.v1.Embedding"), timeout=5)
+    resp = await stub.Check(health_pb2.HealthCheckRequest(service="echo.v1.Embedding"), timeout=TIMEOUT_S)
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
     with pytest.raises(grpc.aio.AioRpcError) as streaming:
         stub.Watch(health_pb2.HealthCheckRequest(service="echo.v1.Embedding"))
     assert streaming.value.code() == grpc.StatusCode.UNIMPLEMENTED
     await local.close()
     with pytest.raises(grpc.aio.AioRpcError) as closed:
-        await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        await stub.Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT_S)
     assert closed.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -146,10 +148,12 @@ class Tagging(grpc.aio.UnaryUnaryClientInterceptor):
 async def test_client_interceptors_run_and_see_the_call_they_made() -> None:
     local = InProcessChannel(client_interceptors=[Tagging()])
     embedding_pb2_grpc.add_EmbeddingServicer_to_server(Echoing(), local)
-    call = embedding_pb2_grpc.EmbeddingStub(local).EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=5)
+    call = embedding_pb2_grpc.EmbeddingStub(local).EmbedTexts(
+        embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=TIMEOUT_S
+    )
     assert (await call).model_id == "tagged|True"
     assert await call.code() == grpc.StatusCode.OK
-    refused = embedding_pb2_grpc.EmbeddingStub(local).EmbedImages(embedding_pb2.EmbedImagesRequest(), timeout=5)
+    refused = embedding_pb2_grpc.EmbeddingStub(local).EmbedImages(embedding_pb2.EmbedImagesRequest(), timeout=TIMEOUT_S)
     with pytest.raises(grpc.aio.AioRpcError):
         await refused
     assert await refused.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -182,8 +186,9 @@ class Flaky(embedding_pb2_grpc.EmbeddingServicer):
 async def test_unavailable_is_retried_by_the_callers_retry_policy_as_over_the_socket(
     failures: int, retries: int, code: grpc.StatusCode
 ) -> None:
+    # The gateway's backoff (0.02 s): with 1 ms, grpcio's own retry at times stalls until the deadline.
     options = channel_options(1) + retry_options(
-        {"echo.v1.Embedding": retries}, never=["echo.v1.Embedding/EmbedImages"], initial_backoff_s=0.001
+        {"echo.v1.Embedding": retries}, never=["echo.v1.Embedding/EmbedImages"], initial_backoff_s=0.02
     )
     outcomes = []
     for in_process in (False, True):
@@ -194,14 +199,15 @@ async def test_unavailable_is_retried_by_the_callers_retry_policy_as_over_the_so
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         channel = local.with_options(options) if in_process else grpc.aio.insecure_channel(f"127.0.0.1:{port}", options)
+        await channel.channel_ready()
         stub = embedding_pb2_grpc.EmbeddingStub(channel)
         try:
-            texts = await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=5)
+            texts = await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=TIMEOUT_S)
             got = (grpc.StatusCode.OK, texts.model_id)
         except grpc.aio.AioRpcError as e:
             got = (e.code(), e.details())
         with pytest.raises(grpc.aio.AioRpcError) as never:  # a method the policy leaves out is tried once
-            await stub.EmbedImages(embedding_pb2.EmbedImagesRequest(), timeout=5)
+            await stub.EmbedImages(embedding_pb2.EmbedImagesRequest(), timeout=TIMEOUT_S)
         outcomes.append((got, dict(servicer.attempts), never.value.code()))
         await channel.close()
         await server.stop(None)
@@ -239,7 +245,7 @@ async def test_a_trace_crosses_the_in_process_hop_as_it_crosses_a_socket() -> No
         embedding_pb2_grpc.add_EmbeddingServicer_to_server(Echoing(), local)
         with telemetry.tracer().start_as_current_span("caller"):
             await embedding_pb2_grpc.EmbeddingStub(local).EmbedTexts(
-                embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=5
+                embedding_pb2.EmbedTextsRequest(texts=["x"]), timeout=TIMEOUT_S
             )
     finally:
         telemetry.stop_tracing()
