@@ -25,10 +25,11 @@ class RedisServer:
     workdir: Path
     proc: subprocess.Popen | None = None
     appendfsync: str = ""
+    host: str = "127.0.0.1"  # the address it binds (a bridge address makes it reachable from network namespaces)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> None:
         persistence = ["--appendonly", "yes", "--appendfsync", self.appendfsync] if self.appendfsync else []
@@ -38,7 +39,10 @@ class RedisServer:
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                self.host,
+                # Redis refuses clients from other interfaces without a password; a test's bridge is private.
+                "--protected-mode",
+                "yes" if self.host.startswith("127.") else "no",
                 "--save",
                 "",
                 "--appendonly",
@@ -50,7 +54,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -58,7 +62,8 @@ class RedisServer:
                     break
             except redis.RedisError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                    self.stop()
+                    raise RuntimeError(f"redis-server did not start on {self.host}:{self.port}") from None
                 time.sleep(0.02)
         client.close()
 
