@@ -9,16 +9,27 @@ Retries are gRPC's own retry policy, as in the client library: UNAVAILABLE is
 retried with backoff (`gateway.<stage>.retries` times) inside the call's
 deadline, for every method but Decide, which is not idempotent (a retried
 decision could run the model twice).
+
+A stage can stop answering without refusing: on Ray Serve, calls to a stage
+whose every replica was on a dead node wait in the proxy's queue until a
+replica comes back, and calls in flight on that node fail as INTERNAL. So a
+call that fails with a code the stage does not send on purpose, or that stalls
+while the stage answers no other call, asks the stage's gRPC health check; a
+stage that is not SERVING fails the call with UNAVAILABLE naming the stage,
+within the deadline. A stage that keeps answering other calls is busy, not
+gone: a stalled call waits for its deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import (
     common_pb2,
@@ -75,6 +86,14 @@ NOT_IDEMPOTENT = ("echo.v1.Decision/Decide",)
 DEGRADED_METADATA_KEY = "echo-degraded"  # trailing metadata a stage sends when it served in a reduced way
 _MIN_STAGE_TIMEOUT_S = 0.005
 _CALLER_ERRORS = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT}
+# Codes a stage does not answer on purpose (a dead replica, a cut connection, a timeout): ask the stage's health.
+_ASK_HEALTH = {
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+HEALTH_CACHE_S = 1.0  # many stalled calls share one health check per second
 
 
 @dataclass
@@ -122,6 +141,75 @@ class StageClient:
         if token:
             metadata.append(bearer(token))
         self.metadata = tuple(metadata) or None
+        self._health: tuple[float, str | None] | None = None  # (when, problem) of the last health check
+        self._probe: asyncio.Future[str | None] | None = None
+        self._answered_at = 0.0  # when the stage last answered a call (monotonic clock)
+
+    async def health_problem(self, max_age_s: float = HEALTH_CACHE_S) -> str | None:
+        """None when the stage answers its gRPC health check SERVING, else why not.
+
+        One check at a time: callers join the check in flight, or take an answer younger than max_age_s.
+        """
+        if self._health is not None and time.monotonic() - self._health[0] < max_age_s:
+            return self._health[1]
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(self._check_health())
+        return await asyncio.shield(self._probe)  # a caller that gives up does not cancel the others' check
+
+    async def _check_health(self) -> str | None:
+        timeout = self.endpoint.probe_timeout_ms / 1000.0
+        request = health_pb2.HealthCheckRequest(service=STAGE_SERVICES[self.name])
+        try:
+            resp = await health_pb2_grpc.HealthStub(self.channel).Check(
+                request, timeout=timeout, metadata=self.metadata
+            )
+            problem = None
+            if resp.status != health_pb2.HealthCheckResponse.SERVING:
+                problem = f"health check: {health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)}"
+        except grpc.aio.AioRpcError as e:
+            problem = (
+                f"no answer to its health check within {timeout:.1f}s"
+                if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                else f"health check: {e.code().name}: {e.details()}"
+            )
+        self._health = (time.monotonic(), problem)
+        return problem
+
+    async def _watch(self, call: Any, method: str, deadline: Deadline) -> Any:
+        """The call's response; while it stalls, ask the stage's health every stall_probe_ms, give up if not SERVING."""
+        stall_s = self.endpoint.stall_probe_ms / 1000.0
+        if stall_s <= 0:
+            return await call
+        started = time.monotonic()
+        pending = asyncio.ensure_future(call)
+        try:
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=stall_s)
+                if done:
+                    return pending.result()
+                if time.monotonic() - self._answered_at < stall_s:
+                    continue  # it answered another call meanwhile: busy, not gone
+                probe = asyncio.ensure_future(self.health_problem())
+                done, _ = await asyncio.wait(
+                    {pending, probe}, timeout=max(0.0, deadline.remaining()), return_when=asyncio.FIRST_COMPLETED
+                )
+                if pending in done or not done:  # answered, or the deadline came first: the call says how it ended
+                    probe.cancel()
+                    return await pending
+                problem = probe.result()
+                if problem:
+                    waited = f"{method} waited {time.monotonic() - started:.1f}s"
+                    raise StageCallError(self.name, grpc.StatusCode.UNAVAILABLE, f"not serving ({problem}); {waited}")
+        finally:
+            if not pending.done():
+                call.cancel()
+
+    async def _why_not_serving(self, deadline: Deadline) -> str | None:
+        """The stage's health problem if one is known before the deadline, else None."""
+        try:
+            return await asyncio.wait_for(self.health_problem(), timeout=max(0.0, deadline.remaining()))
+        except TimeoutError:
+            return None
 
     async def call(self, method: str, request: Any, deadline: Deadline, *, degraded: list[str] | None = None) -> Any:
         """One RPC under a share of the deadline; a stage's `echo-degraded` trailer is appended to `degraded`."""
@@ -131,13 +219,22 @@ class StageClient:
         timeout = max(_MIN_STAGE_TIMEOUT_S, remaining * self.endpoint.timeout_share)
         try:
             call = getattr(self.stub, method)(request, timeout=timeout, metadata=self.metadata)
-            response = await call
+            response = await self._watch(call, method, deadline)
+            self._answered_at = time.monotonic()
             if degraded is not None:
                 for key, value in await call.trailing_metadata() or ():
                     if key == DEGRADED_METADATA_KEY:
                         degraded.append(f"{self.name}: {value}")
             return response
         except grpc.aio.AioRpcError as e:
+            if e.code() not in _ASK_HEALTH | {grpc.StatusCode.UNAVAILABLE}:
+                self._answered_at = time.monotonic()  # a refusal the stage meant: it is alive
+            if e.code() in _ASK_HEALTH and (problem := await self._why_not_serving(deadline)):
+                raise StageCallError(
+                    self.name,
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"not serving ({problem}); {method} failed with {e.code().name}: {e.details()}",
+                ) from None
             raise StageCallError(self.name, e.code(), e.details() or "") from None
 
 

@@ -16,6 +16,18 @@ class StageEndpoint(Section):
     application: str = Field("", description="Ray Serve application name, sent as 'application' metadata.")
     timeout_share: float = Field(0.5, gt=0, le=1, description="Fraction of the remaining deadline this stage may use.")
     retries: int = Field(2, ge=0, description="Retries for idempotent calls on UNAVAILABLE.")
+    stall_probe_ms: float = Field(
+        2000,
+        ge=0,
+        description=(
+            "A call still unanswered after this long asks the stage's gRPC health check (again every as long while "
+            "it waits); when the stage is not SERVING the call fails at once with UNAVAILABLE naming the stage, "
+            "instead of waiting out the deadline (a Ray Serve stage whose node died queues calls). 0: never ask."
+        ),
+    )
+    probe_timeout_ms: float = Field(
+        5000, gt=0, description="A health check that takes longer counts as the stage not serving."
+    )
 
 
 class GatewaySettings(Section):

@@ -6,8 +6,9 @@ response as sent) before the answer leaves, and the audit queries go to it direc
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc, knowledge_pb2
 from services.audit.record import Kept
@@ -239,18 +240,12 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
             await self.audit.close()
 
 
-async def check_stages(clients: StageClients, timeout: float = 5.0) -> None:
-    for stage, service in STAGE_SERVICES.items():
-        client = clients[stage]
-        stub = health_pb2_grpc.HealthStub(client.channel)
-        try:
-            resp = await stub.Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=client.metadata
-            )
-        except grpc.aio.AioRpcError as e:
-            raise Unavailable(f"{stage} stage: health check failed: {e.code().name}: {e.details()}") from None
-        if resp.status != health_pb2.HealthCheckResponse.SERVING:
-            raise Unavailable(f"{stage} stage: {health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)}")
+async def check_stages(clients: StageClients) -> None:
+    """Every stage's health at once, asked afresh; Unavailable naming each stage that is not SERVING."""
+    problems = await asyncio.gather(*(clients[stage].health_problem(max_age_s=0.0) for stage in STAGE_SERVICES))
+    down = [f"{stage} stage: {problem}" for stage, problem in zip(STAGE_SERVICES, problems, strict=True) if problem]
+    if down:
+        raise Unavailable("; ".join(down))
 
 
 def register(server: grpc.aio.Server, servicer: InspectorServicer) -> None:

@@ -1,0 +1,154 @@
+"""A stage that stops answering is UNAVAILABLE, named, within the deadline; a slow but serving stage is waited for.
+
+Each test runs a real gRPC server in the shape of a stage that lost its replicas
+(on Ray Serve the proxy queues such calls and the health check gets no answer)
+or of a stage that is slow, and calls it through the gateway's StageClient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from echo.v1 import decision_pb2, decision_pb2_grpc
+from services.common.errors import Unavailable
+from services.gateway.clients import Deadline, StageCallError, StageClients
+from services.gateway.config import GatewaySettings
+from services.gateway.servicer import check_stages
+
+
+@dataclass
+class Behaviour:
+    decide_s: float | None = 0.0  # None: never answer
+    decide_code: grpc.StatusCode | None = None  # abort with this code instead of answering
+    health: str = "SERVING"  # SERVING, NOT_SERVING, or SILENT (the check never answers)
+
+
+class Decision(decision_pb2_grpc.DecisionServicer):
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+
+    async def Decide(self, request, context):  # type: ignore[no-untyped-def]
+        if self.behaviour.decide_s is None:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.behaviour.decide_s)
+        if self.behaviour.decide_code is not None:
+            await context.abort(self.behaviour.decide_code, "boom")
+        return decision_pb2.DecideResponse(answer="A")
+
+
+class Health(health.aio.HealthServicer):
+    def __init__(self, behaviour: Behaviour) -> None:
+        super().__init__()
+        self.behaviour = behaviour
+        self.checks = 0
+
+    async def Check(self, request, context):  # type: ignore[no-untyped-def]
+        self.checks += 1
+        if self.behaviour.health == "SILENT":
+            await asyncio.Event().wait()
+        status = health_pb2.HealthCheckResponse.ServingStatus.Value(self.behaviour.health)
+        return health_pb2.HealthCheckResponse(status=status)
+
+
+@dataclass
+class Stage:
+    behaviour: Behaviour
+    health: Health
+    clients: StageClients
+
+
+@pytest.fixture
+async def stage() -> AsyncIterator[Stage]:
+    behaviour = Behaviour()
+    server = grpc.aio.server()
+    decision_pb2_grpc.add_DecisionServicer_to_server(Decision(behaviour), server)
+    checker = Health(behaviour)
+    health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    settings = GatewaySettings()
+    for name in ("embedding", "retrieval", "knowledge", "decision"):
+        endpoint = getattr(settings, name)
+        endpoint.stall_probe_ms, endpoint.probe_timeout_ms = 200, 300
+    clients = StageClients(settings, f"127.0.0.1:{port}")
+    try:
+        yield Stage(behaviour, checker, clients)
+    finally:
+        await clients.close()
+        await server.stop(None)
+
+
+async def decide(stage: Stage, deadline_s: float = 10.0) -> tuple[float, decision_pb2.DecideResponse]:
+    start = time.monotonic()
+    resp = await stage.clients["decision"].call(
+        "Decide", decision_pb2.DecideRequest(), Deadline.after_ms(deadline_s * 1000), idempotent=False
+    )
+    return time.monotonic() - start, resp
+
+
+async def test_a_stage_that_stops_answering_is_unavailable_naming_it_long_before_the_deadline(stage: Stage) -> None:
+    stage.behaviour.decide_s, stage.behaviour.health = None, "SILENT"
+    start = time.monotonic()
+    with pytest.raises(StageCallError) as e:
+        await decide(stage, deadline_s=10.0)
+    took = time.monotonic() - start
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE
+    assert str(e.value).startswith("decision stage: UNAVAILABLE: not serving (no answer to its health check")
+    assert "Decide waited" in str(e.value)
+    assert 0.4 < took < 2.0  # stall probe (0.2 s) + health timeout (0.3 s), far from the 10 s deadline
+
+
+async def test_a_slow_stage_that_reports_serving_is_waited_for(stage: Stage) -> None:
+    stage.behaviour.decide_s = 1.0  # five stall periods
+    took, resp = await decide(stage)
+    assert resp.answer == "A" and took >= 1.0
+    assert 1 <= stage.health.checks <= 3  # probes share one check per second
+
+
+async def test_a_stage_that_stalls_and_says_not_serving_is_unavailable(stage: Stage) -> None:
+    stage.behaviour.decide_s, stage.behaviour.health = None, "NOT_SERVING"
+    with pytest.raises(StageCallError) as e:
+        await decide(stage)
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE and "health check: NOT_SERVING" in str(e.value)
+
+
+async def test_an_internal_error_is_unavailable_only_when_the_stage_is_not_serving(stage: Stage) -> None:
+    stage.behaviour.decide_code = grpc.StatusCode.INTERNAL
+    with pytest.raises(StageCallError) as e:
+        await decide(stage)
+    assert e.value.code == grpc.StatusCode.INTERNAL  # a bug in a serving stage stays what it is
+    stage.clients["decision"]._health = None  # forget the cached SERVING
+    stage.behaviour.health = "NOT_SERVING"  # e.g. the replica died while serving the call
+    with pytest.raises(StageCallError) as e:
+        await decide(stage)
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "decision stage: UNAVAILABLE: not serving (health check: NOT_SERVING); Decide failed with INTERNAL" in str(
+        e.value
+    )
+
+
+async def test_the_deadline_bounds_a_stalled_call_when_no_health_verdict_fits(stage: Stage) -> None:
+    stage.behaviour.decide_s, stage.behaviour.health = None, "SILENT"
+    stage.clients["decision"].endpoint.probe_timeout_ms = 5000  # longer than the deadline
+    start = time.monotonic()
+    with pytest.raises(StageCallError) as e:
+        await decide(stage, deadline_s=1.0)
+    assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - start < 1.5
+
+
+async def test_the_gateway_health_names_every_stage_that_is_not_serving(stage: Stage) -> None:
+    stage.behaviour.health = "SILENT"
+    start = time.monotonic()
+    with pytest.raises(Unavailable) as e:
+        await check_stages(stage.clients)
+    assert time.monotonic() - start < 1.0  # all four asked at once
+    for name in ("embedding", "retrieval", "knowledge", "decision"):
+        assert f"{name} stage: no answer to its health check within 0.3s" in str(e.value)
