@@ -35,6 +35,8 @@ class Decision(decision_pb2_grpc.DecisionServicer):
         self.behaviour = behaviour
 
     async def Decide(self, request, context):  # type: ignore[no-untyped-def]
+        if request.request_id == "quick":
+            return decision_pb2.DecideResponse(answer="B")
         if self.behaviour.decide_s is None:
             await asyncio.Event().wait()
         await asyncio.sleep(self.behaviour.decide_s)
@@ -85,10 +87,15 @@ async def stage() -> AsyncIterator[Stage]:
         await server.stop(None)
 
 
-async def decide(stage: Stage, deadline_s: float = 10.0) -> tuple[float, decision_pb2.DecideResponse]:
+async def decide(
+    stage: Stage, deadline_s: float = 10.0, request_id: str = ""
+) -> tuple[float, decision_pb2.DecideResponse]:
     start = time.monotonic()
     resp = await stage.clients["decision"].call(
-        "Decide", decision_pb2.DecideRequest(), Deadline.after_ms(deadline_s * 1000), idempotent=False
+        "Decide",
+        decision_pb2.DecideRequest(request_id=request_id),
+        Deadline.after_ms(deadline_s * 1000),
+        idempotent=False,
     )
     return time.monotonic() - start, resp
 
@@ -110,6 +117,17 @@ async def test_a_slow_stage_that_reports_serving_is_waited_for(stage: Stage) -> 
     took, resp = await decide(stage)
     assert resp.answer == "A" and took >= 1.0
     assert 1 <= stage.health.checks <= 3  # probes share one check per second
+
+
+async def test_a_stage_that_answers_other_calls_is_busy_not_gone_and_is_not_asked(stage: Stage) -> None:
+    stage.behaviour.decide_s, stage.behaviour.health = 1.0, "SILENT"  # a health check would say "gone"
+    slow = asyncio.ensure_future(decide(stage))
+    while not slow.done():  # other calls keep being answered meanwhile
+        await decide(stage, request_id="quick")
+        await asyncio.sleep(0.05)
+    took, resp = slow.result()
+    assert resp.answer == "A" and took >= 1.0
+    assert stage.health.checks == 0
 
 
 async def test_a_stage_that_stalls_and_says_not_serving_is_unavailable(stage: Stage) -> None:
