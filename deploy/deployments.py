@@ -45,6 +45,7 @@ from services.config import EchoSettings
 
 log = logging.getLogger(__name__)
 HEALTH_CACHE_S = 1.0  # health probes from many callers share one real request per second
+HEALTH_ANSWER_S = 0.5  # a health probe slower than this (a busy replica) answers the last verdict meanwhile
 
 
 class _Aborted(grpc.aio.AbortError):
@@ -152,8 +153,10 @@ class StageHost:
 
     async def _ready(self) -> str | None:
         """None when the stage serves, else why not: the shared check (services/common/health.py), its result
-        reused for HEALTH_CACHE_S so many probes cost one real request."""
-        return await self.stage.health.check(max_age_s=HEALTH_CACHE_S)
+        reused for HEALTH_CACHE_S so many probes cost one real request. A busy replica's tiny request queues
+        behind its model work: after HEALTH_ANSWER_S the last verdict answers, so callers that probe a stalled
+        stage hear "busy", and no answer at all means the stage is unreachable."""
+        return await self.stage.health.check(max_age_s=HEALTH_CACHE_S, answer_within_s=HEALTH_ANSWER_S)
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: Any | None = None

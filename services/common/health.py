@@ -41,13 +41,30 @@ class StageHealth:
         self.error: str | None = "not checked yet"
         self.checked_at = 0.0  # monotonic; 0: never
         self._lock = asyncio.Lock()  # concurrent callers share one real request
+        self._refresh: asyncio.Future[str | None] | None = None  # a probe finishing in the background
 
     @property
     def serving(self) -> bool:
         return self.error is None
 
-    async def check(self, max_age_s: float = 0.0) -> str | None:
-        """Run the probe (unless a result younger than max_age_s exists); None when serving, else why not."""
+    async def check(self, max_age_s: float = 0.0, *, answer_within_s: float | None = None) -> str | None:
+        """Run the probe (unless a result younger than max_age_s exists); None when serving, else why not.
+
+        With `answer_within_s`, a probe still running after that long answers the last result and finishes in
+        the background: on a busy stage the tiny request queues behind model work, and a caller asking health
+        must hear "busy" (the last verdict) at once, not time out as if the stage were gone. A probe that fails
+        fast still answers at once; with no result yet, the caller waits for the first.
+        """
+        if answer_within_s is None or not self.checked_at:
+            return await self._check(max_age_s)
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self._check(max_age_s))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._refresh), answer_within_s)
+        except TimeoutError:
+            return self.error
+
+    async def _check(self, max_age_s: float) -> str | None:
         async with self._lock:
             if self.checked_at and time.monotonic() - self.checked_at <= max_age_s:
                 return self.error

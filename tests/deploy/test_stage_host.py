@@ -2,11 +2,14 @@
 
 No Ray cluster is started: the host class is driven directly with Serve's own
 RayServegRPCContext (what the proxy hands a replica), built from a recorded call.
+Callers probe a stage's health when its calls stall; on a busy replica the tiny
+request queues behind model work, and the probe must not read that as "gone".
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from ray.serve.grpc_util import RayServegRPCContext
 
-from deploy.deployments import HEALTH_CACHE_S, StageHost
+from deploy.deployments import HEALTH_ANSWER_S, HEALTH_CACHE_S, StageHost
 from echo.v1 import inspector_pb2, retrieval_pb2
 from services.common.auth import bearer, new_token, token_sha256
 from services.common.serving import Stage
@@ -127,3 +130,53 @@ def test_serve_ray_refuses_apps_without_tokens_behind_a_proxy_open_on_every_inte
         app["args"]["settings"]["server"] = {"auth": {"tokens_file": str(tmp_path / "tokens.yaml")}}
     assert open_applications(config) == []
     check_exposure(config, insecure=False)
+
+
+class _BusyServicer:
+    """A stage whose tiny real request takes as long as the test says (queued behind model work), or fails."""
+
+    def __init__(self) -> None:
+        self.delay_s = 0.0
+        self.fail: str | None = None
+        self.requests = 0
+
+    async def check_health(self) -> None:
+        self.requests += 1
+        await asyncio.sleep(self.delay_s)
+        if self.fail:
+            raise RuntimeError(self.fail)
+
+
+def _busy_host(tmp_path: Path) -> tuple[StageHost, _BusyServicer]:
+    from services.config import load_settings
+
+    servicer = _BusyServicer()
+    host = StageHost()
+    host._host(Stage("echo.v1.Decision", servicer, lambda *_: None), "decision", load_settings(data_dir=str(tmp_path)))
+    return host, servicer
+
+
+async def test_a_busy_replica_answers_health_at_once_from_its_last_real_request(tmp_path: Path) -> None:
+    host, servicer = _busy_host(tmp_path)
+    servicer.delay_s = 0.3
+    start = time.monotonic()
+    assert await host._ready() is None  # no verdict yet: wait for the first real request
+    assert time.monotonic() - start >= 0.3
+    await asyncio.sleep(HEALTH_CACHE_S + 0.05)
+    servicer.delay_s = 5.0  # the model is busy: the next tiny request queues behind it
+    start = time.monotonic()
+    verdicts = await asyncio.gather(*(host.Check(health_pb2.HealthCheckRequest()) for _ in range(10)))
+    assert [v.status for v in verdicts] == [health_pb2.HealthCheckResponse.SERVING] * 10
+    assert time.monotonic() - start < HEALTH_ANSWER_S + 1.0  # not the 5 s the busy request takes
+    assert servicer.requests == 2  # one fresh request, finishing in the background, shared by every probe
+    host.stage.health._refresh.cancel()  # type: ignore[union-attr]
+
+
+async def test_a_replica_whose_stage_fails_fast_is_not_serving_at_once(tmp_path: Path) -> None:
+    host, servicer = _busy_host(tmp_path)
+    assert await host._ready() is None
+    await asyncio.sleep(HEALTH_CACHE_S + 0.05)
+    servicer.fail = "model gone"
+    resp = await host.Check(health_pb2.HealthCheckRequest())
+    assert resp.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert await host._ready() == "RuntimeError: model gone"
