@@ -224,7 +224,8 @@ class NetnsCluster:
             "--disable-usage-stats",
         ]
         if node is self.head:
-            return [*args, "--head", "--port", str(GCS_PORT), "--include-dashboard=false"]
+            # The dashboard serves Serve's REST API, which `serve deploy` (deploy.launch.deploy) hands configs to.
+            return [*args, "--head", "--port", str(GCS_PORT), "--include-dashboard=true", "--dashboard-host=127.0.0.1"]
         return [*args, "--address", f"{self.head.ip}:{GCS_PORT}"]
 
     def start_nodes(self, *names: str) -> None:

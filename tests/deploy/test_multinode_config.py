@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from multinode_config import ACCELERATOR, GPU_BUILDERS, MEMORY_NODE, cpu_variant, needs
 
-from deploy.apps import StageArgs
+from deploy.args import StageArgs
 from deploy.launch import read_config, validate_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -95,7 +95,6 @@ async def decide(
         "Decide",
         decision_pb2.DecideRequest(request_id=request_id),
         Deadline.after_ms(deadline_s * 1000),
-        idempotent=False,
     )
     return time.monotonic() - start, resp
 
