@@ -62,8 +62,11 @@ class MultiNode:
     workdir: Path
     knowledge_marker: list[str] = field(default_factory=list)  # set by the shared-state test, read after a node dies
 
-    def stub(self, node: str) -> inspector_pb2_grpc.InspectorStub:
-        return inspector_pb2_grpc.InspectorStub(grpc.insecure_channel(self.cluster.proxy(node, GRPC_PORT)))
+    def inspector(self, node: str, method: str, request: Any, timeout_s: float = 60) -> Any:
+        """One Inspector RPC through this node's proxy."""
+        with grpc.insecure_channel(self.cluster.proxy(node, GRPC_PORT)) as channel:
+            rpc = getattr(inspector_pb2_grpc.InspectorStub(channel), method)
+            return rpc(request, metadata=INSPECTOR, timeout=timeout_s)
 
     def health(self, node: str, app: str = "inspector", timeout_s: float = 10.0) -> str:
         """What grpc.health.v1 Check through this node's proxy says about the application (a status or a code)."""
@@ -140,15 +143,16 @@ def multinode(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Pat
                 wait_for(lambda node=node: mn.health(node) == "SERVING", 120, f"inspector SERVING through {node}", 1)
             # Onboard the product through one node; the memory lives on cpu-a, the images in the shared folder.
             templates = sorted({t for _, _, t in mn.dataset.templates()})
-            resp = mn.stub("cpu-b").AddNormalImages(
+            resp = mn.inspector(
+                "cpu-b",
+                "AddNormalImages",
                 inspector_pb2.AddNormalImagesRequest(
                     line_id=LINE,
                     dataset="Synthetic",
                     category="round_part",
                     images=[common_pb2.Image(data=mn.dataset.abspath(t).read_bytes()) for t in templates],
                 ),
-                metadata=INSPECTOR,
-                timeout=120,
+                timeout_s=120,
             )
             assert resp.added == len(templates)
             yield mn
@@ -396,7 +400,7 @@ def test_losing_a_cpu_worker_reschedules_its_replicas_on_the_other_within_the_au
     requests = _requests(log)
     during = [r for r in requests if r["start"] + r["seconds"] >= killed_at and r["start"] < rescheduled_at]
     settled_requests = [r for r in requests if r["start"] >= rescheduled_at]
-    resp = multinode.stub("cpu-a").Inspect(_request(multinode, "Defect Classification"), metadata=INSPECTOR, timeout=60)
+    resp = multinode.inspector("cpu-a", "Inspect", _request(multinode, "Defect Classification"))
     assert resp.answer and not resp.trace.degraded, list(resp.trace.degraded)
 
     bounds = {}
