@@ -35,7 +35,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from multinode_config import ACCELERATOR, GPU_BUILDERS, MEMORY_NODE, cpu_variant, localize, needs
 from netns_cluster import NetnsCluster, NodeSpec, wait_for
-from redis_process import RedisServer
+from redis_server import RedisServer
 
 from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc, knowledge_pb2, knowledge_pb2_grpc
 from services.client.client import build_inspect_request
@@ -124,7 +124,8 @@ def multinode(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Pat
     dataset_dir = synthesize(root / "dataset", 0, ["round_part"], 6, 4, progress=False)
     config = _variant(root / "data", offline_model_cache)
     with NetnsCluster(_node_specs(config), root / "cluster") as cluster:
-        redis = RedisServer(free_port(), root, host=cluster.bridge_ip)  # on the bridge: every node reaches it
+        # On the bridge, so every node reaches it; durable, as the config's shared audit log requires.
+        redis = RedisServer(free_port(), root, appendfsync="always", host=cluster.bridge_ip)
         redis.start()
         try:
             stores = {"REDIS_URL": redis.url, "ECHO_IMAGE_STORE": str(root / "images")}  # a folder every node mounts
