@@ -17,7 +17,9 @@ call that fails with a code the stage does not send on purpose, or that stalls
 while the stage answers no other call, asks the stage's gRPC health check; a
 stage that is not SERVING fails the call with UNAVAILABLE naming the stage,
 within the deadline. A stage that keeps answering other calls is busy, not
-gone: a stalled call waits for its deadline.
+gone: a stalled call waits for its deadline. So does a call whose stage
+refuses new connections while the call itself stays open: a server draining
+after SIGTERM finishes what it has.
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ class StageClient:
             metadata.append(bearer(token))
         self.metadata = tuple(metadata) or None
         self._health: tuple[float, str | None] | None = None  # (when, problem) of the last health check
+        self._refused = False  # the last health check found no one listening (UNAVAILABLE)
         self._probe: asyncio.Future[str | None] | None = None
         self._answered_at = 0.0  # when the stage last answered a call (monotonic clock)
 
@@ -159,6 +162,7 @@ class StageClient:
     async def _check_health(self) -> str | None:
         timeout = self.endpoint.probe_timeout_ms / 1000.0
         request = health_pb2.HealthCheckRequest(service=STAGE_SERVICES[self.name])
+        self._refused = False
         try:
             resp = await health_pb2_grpc.HealthStub(self.channel).Check(
                 request, timeout=timeout, metadata=self.metadata
@@ -167,6 +171,7 @@ class StageClient:
             if resp.status != health_pb2.HealthCheckResponse.SERVING:
                 problem = f"health check: {health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)}"
         except grpc.aio.AioRpcError as e:
+            self._refused = e.code() == grpc.StatusCode.UNAVAILABLE
             problem = (
                 f"no answer to its health check within {timeout:.1f}s"
                 if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -197,7 +202,7 @@ class StageClient:
                     probe.cancel()
                     return await pending
                 problem = probe.result()
-                if problem:
+                if problem and not self._refused:  # refused while this call stays open: draining, not gone
                     waited = f"{method} waited {time.monotonic() - started:.1f}s"
                     raise StageCallError(self.name, grpc.StatusCode.UNAVAILABLE, f"not serving ({problem}); {waited}")
         finally:

@@ -64,6 +64,7 @@ class Stage:
     behaviour: Behaviour
     health: Health
     clients: StageClients
+    server: grpc.aio.Server
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ async def stage() -> AsyncIterator[Stage]:
         endpoint.stall_probe_ms, endpoint.probe_timeout_ms = 200, 300
     clients = StageClients(settings, f"127.0.0.1:{port}")
     try:
-        yield Stage(behaviour, checker, clients)
+        yield Stage(behaviour, checker, clients, server)
     finally:
         await clients.close()
         await server.stop(None)
@@ -127,6 +128,16 @@ async def test_a_stage_that_answers_other_calls_is_busy_not_gone_and_is_not_aske
     took, resp = slow.result()
     assert resp.answer == "A" and took >= 1.0
     assert stage.health.checks == 0
+
+
+async def test_a_stage_draining_after_sigterm_finishes_the_call_it_has(stage: Stage) -> None:
+    stage.behaviour.decide_s = 1.0  # five stall periods, and the health check is refused once it stops listening
+    slow = asyncio.ensure_future(decide(stage))
+    await asyncio.sleep(0.1)
+    stopping = asyncio.ensure_future(stage.server.stop(5.0))  # what SIGTERM does: no new calls, in-flight finish
+    took, resp = await slow
+    assert resp.answer == "A" and took >= 1.0
+    await stopping
 
 
 async def test_a_stage_that_stalls_and_says_not_serving_is_unavailable(stage: Stage) -> None:
