@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import grpc
 
+from services.common.health import served
+
 log = logging.getLogger("echo_iad")
 
 Kind = Literal["counter", "gauge", "histogram"]
@@ -173,6 +175,8 @@ def rpc_metrics(service: str, method: str) -> Iterator[RpcOutcome]:
     finally:
         IN_FLIGHT.dec(stage=stage)
         REQUESTS.inc(service=service, method=method, code=outcome.code)
+        if outcome.code == "OK":
+            served(service)  # what tells a busy stage from a stalled one (services/common/health.py)
         LATENCY.observe(time.perf_counter() - start, service=service, method=method)
 
 

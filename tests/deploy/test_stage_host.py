@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2
 from ray.serve.grpc_util import RayServegRPCContext
 
 from deploy.deployments import HEALTH_ANSWER_S, HEALTH_CACHE_S, StageHost
-from echo.v1 import inspector_pb2, retrieval_pb2
+from echo.v1 import decision_pb2, inspector_pb2, retrieval_pb2
 from services.common.auth import bearer, new_token, token_sha256
 from services.common.serving import Stage
 from services.retrieval.store import EdgeStore
@@ -146,6 +146,9 @@ class _BusyServicer:
         if self.fail:
             raise RuntimeError(self.fail)
 
+    async def Decide(self, request: Any, context: Any) -> decision_pb2.DecideResponse:
+        return decision_pb2.DecideResponse(answer="A")
+
 
 def _busy_host(tmp_path: Path) -> tuple[StageHost, _BusyServicer]:
     from services.config import load_settings
@@ -180,3 +183,21 @@ async def test_a_replica_whose_stage_fails_fast_is_not_serving_at_once(tmp_path:
     resp = await host.Check(health_pb2.HealthCheckRequest())
     assert resp.status == health_pb2.HealthCheckResponse.NOT_SERVING
     assert await host._ready() == "RuntimeError: model gone"
+
+
+async def test_a_replica_busy_past_its_health_timeout_is_serving_while_it_answers_real_requests(
+    tmp_path: Path,
+) -> None:
+    host, servicer = _busy_host(tmp_path)
+    host.stage.health.timeout_s = 0.3
+    servicer.delay_s = 1.0  # the tiny request queues behind model work for longer than the health timeout
+
+    async def answering() -> None:
+        while True:
+            await host._rpc("Decide", decision_pb2.DecideRequest(), None)
+            await asyncio.sleep(0.05)
+
+    load = asyncio.ensure_future(answering())
+    assert await host.stage.health.check() is None  # timed out, but real requests were answered meanwhile: busy
+    load.cancel()
+    assert "took over 0.3s" in (await host.stage.health.check() or "")  # no answer meanwhile: stalled
