@@ -13,13 +13,15 @@ decision could run the model twice).
 A stage can stop answering without refusing: on Ray Serve, calls to a stage
 whose every replica was on a dead node wait in the proxy's queue until a
 replica comes back, and calls in flight on that node fail as INTERNAL. So a
-call that fails with a code the stage does not send on purpose, or that stalls
-while the stage answers no other call, asks the stage's gRPC health check; a
-stage that is not SERVING fails the call with UNAVAILABLE naming the stage,
-within the deadline. A stage that keeps answering other calls is busy, not
-gone: a stalled call waits for its deadline. So does a call whose stage
-refuses new connections while the call itself stays open: a server draining
-after SIGTERM finishes what it has.
+call that fails with a code the stage does not send on purpose asks the
+stage's gRPC health check, and a stage that is not SERVING fails the call with
+UNAVAILABLE naming the stage. A call that stalls while the stage answers no
+other call asks too, and gives up (UNAVAILABLE naming the stage, within the
+deadline) only when the stage is unreachable: its health check gets no answer
+or fails in the proxy. A stage that answers, even NOT_SERVING, has a replica
+that will answer the call; one that answers other calls is busy; one that
+refuses new connections while the call stays open is draining after SIGTERM.
+Those calls wait, bounded by their deadline.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ class StageClient:
             metadata.append(bearer(token))
         self.metadata = tuple(metadata) or None
         self._health: tuple[float, str | None] | None = None  # (when, problem) of the last health check
-        self._refused = False  # the last health check found no one listening (UNAVAILABLE)
+        self._unreachable = False  # the last health check got no status back (no answer, or failed past the front)
         self._probe: asyncio.Future[str | None] | None = None
         self._answered_at = 0.0  # when the stage last answered a call (monotonic clock)
 
@@ -162,7 +164,7 @@ class StageClient:
     async def _check_health(self) -> str | None:
         timeout = self.endpoint.probe_timeout_ms / 1000.0
         request = health_pb2.HealthCheckRequest(service=STAGE_SERVICES[self.name])
-        self._refused = False
+        self._unreachable = False
         try:
             resp = await health_pb2_grpc.HealthStub(self.channel).Check(
                 request, timeout=timeout, metadata=self.metadata
@@ -171,7 +173,7 @@ class StageClient:
             if resp.status != health_pb2.HealthCheckResponse.SERVING:
                 problem = f"health check: {health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)}"
         except grpc.aio.AioRpcError as e:
-            self._refused = e.code() == grpc.StatusCode.UNAVAILABLE
+            self._unreachable = e.code() != grpc.StatusCode.UNAVAILABLE  # UNAVAILABLE: refused, i.e. draining
             problem = (
                 f"no answer to its health check within {timeout:.1f}s"
                 if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -181,7 +183,7 @@ class StageClient:
         return problem
 
     async def _watch(self, call: Any, method: str, deadline: Deadline) -> Any:
-        """The call's response; while it stalls, ask the stage's health every stall_probe_ms, give up if not SERVING."""
+        """The call's response; while it stalls, ask the stage's health every stall_probe_ms, give up if unreachable."""
         stall_s = self.endpoint.stall_probe_ms / 1000.0
         if stall_s <= 0:
             return await call
@@ -202,7 +204,7 @@ class StageClient:
                     probe.cancel()
                     return await pending
                 problem = probe.result()
-                if problem and not self._refused:  # refused while this call stays open: draining, not gone
+                if problem and self._unreachable:
                     waited = f"{method} waited {time.monotonic() - started:.1f}s"
                     raise StageCallError(self.name, grpc.StatusCode.UNAVAILABLE, f"not serving ({problem}); {waited}")
         finally:

@@ -20,9 +20,10 @@ class StageEndpoint(Section):
         2000,
         ge=0,
         description=(
-            "A call still unanswered after this long asks the stage's gRPC health check (again every as long while "
-            "it waits); when the stage is not SERVING the call fails at once with UNAVAILABLE naming the stage, "
-            "instead of waiting out the deadline (a Ray Serve stage whose node died queues calls). 0: never ask."
+            "A call still unanswered after this long, while the stage answers no other call, asks the stage's gRPC "
+            "health check (again every as long while it waits); when that gets no answer the call fails at once "
+            "with UNAVAILABLE naming the stage, instead of waiting out the deadline (a Ray Serve stage whose node "
+            "died queues calls). 0: never ask."
         ),
     )
     probe_timeout_ms: float = Field(
