@@ -19,6 +19,7 @@ from services.common.config import ServerSettings, SettingsTree, TelemetrySettin
 from services.common.protocol import preset as protocol_preset
 from services.decision.config import DecisionSettings
 from services.embedding.config import EmbeddingSettings
+from services.evidence.config import EvidenceSettings
 from services.gateway.config import GatewaySettings
 from services.knowledge.config import KnowledgeSettings
 from services.retrieval.config import RetrievalSettings
@@ -43,6 +44,7 @@ class EchoSettings(SettingsTree):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
@@ -63,6 +65,8 @@ class EchoSettings(SettingsTree):
             self.audit.dir = str(root / "audit")
         if not self.audit.image_store:
             self.audit.image_store = str(root / "audit-images")
+        if self.evidence.bank_store == EvidenceSettings().bank_store:
+            self.evidence.bank_store = str(root / "evidence")
         return self
 
 

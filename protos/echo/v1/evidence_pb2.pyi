@@ -1,0 +1,192 @@
+from echo.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AnalyzeOptions(_message.Message):
+    __slots__ = ("return_heatmap", "return_overlay", "max_boxes", "threshold")
+    RETURN_HEATMAP_FIELD_NUMBER: _ClassVar[int]
+    RETURN_OVERLAY_FIELD_NUMBER: _ClassVar[int]
+    MAX_BOXES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    return_heatmap: bool
+    return_overlay: bool
+    max_boxes: int
+    threshold: float
+    def __init__(self, return_heatmap: _Optional[bool] = ..., return_overlay: _Optional[bool] = ..., max_boxes: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class AnalyzeRequest(_message.Message):
+    __slots__ = ("line_id", "dataset", "category", "image", "options")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    dataset: str
+    category: str
+    image: _common_pb2.Image
+    options: AnalyzeOptions
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., options: _Optional[_Union[AnalyzeOptions, _Mapping]] = ...) -> None: ...
+
+class EvidenceBox(_message.Message):
+    __slots__ = ("x0", "y0", "x1", "y1", "score", "region", "area", "above_threshold")
+    X0_FIELD_NUMBER: _ClassVar[int]
+    Y0_FIELD_NUMBER: _ClassVar[int]
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    ABOVE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float
+    region: str
+    area: float
+    above_threshold: bool
+    def __init__(self, x0: _Optional[int] = ..., y0: _Optional[int] = ..., x1: _Optional[int] = ..., y1: _Optional[int] = ..., score: _Optional[float] = ..., region: _Optional[str] = ..., area: _Optional[float] = ..., above_threshold: _Optional[bool] = ...) -> None: ...
+
+class HeatMap(_message.Message):
+    __slots__ = ("png", "width", "height", "scale")
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    png: bytes
+    width: int
+    height: int
+    scale: float
+    def __init__(self, png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scale: _Optional[float] = ...) -> None: ...
+
+class Calibration(_message.Message):
+    __slots__ = ("threshold", "policy", "images", "far_target", "far_in_sample", "note")
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    FAR_TARGET_FIELD_NUMBER: _ClassVar[int]
+    FAR_IN_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    threshold: float
+    policy: str
+    images: int
+    far_target: float
+    far_in_sample: float
+    note: str
+    def __init__(self, threshold: _Optional[float] = ..., policy: _Optional[str] = ..., images: _Optional[int] = ..., far_target: _Optional[float] = ..., far_in_sample: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
+
+class AnalyzeResponse(_message.Message):
+    __slots__ = ("score", "threshold", "anomalous", "boxes", "heatmap", "overlay_png", "backbone_id", "compute_ms", "bank_images", "calibration", "summary", "width", "height")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ANOMALOUS_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    HEATMAP_FIELD_NUMBER: _ClassVar[int]
+    OVERLAY_PNG_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_MS_FIELD_NUMBER: _ClassVar[int]
+    BANK_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    threshold: float
+    anomalous: bool
+    boxes: _containers.RepeatedCompositeFieldContainer[EvidenceBox]
+    heatmap: HeatMap
+    overlay_png: bytes
+    backbone_id: str
+    compute_ms: float
+    bank_images: int
+    calibration: Calibration
+    summary: str
+    width: int
+    height: int
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[EvidenceBox, _Mapping]]] = ..., heatmap: _Optional[_Union[HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ..., backbone_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., bank_images: _Optional[int] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., summary: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class AddBankImagesRequest(_message.Message):
+    __slots__ = ("line_id", "dataset", "category", "images")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    dataset: str
+    category: str
+    images: _containers.RepeatedCompositeFieldContainer[_common_pb2.Image]
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ...) -> None: ...
+
+class BankInfo(_message.Message):
+    __slots__ = ("line_id", "dataset", "category", "images", "memory_patches", "patches_seen", "backbone_id", "generation", "updated_at", "calibration")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PATCHES_FIELD_NUMBER: _ClassVar[int]
+    PATCHES_SEEN_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    dataset: str
+    category: str
+    images: int
+    memory_patches: int
+    patches_seen: int
+    backbone_id: str
+    generation: int
+    updated_at: float
+    calibration: Calibration
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., images: _Optional[int] = ..., memory_patches: _Optional[int] = ..., patches_seen: _Optional[int] = ..., backbone_id: _Optional[str] = ..., generation: _Optional[int] = ..., updated_at: _Optional[float] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ...) -> None: ...
+
+class AddBankImagesResponse(_message.Message):
+    __slots__ = ("added", "existing", "bank")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_FIELD_NUMBER: _ClassVar[int]
+    BANK_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    existing: int
+    bank: BankInfo
+    def __init__(self, added: _Optional[int] = ..., existing: _Optional[int] = ..., bank: _Optional[_Union[BankInfo, _Mapping]] = ...) -> None: ...
+
+class BankStatsRequest(_message.Message):
+    __slots__ = ("line_id", "dataset", "category")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    dataset: str
+    category: str
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+
+class BankStatsResponse(_message.Message):
+    __slots__ = ("banks", "backbone_id")
+    BANKS_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_ID_FIELD_NUMBER: _ClassVar[int]
+    banks: _containers.RepeatedCompositeFieldContainer[BankInfo]
+    backbone_id: str
+    def __init__(self, banks: _Optional[_Iterable[_Union[BankInfo, _Mapping]]] = ..., backbone_id: _Optional[str] = ...) -> None: ...
+
+class DeleteBankRequest(_message.Message):
+    __slots__ = ("line_id", "dataset", "category")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    dataset: str
+    category: str
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+
+class DeleteBankResponse(_message.Message):
+    __slots__ = ("deleted_images",)
+    DELETED_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    deleted_images: int
+    def __init__(self, deleted_images: _Optional[int] = ...) -> None: ...

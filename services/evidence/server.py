@@ -1,0 +1,37 @@
+"""Bootstrap of the evidence stage: build it from settings, or run it alone.
+
+python -m services.evidence.server --config FILE
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from echo.v1 import evidence_pb2_grpc
+from services.common.config import EchoSettings
+from services.common.serving import Stage, run_standalone
+from services.evidence.core import EvidenceService
+from services.evidence.servicer import EvidenceServicer
+
+SERVICE_NAME = "echo.v1.Evidence"
+
+
+def _register(server: grpc.aio.Server, servicer: object) -> None:
+    evidence_pb2_grpc.add_EvidenceServicer_to_server(servicer, server)
+
+
+async def build_stage(settings: EchoSettings) -> Stage:
+    """Load the backbone and open the bank store (off the event loop); ConfigError on missing weights or a bank
+    built with another backbone."""
+    service = await asyncio.to_thread(EvidenceService.from_settings, settings.evidence, settings.embedding)
+    return Stage(SERVICE_NAME, EvidenceServicer(service), _register)
+
+
+def main() -> None:
+    run_standalone(build_stage, "Run the evidence stage alone.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""gRPC face of the evidence stage: proto <-> EvidenceService, one call per RPC."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from echo.v1 import evidence_pb2, evidence_pb2_grpc
+from services.common.errors import grpc_errors
+from services.common.images import encode_png, image_bytes
+from services.evidence.calibration import Calibration
+from services.evidence.core import BankInfo, EvidenceResult, EvidenceService
+
+
+def _calibration(c: Calibration | None) -> evidence_pb2.Calibration | None:
+    if c is None:
+        return None
+    return evidence_pb2.Calibration(
+        threshold=c.threshold,
+        policy=c.policy,
+        images=c.images,
+        far_target=c.far_target,
+        far_in_sample=c.far_in_sample,
+        note=c.note,
+    )
+
+
+def _bank(b: BankInfo) -> evidence_pb2.BankInfo:
+    return evidence_pb2.BankInfo(
+        line_id=b.line_id,
+        dataset=b.dataset,
+        category=b.category,
+        images=b.images,
+        memory_patches=b.memory_patches,
+        patches_seen=b.patches_seen,
+        backbone_id=b.backbone_id,
+        generation=b.generation,
+        updated_at=b.updated_at,
+        calibration=_calibration(b.calibration),
+    )
+
+
+def _response(r: EvidenceResult) -> evidence_pb2.AnalyzeResponse:
+    heat = None
+    if r.heatmap_png is not None:
+        heat = evidence_pb2.HeatMap(png=r.heatmap_png, width=r.width, height=r.height, scale=r.heatmap_scale)
+    return evidence_pb2.AnalyzeResponse(
+        score=r.score,
+        threshold=r.threshold,
+        anomalous=r.anomalous,
+        boxes=[
+            evidence_pb2.EvidenceBox(
+                x0=b.x0,
+                y0=b.y0,
+                x1=b.x1,
+                y1=b.y1,
+                score=b.score,
+                region=b.region,
+                area=b.area,
+                above_threshold=b.above_threshold,
+            )
+            for b in r.boxes
+        ],
+        heatmap=heat,
+        overlay_png=r.overlay_png or b"",
+        backbone_id=r.backbone_id,
+        compute_ms=r.compute_ms,
+        bank_images=r.bank_images,
+        calibration=_calibration(r.calibration),
+        summary=r.summary,
+        width=r.width,
+        height=r.height,
+    )
+
+
+class EvidenceServicer(evidence_pb2_grpc.EvidenceServicer):
+    def __init__(self, service: EvidenceService) -> None:
+        self.service = service
+
+    @grpc_errors
+    async def Analyze(
+        self, request: evidence_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
+    ) -> evidence_pb2.AnalyzeResponse:
+        r, o = request, request.options
+        image = await asyncio.to_thread(image_bytes, r.image, field="image")
+        result = await self.service.analyze(
+            r.line_id, r.dataset, r.category, image, o.return_heatmap, o.return_overlay, o.max_boxes, o.threshold
+        )
+        return _response(result)
+
+    @grpc_errors
+    async def AddNormalImages(
+        self, request: evidence_pb2.AddBankImagesRequest, context: grpc.aio.ServicerContext
+    ) -> evidence_pb2.AddBankImagesResponse:
+        r = request
+        images = [image_bytes(img, field=f"images[{i}]") for i, img in enumerate(r.images)]
+        res = await asyncio.to_thread(self.service.add_normal_images, r.line_id, r.dataset, r.category, images)
+        return evidence_pb2.AddBankImagesResponse(added=res.added, existing=res.existing, bank=_bank(res.bank))
+
+    @grpc_errors
+    async def BankStats(
+        self, request: evidence_pb2.BankStatsRequest, context: grpc.aio.ServicerContext
+    ) -> evidence_pb2.BankStatsResponse:
+        r = request
+        banks = await asyncio.to_thread(self.service.stats, r.line_id, r.dataset, r.category)
+        return evidence_pb2.BankStatsResponse(banks=[_bank(b) for b in banks], backbone_id=self.service.backbone_id)
+
+    @grpc_errors
+    async def DeleteBank(
+        self, request: evidence_pb2.DeleteBankRequest, context: grpc.aio.ServicerContext
+    ) -> evidence_pb2.DeleteBankResponse:
+        r = request
+        n = await asyncio.to_thread(self.service.delete_bank, r.line_id, r.dataset, r.category)
+        return evidence_pb2.DeleteBankResponse(deleted_images=n)
+
+    async def close(self) -> None:
+        """Stop the batcher and its worker thread."""
+        await self.service.close()
+
+    async def check_health(self) -> None:
+        """A real backbone call on a small image through the batcher, and a read of the bank store."""
+        from PIL import Image
+
+        pixels, _ = self.service.preprocess(encode_png(Image.new("RGB", (8, 8), (128, 128, 128))), "probe")
+        grid = await self.service.batcher.submit(pixels)
+        if grid.ndim != 3 or not grid.size:
+            raise RuntimeError(f"health probe gave patch features of shape {grid.shape}")
+        await asyncio.to_thread(self.service.store.probe)

@@ -1,0 +1,57 @@
+"""Per-product thresholds from leave-one-out normal scores, honest about small samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.evidence.calibration import calibrate, gumbel_quantile
+
+
+def test_gumbel_threshold_holds_the_target_false_alarm_rate_on_fresh_normal_scores() -> None:
+    rng = np.random.default_rng(0)
+    rates = []
+    for _ in range(20):
+        bank_scores = rng.gumbel(10.0, 1.5, size=60)  # a bank's leave-one-out scores (maxima: Gumbel)
+        thr = calibrate(bank_scores, far=0.05).threshold
+        rates.append(np.mean(rng.gumbel(10.0, 1.5, size=20_000) > thr))
+    assert 0.03 < float(np.mean(rates)) < 0.08
+
+
+def test_gumbel_quantile_matches_the_closed_form_for_a_large_sample() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.gumbel(5.0, 2.0, size=200_000)
+    expected = 5.0 - 2.0 * np.log(-np.log(0.99))
+    assert gumbel_quantile(scores, 0.99) == pytest.approx(expected, rel=0.01)
+
+
+def test_few_images_fall_back_to_the_largest_score_plus_a_margin_and_say_so() -> None:
+    cal = calibrate([1.0, 2.0, 4.0], far=0.01, policy="gumbel", margin=0.25, min_fit_images=8)
+    assert cal.policy == "max_margin" and cal.threshold == pytest.approx(5.0)
+    assert cal.far_in_sample == 0.0 and "too few" in cal.note and cal.images == 3
+
+
+def test_every_policy_reports_its_in_sample_false_alarm_rate() -> None:
+    scores = np.linspace(1.0, 2.0, 100)
+    for policy in ("gumbel", "normal", "quantile"):
+        cal = calibrate(scores, far=0.1, policy=policy)
+        assert cal.policy == policy
+        assert cal.far_in_sample == pytest.approx(np.mean(scores > cal.threshold))
+        assert 0.0 <= cal.far_in_sample <= 0.15
+    assert calibrate(scores, far=0.1, policy="quantile").threshold == pytest.approx(1.909, abs=0.002)
+
+
+def test_a_quantile_from_too_few_images_says_how_many_it_needs() -> None:
+    cal = calibrate(np.linspace(1, 2, 20), far=0.01, policy="quantile")
+    assert "needs 100" in cal.note
+
+
+def test_identical_scores_still_give_a_threshold_above_them() -> None:
+    cal = calibrate([2.0] * 10, far=0.01)
+    assert cal.policy == "max_margin" and cal.threshold > 2.0
+
+
+@pytest.mark.parametrize("scores", [[1.0], [1.0, float("nan")]])
+def test_calibration_refuses_what_it_cannot_use(scores: list[float]) -> None:
+    with pytest.raises(ValueError):
+        calibrate(scores, far=0.01)

@@ -1,0 +1,234 @@
+"""The evidence core: scores, verdicts, heat maps and boxes against a real bank; bank life cycle; bad input."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.common.errors import ConfigError, FailedPrecondition, InvalidArgument
+from services.evidence.bank import BankStore
+from services.evidence.core import EvidenceService, region_name
+from services.evidence.features import TimmPatchFeatures
+from tests.evidence.conftest import DATASET, Product, small_settings
+
+Make = Callable[..., EvidenceService]
+
+
+@pytest.fixture(scope="module")
+def fabric_service(
+    tmp_path_factory: pytest.TempPathFactory, real_features: TimmPatchFeatures, fabric: Product
+) -> EvidenceService:
+    """A service with the fabric's bank on line-1, shared by the tests that only read it."""
+    s = small_settings(tmp_path_factory.mktemp("fabric"))
+    svc = EvidenceService(s, real_features, BankStore(s.bank_store))
+    svc.add_normal_images("line-1", DATASET, fabric.category, fabric.normals)
+    return svc
+
+
+def test_defects_score_above_the_threshold_and_held_out_normals_below(
+    fabric_service: EvidenceService, fabric: Product
+) -> None:
+    svc = fabric_service
+    normal = [svc.analyze_sync("line-1", DATASET, fabric.category, img) for img in fabric.held_out]
+    bad = [svc.analyze_sync("line-1", DATASET, fabric.category, d.image) for d in fabric.defective]
+    assert max(r.score for r in normal) < min(r.score for r in bad)
+    assert not any(r.anomalous for r in normal) and all(r.anomalous for r in bad)
+    assert all(r.threshold == normal[0].threshold > 0 for r in normal + bad)
+
+
+def test_the_top_box_names_the_region_where_the_defect_was_drawn(
+    fabric_service: EvidenceService, fabric: Product
+) -> None:
+    svc = fabric_service
+    for d in fabric.defective:
+        r = svc.analyze_sync("line-1", DATASET, fabric.category, d.image)
+        top = r.boxes[0]
+        assert top.above_threshold and top.region == d.region, (d.defect, top, d.region)
+        assert d.mask[top.y0 : top.y1, top.x0 : top.x1].any()  # the box lies on the defect
+        assert d.region in r.summary and "ANOMALOUS" in r.summary
+
+
+def test_a_normal_image_still_gets_its_most_anomalous_spot_flagged_below_threshold(
+    fabric_service: EvidenceService, fabric: Product
+) -> None:
+    svc = fabric_service
+    r = svc.analyze_sync("line-1", DATASET, fabric.category, fabric.held_out[0], max_boxes=5)
+    assert not r.anomalous and len(r.boxes) == 1 and not r.boxes[0].above_threshold
+    assert "below the threshold" in r.summary
+
+
+def test_leave_one_out_scores_equal_scoring_against_a_bank_without_the_image(
+    tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
+) -> None:
+    def service(folder: str) -> EvidenceService:
+        s = small_settings(tmp_path / folder, coreset_ratio=1.0, nn_engine="flat")
+        return EvidenceService(s, real_features, BankStore(s.bank_store))
+
+    full = service("full")
+    full.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
+    without_first = service("rest")
+    without_first.add_normal_images("l", DATASET, "woven_fabric", fabric.normals[1:])
+    loo = full.bank(full._key("l", DATASET, "woven_fabric")).loo_scores
+    assert len(loo) == len(fabric.normals)
+    direct = without_first.analyze_sync("l", DATASET, "woven_fabric", fabric.normals[0]).score
+    assert loo[0] == pytest.approx(direct, rel=2e-3)
+
+
+def test_heat_map_comes_back_at_the_query_size_on_the_fixed_scale(
+    fabric_service: EvidenceService, fabric: Product
+) -> None:
+    svc = fabric_service
+    query = Image.open(io.BytesIO(fabric.defective[0].image)).resize((300, 200))
+    buf = io.BytesIO()
+    query.save(buf, format="JPEG")
+    r = svc.analyze_sync("line-1", DATASET, fabric.category, buf.getvalue(), return_heatmap=True, keep_map=True)
+    heat = Image.open(io.BytesIO(r.heatmap_png))
+    assert heat.mode == "L" and heat.size == (300, 200) and (r.width, r.height) == (300, 200)
+    assert r.heatmap_scale == pytest.approx(2 * r.threshold)
+    expected = np.clip(r.anomaly_map / r.heatmap_scale * 255, 0, 255)
+    assert np.abs(np.asarray(heat, np.float32) - expected).max() <= 2.0
+    for b in r.boxes:
+        assert 0 <= b.x0 < b.x1 <= 300 and 0 <= b.y0 < b.y1 <= 200
+
+
+def test_padded_resizing_keeps_the_aspect_ratio_and_maps_back_to_the_query(tmp_path: Path, fabric: Product) -> None:
+    feats = TimmPatchFeatures(small_settings(tmp_path, resize_mode="pad"))
+    s = small_settings(tmp_path, resize_mode="pad")
+    svc = EvidenceService(s, feats, BankStore(s.bank_store))
+    svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals[:4])
+    wide = Image.open(io.BytesIO(fabric.defective[0].image)).resize((240, 120))
+    r = svc.analyze_sync("l", DATASET, "woven_fabric", wide, return_overlay=True, keep_map=True)
+    assert r.anomaly_map.shape == (120, 240) and "/pad/" in r.backbone_id
+    assert Image.open(io.BytesIO(r.overlay_png)).size == (240, 120)
+
+
+def test_region_words_follow_mmad_for_any_image_size() -> None:
+    assert region_name(10, 10, 300, 200) == "top left"
+    assert region_name(150, 100, 300, 200) == "center"
+    assert region_name(290, 190, 300, 200) == "bottom right"
+    assert region_name(150, 190, 300, 200) == "bottom"
+
+
+def test_adding_the_same_images_again_adds_nothing(fabric_service: EvidenceService, fabric: Product) -> None:
+    svc = fabric_service
+    again = svc.add_normal_images("line-1", DATASET, fabric.category, [*fabric.normals, fabric.normals[0]])
+    assert (again.added, again.existing) == (0, len(fabric.normals) + 1)
+    assert again.bank.generation == 1 and again.bank.images == len(fabric.normals)
+
+
+def test_adding_normal_images_recalibrates_the_threshold(make_service: Make, fabric: Product) -> None:
+    svc = make_service()
+    first = svc.add_normal_images("line-1", DATASET, fabric.category, fabric.normals[:3]).bank
+    second = svc.add_normal_images("line-1", DATASET, fabric.category, fabric.normals[3:]).bank
+    assert first.calibration is not None and second.calibration is not None
+    assert (first.calibration.images, second.calibration.images) == (3, len(fabric.normals))
+    assert first.calibration.policy == "max_margin" and second.calibration.policy == "gumbel"
+    assert second.calibration.threshold != first.calibration.threshold and second.generation == 2
+
+
+def test_a_category_without_a_bank_is_a_failed_precondition_saying_what_to_add(make_service: Make) -> None:
+    svc = make_service()
+    with pytest.raises(FailedPrecondition, match=r"no evidence bank for line 'line-1'.*add normal images"):
+        svc.analyze_sync("line-1", DATASET, "screw", b"")
+
+
+def test_a_bank_of_one_image_asks_for_more(make_service: Make, fabric: Product) -> None:
+    svc = make_service()
+    svc.add_normal_images("line-1", DATASET, fabric.category, fabric.normals[:1])
+    with pytest.raises(FailedPrecondition, match=r"holds 1 normal image.*add at least 1 more"):
+        svc.analyze_sync("line-1", DATASET, fabric.category, fabric.held_out[0])
+
+
+def test_a_bank_built_with_another_backbone_is_refused_at_start_naming_both(
+    tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
+) -> None:
+    s = small_settings(tmp_path, weights="random")
+    random_feats = TimmPatchFeatures(s)
+    EvidenceService(s, random_feats, BankStore(s.bank_store)).add_normal_images(
+        "line-1", DATASET, "woven_fabric", fabric.normals[:2]
+    )
+    with pytest.raises(ConfigError) as e:
+        EvidenceService(small_settings(tmp_path), real_features, BankStore(s.bank_store))
+    assert random_feats.backbone_id in e.value.message and real_features.backbone_id in e.value.message
+    assert "line 'line-1', dataset 'Synthetic', category 'woven_fabric'" in e.value.message
+
+
+def test_a_replica_sees_a_bank_another_replica_changed(
+    tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
+) -> None:
+    s = small_settings(tmp_path, reload_check_s=0)
+    a = EvidenceService(s, real_features, BankStore(s.bank_store))
+    b = EvidenceService(s, real_features, BankStore(s.bank_store))
+    a.add_normal_images("l", DATASET, "woven_fabric", fabric.normals[:3])
+    before = b.analyze_sync("l", DATASET, "woven_fabric", fabric.held_out[0])
+    a.add_normal_images("l", DATASET, "woven_fabric", fabric.normals[3:])
+    after = b.analyze_sync("l", DATASET, "woven_fabric", fabric.held_out[0])
+    assert (before.bank_images, after.bank_images) == (3, len(fabric.normals))
+    b.add_normal_images("l", DATASET, "woven_fabric", fabric.held_out[:1])  # b writes on top of a's commit
+    assert a.bank(a._key("l", DATASET, "woven_fabric")).images[-1] != ""
+    assert len(a.stats("l")[0:1]) == 1 and a.stats("l")[0].images == len(fabric.normals) + 1
+
+
+def test_stats_filter_banks_and_delete_removes_one(make_service: Make, fabric: Product) -> None:
+    svc = make_service()
+    for line in ("line-1", "line-2"):
+        svc.add_normal_images(line, DATASET, fabric.category, fabric.normals[:2])
+    assert [b.line_id for b in svc.stats()] == ["line-1", "line-2"]
+    assert [b.line_id for b in svc.stats(line_id="line-2")] == ["line-2"]
+    assert svc.stats(category="screw") == []
+    assert svc.delete_bank("line-1", DATASET, fabric.category) == 2
+    assert svc.delete_bank("line-1", DATASET, fabric.category) == 0
+    with pytest.raises(FailedPrecondition, match="no evidence bank"):
+        svc.analyze_sync("line-1", DATASET, fabric.category, fabric.held_out[0])
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s, p: s.add_normal_images("a/b", DATASET, p.category, p.normals), "line_id: 'a/b' must be"),
+        (lambda s, p: s.add_normal_images("l", "", p.category, p.normals), "dataset: is empty"),
+        (lambda s, p: s.add_normal_images("l", DATASET, p.category, []), "images: is empty"),
+        (lambda s, p: s.add_normal_images("l", DATASET, p.category, [b"junk"]), "images[0]: cannot be decoded"),
+        (lambda s, p: s.analyze_sync("l", DATASET, p.category, b"", max_boxes=-1), "options.max_boxes: is -1"),
+        (lambda s, p: s.analyze_sync("l", DATASET, p.category, b"", threshold=-2.0), "options.threshold: is -2.0"),
+    ],
+)
+def test_bad_input_is_invalid_argument_naming_the_field(
+    make_service: Make, fabric: Product, call: Callable, message: str
+) -> None:
+    with pytest.raises(InvalidArgument) as e:
+        call(make_service(), fabric)
+    assert message in e.value.message
+
+
+def test_a_bad_image_among_good_ones_adds_nothing(make_service: Make, fabric: Product) -> None:
+    svc = make_service()
+    with pytest.raises(InvalidArgument, match=r"images\[2\]"):
+        svc.add_normal_images("l", DATASET, fabric.category, [*fabric.normals[:2], b"junk"])
+    assert svc.stats() == []
+
+
+def test_a_threshold_in_the_request_overrides_the_calibrated_one(
+    fabric_service: EvidenceService, fabric: Product
+) -> None:
+    svc = fabric_service
+    r = svc.analyze_sync("line-1", DATASET, fabric.category, fabric.held_out[0], threshold=1e-6)
+    assert r.threshold == 1e-6 and r.anomalous
+
+
+def test_clip_patch_tokens_are_an_alternative_feature_source(tmp_path: Path, fabric: Product) -> None:
+    from services.embedding.config import EmbeddingSettings
+    from services.evidence.features import build_features
+
+    s = small_settings(tmp_path, source="clip")
+    feats = build_features(s, EmbeddingSettings(device="cpu"))
+    assert feats.backbone_id.startswith("clip:echo-tiny-clip:random(seed=0)/size=")
+    svc = EvidenceService(s, feats, BankStore(s.bank_store))
+    svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals[:3])
+    r = svc.analyze_sync("l", DATASET, "woven_fabric", fabric.defective[0].image, keep_map=True)
+    assert r.anomaly_map.shape == (128, 128) and r.score > 0 and r.bank_images == 3
