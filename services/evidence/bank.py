@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 BANK_FORMAT = 1
 TORCH_QUERY_CHUNK = 2048
 TORCH_MEMORY_CHUNK = 262_144
+CORESET_CHUNK = 16_384  # patches per greedy pass (about ten images at 320 px)
 
 
 @dataclass(frozen=True)
@@ -242,13 +243,8 @@ class Bank:
         flat = np.concatenate([f.reshape(-1, self.dim) for f in feats]).astype(np.float32)
         per_image = [f.shape[0] * self.patches_per_image for f in feats]
         new_owner = np.repeat(np.arange(first_owner, first_owner + len(shas), dtype=np.int32), per_image)
-        n_pick = max(1, round(ratio * flat.shape[0])) if ratio < 1 else flat.shape[0]
         if ratio < 1:
-            start = None
-            if self.memory.shape[0]:
-                index = self.index if self.index is not None else PatchIndex(self.memory, "flat")
-                start = index.search(flat)
-            picked = np.sort(greedy_coreset(flat, n_pick, start, projection, seed + first_owner, device))
+            picked = self._coreset(flat, ratio, projection, seed + first_owner, device)
         else:
             picked = np.arange(flat.shape[0])
         memory = np.concatenate([self.memory.reshape(-1, self.dim), flat[picked]])
@@ -260,6 +256,27 @@ class Bank:
         self.images.extend(shas)
         self.patches_seen += int(flat.shape[0])
         self.index = None
+
+    def _coreset(self, flat: np.ndarray, ratio: float, projection: int, seed: int, device: Any) -> np.ndarray:
+        """Rows of `flat` to keep: greedy k-center in chunks, each grown from the bank and the chunks before it.
+
+        Chunks bound the greedy's cost (quadratic in the rows it sees) to a linear one in the patches added;
+        each chunk starts from its rows' distances to everything kept so far, so what is already
+        covered is not picked again.
+        """
+        bank_index = self.index
+        if bank_index is None and self.memory.shape[0]:
+            bank_index = PatchIndex(self.memory, "flat")
+        parts: list[np.ndarray] = []
+        for s in range(0, flat.shape[0], CORESET_CHUNK):
+            x = flat[s : s + CORESET_CHUNK]
+            dists = [bank_index.search(x)] if bank_index is not None else []
+            if parts:
+                dists.append(PatchIndex(flat[np.concatenate(parts)], "flat").search(x))
+            start = np.minimum.reduce(dists) if dists else None
+            n = max(1, round(ratio * x.shape[0]))
+            parts.append(s + greedy_coreset(x, n, start, projection, seed + s, device))
+        return np.sort(np.concatenate(parts))
 
     def build_index(self, engine: str, hnsw: tuple[int, int, int], device: Any = None) -> PatchIndex:
         self.index = PatchIndex(self.memory, engine, hnsw, device)

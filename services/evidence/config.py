@@ -49,12 +49,28 @@ class EvidenceSettings(Section):
             "on both EfficientNet-Lite0 and WideResNet-50). The finest one sets the patch grid."
         ),
     )
+    grid_level: int | None = Field(
+        None,
+        description=(
+            "The feature level whose grid the patches take (finer levels are averaged down to it); "
+            "None: the finest of `layers`."
+        ),
+    )
     input_size: int = Field(320, ge=32, le=2048, description="Images are resized to this square size for the model.")
     resize_mode: Literal["squash", "pad"] = Field(
         "squash",
         description=(
             "squash: resize to the square input whatever the aspect ratio; pad: keep the aspect ratio and pad "
             "the short side. The heat map always comes back at the query's own size."
+        ),
+    )
+    edge_pad: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description=(
+            "Mirror this many pixels around the input (rounded up to the coarsest stride) and crop the maps "
+            "back, so border patches see image content instead of zero padding. 0: off."
         ),
     )
     pool: int = Field(3, ge=1, description="Local aggregation: average over pool x pool neighbouring patches.")
