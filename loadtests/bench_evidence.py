@@ -28,11 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_evidence_quality import Category, load_categories, split_data  # noqa: E402
+from bench_evidence_quality import Category, load_categories, split_data
 
-from services.evaluation.anomaly_metrics import auroc  # noqa: E402
-from services.evidence.config import EvidenceSettings  # noqa: E402
-from services.evidence.core import EvidenceService  # noqa: E402
+from services.evaluation.anomaly_metrics import auroc
+from services.evidence.config import EvidenceSettings
+from services.evidence.core import EvidenceService
 
 LINE = "bench"
 

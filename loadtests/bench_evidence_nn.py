@@ -143,7 +143,7 @@ def bench_edge(data: np.ndarray, queries: np.ndarray, exact_d: np.ndarray, exact
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="10000,100000", help="Comma-separated bank sizes in patches (1000000 takes minutes).")
+    ap.add_argument("--sizes", default="10000,100000", help="Comma-separated bank sizes in patches (1000000: minutes).")
     ap.add_argument("--engines", default="flat,hnsw,ivf,qdrant_edge", help="Comma-separated engines to measure.")
     ap.add_argument("--threads", type=int, default=2, help="Faiss OpenMP threads.")
     ap.add_argument("--seed", type=int, default=0)

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from services.common.batching import Batcher, BatcherFactory, MicroBatcher
 from services.common.errors import ConfigError, FailedPrecondition, InvalidArgument
 from services.common.images import sha256_hex
-from services.embedding.batching import MicroBatcher
 from services.evidence.bank import Bank, BankKey, BankStore, choose_engine, key_of
 from services.evidence.calibration import Calibration, calibrate
 from services.evidence.config import EvidenceSettings
@@ -250,8 +250,15 @@ class EvidenceService:
     Raises ConfigError at construction when a stored bank was built with another backbone.
     """
 
-    def __init__(self, settings: EvidenceSettings, features: PatchFeatures, store: BankStore) -> None:
+    def __init__(
+        self,
+        settings: EvidenceSettings,
+        features: PatchFeatures,
+        store: BankStore,
+        batcher_factory: BatcherFactory = MicroBatcher,
+    ) -> None:
         self.settings = settings
+        self._batcher_factory = batcher_factory
         self.features = features
         self.store = store
         self.backbone_id = features.backbone_id
@@ -263,15 +270,20 @@ class EvidenceService:
         self._checked: dict[BankKey, float] = {}
         self._cache_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._batcher: MicroBatcher[Any, np.ndarray] | None = None
+        self._batcher: Batcher | None = None
         for meta in store.list_metas():
             if meta.get("backbone_id") != self.backbone_id:
                 raise mismatch_error(key_of(meta), meta.get("backbone_id", "?"), self.backbone_id)
 
     @classmethod
-    def from_settings(cls, settings: EvidenceSettings, embedding: Any = None) -> EvidenceService:
-        """Build the feature source and open the bank store; ConfigError names what is wrong."""
-        return cls(settings, build_features(settings, embedding), BankStore(settings.bank_store))
+    def from_settings(
+        cls, settings: EvidenceSettings, embedding: Any = None, batcher_factory: BatcherFactory = MicroBatcher
+    ) -> EvidenceService:
+        """Build the feature source and open the bank store; ConfigError names what is wrong.
+
+        `batcher_factory`: how concurrent queries share backbone calls (a Serve replica passes `@serve.batch`'s).
+        """
+        return cls(settings, build_features(settings, embedding), BankStore(settings.bank_store), batcher_factory)
 
     # --- features --------------------------------------------------------------------------------------
     def features_batch(self, pixels: list[Any]) -> list[np.ndarray]:
@@ -550,10 +562,15 @@ class EvidenceService:
         return r
 
     @property
-    def batcher(self) -> MicroBatcher[Any, np.ndarray]:
+    def batcher(self) -> Batcher:
         if self._batcher is None:
             s = self.settings
-            self._batcher = MicroBatcher(self.features_batch, s.max_batch_size, s.max_wait_ms, "evidence")
+            self._batcher = self._batcher_factory(
+                lambda _key, items, _abandoned: self.features_batch(items),
+                max_batch_size=s.max_batch_size,
+                max_wait_ms=s.max_wait_ms,
+                stage="evidence",
+            )
         return self._batcher
 
     async def close(self) -> None:

@@ -6,12 +6,14 @@ python -m services.evidence.server --config FILE
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import grpc
 
 from echo.v1 import evidence_pb2_grpc
-from services.common.config import EchoSettings
+from services.common.batching import BatcherFactory, MicroBatcher
 from services.common.serving import Stage, run_standalone
+from services.config import EchoSettings, load_settings
 from services.evidence.core import EvidenceService
 from services.evidence.servicer import EvidenceServicer
 
@@ -22,15 +24,19 @@ def _register(server: grpc.aio.Server, servicer: object) -> None:
     evidence_pb2_grpc.add_EvidenceServicer_to_server(servicer, server)
 
 
-async def build_stage(settings: EchoSettings) -> Stage:
+async def build_stage(settings: EchoSettings, batcher_factory: BatcherFactory = MicroBatcher) -> Stage:
     """Load the backbone and open the bank store (off the event loop); ConfigError on missing weights or a bank
-    built with another backbone."""
-    service = await asyncio.to_thread(EvidenceService.from_settings, settings.evidence, settings.embedding)
+    built with another backbone.
+
+    `batcher_factory`: how queries are batched (a Serve replica passes `@serve.batch`'s).
+    """
+    build = functools.partial(EvidenceService.from_settings, settings.evidence, settings.embedding, batcher_factory)
+    service = await asyncio.to_thread(build)
     return Stage(SERVICE_NAME, EvidenceServicer(service), _register)
 
 
 def main() -> None:
-    run_standalone(build_stage, "Run the evidence stage alone.")
+    run_standalone(build_stage, "Run the evidence stage alone.", load_settings)
 
 
 if __name__ == "__main__":

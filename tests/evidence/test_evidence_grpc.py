@@ -12,8 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from echo.v1 import common_pb2, evidence_pb2, evidence_pb2_grpc
-from services.common.config import load_settings
 from services.common.serving import channel_options, start_server
+from services.config import load_settings
 from services.evidence.server import SERVICE_NAME, build_stage
 from tests.evidence.conftest import DATASET, INPUT, Product
 

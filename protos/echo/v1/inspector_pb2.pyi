@@ -1,4 +1,5 @@
 from echo.v1 import common_pb2 as _common_pb2
+from echo.v1 import evidence_pb2 as _evidence_pb2
 from echo.v1 import knowledge_pb2 as _knowledge_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -170,22 +171,6 @@ class ListProductsResponse(_message.Message):
     products: _containers.RepeatedCompositeFieldContainer[Product]
     def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ...) -> None: ...
 
-class EvidenceBox(_message.Message):
-    __slots__ = ("x0", "y0", "x1", "y1", "score", "position")
-    X0_FIELD_NUMBER: _ClassVar[int]
-    Y0_FIELD_NUMBER: _ClassVar[int]
-    X1_FIELD_NUMBER: _ClassVar[int]
-    Y1_FIELD_NUMBER: _ClassVar[int]
-    SCORE_FIELD_NUMBER: _ClassVar[int]
-    POSITION_FIELD_NUMBER: _ClassVar[int]
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    score: float
-    position: str
-    def __init__(self, x0: _Optional[int] = ..., y0: _Optional[int] = ..., x1: _Optional[int] = ..., y1: _Optional[int] = ..., score: _Optional[float] = ..., position: _Optional[str] = ...) -> None: ...
-
 class RecordedEvidence(_message.Message):
     __slots__ = ("score", "threshold", "anomalous", "boxes", "heatmap_sha256", "overlay_sha256", "model_id")
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -198,11 +183,11 @@ class RecordedEvidence(_message.Message):
     score: float
     threshold: float
     anomalous: bool
-    boxes: _containers.RepeatedCompositeFieldContainer[EvidenceBox]
+    boxes: _containers.RepeatedCompositeFieldContainer[_evidence_pb2.EvidenceBox]
     heatmap_sha256: str
     overlay_sha256: str
     model_id: str
-    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[EvidenceBox, _Mapping]]] = ..., heatmap_sha256: _Optional[str] = ..., overlay_sha256: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[_evidence_pb2.EvidenceBox, _Mapping]]] = ..., heatmap_sha256: _Optional[str] = ..., overlay_sha256: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
 
 class InspectionRecord(_message.Message):
     __slots__ = ("request_id", "time_unix_ms", "line_id", "dataset", "category", "image_sha256", "request", "answer", "answer_text", "verdict", "trace", "knowledge_passages", "knowledge_text", "evidence", "gateway")
