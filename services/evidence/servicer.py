@@ -6,7 +6,7 @@ import asyncio
 
 import grpc
 
-from echo.v1 import evidence_pb2, evidence_pb2_grpc
+from echo.v1 import common_pb2, evidence_pb2, evidence_pb2_grpc
 from services.common.errors import grpc_errors
 from services.common.images import encode_png, image_bytes
 from services.evidence.calibration import Calibration
@@ -44,13 +44,13 @@ def _bank(b: BankInfo) -> evidence_pb2.BankInfo:
 def _response(r: EvidenceResult) -> evidence_pb2.AnalyzeResponse:
     heat = None
     if r.heatmap_png is not None:
-        heat = evidence_pb2.HeatMap(png=r.heatmap_png, width=r.width, height=r.height, scale=r.heatmap_scale)
+        heat = common_pb2.HeatMap(png=r.heatmap_png, width=r.width, height=r.height, scale=r.heatmap_scale)
     return evidence_pb2.AnalyzeResponse(
         score=r.score,
         threshold=r.threshold,
         anomalous=r.anomalous,
         boxes=[
-            evidence_pb2.EvidenceBox(
+            common_pb2.EvidenceBox(
                 x0=b.x0,
                 y0=b.y0,
                 x1=b.x1,

@@ -6,7 +6,7 @@ import time
 
 from consolekit import LINE, images_loaded, screenshot
 
-from echo.v1 import evidence_pb2, inspector_pb2
+from echo.v1 import common_pb2, inspector_pb2
 from services.client import InspectorClient
 from services.common.images import encode_png, sha256_hex
 
@@ -101,7 +101,7 @@ def test_the_detail_page_shows_the_heat_map_overlay_when_evidence_ran(page, cons
     record.evidence.CopyFrom(
         inspector_pb2.RecordedEvidence(
             score=3.2, threshold=1.5, anomalous=True, overlay_sha256=sha256_hex(overlay_png), model_id="patchcore-test",
-            boxes=[evidence_pb2.EvidenceBox(x0=40, y0=40, x1=120, y1=120, score=3.2, region="top left")],
+            boxes=[common_pb2.EvidenceBox(x0=40, y0=40, x1=120, y1=120, score=3.2, region="top left")],
         )
     )  # fmt: skip
     audit = server.embedded.audit

@@ -87,17 +87,19 @@ class Question(_message.Message):
     def __init__(self, text: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., type: _Optional[_Union[QuestionType, str]] = ...) -> None: ...
 
 class ExpertSwitches(_message.Message):
-    __slots__ = ("reference", "knowledge", "reasoning")
+    __slots__ = ("reference", "knowledge", "reasoning", "evidence")
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     KNOWLEDGE_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     reference: bool
     knowledge: bool
     reasoning: bool
-    def __init__(self, reference: _Optional[bool] = ..., knowledge: _Optional[bool] = ..., reasoning: _Optional[bool] = ...) -> None: ...
+    evidence: bool
+    def __init__(self, reference: _Optional[bool] = ..., knowledge: _Optional[bool] = ..., reasoning: _Optional[bool] = ..., evidence: _Optional[bool] = ...) -> None: ...
 
 class RequestSettings(_message.Message):
-    __slots__ = ("experts", "reference_mode", "k_shots", "answer_format", "knowledge_mode", "deadline_ms", "return_prompt", "seed")
+    __slots__ = ("experts", "reference_mode", "k_shots", "answer_format", "knowledge_mode", "deadline_ms", "return_prompt", "seed", "return_heatmap")
     EXPERTS_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_MODE_FIELD_NUMBER: _ClassVar[int]
     K_SHOTS_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +108,7 @@ class RequestSettings(_message.Message):
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     RETURN_PROMPT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    RETURN_HEATMAP_FIELD_NUMBER: _ClassVar[int]
     experts: ExpertSwitches
     reference_mode: ReferenceMode
     k_shots: int
@@ -114,7 +117,8 @@ class RequestSettings(_message.Message):
     deadline_ms: float
     return_prompt: bool
     seed: int
-    def __init__(self, experts: _Optional[_Union[ExpertSwitches, _Mapping]] = ..., reference_mode: _Optional[_Union[ReferenceMode, str]] = ..., k_shots: _Optional[int] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., knowledge_mode: _Optional[_Union[KnowledgeMode, str]] = ..., deadline_ms: _Optional[float] = ..., return_prompt: _Optional[bool] = ..., seed: _Optional[int] = ...) -> None: ...
+    return_heatmap: bool
+    def __init__(self, experts: _Optional[_Union[ExpertSwitches, _Mapping]] = ..., reference_mode: _Optional[_Union[ReferenceMode, str]] = ..., k_shots: _Optional[int] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., knowledge_mode: _Optional[_Union[KnowledgeMode, str]] = ..., deadline_ms: _Optional[float] = ..., return_prompt: _Optional[bool] = ..., seed: _Optional[int] = ..., return_heatmap: _Optional[bool] = ...) -> None: ...
 
 class Vector(_message.Message):
     __slots__ = ("values",)
@@ -146,8 +150,64 @@ class StageTiming(_message.Message):
     compute_ms: float
     def __init__(self, stage: _Optional[str] = ..., ms: _Optional[float] = ..., compute_ms: _Optional[float] = ...) -> None: ...
 
+class EvidenceBox(_message.Message):
+    __slots__ = ("x0", "y0", "x1", "y1", "score", "region", "area", "above_threshold")
+    X0_FIELD_NUMBER: _ClassVar[int]
+    Y0_FIELD_NUMBER: _ClassVar[int]
+    X1_FIELD_NUMBER: _ClassVar[int]
+    Y1_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    ABOVE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float
+    region: str
+    area: float
+    above_threshold: bool
+    def __init__(self, x0: _Optional[int] = ..., y0: _Optional[int] = ..., x1: _Optional[int] = ..., y1: _Optional[int] = ..., score: _Optional[float] = ..., region: _Optional[str] = ..., area: _Optional[float] = ..., above_threshold: _Optional[bool] = ...) -> None: ...
+
+class HeatMap(_message.Message):
+    __slots__ = ("png", "width", "height", "scale")
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    png: bytes
+    width: int
+    height: int
+    scale: float
+    def __init__(self, png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scale: _Optional[float] = ...) -> None: ...
+
+class TraceEvidence(_message.Message):
+    __slots__ = ("score", "threshold", "anomalous", "boxes", "backbone_id", "summary", "sent_as_text", "sent_as_image", "heatmap", "overlay_png")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ANOMALOUS_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    SENT_AS_TEXT_FIELD_NUMBER: _ClassVar[int]
+    SENT_AS_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    HEATMAP_FIELD_NUMBER: _ClassVar[int]
+    OVERLAY_PNG_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    threshold: float
+    anomalous: bool
+    boxes: _containers.RepeatedCompositeFieldContainer[EvidenceBox]
+    backbone_id: str
+    summary: str
+    sent_as_text: bool
+    sent_as_image: bool
+    heatmap: HeatMap
+    overlay_png: bytes
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[EvidenceBox, _Mapping]]] = ..., backbone_id: _Optional[str] = ..., summary: _Optional[str] = ..., sent_as_text: _Optional[bool] = ..., sent_as_image: _Optional[bool] = ..., heatmap: _Optional[_Union[HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ...) -> None: ...
+
 class Trace(_message.Message):
-    __slots__ = ("question_type", "type_confidence", "type_from_client", "dataset", "category", "category_confidence", "category_inferred", "experts_used", "references", "knowledge_entry_ids", "knowledge_passage_ids", "timings", "model_ids", "degraded", "prompt", "unparsed", "raw_reply", "reasoning", "reference_mode", "knowledge_mode", "answer_format", "option_scores", "prompt_sha256")
+    __slots__ = ("question_type", "type_confidence", "type_from_client", "dataset", "category", "category_confidence", "category_inferred", "experts_used", "references", "knowledge_entry_ids", "knowledge_passage_ids", "timings", "model_ids", "degraded", "prompt", "unparsed", "raw_reply", "reasoning", "reference_mode", "knowledge_mode", "answer_format", "option_scores", "prompt_sha256", "evidence")
     class ModelIdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +245,7 @@ class Trace(_message.Message):
     ANSWER_FORMAT_FIELD_NUMBER: _ClassVar[int]
     OPTION_SCORES_FIELD_NUMBER: _ClassVar[int]
     PROMPT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     question_type: QuestionType
     type_confidence: float
     type_from_client: bool
@@ -208,4 +269,5 @@ class Trace(_message.Message):
     answer_format: AnswerFormat
     option_scores: _containers.ScalarMap[str, float]
     prompt_sha256: str
-    def __init__(self, question_type: _Optional[_Union[QuestionType, str]] = ..., type_confidence: _Optional[float] = ..., type_from_client: _Optional[bool] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., category_confidence: _Optional[float] = ..., category_inferred: _Optional[bool] = ..., experts_used: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., knowledge_entry_ids: _Optional[_Iterable[str]] = ..., knowledge_passage_ids: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., model_ids: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., reference_mode: _Optional[_Union[ReferenceMode, str]] = ..., knowledge_mode: _Optional[_Union[KnowledgeMode, str]] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., option_scores: _Optional[_Mapping[str, float]] = ..., prompt_sha256: _Optional[str] = ...) -> None: ...
+    evidence: TraceEvidence
+    def __init__(self, question_type: _Optional[_Union[QuestionType, str]] = ..., type_confidence: _Optional[float] = ..., type_from_client: _Optional[bool] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., category_confidence: _Optional[float] = ..., category_inferred: _Optional[bool] = ..., experts_used: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., knowledge_entry_ids: _Optional[_Iterable[str]] = ..., knowledge_passage_ids: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., model_ids: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., reference_mode: _Optional[_Union[ReferenceMode, str]] = ..., knowledge_mode: _Optional[_Union[KnowledgeMode, str]] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., option_scores: _Optional[_Mapping[str, float]] = ..., prompt_sha256: _Optional[str] = ..., evidence: _Optional[_Union[TraceEvidence, _Mapping]] = ...) -> None: ...

@@ -33,38 +33,6 @@ class AnalyzeRequest(_message.Message):
     options: AnalyzeOptions
     def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., options: _Optional[_Union[AnalyzeOptions, _Mapping]] = ...) -> None: ...
 
-class EvidenceBox(_message.Message):
-    __slots__ = ("x0", "y0", "x1", "y1", "score", "region", "area", "above_threshold")
-    X0_FIELD_NUMBER: _ClassVar[int]
-    Y0_FIELD_NUMBER: _ClassVar[int]
-    X1_FIELD_NUMBER: _ClassVar[int]
-    Y1_FIELD_NUMBER: _ClassVar[int]
-    SCORE_FIELD_NUMBER: _ClassVar[int]
-    REGION_FIELD_NUMBER: _ClassVar[int]
-    AREA_FIELD_NUMBER: _ClassVar[int]
-    ABOVE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    score: float
-    region: str
-    area: float
-    above_threshold: bool
-    def __init__(self, x0: _Optional[int] = ..., y0: _Optional[int] = ..., x1: _Optional[int] = ..., y1: _Optional[int] = ..., score: _Optional[float] = ..., region: _Optional[str] = ..., area: _Optional[float] = ..., above_threshold: _Optional[bool] = ...) -> None: ...
-
-class HeatMap(_message.Message):
-    __slots__ = ("png", "width", "height", "scale")
-    PNG_FIELD_NUMBER: _ClassVar[int]
-    WIDTH_FIELD_NUMBER: _ClassVar[int]
-    HEIGHT_FIELD_NUMBER: _ClassVar[int]
-    SCALE_FIELD_NUMBER: _ClassVar[int]
-    png: bytes
-    width: int
-    height: int
-    scale: float
-    def __init__(self, png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scale: _Optional[float] = ...) -> None: ...
-
 class Calibration(_message.Message):
     __slots__ = ("threshold", "policy", "images", "far_target", "far_in_sample", "note")
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -99,8 +67,8 @@ class AnalyzeResponse(_message.Message):
     score: float
     threshold: float
     anomalous: bool
-    boxes: _containers.RepeatedCompositeFieldContainer[EvidenceBox]
-    heatmap: HeatMap
+    boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.EvidenceBox]
+    heatmap: _common_pb2.HeatMap
     overlay_png: bytes
     backbone_id: str
     compute_ms: float
@@ -109,7 +77,7 @@ class AnalyzeResponse(_message.Message):
     summary: str
     width: int
     height: int
-    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[EvidenceBox, _Mapping]]] = ..., heatmap: _Optional[_Union[HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ..., backbone_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., bank_images: _Optional[int] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., summary: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.EvidenceBox, _Mapping]]] = ..., heatmap: _Optional[_Union[_common_pb2.HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ..., backbone_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., bank_images: _Optional[int] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., summary: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class AddBankImagesRequest(_message.Message):
     __slots__ = ("line_id", "dataset", "category", "images")

@@ -183,11 +183,11 @@ class RecordedEvidence(_message.Message):
     score: float
     threshold: float
     anomalous: bool
-    boxes: _containers.RepeatedCompositeFieldContainer[_evidence_pb2.EvidenceBox]
+    boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.EvidenceBox]
     heatmap_sha256: str
     overlay_sha256: str
     model_id: str
-    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[_evidence_pb2.EvidenceBox, _Mapping]]] = ..., heatmap_sha256: _Optional[str] = ..., overlay_sha256: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.EvidenceBox, _Mapping]]] = ..., heatmap_sha256: _Optional[str] = ..., overlay_sha256: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
 
 class InspectionRecord(_message.Message):
     __slots__ = ("request_id", "time_unix_ms", "line_id", "dataset", "category", "image_sha256", "request", "answer", "answer_text", "verdict", "trace", "knowledge_passages", "knowledge_text", "evidence", "gateway")
