@@ -85,6 +85,11 @@ def main() -> None:
     ap.add_argument("--categories", default="", help="Comma-separated subset (default: all).")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "echo-evidence-bench"), help="Data cache.")
     args = ap.parse_args()
+    if args.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            ap.exit(2, "bench_evidence: --gpu needs a CUDA device, and torch sees none here; run without --gpu\n")
     device = "cuda" if args.gpu else "cpu"
     only = [c for c in args.categories.split(",") if c] or None
     cats = load_categories(split_data("eval", Path(args.cache)), only)

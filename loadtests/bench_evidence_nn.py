@@ -1,13 +1,13 @@
 """Benchmark: the evidence bank's nearest-patch search, Faiss (flat, HNSW, IVF) against a Qdrant Edge collection.
 
-An image is ~1,600 patch queries (40x40 grid) against one product's bank, so what counts is the time to
-search a whole image's patches at once, up to banks of 1M patches, and how far each engine's distance is
-from the exact one (the anomaly score is that distance). Data: 152-d patches (EfficientNet-Lite0 levels
-2+3) drawn as a mixture of clusters with uneven spreads, queries from the same mixture plus a few far-off
-"defect" patches. Measured in one run, per bank size:
+An image is one query per patch (56x56 = 3,136 at the default 448 px input, stride 8) against one
+product's bank, so what counts is the time to search a whole image's patches at once, up to banks of 1M
+patches, and how far each engine's distance is from the exact one (the anomaly score is that distance).
+Data: 152-d patches (EfficientNet-Lite0 levels 2+3) drawn as a mixture of clusters with uneven spreads,
+queries from the same mixture plus a few far-off "defect" patches. Measured in one run, per bank size:
 
 - build time (Faiss add; Qdrant Edge upsert + optimize);
-- ms per image (one batch of 1,600 queries; Qdrant Edge through `query_batch`), two threads;
+- ms per image (one batch of an image's patch queries; Qdrant Edge through `query_batch`), two threads;
 - recall@1 against exact search, and the mean relative error of the nearest distance.
 
 Prints one JSON line.
@@ -30,8 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DIM = 152
-QUERIES = 1600
+from services.evidence.config import EvidenceSettings
+
+DIM = 152  # EvidenceSettings' default levels 2+3 of EfficientNet-Lite0: 40 + 112 channels
+QUERIES = (EvidenceSettings().input_size // 8) ** 2  # one image's patches at the default input size
 HNSW = {"m": 32, "ef_construction": 80, "ef_search": 64}
 
 

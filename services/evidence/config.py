@@ -49,28 +49,20 @@ class EvidenceSettings(Section):
             "on both EfficientNet-Lite0 and WideResNet-50). The finest one sets the patch grid."
         ),
     )
-    grid_level: int | None = Field(
-        None,
+    input_size: int = Field(
+        448,
+        ge=32,
+        le=2048,
         description=(
-            "The feature level whose grid the patches take (finer levels are averaged down to it); "
-            "None: the finest of `layers`."
+            "Images are resized to this square size for the model (448: a 56x56 patch grid at stride 8; on the "
+            "tuning data it found fainter defects than 320)."
         ),
     )
-    input_size: int = Field(320, ge=32, le=2048, description="Images are resized to this square size for the model.")
     resize_mode: Literal["squash", "pad"] = Field(
         "squash",
         description=(
             "squash: resize to the square input whatever the aspect ratio; pad: keep the aspect ratio and pad "
             "the short side. The heat map always comes back at the query's own size."
-        ),
-    )
-    edge_pad: int = Field(
-        0,
-        ge=0,
-        le=256,
-        description=(
-            "Mirror this many pixels around the input (rounded up to the coarsest stride) and crop the maps "
-            "back, so border patches see image content instead of zero padding. 0: off."
         ),
     )
     pool: int = Field(3, ge=1, description="Local aggregation: average over pool x pool neighbouring patches.")
@@ -120,10 +112,10 @@ class EvidenceSettings(Section):
         4.0, ge=0, description="Gaussian blur of the anomaly map, in input-size pixels (PatchCore uses 4)."
     )
     image_score: Literal["max", "max_patch", "topk_mean"] = Field(
-        "max",
+        "max_patch",
         description=(
-            "The image's score: max (of the smoothed map), max_patch (largest nearest-patch distance) or "
-            "topk_mean (mean of the topk_patches largest patch distances)."
+            "The image's score: max_patch (the largest nearest-patch distance, PatchCore's score; the best on "
+            "the tuning data), max (of the smoothed map) or topk_mean (mean of the topk_patches largest)."
         ),
     )
     topk_patches: int = Field(10, ge=1, description="topk_mean: how many patches are averaged.")

@@ -1,9 +1,9 @@
 """The evidence stage's logic: score a query's patches against its product's normal patches.
 
 A query image goes through the one preprocessing path, the backbone gives its patch features, and each
-patch's distance to the nearest normal patch of the bank is its anomaly. The patch map is upsampled to
-the model input, smoothed with a Gaussian as PatchCore does, and its maximum is the image score, compared
-with the product's calibrated threshold. The map comes back at the query's own size on a fixed scale
+patch's distance to the nearest normal patch of the bank is its anomaly; the largest is the image score
+(PatchCore's), compared with the product's calibrated threshold. The patch map is upsampled to the model
+input and smoothed with a Gaussian as PatchCore does. The map comes back at the query's own size on a fixed scale
 (0 to twice the threshold, so the threshold sits mid-scale on every image of a product), with boxes around
 the most anomalous regions named in MMAD's localisation words.
 

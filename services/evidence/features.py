@@ -160,24 +160,21 @@ class PatchFeatures(Protocol):
     def extract(self, pixels: Any) -> np.ndarray: ...
 
 
-def aggregate(maps: list[Any], pool: int, feature_dim: int, grid_index: int = 0) -> Any:
-    """PatchCore's local aggregation: pool each level, bring all to one grid, concatenate, reduce channels.
+def aggregate(maps: list[Any], pool: int, feature_dim: int) -> Any:
+    """PatchCore's local aggregation: pool each level, bring all to the finest grid, concatenate, reduce channels.
 
-    maps: NCHW tensors, finest first; the grid is that of maps[grid_index] (finer levels are area-averaged
-    down to it, coarser ones bilinearly upsampled). Returns NHWC float32.
+    maps: NCHW tensors, finest first. Returns NHWC float32.
     """
     import torch
     import torch.nn.functional as F
 
-    size = maps[grid_index].shape[-2:]
+    size = maps[0].shape[-2:]
     out = []
     for m in maps:
         m = m.float()
         if pool > 1:
             m = F.avg_pool2d(m, pool, stride=1, padding=pool // 2, count_include_pad=False)
-        if m.shape[-2] > size[0]:
-            m = F.adaptive_avg_pool2d(m, size)
-        elif m.shape[-2:] != size:
+        if m.shape[-2:] != size:
             m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
         out.append(m)
     x = torch.cat(out, dim=1)
@@ -243,19 +240,11 @@ class TimmPatchFeatures:
         cfg = getattr(model, "pretrained_cfg", {}) or {}
         self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(cfg.get("std", IMAGENET_STD))
-        self.strides = [model.feature_info[i]["reduction"] for i in self.layers]
-        grid_level = settings.grid_level if settings.grid_level is not None else self.layers[0]
-        if grid_level not in self.layers:
-            raise ConfigError(f"evidence.grid_level {grid_level} is not one of evidence.layers {self.layers}")
-        self.grid_index = self.layers.index(grid_level)
-        top = max(self.strides)
-        self.edge_pad = -(-settings.edge_pad // top) * top  # a whole number of the coarsest stride
         with torch.inference_mode():  # warm up and learn the feature size
             self.dim = int(self.extract(torch.zeros(1, 3, self.input_size, self.input_size)).shape[-1])
         self.backbone_id = (
-            f"{settings.backbone}[{self.weights_id}]/levels={','.join(map(str, self.layers))}/grid={grid_level}"
+            f"{settings.backbone}[{self.weights_id}]/levels={','.join(map(str, self.layers))}"
             f"/size={self.input_size}/{settings.resize_mode}/pool={self.pool}/dim={self.dim}"
-            + (f"/edge={self.edge_pad}" if self.edge_pad else "")
         )
         log.info("evidence backbone %s on %s", self.backbone_id, self.device)
 
@@ -279,28 +268,14 @@ class TimmPatchFeatures:
         return f"{path.name}@{file_digest(path)[:12]}"
 
     def extract(self, pixels: Any) -> np.ndarray:
-        """(n, 3, S, S) normalised pixels -> (n, h, w, dim) float32 patch features.
-
-        With edge_pad, the input is first mirrored outwards and the maps cropped back, so patches at the
-        border see image content around them rather than the convolutions' zero padding (whose artefacts
-        otherwise make border patches the most "anomalous" of many normal images).
-        """
+        """(n, 3, S, S) normalised pixels -> (n, h, w, dim) float32 patch features."""
         import torch
-        import torch.nn.functional as F
 
-        pad = self.edge_pad
         with torch.inference_mode():
-            x = pixels.to(self.device)
-            if pad:
-                x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-            maps = self.model.forward_intermediates(x, indices=self.layers, intermediates_only=True, stop_early=True)
-            if pad:
-                size = pixels.shape[-1]
-                maps = [
-                    m[..., pad // s : pad // s + -(-size // s), pad // s : pad // s + -(-size // s)]
-                    for m, s in zip(maps, self.strides, strict=True)
-                ]
-            return aggregate(list(maps), self.pool, self.feature_dim, self.grid_index).cpu().numpy()
+            maps = self.model.forward_intermediates(
+                pixels.to(self.device), indices=self.layers, intermediates_only=True, stop_early=True
+            )
+            return aggregate(list(maps), self.pool, self.feature_dim).cpu().numpy()
 
     def classify(self, pixels: Any) -> np.ndarray:
         """ImageNet class probabilities of the whole network (proves the weights are real); (n, 1000)."""
