@@ -156,14 +156,27 @@ def region_name(cx: float, cy: float, width: int, height: int) -> str:
 
 
 def find_boxes(
-    crop: np.ndarray, threshold: float, geom: Geometry, max_boxes: int, min_area: float, peak_ratio: float
+    crop: np.ndarray,
+    threshold: float,
+    geom: Geometry,
+    max_boxes: int,
+    min_area: float,
+    peak_ratio: float,
+    score: float | None = None,
 ) -> list[Box]:
-    """Regions of the (input-resolution) map above the threshold, scaled to the query; else the peak region."""
+    """Regions of the (input-resolution) map above the threshold, scaled to the query; else the peak region.
+
+    `score`: the image score the verdict compared with the threshold. When it is not the map's own peak
+    (max_patch: the sharpest patch, which the smoothing flattens), the threshold is moved onto the map's
+    scale (threshold x peak / score), so boxes are above the threshold exactly when the image is anomalous.
+    """
     from scipy import ndimage
 
     if max_boxes <= 0 or crop.size == 0:
         return []
     peak = float(crop.max())
+    if score is not None and score > 0 and peak > 0:
+        threshold = threshold * peak / score
     above = peak > threshold
     level = threshold if above else peak * peak_ratio
     labels, n = ndimage.label(crop >= level)
@@ -482,7 +495,7 @@ class EvidenceService:
         x0, y0, x1, y1 = geom.box
         crop = smoothed[y0:y1, x0:x1]
         s = self.settings
-        boxes = find_boxes(crop, thr, geom, max_boxes or s.max_boxes, s.box_min_area, s.box_peak_ratio)
+        boxes = find_boxes(crop, thr, geom, max_boxes or s.max_boxes, s.box_min_area, s.box_peak_ratio, score)
         result = EvidenceResult(
             score=score,
             threshold=thr,

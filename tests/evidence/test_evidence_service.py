@@ -12,8 +12,8 @@ from PIL import Image
 
 from services.common.errors import ConfigError, FailedPrecondition, InvalidArgument
 from services.evidence.bank import BankStore
-from services.evidence.core import EvidenceService, region_name
-from services.evidence.features import TimmPatchFeatures
+from services.evidence.core import EvidenceService, find_boxes, region_name
+from services.evidence.features import Geometry, TimmPatchFeatures
 from tests.evidence.conftest import DATASET, Product, small_settings
 
 Make = Callable[..., EvidenceService]
@@ -105,6 +105,17 @@ def test_padded_resizing_keeps_the_aspect_ratio_and_maps_back_to_the_query(tmp_p
     r = svc.analyze_sync("l", DATASET, "woven_fabric", wide, return_overlay=True, keep_map=True)
     assert r.anomaly_map.shape == (120, 240) and "/pad/" in r.backbone_id
     assert Image.open(io.BytesIO(r.overlay_png)).size == (240, 120)
+
+
+def test_boxes_agree_with_the_verdict_when_the_score_is_the_sharpest_patch() -> None:
+    crop = np.zeros((40, 40), np.float32)
+    crop[30:36, 4:10] = 0.8  # the smoothed map peaks below the threshold of 1.0 ...
+    geom = Geometry(80, 80, (0, 0, 40, 40))
+    anomalous = find_boxes(crop, 1.0, geom, 3, 0.0, 0.7, score=1.2)  # ... but the sharpest patch is above it
+    assert [(b.above_threshold, b.region) for b in anomalous] == [(True, "bottom left")]
+    assert (anomalous[0].x0, anomalous[0].y0, anomalous[0].x1, anomalous[0].y1) == (8, 60, 20, 72)
+    normal = find_boxes(crop, 1.0, geom, 3, 0.0, 0.7, score=0.9)
+    assert [b.above_threshold for b in normal] == [False]
 
 
 def test_region_words_follow_mmad_for_any_image_size() -> None:

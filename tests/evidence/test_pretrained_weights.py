@@ -51,7 +51,7 @@ def test_random_weights_do_not_recognise_the_photos() -> None:
 
 def test_backbone_id_names_the_weights_file_and_its_hash(classifier: TimmPatchFeatures) -> None:
     assert classifier.backbone_id.startswith("efficientnet_lite0[efficientnet-lite0-57934424.pth@579344248a93]")
-    assert "/levels=2,3/grid=2/size=224/squash/pool=3/dim=152" in classifier.backbone_id
+    assert "/levels=2,3/size=224/squash/pool=3/dim=152" in classifier.backbone_id
 
 
 def test_packaged_tensors_are_in_the_lukemelas_layout_and_load_by_position() -> None:
