@@ -17,7 +17,7 @@ measured on the normal test images against the configured one.
 Never tuned on what it reports: the evaluation set (`--split eval`, the default) was frozen below before
 any tuning; tuning used `--split tuning` only. Report both.
 
-    python loadtests/bench_evidence_quality.py [--split eval|tuning] [--variants real,random,baseline]
+    python loadtests/bench_evidence_quality.py [--split eval|tuning] [--variants real,random,baseline] [--jobs 3]
 """
 
 from __future__ import annotations
@@ -218,6 +218,25 @@ def verdict_scores(cats: list[Category], outcomes: dict[str, Outcome], far_targe
     }
 
 
+def run_variant(variant: str, split: str, cache: str, only: list[str] | None, base: dict[str, Any]) -> dict[str, Any]:
+    """One variant over every category: its row of the JSON line (and, for `real`, its settings and verdicts)."""
+    cats = load_categories(split_data(split, Path(cache)), only)
+    out: dict[str, Any] = {}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        if variant == "baseline":
+            outcomes, timing = run_baseline(cats), {}
+        else:
+            weights = {"weights": "random"} if variant == "random" else {}
+            settings = EvidenceSettings(**{**base, **weights, "bank_store": f"{tmp}/{variant}", "device": "cpu"})
+            outcomes, timing = run_stage(settings, cats)
+            if variant == "real":
+                out["settings"] = settings.model_dump(exclude={"bank_store"})
+                out["verdict"] = verdict_scores(cats, outcomes, settings.false_alarm_rate)
+    out["row"] = {**summarize(cats, outcomes), **timing, "wall_s": round(time.perf_counter() - start, 1)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=sorted(SPLITS), default="eval", help="eval (reported) or tuning.")
@@ -225,6 +244,9 @@ def main() -> None:
     ap.add_argument("--categories", default="", help="Comma-separated subset (default: all).")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "echo-evidence-bench"), help="Data cache.")
     ap.add_argument("--config", default="", help="YAML of evidence settings to evaluate (default: the defaults).")
+    ap.add_argument(
+        "--jobs", type=int, default=1, help="Variants run in this many worker processes (same data, one JSON line)."
+    )
     args = ap.parse_args()
     only = [c for c in args.categories.split(",") if c] or None
     cats = load_categories(split_data(args.split, Path(args.cache)), only)
@@ -236,20 +258,19 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     line: dict[str, Any] = {"bench": "evidence_quality", "split": args.split, **SPLITS[args.split]}
     line["categories"] = [c.name for c in cats]
+    jobs = [(v, args.split, args.cache, only, base) for v in variants]
+    if args.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(run_variant, *zip(*jobs, strict=True)))
+    else:
+        results = [run_variant(*job) for job in jobs]
     rows: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for v in variants:
-            start = time.perf_counter()
-            if v == "baseline":
-                outcomes, timing = run_baseline(cats), {}
-            else:
-                weights = {"weights": "random"} if v == "random" else {}
-                settings = EvidenceSettings(**{**base, **weights, "bank_store": f"{tmp}/{v}", "device": "cpu"})
-                outcomes, timing = run_stage(settings, cats)
-                if v == "real":
-                    line["settings"] = settings.model_dump(exclude={"bank_store"})
-                    line["verdict"] = verdict_scores(cats, outcomes, settings.false_alarm_rate)
-            rows[v] = {**summarize(cats, outcomes), **timing, "wall_s": round(time.perf_counter() - start, 1)}
+    for v, res in zip(variants, results, strict=True):
+        rows[v] = res["row"]
+        line.update({k: res[k] for k in ("settings", "verdict") if k in res})
     line["rows"] = rows
     if "real" in rows:
         r = rows["real"]
