@@ -107,12 +107,14 @@ def build_inspect_request(
     request_id: str = "",
     send_uri: bool = False,
     references: list[ImageLike] | None = None,
+    return_heatmap: bool = False,
 ) -> inspector_pb2.InspectRequest:
     """One InspectRequest from plain Python values (names as in the README and CLI).
 
     Names: question_type as MMAD's ("Anomaly Detection"), reference_mode 0-shot/1-shot/1-shot*/k-shot,
     knowledge_mode none/dk/csk, answer_format mc/open/tf; an unknown one is InvalidArgument naming it.
     `references`: normal images of your choosing, used instead of the memory search (MMAD's 1-shot protocol).
+    `return_heatmap`: the trace carries the visual evidence's heat map and overlay (PNG).
     """
     fmt = ANSWER_FORMATS.get(answer_format or "", answer_format)
     settings = common_pb2.RequestSettings(
@@ -123,6 +125,7 @@ def build_inspect_request(
         deadline_ms=deadline_ms,
         return_prompt=return_prompt,
         seed=seed,
+        return_heatmap=return_heatmap,
     )
     for name, on in (experts or {}).items():
         setattr(settings.experts, name, on)

@@ -1,5 +1,8 @@
 """Protocols: named presets of settings. `paper` is the protocol the Echo paper measured on MMAD.
 
+`paper` keeps the paper's Table 3 expert map exactly (no visual evidence expert); the product default
+adds the evidence expert where it was measured (PRODUCT_EXPERT_MAP).
+
 A preset sits between the defaults and a config file: a file's own values, the
 environment and explicit overrides still win (services/config.py, load_settings). The
 product defaults are what `echo-iad serve` runs; `echo-iad eval` selects
@@ -27,6 +30,20 @@ PAPER_EXPERT_MAP: dict[str, list[str]] = {
     "Defect Analysis": ["reference", "reasoning"],
     "Object Classification": [],
     "Object Analysis": [],
+}
+
+# The product's map (what `echo-iad serve` runs): the paper's, plus the visual evidence expert (services/evidence)
+# where it was measured to help. The one thing measurable here is the evidence's own accuracy, and it is high on
+# the two types it answers directly: on the synthetic generator's data the stage's image AUROC is about 0.99 and its
+# pixel AUROC about 0.99 (loadtests/bench_evidence_quality.py), so its verdict (Anomaly Detection) and its boxes'
+# position words (Defect Localization) carry real signal, where every MLLM runnable offline has random weights.
+# For the other five types the evidence only helps through a real MLLM reading it; none runs here, so they stay
+# off until one measures them (`echo-iad eval --ablation`, the evidence axis). Switch per request with
+# settings.experts.evidence.
+PRODUCT_EXPERT_MAP: dict[str, list[str]] = {
+    **{k: list(v) for k, v in PAPER_EXPERT_MAP.items()},
+    "Anomaly Detection": ["reference", "evidence"],
+    "Defect Localization": ["evidence"],
 }
 
 MMAD_MAX_PIXELS = 1280 * 28 * 28  # about 1.0 MP: 1280 visual tokens per image

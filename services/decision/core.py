@@ -42,6 +42,19 @@ _LETTER = re.compile(r"^[A-Z]$")
 
 
 @dataclass
+class EvidenceInput:
+    """The visual evidence expert's finding (the domain form of DecideRequest.evidence)."""
+
+    anomalous: bool
+    score: float
+    threshold: float
+    regions: list[str]  # the boxes' MMAD position words, most anomalous first
+    summary: str = ""
+    as_text: bool = False  # the prompt shows the summary
+    overlay: bytes = b""  # the heat-map overlay; non-empty: the prompt shows it as an extra image
+
+
+@dataclass
 class DecisionInput:
     """One question about one query image (the domain form of echo.v1.DecideRequest)."""
 
@@ -57,6 +70,11 @@ class DecisionInput:
     category: str = ""
     request_id: str = ""
     question_type: str = ""  # an MMAD type, "" when unknown (the prompt then never names the product)
+    evidence: EvidenceInput | None = None
+
+    @property
+    def overlay(self) -> bytes:
+        return self.evidence.overlay if self.evidence is not None else b""
 
 
 @dataclass
@@ -122,10 +140,12 @@ def validate_input(inp: DecisionInput, max_images: int | None = None) -> None:
         raise InvalidArgument(f"{inp.question_type!r} is not an MMAD question type", field="question.type")
     if inp.max_reasoning_tokens < 0:
         raise InvalidArgument(f"is {inp.max_reasoning_tokens}; use 0 for the default", field="max_reasoning_tokens")
-    n = 1 + len(inp.reference_images)
+    n = 1 + len(inp.reference_images) + bool(inp.overlay)
     if max_images is not None and n > max_images:
+        heat = " and the evidence heat map" if inp.overlay else ""
         raise InvalidArgument(
-            f"has {n} images (the query and {n - 1} references); the model allows {max_images} (decision.max_images)",
+            f"has {n} images (the query, {len(inp.reference_images)} references{heat}); the model allows "
+            f"{max_images} (decision.max_images)",
             field="reference_images",
         )
 
@@ -201,9 +221,13 @@ class DecisionMaker:
             t0 = time.perf_counter()
             fields = [("query_image", inp.query_image)]
             fields += [(f"reference_images[{i}]", b) for i, b in enumerate(inp.reference_images)]
+            if inp.overlay:
+                fields.append(("evidence.overlay_png", inp.overlay))
             images = await asyncio.to_thread(prepare_images, fields, s.min_pixels, s.max_pixels)
             t1 = time.perf_counter()
+            heatmap = images.pop() if inp.overlay else None
             query, refs = images[0], images[1:]
+            ev = inp.evidence
             pin = PromptInput(
                 question=inp.question.strip(),
                 options=dict(inp.options),
@@ -214,13 +238,19 @@ class DecisionMaker:
                 reasoning=inp.reasoning,
                 question_type=inp.question_type,
                 style=s.prompt_style,
+                evidence=ev.summary if ev is not None and ev.as_text else "",
+                heatmap=heatmap is not None,
             )
             replies: list[Reply] = []
             reasoning: str | None = None
             first: ChatPrompt | None = None
             if inp.reasoning:
                 first = reasoning_prompt(
-                    pin, query, refs, min(inp.max_reasoning_tokens or s.max_reasoning_tokens, s.max_reasoning_tokens)
+                    pin,
+                    query,
+                    refs,
+                    min(inp.max_reasoning_tokens or s.max_reasoning_tokens, s.max_reasoning_tokens),
+                    heatmap,
                 )
                 r = await self.backend.complete(first)
                 replies.append(r)
@@ -234,6 +264,7 @@ class DecisionMaker:
                 first_pass=first,
                 max_answer_tokens=s.max_answer_tokens,
                 free_answer_tokens=s.free_answer_tokens if free else 0,
+                heatmap=heatmap,
             )
             final_replies = list(await asyncio.gather(*(self.backend.complete(p) for p in finals)))
             replies += final_replies
@@ -255,7 +286,7 @@ class DecisionMaker:
             raw_reply=raw,
             reasoning=reasoning or "",
             prompt=prompt,
-            prompt_sha256=prompt_hash(rendered, [inp.query_image, *inp.reference_images]),
+            prompt_sha256=prompt_hash(rendered, [inp.query_image, *inp.reference_images, *filter(None, [inp.overlay])]),
             model_id=self.model_id,
             compute_ms=(t2 - t1) * 1000,
             preprocess_ms=(t1 - t0) * 1000,

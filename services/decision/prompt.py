@@ -73,6 +73,10 @@ OPEN_ANSWER = "Answer the question with a short phrase."
 TF_ANSWER = "Answer with Yes or No directly."
 REASONING_ANSWER = "Think step by step as guided above and explain briefly. Do not give the final answer yet."
 QUERY_WORDING = "Following is the query image:"
+HEATMAP_WORDING = (
+    "Following is the anomaly heat map of the query image, laid over it (red: unlike any normal sample, "
+    "blue: like the normal samples):"
+)
 
 # MMAD's texts, verbatim (jam-cc/MMAD; file and line cited in test_decision_prompt_golden.py).
 MMAD_ROLE = (
@@ -101,6 +105,8 @@ class PromptInput:
     reasoning: bool = False
     question_type: str = ""  # an MMAD type; "" when unknown
     style: PromptStyle = "mmad"
+    evidence: str = ""  # the visual evidence expert's summary, after the query image
+    heatmap: bool = False  # the evidence's heat-map overlay follows as one more image (after the query)
 
     @property
     def letters(self) -> tuple[str, ...]:
@@ -246,6 +252,11 @@ def _echo_message(inp: PromptInput, question_block: str, answer_line: str) -> di
             c.image(i)
     c.text(QUERY_WORDING)
     c.image(inp.n_references)
+    if inp.heatmap:
+        c.text(HEATMAP_WORDING)
+        c.image(inp.n_references + 1)
+    if inp.evidence.strip():
+        c.text(inp.evidence.strip())
     if inp.reasoning:
         c.text(reasoning_guidance(inp.product, inp.n_references))
     c.text(question_block)
@@ -270,6 +281,10 @@ def _mmad_message(inp: PromptInput, question_item: str, answer_line: str) -> dic
         parts.append(_text_part(mmad_reference_wording(inp.n_references)))
         parts += [_image_part(i) for i in range(inp.n_references)]
     parts += [_text_part(MMAD_QUERY), _image_part(inp.n_references)]
+    if inp.heatmap:
+        parts += [_text_part(HEATMAP_WORDING), _image_part(inp.n_references + 1)]
+    if inp.evidence.strip():
+        parts.append(_text_part(inp.evidence.strip()))
     if inp.reasoning:
         parts.append(_text_part(reasoning_guidance(inp.product, inp.n_references)))
     parts += [_text_part(MMAD_QUESTION_LIST), _text_part(question_item)]
@@ -293,17 +308,21 @@ def _first_user_message(inp: PromptInput, question_block: str, answer_line: str)
     return build(inp, question_block, answer_line)
 
 
-def _ordered(query: Image.Image, references: list[Image.Image]) -> list[Image.Image]:
-    return [*references, query]
+def _ordered(query: Image.Image, references: list[Image.Image], heatmap: Image.Image | None) -> list[Image.Image]:
+    return [*references, query, *([heatmap] if heatmap is not None else [])]
 
 
 def reasoning_prompt(
-    inp: PromptInput, query: Image.Image, references: list[Image.Image], max_tokens: int
+    inp: PromptInput,
+    query: Image.Image,
+    references: list[Image.Image],
+    max_tokens: int,
+    heatmap: Image.Image | None = None,
 ) -> ChatPrompt:
-    """The Reasoning Expert's pass: free text, bounded."""
+    """The Reasoning Expert's pass: free text, bounded. `heatmap`: the evidence overlay (with inp.heatmap)."""
     block = _question_block(inp, with_options=inp.answer_format == "multiple_choice")
     msg = _first_user_message(inp, block, REASONING_ANSWER)
-    return ChatPrompt([msg], _ordered(query, references), (), max_tokens)
+    return ChatPrompt([msg], _ordered(query, references, heatmap), (), max_tokens)
 
 
 def final_prompts(
@@ -315,15 +334,16 @@ def final_prompts(
     first_pass: ChatPrompt | None = None,
     max_answer_tokens: int = 16,
     free_answer_tokens: int = 0,
+    heatmap: Image.Image | None = None,
 ) -> list[ChatPrompt]:
     """The Decision Maker's pass(es): one prompt, or one per option for true/false.
 
     With `reasoning` (and the `first_pass` it answered), each prompt replays that
     turn and the analysis, then asks for the answer. `free_answer_tokens` > 0
     generates the multiple-choice and true/false answers freely (up to that many
-    tokens, parsed afterwards) instead of constraining them.
+    tokens, parsed afterwards) instead of constraining them. `heatmap`: the evidence overlay (with inp.heatmap).
     """
-    images = _ordered(query, references)
+    images = _ordered(query, references, heatmap)
     two_pass = reasoning is not None
     if two_pass and first_pass is None:
         raise ValueError("the two-pass mode needs the first pass it continues")

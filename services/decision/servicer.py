@@ -10,7 +10,7 @@ from echo.v1 import decision_pb2, decision_pb2_grpc
 from services.common.enums import ANSWER_FORMAT_ENUM, QUESTION_TYPE_ENUM, to_name
 from services.common.errors import InvalidArgument, grpc_errors
 from services.common.images import image_bytes
-from services.decision.core import Decider, DecisionInput
+from services.decision.core import Decider, DecisionInput, EvidenceInput
 from services.decision.prompt import AnswerFormat
 
 
@@ -34,6 +34,22 @@ def to_input(request: decision_pb2.DecideRequest) -> DecisionInput:
         category=request.category,
         request_id=request.request_id,
         question_type=to_name(QUESTION_TYPE_ENUM, request.question.type, "question.type"),
+        evidence=_evidence(request),
+    )
+
+
+def _evidence(request: decision_pb2.DecideRequest) -> EvidenceInput | None:
+    if not request.HasField("evidence"):
+        return None
+    e = request.evidence
+    return EvidenceInput(
+        anomalous=e.anomalous,
+        score=e.score,
+        threshold=e.threshold,
+        regions=[b.region for b in e.boxes],
+        summary=e.summary,
+        as_text=e.sent_as_text,
+        overlay=e.overlay_png if e.sent_as_image else b"",
     )
 
 

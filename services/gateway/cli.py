@@ -59,7 +59,7 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve all five services (Inspector, Embedding, Retrieval, Knowledge, Decision) on one gRPC port.
+    """Serve all six services (Inspector, Embedding, Retrieval, Knowledge, Decision, Evidence) on one gRPC port.
 
     Embedded mode: one process, Qdrant Edge, files on disk. Health checking (every stage's real check, every
     server.health_interval_s) and reflection are on; SIGTERM lets in-flight requests finish. Loopback with no

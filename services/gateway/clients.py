@@ -41,6 +41,8 @@ from echo.v1 import (
     decision_pb2_grpc,
     embedding_pb2,
     embedding_pb2_grpc,
+    evidence_pb2,
+    evidence_pb2_grpc,
     knowledge_pb2,
     knowledge_pb2_grpc,
     retrieval_pb2,
@@ -60,10 +62,16 @@ from services.common.serving import channel_options, retry_options
 from services.common.telemetry import client_interceptors
 from services.gateway.config import GatewaySettings, StageEndpoint
 from services.gateway.domain import (
+    Analyzed,
+    BankState,
     CategoryGuess,
     Decided,
     DecisionAsk,
     Embedded,
+    Evidence,
+    EvidenceBox,
+    EvidenceImages,
+    HeatMap,
     Knowledge,
     KnowledgeFound,
     MemoryItem,
@@ -79,12 +87,14 @@ _STUBS = {
     "retrieval": retrieval_pb2_grpc.RetrievalStub,
     "knowledge": knowledge_pb2_grpc.KnowledgeStub,
     "decision": decision_pb2_grpc.DecisionStub,
+    "evidence": evidence_pb2_grpc.EvidenceStub,
 }
 STAGE_SERVICES = {
     "embedding": "echo.v1.Embedding",
     "retrieval": "echo.v1.Retrieval",
     "knowledge": "echo.v1.Knowledge",
     "decision": "echo.v1.Decision",
+    "evidence": "echo.v1.Evidence",
 }
 NOT_IDEMPOTENT = ("echo.v1.Decision/Decide",)
 DEGRADED_METADATA_KEY = "echo-degraded"  # trailing metadata a stage sends when it served in a reduced way
@@ -120,6 +130,7 @@ class StageCallError(EchoError):
     def __init__(self, stage: str, code: grpc.StatusCode, details: str) -> None:
         self.stage = stage
         self.code = code
+        self.details = details
         super().__init__(f"{stage} stage: {code.name}: {details}")
 
     @classmethod
@@ -249,8 +260,19 @@ def _reference(hit: common_pb2.Reference) -> Reference:
     return Reference(id=hit.id, score=hit.score, uri=hit.uri, category=hit.category, sha256=hit.sha256)
 
 
+def _box(b: common_pb2.EvidenceBox) -> EvidenceBox:
+    return EvidenceBox(b.x0, b.y0, b.x1, b.y1, b.score, b.region, b.area, b.above_threshold)
+
+
+def evidence_to_proto(e: Evidence) -> common_pb2.TraceEvidence:
+    """The evidence as the trace and the decision stage carry it."""
+    heat = common_pb2.HeatMap(**vars(e.heatmap)) if e.heatmap is not None else None
+    boxes = [common_pb2.EvidenceBox(**vars(b)) for b in e.boxes]
+    return common_pb2.TraceEvidence(**{**vars(e), "boxes": boxes, "heatmap": heat})
+
+
 class StageClients:
-    """All four stages, as calls on plain values; channels are shared between stages at the same address.
+    """All five stages, as calls on plain values; channels are shared between stages at the same address.
 
     Args:
         default_address: where stages without an address of their own are (embedded: this server's port).
@@ -467,6 +489,40 @@ class StageClients:
         entry = next((e for e in resp.entries if e.category == category), None)
         return KnowledgeFound(entry.SerializeToString() if entry is not None else b"", degraded)
 
+    # ---- evidence ----------------------------------------------------------------------------------------------
+    async def analyze(
+        self, image: bytes, *, line_id: str, dataset: str, category: str, images: bool, deadline: Deadline
+    ) -> Analyzed:
+        """The query against its product's bank of normal patches; `images`: also the heat map and overlay."""
+        req = evidence_pb2.AnalyzeRequest(
+            line_id=line_id,
+            dataset=dataset,
+            category=category,
+            image=common_pb2.Image(data=image),
+            options=evidence_pb2.AnalyzeOptions(return_heatmap=images, return_overlay=images),
+        )
+        r = await self["evidence"].call("Analyze", req, deadline)
+        evidence = Evidence(r.score, r.threshold, r.anomalous, [_box(b) for b in r.boxes], r.backbone_id, r.summary)
+        kept = None
+        if images and r.HasField("heatmap"):
+            h = r.heatmap
+            kept = EvidenceImages(HeatMap(h.png, h.width, h.height, h.scale), r.overlay_png)
+        return Analyzed(evidence, kept, r.compute_ms)
+
+    async def add_to_bank(
+        self, line_id: str, dataset: str, category: str, images: Sequence[bytes], deadline: Deadline
+    ) -> BankState:
+        """Normal images into the product's evidence bank (idempotent by content hash; it recalibrates)."""
+        req = evidence_pb2.AddBankImagesRequest(
+            line_id=line_id, dataset=dataset, category=category, images=[common_pb2.Image(data=b) for b in images]
+        )
+        r = await self["evidence"].call("AddNormalImages", req, deadline)
+        return BankState(r.bank.images, r.bank.calibration.threshold, r.added, r.existing)
+
+    async def delete_bank(self, line_id: str, dataset: str, category: str, deadline: Deadline) -> int:
+        req = evidence_pb2.DeleteBankRequest(line_id=line_id, dataset=dataset, category=category)
+        return (await self["evidence"].call("DeleteBank", req, deadline)).deleted_images
+
     # ---- decision ----------------------------------------------------------------------------------------------
     async def decide(self, ask: DecisionAsk, deadline: Deadline) -> Decided:
         req = decision_pb2.DecideRequest(
@@ -487,6 +543,9 @@ class StageClients:
             return_prompt=ask.return_prompt,
             category=ask.category,
         )
+        if ask.evidence is not None:
+            req.evidence.CopyFrom(evidence_to_proto(ask.evidence))
+            req.evidence.overlay_png = ask.evidence_overlay
         r = await self["decision"].call("Decide", req, deadline)
         return Decided(
             r.answer, r.unparsed, r.raw_reply, r.reasoning, r.prompt, r.model_id, r.compute_ms, r.preprocess_ms,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.common.protocol import PAPER_EXPERT_MAP
+from services.common.protocol import PRODUCT_EXPERT_MAP
 from services.common.section import Section
 
-# The product's map; today the paper's (services/common/protocol.py), which the `paper` protocol pins.
-DEFAULT_EXPERT_MAP: dict[str, list[str]] = {k: list(v) for k, v in PAPER_EXPERT_MAP.items()}
+# The product's map (services/common/protocol.py says what was measured); the `paper` protocol pins the paper's.
+DEFAULT_EXPERT_MAP: dict[str, list[str]] = {k: list(v) for k, v in PRODUCT_EXPERT_MAP.items()}
 
 
 class StageEndpoint(Section):
@@ -36,10 +36,33 @@ class GatewaySettings(Section):
     retrieval: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=0.2))
     knowledge: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=0.3))
     decision: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=1.0, retries=0))
+    evidence: StageEndpoint = Field(default_factory=lambda: StageEndpoint(timeout_share=0.3))
     expert_map: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_EXPERT_MAP.items()},
         description=(
-            "Question type -> experts activated (reference, knowledge, reasoning). The decision maker always runs."
+            "Question type -> experts activated (reference, knowledge, reasoning, evidence). The decision maker "
+            "always runs."
+        ),
+    )
+    evidence_as_text: bool = Field(
+        True,
+        description=(
+            "Give the Decision Maker the visual evidence as text: the anomaly score against the product's "
+            "threshold, the verdict and the anomalous regions in MMAD's position words (the evidence stage's summary)."
+        ),
+    )
+    evidence_as_image: bool = Field(
+        False,
+        description=(
+            "Also give the Decision Maker the heat map over the query as an extra image (after the query image). "
+            "One more image per prompt: it counts toward decision.max_images."
+        ),
+    )
+    audit_evidence_images: bool = Field(
+        True,
+        description=(
+            "With the audit log on, keep each inspection's heat map and overlay in the audit image store (the "
+            "console shows the overlay); off: the record keeps the score, verdict and boxes only."
         ),
     )
     default_deadline_ms: float = Field(30_000, gt=0, description="Deadline when neither the request nor gRPC sets one.")

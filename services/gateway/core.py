@@ -1,9 +1,10 @@
 """The Inspector: validate, plan, fan out to the experts, decide, and trace it all (plain values, no gRPC here).
 
 Embedding then retrieval run in sequence (the search needs the vector); the
-knowledge lookup runs beside them when the category is known, after category
-inference when it is not. Optional experts that fail are dropped and the trace
-says "degraded"; the decision stage is required. The stage calls go through
+knowledge lookup and the visual evidence run beside them when the category is
+known, after category inference when it is not. Optional experts that fail are
+dropped and the trace says "degraded" (a product with no evidence bank says what
+to add); the decision stage is required. The stage calls go through
 services/gateway/clients.py, which speaks the stages' protos.
 """
 
@@ -32,6 +33,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.domain import (
     Added,
     DecisionAsk,
+    EvidenceImages,
     Inspection,
     InspectionResult,
     KnowledgeFound,
@@ -44,13 +46,12 @@ from services.gateway.domain import (
     Timing,
     Trace,
 )
-from services.gateway.planner import Plan, QuestionTypeClassifier, TypeGuess, plan_experts
+from services.gateway.planner import EXPERTS, Plan, QuestionTypeClassifier, TypeGuess, plan_experts
 from services.gateway.validation import check_name, check_question, check_request_id, check_settings
 from services.knowledge.entries import Entry, canonical_dataset
 
 T = TypeVar("T")
 
-EXPERTS = ("reference", "knowledge", "reasoning")
 _CATEGORY_CACHE_S = 30.0
 _EMBED_CHUNK = 32
 
@@ -72,6 +73,7 @@ class _Run:
     references: list[Reference] = field(default_factory=list)
     knowledge: str = ""
     passages: list[Passage] = field(default_factory=list)
+    evidence_images: EvidenceImages | None = None
 
     async def timed(self, stage: str, aw: Awaitable[T]) -> T:
         """Await one step of the fan-out, timed into the trace and, with tracing on, as its own span."""
@@ -101,12 +103,17 @@ class Inspector:
         settings: GatewaySettings,
         image_store: ImageStore,
         limits: ImageLimits = ImageLimits(),
+        *,
+        keep_evidence_images: bool = False,
     ) -> None:
+        """`keep_evidence_images`: ask the evidence stage for the heat map and overlay of every inspection (the
+        audit trail keeps them), not only when a request asks for them."""
         self.clients = clients
         self.classifier = classifier
         self.settings = settings
         self.image_store = image_store
         self.limits = limits
+        self.keep_evidence_images = keep_evidence_images
         self._in_flight = 0
         self._category_vectors: dict[tuple[str, str], tuple[float, dict[str, list[float]]]] = {}
 
@@ -171,13 +178,32 @@ class Inspector:
         return plan
 
     async def _fan_out(self, run: _Run, plan: Plan) -> None:
-        """The optional experts: reference (embed, infer the category if unknown, search) and knowledge."""
+        """The optional experts: reference (embed, infer the category if unknown, search), knowledge and the
+        visual evidence (beside the others when the category is known, after its inference when it is not)."""
+        use_evidence = "evidence" in plan.experts
+        if use_evidence and run.inspection.category:
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._fan_out_others(run, need_category_for_evidence=False))
+                    tg.create_task(self._optional(run, "evidence", self._evidence(run)))
+            except BaseExceptionGroup as group:
+                raise task_group_error(group) from None
+        else:
+            await self._fan_out_others(run, need_category_for_evidence=use_evidence)
+            if use_evidence and run.trace.category:
+                await self._optional(run, "evidence", self._evidence(run))
+            elif use_evidence:
+                run.trace.degraded.append("evidence: skipped, the category is unknown")
+        if run.trace.evidence is not None:
+            run.trace.experts_used.append("evidence")
+
+    async def _fan_out_others(self, run: _Run, *, need_category_for_evidence: bool) -> None:
         trace = run.trace
         use_reference = trace.reference_mode != "0-shot"
         use_knowledge = trace.knowledge_mode != "none"
         provided = use_reference and bool(run.inspection.references)  # the caller's references replace the search
         use_search = use_reference and not provided
-        need_category = not run.inspection.category and (use_search or use_knowledge)
+        need_category = not run.inspection.category and (use_search or use_knowledge or need_category_for_evidence)
 
         async def reference_branch() -> None:
             vector = await self._embed_query(run)
@@ -234,7 +260,19 @@ class Inspector:
             return_prompt=i.return_prompt,
             category=trace.category,
         )
-        decided = await run.timed("decision", self.clients.decide(ask, run.deadline))
+        if trace.evidence is not None:
+            ask.evidence = trace.evidence
+            trace.evidence.sent_as_text = self.settings.evidence_as_text
+            if self.settings.evidence_as_image and run.evidence_images is not None:
+                trace.evidence.sent_as_image = True
+                ask.evidence_overlay = run.evidence_images.overlay_png
+        try:
+            decided = await run.timed("decision", self.clients.decide(ask, run.deadline))
+        except StageCallError as e:
+            why_none = [d for d in trace.degraded if d.startswith("evidence:")]
+            if e.caller_error and why_none:  # e.g. decision.backend evidence with no bank: say what to add
+                raise StageCallError(e.stage, e.code, f"{e.details} ({'; '.join(why_none)})") from None
+            raise
         run.set_compute("decision", decided.compute_ms)
         if use_reasoning:
             trace.experts_used.append("reasoning")
@@ -250,8 +288,9 @@ class Inspector:
             trace.timings.append(Timing("decision.preprocess", decided.preprocess_ms, decided.preprocess_ms))
         answer = decided.answer if decided.answer in i.options else ""
         return InspectionResult(
-            request_id, answer, i.options.get(answer, ""), trace, run.query_sha, run.knowledge, run.passages
-        )
+            request_id, answer, i.options.get(answer, ""), trace, run.query_sha, run.knowledge, run.passages,
+            run.evidence_images,
+        )  # fmt: skip
 
     async def _optional(self, run: _Run, expert: str, aw: Awaitable[None]) -> None:
         """Run an optional expert; a stage outage degrades the answer, a refused request fails it."""
@@ -261,6 +300,29 @@ class Inspector:
             if expert == "reference" and e.caller_error:
                 raise
             run.degrade(expert, e)
+
+    async def _evidence(self, run: _Run) -> None:
+        """The query against its product's bank of normal patches (the heat map when the trace or audit wants it)."""
+        i, trace = run.inspection, run.trace
+        want_images = i.return_heatmap or self.keep_evidence_images or self.settings.evidence_as_image
+        analyzed = await run.timed(
+            "evidence",
+            self.clients.analyze(
+                i.image,
+                line_id=i.line_id,
+                dataset=trace.dataset,
+                category=trace.category,
+                images=want_images,
+                deadline=run.deadline,
+            ),
+        )
+        run.set_compute("evidence", analyzed.compute_ms)
+        trace.model_ids["evidence"] = analyzed.evidence.backbone_id
+        run.evidence_images = analyzed.images
+        if i.return_heatmap and analyzed.images is not None:
+            analyzed.evidence.heatmap = analyzed.images.heatmap
+            analyzed.evidence.overlay_png = analyzed.images.overlay_png
+        trace.evidence = analyzed.evidence
 
     async def _embed_query(self, run: _Run) -> list[float]:
         embedded = await run.timed("embedding", self.clients.embed_images([run.inspection.image], run.deadline))
@@ -370,7 +432,10 @@ class Inspector:
     async def add_normal_images(
         self, line_id: str, dataset: str, category: str, images: list[bytes], deadline: Deadline
     ) -> Added:
-        """Embed and store a line's normal images (content-addressed: the same image twice adds nothing)."""
+        """The one ingest path of normal images (AddNormalImages, `product add`, `memory build`): each image goes
+        to the retrieval memory (stored, embedded, indexed) and to the product's evidence bank (patch features;
+        the bank recalibrates its threshold). Content-addressed in both: the same image twice adds nothing, so
+        a retry after a failure in either completes the other."""
         check_name(line_id, "line_id", required=True)
         check_name(dataset, "dataset", required=False)
         check_name(category, "category", required=True)
@@ -389,7 +454,14 @@ class Inspector:
         ids, added, existing = await self.clients.upsert(points, deadline)
         self._category_vectors.pop((line_id, dataset), None)
         self._category_vectors.pop((line_id, ""), None)
-        return Added(ids, added, existing)
+        bank = None
+        for start in range(0, len(images), _EMBED_CHUNK):
+            chunk = images[start : start + _EMBED_CHUNK]
+            state = await self.clients.add_to_bank(line_id, dataset, category, chunk, deadline)
+            if bank is not None:
+                state.added, state.existing = bank.added + state.added, bank.existing + state.existing
+            bank = state
+        return Added(ids, added, existing, bank)
 
     async def list_normal_images(
         self, line_id: str, dataset: str, category: str, limit: int, page_token: str, deadline: Deadline
@@ -412,6 +484,8 @@ class Inspector:
         if not ids:
             check_name(category, "category", required=True)  # never delete a whole line by accident
         deleted = await self.clients.delete(line_id, dataset, category, ids, deadline)
+        if not ids:  # a whole product leaves the line: its evidence bank too (a bank holds no per-image ids)
+            await self.clients.delete_bank(line_id, dataset or self.settings.default_dataset, category, deadline)
         self._category_vectors.clear()
         return deleted
 

@@ -34,6 +34,7 @@ class Inspection:
     return_prompt: bool = False
     seed: int = 0
     references: list[bytes] = field(default_factory=list)  # the caller's normal images (MMAD's 1-shot protocol)
+    return_heatmap: bool = False  # put the evidence heat map and its overlay in the trace
 
 
 @dataclass
@@ -52,6 +53,46 @@ class Timing:
     stage: str
     ms: float
     compute_ms: float = 0.0
+
+
+@dataclass
+class EvidenceBox:
+    """An anomalous region in query pixels (x1, y1 exclusive) and its MMAD position words (fields as EvidenceBox)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float
+    region: str
+    area: float
+    above_threshold: bool
+
+
+@dataclass
+class HeatMap:
+    """The anomaly map as 8-bit grey PNG at the query's size; pixel v means score v / 255 * scale."""
+
+    png: bytes
+    width: int
+    height: int
+    scale: float
+
+
+@dataclass
+class Evidence:
+    """What the visual evidence expert found, and how it reached the Decision Maker (fields as TraceEvidence)."""
+
+    score: float
+    threshold: float
+    anomalous: bool
+    boxes: list[EvidenceBox]
+    backbone_id: str
+    summary: str
+    sent_as_text: bool = False
+    sent_as_image: bool = False
+    heatmap: HeatMap | None = None  # in the trace only when the request asks (settings.return_heatmap)
+    overlay_png: bytes = b""  # likewise
 
 
 @dataclass
@@ -81,6 +122,7 @@ class Trace:
     answer_format: str = ""
     option_scores: dict[str, float] = field(default_factory=dict)
     prompt_sha256: str = ""
+    evidence: Evidence | None = None
 
 
 @dataclass
@@ -102,6 +144,15 @@ class InspectionResult:
     image_sha256: str = ""
     knowledge: str = ""  # the knowledge text exactly as the decision maker saw it
     passages: list[Passage] = field(default_factory=list)
+    evidence_images: EvidenceImages | None = None  # the heat map and overlay, whether or not the trace shows them
+
+
+@dataclass
+class EvidenceImages:
+    """The evidence's images an audit record keeps (PNG bytes)."""
+
+    heatmap: HeatMap
+    overlay_png: bytes
 
 
 @dataclass
@@ -127,6 +178,17 @@ class MemoryListing:
 @dataclass
 class Added:
     ids: list[str]
+    added: int
+    existing: int
+    bank: BankState | None = None  # the product's evidence bank after the images joined it
+
+
+@dataclass
+class BankState:
+    """A product's evidence bank: its normal images and calibrated threshold (0 below two images)."""
+
+    images: int
+    threshold: float
     added: int
     existing: int
 
@@ -222,6 +284,17 @@ class DecisionAsk:
     return_prompt: bool
     category: str
     reference_images: list[bytes] = field(default_factory=list)  # sent as bytes instead of reference_uris
+    evidence: Evidence | None = None  # sent_as_text / sent_as_image say what the prompt shows
+    evidence_overlay: bytes = b""  # the overlay as the extra image, when sent_as_image
+
+
+@dataclass
+class Analyzed:
+    """The evidence stage's answer: the evidence, its images when asked, and the stage's compute time."""
+
+    evidence: Evidence
+    images: EvidenceImages | None
+    compute_ms: float
 
 
 @dataclass

@@ -159,6 +159,8 @@ _CUES: dict[str, list[re.Pattern[str]]] = {
         ),
     ],
 }
+EXPERTS = ("reference", "knowledge", "reasoning", "evidence")
+"""The optional experts, in the order the trace lists them; the decision maker always runs."""
 CUE_BONUS = 0.12
 OPTION_WEIGHT = 0.2  # score added per type at full option evidence (every option looks like that type's answers)
 
@@ -175,7 +177,7 @@ class Plan:
     """What one inspection will run."""
 
     question_type: TypeGuess
-    experts: tuple[str, ...]  # subset of ("reference", "knowledge", "reasoning"); decision always runs
+    experts: tuple[str, ...]  # subset of EXPERTS; decision always runs
     disabled_by_request: tuple[str, ...] = field(default=())
 
 
@@ -273,12 +275,11 @@ def plan_experts(
     """Experts from the configured map, then per-request switches force each on or off."""
     chosen = list(expert_map.get(question_type.type, []))
     disabled = []
-    for expert in ("reference", "knowledge", "reasoning"):
+    for expert in EXPERTS:
         forced = switches.get(expert)
         if forced is True and expert not in chosen:
             chosen.append(expert)
         elif forced is False and expert in chosen:
             chosen.remove(expert)
             disabled.append(expert)
-    order = ("reference", "knowledge", "reasoning")
-    return Plan(question_type, tuple(e for e in order if e in chosen), tuple(disabled))
+    return Plan(question_type, tuple(e for e in EXPERTS if e in chosen), tuple(disabled))

@@ -1,6 +1,6 @@
 """Hosting the Inspector: alone (cluster), or with every stage in one process (embedded).
 
-`echo-iad serve` runs the embedded server: one gRPC port, five services, the
+`echo-iad serve` runs the embedded server: one gRPC port, six services, the
 gateway reaching the stages through their gRPC contracts as it reaches separate
 deployments in the cluster: by default over an in-process channel to the same
 server (the same handlers, interceptors, serialized messages and status codes,
@@ -56,6 +56,7 @@ def build_inspector(
     if token is None:
         token = read_secret(settings.gateway.stage_token_file, STAGE_TOKEN_ENV)
     clients = StageClients(settings.gateway, default_address, settings.server.max_message_mb, local=local, token=token)
+    keep = settings.audit.enabled and settings.gateway.audit_evidence_images
     return Inspector(
         clients=clients,
         classifier=build_classifier(),
@@ -63,6 +64,7 @@ def build_inspector(
         image_store=ImageStore(settings.retrieval.image_store),
         # the gateway refuses what the stages would refuse, before any fan-out
         limits=ImageLimits(settings.embedding.max_image_bytes, settings.embedding.max_image_pixels, "embedding"),
+        keep_evidence_images=keep,
     )
 
 
@@ -114,6 +116,7 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
     """Every stage in this process on one gRPC port; the gateway calls them in-process (or over that port)."""
     from services.decision.server import build_stage as build_decision
     from services.embedding.server import build_stage as build_embedding
+    from services.evidence.server import build_stage as build_evidence
     from services.knowledge.server import build_stage as build_knowledge
     from services.knowledge.server import connect_refiner
     from services.retrieval.server import build_stage as build_retrieval
@@ -123,6 +126,7 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
         await build_retrieval(settings),
         await build_knowledge(settings),
         await build_decision(settings),
+        await build_evidence(settings),
     ]
     gateway = InspectorServicer(None, open_audit(settings))  # type: ignore[arg-type]
 
@@ -147,7 +151,7 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
 async def serve_embedded(settings: EchoSettings) -> None:
     """Run until SIGTERM; in-flight requests get settings.server.grace_s to finish."""
     embedded = await start_embedded(settings)
-    print(f"Echo-IAD serving on {settings.server.host}:{embedded.port} (embedded: all five services)", flush=True)
+    print(f"Echo-IAD serving on {settings.server.host}:{embedded.port} (embedded: all six services)", flush=True)
     await wait_for_termination(embedded.server, settings.server.grace_s)
     await embedded.release()
 

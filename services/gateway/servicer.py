@@ -21,9 +21,9 @@ from services.common.enums import (
     to_name,
 )
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable, grpc_errors
-from services.common.images import content_id, content_type_of, image_bytes
+from services.common.images import content_id, content_type_of, image_bytes, sha256_hex
 from services.gateway.audit import AuditTrail
-from services.gateway.clients import STAGE_SERVICES, Deadline, StageClients
+from services.gateway.clients import STAGE_SERVICES, Deadline, StageClients, evidence_to_proto
 from services.gateway.core import EXPERTS, Inspector
 from services.gateway.domain import Inspection, InspectionResult, LineSummary, Product, Trace
 from services.knowledge.servicer import entry_to_proto
@@ -62,6 +62,7 @@ async def to_inspection(req: inspector_pb2.InspectRequest, inspector: Inspector)
         deadline_ms=s.deadline_ms,
         return_prompt=s.return_prompt,
         seed=s.seed,
+        return_heatmap=s.return_heatmap,
         references=[
             await _image(inspector, req.line_id, r, f"references[{i}]", deadline) for i, r in enumerate(req.references)
         ],
@@ -79,6 +80,7 @@ def trace_to_proto(t: Trace) -> common_pb2.Trace:
             # content ids, never where the server keeps the files
             "references": [common_pb2.Reference(**{**vars(r), "uri": content_id(r.sha256)}) for r in t.references],
             "timings": [common_pb2.StageTiming(**vars(x)) for x in t.timings],
+            "evidence": evidence_to_proto(t.evidence) if t.evidence is not None else None,
         }
     )
 
@@ -90,13 +92,31 @@ def result_to_proto(r: InspectionResult) -> inspector_pb2.InspectResponse:
 
 
 def kept_of(inspection: Inspection, r: InspectionResult) -> Kept:
-    """What the audit record keeps beyond the request and the response."""
-    return Kept(
+    """What the audit record keeps beyond the request and the response: the evidence's heat map and overlay
+    are kept as images and named by sha256, so the console shows them whether or not the trace carried them."""
+    kept = Kept(
         image=inspection.image,
         image_sha256=r.image_sha256,
         knowledge_text=r.knowledge,
         passages=[knowledge_pb2.Passage(**vars(p)) for p in r.passages],
     )
+    e = r.trace.evidence
+    if e is not None:
+        kept.evidence = inspector_pb2.RecordedEvidence(
+            score=e.score,
+            threshold=e.threshold,
+            anomalous=e.anomalous,
+            boxes=[common_pb2.EvidenceBox(**vars(b)) for b in e.boxes],
+            model_id=e.backbone_id,
+        )
+        if (images := r.evidence_images) is not None:
+            kept.evidence.heatmap_sha256 = sha256_hex(images.heatmap.png)
+            kept.evidence.overlay_sha256 = sha256_hex(images.overlay_png)
+            kept.evidence_images = {
+                kept.evidence.heatmap_sha256: images.heatmap.png,
+                kept.evidence.overlay_sha256: images.overlay_png,
+            }
+    return kept
 
 
 def product_to_proto(p: Product) -> inspector_pb2.Product:
@@ -144,7 +164,14 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
             for i, img in enumerate(request.images)
         ]
         r = await self.inspector.add_normal_images(request.line_id, request.dataset, request.category, images, deadline)
-        return inspector_pb2.AddNormalImagesResponse(ids=r.ids, added=r.added, existing=r.existing)
+        bank_images, threshold = (r.bank.images, r.bank.threshold) if r.bank is not None else (0, 0.0)
+        return inspector_pb2.AddNormalImagesResponse(
+            ids=r.ids,
+            added=r.added,
+            existing=r.existing,
+            evidence_bank_images=bank_images,
+            evidence_threshold=threshold,
+        )
 
     @grpc_errors
     async def ListNormalImages(

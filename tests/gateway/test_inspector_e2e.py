@@ -14,7 +14,7 @@ from services.mmad.types import QUESTION_TYPES
 
 LINE = "line-a"  # the line the conftest built the memory for
 
-EXPERT_NAMES = {"reference", "knowledge", "reasoning"}
+EXPERT_NAMES = {"reference", "knowledge", "reasoning", "evidence"}
 
 
 def _first(dataset, qtype: str, *, normal: bool | None = None):  # type: ignore[no-untyped-def]
@@ -51,11 +51,12 @@ def test_every_question_type_is_answered_with_the_mapped_experts(client, dataset
 
 @pytest.mark.parametrize("expert", sorted(EXPERT_NAMES))
 def test_each_expert_switch_turns_that_expert_off_and_on(client, dataset, expert: str) -> None:  # type: ignore[no-untyped-def]
-    sample, q = _first(dataset, "Defect Description")  # the type that uses every expert
+    qtype = next(t for t in QUESTION_TYPES if expert in DEFAULT_EXPERT_MAP[t])  # a type that uses it
+    sample, q = _first(dataset, qtype)
     off = _ask(client, dataset, sample, q, question_type=q.type, experts={expert: False}).trace
     assert expert not in off.experts_used
-    assert set(off.experts_used) == (EXPERT_NAMES - {expert}) | {"decision"}
-    sample, q = _first(dataset, "Defect Localization")  # the type that uses none
+    assert set(off.experts_used) == (set(DEFAULT_EXPERT_MAP[qtype]) - {expert}) | {"decision"}
+    sample, q = _first(dataset, "Object Classification")  # a type that uses none
     on = _ask(client, dataset, sample, q, question_type=q.type, experts={expert: True}).trace
     assert set(on.experts_used) == {expert, "decision"}
 

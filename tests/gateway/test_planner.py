@@ -192,7 +192,11 @@ def test_request_switches_force_experts_on_and_off() -> None:
     plan = plan_experts(guess, DEFAULT_EXPERT_MAP, {"knowledge": False, "reasoning": None})
     assert plan.experts == ("reference", "reasoning") and plan.disabled_by_request == ("knowledge",)
     plan = plan_experts(TypeGuess("Defect Localization", 1.0, "rule"), DEFAULT_EXPERT_MAP, {"reference": True})
-    assert plan.experts == ("reference",)
+    assert plan.experts == ("reference", "evidence")
+    plan = plan_experts(TypeGuess("Anomaly Detection", 1.0, "rule"), DEFAULT_EXPERT_MAP, {"evidence": False})
+    assert plan.experts == ("reference",) and plan.disabled_by_request == ("evidence",)
+    plan = plan_experts(TypeGuess("Object Analysis", 1.0, "rule"), DEFAULT_EXPERT_MAP, {"evidence": True})
+    assert plan.experts == ("evidence",)
     custom = {"Defect Localization": ["knowledge"]}
     assert plan_experts(TypeGuess("Defect Localization", 1.0, "rule"), custom, {}).experts == ("knowledge",)
 

@@ -68,14 +68,18 @@ class AddNormalImagesRequest(_message.Message):
     def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ...) -> None: ...
 
 class AddNormalImagesResponse(_message.Message):
-    __slots__ = ("ids", "added", "existing")
+    __slots__ = ("ids", "added", "existing", "evidence_bank_images", "evidence_threshold")
     IDS_FIELD_NUMBER: _ClassVar[int]
     ADDED_FIELD_NUMBER: _ClassVar[int]
     EXISTING_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_BANK_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     added: int
     existing: int
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., added: _Optional[int] = ..., existing: _Optional[int] = ...) -> None: ...
+    evidence_bank_images: int
+    evidence_threshold: float
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., added: _Optional[int] = ..., existing: _Optional[int] = ..., evidence_bank_images: _Optional[int] = ..., evidence_threshold: _Optional[float] = ...) -> None: ...
 
 class MemoryItem(_message.Message):
     __slots__ = ("id", "uri", "sha256", "line_id", "dataset", "category", "label")
