@@ -35,11 +35,13 @@ class VLLMSettings(Section):
 
 
 class DecisionSettings(Section):
-    backend: Literal["transformers", "openai", "vllm", "random", "oracle"] = Field(
+    backend: Literal["transformers", "openai", "vllm", "evidence", "random", "oracle"] = Field(
         "transformers",
         description=(
             "transformers: a local Qwen2-VL; openai: any OpenAI-compatible endpoint; vllm: Ray Serve LLM "
-            "(GPU extra); random/oracle: baseline answerers that check the evaluation harness."
+            "(GPU extra); evidence: no MLLM, Anomaly Detection and Defect Localization answered from the visual "
+            "evidence expert alone (other types are refused; for lines without a GPU); random/oracle: baseline "
+            "answerers that check the evaluation harness."
         ),
     )
     model: str = Field(

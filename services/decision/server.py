@@ -43,6 +43,10 @@ def build_decider(settings: DecisionSettings, batcher_factory: BatcherFactory = 
         from services.decision.baselines import OracleDecider
 
         return OracleDecider(settings)
+    if backend == "evidence":
+        from services.decision.evidence_answer import EvidenceDecider
+
+        return EvidenceDecider()
     if backend == "transformers":
         from services.decision.backends.local import TransformersBackend
 
