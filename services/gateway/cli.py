@@ -284,6 +284,8 @@ class AddReport:
     added: int = 0
     existing: int = 0
     skipped: dict[Path, str] = field(default_factory=dict)  # bad file -> why
+    bank_images: int = 0  # the product's evidence bank after the last batch
+    threshold: float = 0.0
 
 
 def _add_images(
@@ -315,6 +317,7 @@ def _add_images(
                     continue
                 report.added += resp.added
                 report.existing += resp.existing
+                report.bank_images, report.threshold = resp.evidence_bank_images, resp.evidence_threshold
                 advance(len(chunk))
                 break
     return report
@@ -384,6 +387,8 @@ def product_add(
         f"memory: {report.added} added, {report.existing} already present for line={line} {dataset}/{category}"
         + (f"; {skipped} bad files skipped (listed above)" if skipped else "")
     )
+    threshold = f", threshold {report.threshold:.4g}" if report.threshold else " (a threshold needs 2 images)"
+    typer.echo(f"evidence bank: {report.bank_images} normal images{threshold}")
 
 
 @product_app.command("check")

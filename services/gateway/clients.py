@@ -329,6 +329,11 @@ class StageClients:
         resp = await self["embedding"].call("EmbedTexts", embedding_pb2.EmbedTextsRequest(texts=texts), deadline)
         return [list(e.values) for e in resp.embeddings]
 
+    async def embedding_model(self, deadline: Deadline) -> str:
+        """The embedding stage's model id (from a one-word text embedding)."""
+        resp = await self["embedding"].call("EmbedTexts", embedding_pb2.EmbedTextsRequest(texts=["normal"]), deadline)
+        return resp.model_id
+
     # ---- retrieval ---------------------------------------------------------------------------------------------
     async def search(
         self,
@@ -401,6 +406,8 @@ class StageClients:
             items=[MemoryItem(p.id, p.uri, p.sha256, p.line_id, p.dataset, p.category, p.label) for p in resp.points],
             next_page_token=resp.next_page_token,
             counts=[ProductCount(c.line_id, c.dataset, c.category, c.count) for c in resp.counts if c.count > 0],
+            dim=resp.dim,
+            engine=resp.engine,
         )
 
     async def upsert(

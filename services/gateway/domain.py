@@ -239,6 +239,8 @@ class MemoryStats:
     items: list[MemoryItem]
     next_page_token: str
     counts: list[ProductCount] = field(default_factory=list)  # per (line, dataset, category), non-empty ones
+    dim: int = 0
+    engine: str = ""
 
 
 @dataclass

@@ -1,11 +1,14 @@
-"""Building the memory of normal images from an MMAD-format dataset, in-process (no server needed).
+"""Building the memory of normal images and the evidence banks from an MMAD-format dataset, in-process.
 
-Resumable and idempotent: images already in the memory (same content hash, line,
-dataset and category) are skipped by the memory itself without a second write.
+The images take the one ingest path (services/gateway/ingest.py: Inspector.add_normal_images over the
+ingest stages served in this process), so the memory and the banks hold the same images. Resumable and
+idempotent: images already there (same content hash, line, dataset and category) are skipped by both.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,8 @@ class BuildRow:
     added: int = 0
     existing: int = 0
     in_memory: int = 0
+    bank_images: int = 0  # in the product's evidence bank
+    threshold: float = 0.0  # the bank's calibrated threshold
 
 
 @dataclass
@@ -44,38 +49,52 @@ class BuildReport:
 def build_memory(
     settings: EchoSettings, data: str | Path, *, line_id: str = "", batch_size: int = 32, progress: bool = True
 ) -> BuildReport:
-    """Ingest the normal templates of every (dataset, category) of `data`: store pixels, embed, index."""
-    from services.embedding.core import ClipEncoder
+    """Ingest the normal templates of every (dataset, category) of `data` into the memory and the evidence banks.
+
+    Blocking; it runs its own event loop on a worker thread, so it may be called from inside a running one.
+    """
     from services.mmad.loader import load_dataset
-    from services.retrieval.server import open_memory
 
     line_id = line_id or settings.retrieval.default_line
     ds = load_dataset(data)
     templates = ds.templates()
     if not templates:
         raise FailedPrecondition(f"{data} lists no normal templates (similar_templates / random_templates)")
-    encoder = ClipEncoder.from_settings(settings.embedding)
-    memory = open_memory(settings, encoder.embed_batch)
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str, str], list[Path]] = {}
     for dataset, category, rel in templates:
-        groups.setdefault((dataset, category), []).append(rel)
-    report = BuildReport(line_id, memory.store.engine, encoder.model_id, memory.dim)
-    try:
-        with progress_bar("memory", len(templates), enabled=progress) as advance:
-            for (dataset, category), rels in groups.items():
+        groups.setdefault((dataset, category), []).append(ds.abspath(rel))
+    ingest = _ingest(settings, groups, line_id, batch_size, progress)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="memory-build") as pool:
+        return pool.submit(asyncio.run, ingest).result()
+
+
+async def _ingest(
+    settings: EchoSettings, groups: dict[tuple[str, str], list[Path]], line_id: str, batch_size: int, progress: bool
+) -> BuildReport:
+    from services.gateway.clients import Deadline
+    from services.gateway.ingest import ingest_inspector
+
+    async with ingest_inspector(settings) as inspector:
+        report = BuildReport(line_id, "", "", 0)
+        with progress_bar("memory", sum(len(p) for p in groups.values()), enabled=progress) as advance:
+            for (dataset, category), paths in groups.items():
                 row = BuildRow(dataset, category)
-                for start in range(0, len(rels), batch_size):
-                    chunk = rels[start : start + batch_size]
-                    res = memory.add_images(line_id, dataset, category, [ds.abspath(r).read_bytes() for r in chunk])
+                for start in range(0, len(paths), batch_size):
+                    chunk = [p.read_bytes() for p in paths[start : start + batch_size]]
+                    res = await inspector.add_normal_images(
+                        line_id, dataset, category, chunk, Deadline.after_ms(settings.gateway.default_deadline_ms * 20)
+                    )
                     row.added += res.added
                     row.existing += res.existing
+                    if res.bank is not None:
+                        row.bank_images, row.threshold = res.bank.images, res.bank.threshold
                     advance(len(chunk))
                 report.rows.append(row)
-        stats = memory.stats(line_id)
-    finally:
-        memory.close()
+        deadline = Deadline.after_ms(settings.gateway.default_deadline_ms)
+        stats = await inspector.clients.stats(line_id, "", "", deadline)
+        report.model_id = await inspector.clients.embedding_model(deadline)
     totals = {(c.dataset, c.category): c.count for c in stats.counts}
     for row in report.rows:
         row.in_memory = totals.get((row.dataset, row.category), 0)
-    report.total = stats.total
+    report.total, report.engine, report.dim = stats.total, stats.engine, stats.dim
     return report

@@ -31,10 +31,11 @@ def build(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images embedded per model call."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Ingest the normal templates of every (dataset, category): store pixels, embed, index.
+    """Ingest the normal templates of every (dataset, category): the memory (store pixels, embed, index) and the
+    evidence banks (patch features, recalibrated threshold), through the same path as `echo-iad product add`.
 
-    Resumable and idempotent: images already in the memory (same content hash,
-    line, dataset and category) are skipped without being embedded again.
+    Resumable and idempotent: images already there (same content hash, line, dataset and category) are
+    skipped without being embedded again.
     """
     from rich.console import Console
     from rich.table import Table
@@ -50,10 +51,11 @@ def build(
     except EchoError as e:
         raise _fail(str(e)) from None
     table = Table(title=f"memory {settings.retrieval.collection!r}, line {report.line_id!r} ({report.engine})")
-    for col in ("dataset", "category", "added", "already there", "in memory"):
+    for col in ("dataset", "category", "added", "already there", "in memory", "evidence bank", "threshold"):
         table.add_column(col, justify="right" if col not in ("dataset", "category") else "left")
     for r in report.rows:
-        table.add_row(r.dataset, r.category, str(r.added), str(r.existing), str(r.in_memory))
+        cells = (r.added, r.existing, r.in_memory, r.bank_images, f"{r.threshold:.4g}")
+        table.add_row(r.dataset, r.category, *map(str, cells))
     Console().print(table)
     typer.echo(
         f"added {report.added}, already there {report.existing}, {report.total} images in line {report.line_id!r} "

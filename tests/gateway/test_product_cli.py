@@ -83,9 +83,10 @@ def test_onboarding_a_product_makes_it_ready_and_inspectable(server: BackgroundS
     out = _run("product", "add", "--line", "line-9", "--category", "brake_disc", "--normal-dir", normal,
                "--knowledge", knowledge, "--server", server.address)  # fmt: skip
     assert "memory: 4 added, 0 already present" in out and "knowledge: Custom/brake_disc stored" in out
+    assert "evidence bank: 4 normal images, threshold" in out  # the same images, one ingest path
     again = _run("product", "add", "--line", "line-9", "--category", "brake_disc", "--normal-dir",
                  str(product["normal"]), "--server", server.address)  # fmt: skip
-    assert "memory: 0 added, 4 already present" in again
+    assert "memory: 0 added, 4 already present" in again and "evidence bank: 4 normal images" in again
 
     out = _run("product", "check", "--line", "line-9", "--category", "brake_disc", "--server", server.address)
     assert "normal images   4 (ready)" in out and "knowledge       present" in out and "READY" in out

@@ -1,4 +1,5 @@
-"""`echo-iad memory build` ingests a dataset's templates, resumably; `memory stats` counts them."""
+"""`echo-iad memory build` ingests a dataset's templates into the memory and the evidence banks (the one ingest
+path), resumably; `memory stats` counts them."""
 
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_build_ingests_every_template_once_and_a_rerun_adds_nothing(dataset: Path, tmp_path: Path) -> None:
     config = tmp_path / "echo.yaml"
-    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "state"), "embedding": {"device": "cpu"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"data_dir": str(tmp_path / "state"), "embedding": {"device": "cpu"}, "evidence": {"input_size": 160}}
+        )
+    )
     runner = CliRunner()
     first = runner.invoke(app, ["memory", "build", "--data", str(dataset), "--config", str(config), "--no-progress"])
     assert first.exit_code == 0, first.output
@@ -36,6 +41,11 @@ def test_build_ingests_every_template_once_and_a_rerun_adds_nothing(dataset: Pat
     assert stats.exit_code == 0, stats.output
     assert "screw" in stats.output and "woven_fabric" in stats.output and "8 images" in stats.output
     assert len(list((tmp_path / "state" / "images").rglob("*.png"))) == 8
+    from services.config import load_settings
+    from services.evidence.bank import BankStore
+
+    banks = BankStore(load_settings(config).evidence.bank_store).list_metas()
+    assert sorted((m["category"], len(m["images"])) for m in banks) == [("screw", 4), ("woven_fabric", 4)]
 
 
 def test_build_reports_a_bad_folder_and_a_model_of_another_size(dataset: Path, tmp_path: Path) -> None:
