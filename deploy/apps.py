@@ -24,6 +24,7 @@ from deploy.args import GatewayArgs, StageArgs
 from deploy.deployments import (
     DecisionDeployment,
     EmbeddingDeployment,
+    EvidenceDeployment,
     InspectorDeployment,
     KnowledgeDeployment,
     RetrievalDeployment,
@@ -55,6 +56,11 @@ def decision_app(args: StageArgs) -> Application:
     return DecisionDeployment.bind(_args(StageArgs, args))
 
 
+def evidence_app(args: StageArgs) -> Application:
+    """The Evidence service (the visual evidence expert; `@serve.batch`; can take a GPU; banks in a shared store)."""
+    return EvidenceDeployment.bind(_args(StageArgs, args))
+
+
 def llm_app(args: StageArgs) -> Application:
     """Ray Serve LLM (vLLM) serving the decision model; the Decision app's `vllm` backend calls it by handle.
 
@@ -76,6 +82,7 @@ BUILDERS = {
     "deploy.apps:retrieval_app": StageArgs,
     "deploy.apps:knowledge_app": StageArgs,
     "deploy.apps:decision_app": StageArgs,
+    "deploy.apps:evidence_app": StageArgs,
     "deploy.apps:llm_app": StageArgs,
     "deploy.apps:inspector_app": GatewayArgs,
 }

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from services.common.errors import ConfigError
 from services.config import EchoSettings, load_settings
 
-STAGES = ("embedding", "retrieval", "knowledge", "decision")
+STAGES = ("embedding", "retrieval", "knowledge", "decision", "evidence")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 """`${VAR}` or `${VAR:-default}` in a Serve config's settings; group 1 is the name, group 2 the default."""
 

@@ -35,7 +35,14 @@ from grpc_health.v1 import health_pb2
 from ray import serve
 
 from deploy.args import GatewayArgs, StageArgs
-from echo.v1 import decision_pb2, embedding_pb2, inspector_pb2, knowledge_pb2, retrieval_pb2  # noqa: F401 (registers)
+from echo.v1 import (  # noqa: F401 (registers the messages)
+    decision_pb2,
+    embedding_pb2,
+    evidence_pb2,
+    inspector_pb2,
+    knowledge_pb2,
+    retrieval_pb2,
+)
 from services.common.auth import Authorizer, TokenBook
 from services.common.errors import EchoError
 from services.common.serve_batching import ServeBatcher
@@ -256,6 +263,33 @@ class DecisionDeployment(StageHost):
 
     async def Complete(self, request: Any, grpc_context: Any = None) -> Any:
         return await self._rpc("Complete", request, grpc_context)
+
+
+@serve.deployment(name="Evidence", max_ongoing_requests=64)
+class EvidenceDeployment(StageHost):
+    """The visual evidence expert (patch features against the banks of normal patches; `@serve.batch`).
+
+    Every replica opens the same bank store (evidence.bank_store, an fsspec URL in the cluster) and reloads a
+    bank another replica changed within evidence.reload_check_s.
+    """
+
+    async def __init__(self, args: StageArgs) -> None:
+        from services.evidence.server import build_stage
+
+        settings = self._settings(args, "evidence")
+        self._host(await build_stage(settings, batcher_factory=ServeBatcher), "evidence", settings)
+
+    async def Analyze(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("Analyze", request, grpc_context)
+
+    async def AddNormalImages(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("AddNormalImages", request, grpc_context)
+
+    async def BankStats(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("BankStats", request, grpc_context)
+
+    async def DeleteBank(self, request: Any, grpc_context: Any = None) -> Any:
+        return await self._rpc("DeleteBank", request, grpc_context)
 
 
 @serve.deployment(name="Inspector", max_ongoing_requests=64)

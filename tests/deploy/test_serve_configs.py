@@ -22,6 +22,7 @@ CLUSTER_ENV = {
     "QDRANT_URL": "http://qdrant:6333",
     "REDIS_URL": "redis://redis:6379/0",
     "ECHO_IMAGE_STORE": "/data/images",
+    "ECHO_EVIDENCE_STORE": "/data/evidence",
     "ECHO_DECISION_MODEL": "/models/Qwen2-VL-7B-Instruct",
     "HF_HOME": "/models/hf",
 }
@@ -55,7 +56,9 @@ def test_the_three_configs_ship() -> None:
 def test_config_validates_against_serve_and_every_builders_args(path: Path) -> None:
     config = read_config(path)
     schema = validate_config(config)
-    assert {a.name for a in schema.applications} >= {"embedding", "retrieval", "knowledge", "decision", "inspector"}
+    assert {a.name for a in schema.applications} >= {
+        "embedding", "retrieval", "knowledge", "decision", "evidence", "inspector"
+    }  # fmt: skip
     for app in config["applications"]:
         builder = import_attr(app["import_path"])  # what Serve's controller imports
         assert callable(builder)
@@ -69,7 +72,7 @@ def test_proxy_registers_every_service_and_the_gateway_reaches_every_stage_throu
     functions = config["grpc_options"]["grpc_servicer_functions"]
     for fn in functions:
         assert callable(import_attr(fn)), fn  # the proxy imports these
-    for service in ("Inspector", "Embedding", "Retrieval", "Knowledge", "Decision"):
+    for service in ("Inspector", "Embedding", "Retrieval", "Knowledge", "Decision", "Evidence"):
         assert f"echo.v1.{service.lower()}_pb2_grpc.add_{service}Servicer_to_server" in functions
     assert "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server" in functions
 
@@ -84,7 +87,8 @@ def test_proxy_registers_every_service_and_the_gateway_reaches_every_stage_throu
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_batching_stages_accept_a_full_batch_per_replica(path: Path) -> None:
     config = read_config(path)
-    for builder, section in (("embedding_app", "embedding"), ("decision_app", "decision")):
+    batching = (("embedding_app", "embedding"), ("decision_app", "decision"), ("evidence_app", "evidence"))
+    for builder, section in batching:
         app = app_by_builder(config, builder)
         batch = app["args"]["settings"][section].get("max_batch_size", 1)
         assert deployment(app)["max_ongoing_requests"] >= batch, (path.name, builder)
@@ -109,6 +113,8 @@ def test_local_cpu_fits_two_cpus_with_the_offline_models() -> None:
     assert deployment(apps(config)["retrieval"])["num_replicas"] == 1  # Qdrant Edge: one process owns the shard
     scaling = deployment(apps(config)["embedding"])["autoscaling_config"]
     assert scaling["min_replicas"] == 1 and scaling["max_replicas"] == 2
+    assert settings["evidence"].echo_settings().evidence.device == "cpu"
+    assert deployment(apps(config)["evidence"])["autoscaling_config"]["max_replicas"] == 2
 
 
 @pytest.mark.parametrize("path", GPU_CONFIGS, ids=lambda p: p.name)
@@ -147,7 +153,14 @@ def test_gpu_configs_place_models_on_gpus_and_share_qdrant_and_redis(
     else:  # single GPU: the local backend holds the rest of the card
         assert decision.device == "cuda"
         dec = deployment(app_by_builder(config, "decision_app"))["ray_actor_options"]
-        assert dec["num_gpus"] + emb["num_gpus"] <= 1
+        ev = deployment(app_by_builder(config, "evidence_app"))
+        most_evidence = ev["autoscaling_config"]["max_replicas"] * ev["ray_actor_options"]["num_gpus"]
+        assert dec["num_gpus"] + emb["num_gpus"] + most_evidence <= 1
+
+    evidence = deployment(app_by_builder(config, "evidence_app"))
+    assert 0 < evidence["ray_actor_options"]["num_gpus"] < 1 and evidence["autoscaling_config"]["max_replicas"] > 1
+    ev_settings = settings("evidence_app").evidence
+    assert ev_settings.device == "cuda" and ev_settings.bank_store.startswith("/")  # one store every replica reads
 
 
 @pytest.mark.parametrize("path", GPU_CONFIGS, ids=lambda p: p.name)
@@ -169,6 +182,7 @@ def test_every_rpc_of_every_service_has_a_deployment_method() -> None:
         "echo.v1.Retrieval": d.RetrievalDeployment,
         "echo.v1.Knowledge": d.KnowledgeDeployment,
         "echo.v1.Decision": d.DecisionDeployment,
+        "echo.v1.Evidence": d.EvidenceDeployment,
         "echo.v1.Inspector": d.InspectorDeployment,
     }
     for service, dep in hosts.items():
