@@ -53,13 +53,13 @@ SERIAL = {"plan", "decision", "decision.preprocess"}
 
 def _compute_ms(timings) -> float:  # type: ignore[no-untyped-def]
     """The stages' own work on the critical path (services/gateway/core.py, _fan_out): the reference branch
-    and knowledge overlap unless the category had to be inferred first."""
+    knowledge and evidence overlap unless the category had to be inferred first."""
     ms = {}
     for t in timings:
         ms[t.stage] = ms.get(t.stage, 0.0) + t.compute_ms
     reference = sum(v for k, v in ms.items() if k in REFERENCE_BRANCH)
-    knowledge = ms.get("knowledge", 0.0)
-    branches = reference + knowledge if "category" in ms else max(reference, knowledge)
+    knowledge, evidence = ms.get("knowledge", 0.0), ms.get("evidence", 0.0)
+    branches = reference + max(knowledge, evidence) if "category" in ms else max(reference, knowledge, evidence)
     return branches + sum(v for k, v in ms.items() if k in SERIAL)
 
 

@@ -86,7 +86,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
     try:
         deploy(config)
         wait_until_healthy(config, timeout_s=240)
-        # Onboard the product: its normal images go through the Inspector -> Embedding -> Retrieval.
+        # Onboard the product through the one ingest path: Inspector -> Embedding -> Retrieval, and -> Evidence.
         templates = sorted({t for _, _, t in dataset.templates()})
         resp = inspector_pb2_grpc.InspectorStub(channel).AddNormalImages(
             inspector_pb2.AddNormalImagesRequest(

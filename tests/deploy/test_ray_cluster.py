@@ -45,9 +45,9 @@ def test_every_application_answers_grpc_health_through_the_proxy(cluster: Cluste
     serve_api = serve_pb2_grpc.RayServeAPIServiceStub(cluster.channel)
     serve_api.Healthz(serve_pb2.HealthzRequest(), timeout=10)  # Serve's own proxy health
     listed = serve_api.ListApplications(serve_pb2.ListApplicationsRequest(), timeout=10).application_names
-    assert set(listed) == {"embedding", "retrieval", "knowledge", "decision", "inspector"}
+    assert set(listed) == {"embedding", "retrieval", "knowledge", "decision", "evidence", "inspector"}
     stub = health_pb2_grpc.HealthStub(cluster.channel)
-    for app in ("embedding", "retrieval", "knowledge", "decision", "inspector"):
+    for app in ("embedding", "retrieval", "knowledge", "decision", "evidence", "inspector"):
         resp = stub.Check(health_pb2.HealthCheckRequest(), metadata=cluster.metadata(app), timeout=30)
         assert resp.status == health_pb2.HealthCheckResponse.SERVING, app
     with pytest.raises(grpc.RpcError) as e:
@@ -64,7 +64,7 @@ def test_inspections_of_every_question_type_run_through_the_proxy(cluster: Clust
         t = resp.trace
         assert resp.answer in req.question.options, (qtype, t.raw_reply)
         assert not t.degraded, (qtype, list(t.degraded))
-        expected = [e for e in ("reference", "knowledge", "reasoning") if e in experts] + ["decision"]
+        expected = [e for e in ("reference", "knowledge", "evidence", "reasoning") if e in experts] + ["decision"]
         assert list(t.experts_used) == expected, qtype
         stages = {s.stage for s in t.timings}
         assert "decision" in stages and "total" in stages
@@ -98,6 +98,34 @@ def test_the_audit_trail_and_the_console_work_through_the_proxy(cluster: Cluster
         assert detail.status_code == 200 and record.trace.references[0].sha256 in detail.text
         ref = httpx.get(f"{web.url}/image", params={"line": cluster.line, "sha256": record.trace.references[0].sha256})
         assert ref.status_code == 200 and ref.headers["content-type"].startswith("image/")
+
+
+def test_the_evidence_application_serves_the_inspector_its_verdict_and_heat_map(cluster: Cluster) -> None:
+    """The product onboarded through AddNormalImages (conftest) has a bank in the evidence app; an anomaly
+    question's trace carries the evidence, with the heat map at the query's size when asked."""
+    import io
+
+    from PIL import Image
+
+    from echo.v1 import evidence_pb2, evidence_pb2_grpc
+
+    banks = evidence_pb2_grpc.EvidenceStub(cluster.channel).BankStats(
+        evidence_pb2.BankStatsRequest(line_id=cluster.line), metadata=cluster.metadata("evidence"), timeout=60
+    )
+    (bank,) = banks.banks
+    assert bank.category == "round_part" and bank.images == 4 and bank.calibration.threshold > 0
+    req = inspect_request(cluster, "Anomaly Detection")
+    req.settings.return_heatmap = True
+    resp = inspector_pb2_grpc.InspectorStub(cluster.channel).Inspect(
+        req, metadata=cluster.metadata("inspector"), timeout=120
+    )
+    t, e = resp.trace, resp.trace.evidence
+    assert "evidence" in t.experts_used and not t.degraded and t.model_ids["evidence"] == banks.backbone_id
+    assert e.threshold == pytest.approx(bank.calibration.threshold) and e.anomalous == (e.score > e.threshold)
+    assert e.boxes and e.boxes[0].region and e.sent_as_text and e.summary
+    query = Image.open(io.BytesIO(req.image.data))
+    assert Image.open(io.BytesIO(e.heatmap.png)).size == query.size == Image.open(io.BytesIO(e.overlay_png)).size
+    assert "evidence" in {s.stage for s in t.timings}
 
 
 def test_stage_errors_reach_the_caller_with_their_own_status_code(cluster: Cluster) -> None:

@@ -192,3 +192,23 @@ def test_the_paper_protocol_never_runs_the_evidence_expert() -> None:
         "Anomaly Detection",
         "Defect Localization",
     }
+
+
+def test_the_overlay_reaches_the_mllm_as_an_extra_image_when_configured(server, client, dataset) -> None:  # type: ignore[no-untyped-def]
+    from services.decision.prompt import HEATMAP_WORDING
+
+    sample, q = next((s, q) for s, q in dataset.questions() if q.type == "Anomaly Detection")
+    kw = {"line_id": "line-a", "category": sample.category, "dataset": sample.dataset, "return_prompt": True}
+    image = dataset.abspath(sample.image_path)
+    text_only = client.inspect(image, q.text, q.options, **kw)
+    settings = server.embedded.inspector.settings  # gateway.evidence_as_image, as a config file would set it
+    settings.evidence_as_image, settings.evidence_as_text = True, False
+    try:
+        with_image = client.inspect(image, q.text, q.options, **kw)
+    finally:
+        settings.evidence_as_image, settings.evidence_as_text = False, True
+    e = with_image.trace.evidence
+    assert e.sent_as_image and not e.sent_as_text and with_image.answer in q.options
+    assert HEATMAP_WORDING in with_image.trace.prompt and e.summary not in with_image.trace.prompt
+    assert HEATMAP_WORDING not in text_only.trace.prompt
+    assert with_image.trace.prompt_sha256 != text_only.trace.prompt_sha256

@@ -26,7 +26,8 @@ from services.retrieval.store import EdgeStore
 
 LINE = "line-h"
 QUESTION = ("Is there any defect in the object?", {"A": "Yes.", "B": "No."})
-SERVICES = ("", "echo.v1.Inspector", "echo.v1.Retrieval", "echo.v1.Embedding", "echo.v1.Knowledge", "echo.v1.Decision")
+SERVICES = ("", "echo.v1.Inspector", "echo.v1.Retrieval", "echo.v1.Embedding", "echo.v1.Knowledge", "echo.v1.Decision",
+            "echo.v1.Evidence")  # fmt: skip
 
 
 def _png(seed: int) -> bytes:

@@ -253,7 +253,8 @@ def test_an_optional_expert_down_degrades_and_a_required_one_fails(server, datas
 
 
 def test_health_and_reflection_cover_every_service(server) -> None:  # type: ignore[no-untyped-def]
-    names = ["echo.v1.Inspector", "echo.v1.Embedding", "echo.v1.Retrieval", "echo.v1.Knowledge", "echo.v1.Decision"]
+    names = ["echo.v1.Inspector", "echo.v1.Embedding", "echo.v1.Retrieval", "echo.v1.Knowledge", "echo.v1.Decision",
+             "echo.v1.Evidence"]  # fmt: skip
     with grpc.insecure_channel(server.address) as ch:
         health = health_pb2_grpc.HealthStub(ch)
         for name in ["", *names]:
