@@ -257,7 +257,9 @@ def test_requests_keep_succeeding_while_embedding_scales_to_two_replicas(cluster
     for t in threads:
         t.start()
     try:
-        time.sleep(2)
+        started = time.monotonic()
+        while not ok and not failures and time.monotonic() < started + 60:  # served before the change
+            time.sleep(0.2)
         before = len(ok)
         scaled = copy.deepcopy(cluster.config)
         emb = next(a for a in scaled["applications"] if a["name"] == "embedding")

@@ -1,4 +1,5 @@
-"""SIGKILL during a memory ingest (a real `echo-iad serve`): no acknowledged write is lost, a re-run completes it."""
+"""SIGKILL during an ingest (a real `echo-iad serve`): no acknowledged write is lost, from the memory or the
+evidence bank, and a re-run completes both."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ LINE, CATEGORY, DATASET = "line-k", "round_part", "Synthetic"
 
 
 def _serve(data_dir: Path, model_cache: Path) -> tuple[subprocess.Popen, InspectorClient]:
-    return start_serve(data_dir, model_cache, ECHO_IAD__DECISION__BACKEND="random")
+    # a small evidence input: the banks are fed by the same ingest and need not be sharp here
+    return start_serve(data_dir, model_cache, ECHO_IAD__DECISION__BACKEND="random", ECHO_IAD__EVIDENCE__INPUT_SIZE="96")
 
 
 def test_sigkill_during_ingest_loses_no_acknowledged_image_and_a_rerun_completes(
@@ -64,11 +66,12 @@ def test_sigkill_during_ingest_loses_no_acknowledged_image_and_a_rerun_completes
             r = client.add_normal_images(LINE, CATEGORY, batch, dataset=DATASET)
             added, existing = added + r.added, existing + r.existing
         assert added + existing == len(images) and existing >= len(acknowledged)
+        assert r.evidence_bank_images == len(images)  # the evidence bank, fed by the same path, is whole too
         after = client.list_normal_images(LINE, category=CATEGORY, dataset=DATASET, limit=1000)
         assert after.total == len(images)
         r = client.inspect(images[0], "Is there any defect in the object?", {"A": "Yes.", "B": "No."},
                            line_id=LINE, category=CATEGORY, dataset=DATASET)  # fmt: skip
-        assert "reference" in r.trace.experts_used and not r.trace.degraded  # stored pixels are whole
+        assert {"reference", "evidence"} <= set(r.trace.experts_used) and not r.trace.degraded  # stored pixels whole
     finally:
         client.close()
         proc.kill()
