@@ -36,6 +36,8 @@ def local_config(
             app["args"]["settings"]["telemetry"] = {"tracing": True, "otlp_endpoint": otlp_endpoint}
         if app["import_path"] == "deploy.apps:inspector_app":
             app["args"]["proxy_address"] = f"127.0.0.1:{grpc_port}"
+        if app["import_path"] == "deploy.apps:evidence_app":  # small input: 2 CPUs hold every replica
+            app["args"]["settings"]["evidence"]["input_size"] = 160
         if app["import_path"] == "deploy.apps:decision_app" and model_cache is not None:
             app["args"]["settings"]["decision"]["model_cache"] = str(model_cache)
     return prepare_config(config, REPO)

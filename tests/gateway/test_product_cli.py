@@ -47,6 +47,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path) 
         server={"port": 0},
         knowledge={"dir": str(kb)},
         decision={"model_cache": str(offline_model_cache)},
+        evidence={"input_size": 160},
     )
     with BackgroundServer(settings) as srv:
         yield srv
