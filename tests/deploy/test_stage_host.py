@@ -120,7 +120,9 @@ def test_serve_ray_refuses_apps_without_tokens_behind_a_proxy_open_on_every_inte
 
     repo = Path(__file__).resolve().parents[2]
     config = prepare_config(read_config(repo / "deploy" / "local-cpu.yaml"), repo)
-    assert set(open_applications(config)) == {"embedding", "retrieval", "knowledge", "decision", "inspector"}
+    assert set(open_applications(config)) == {
+        "embedding", "retrieval", "knowledge", "decision", "evidence", "inspector"
+    }  # fmt: skip
     with pytest.raises(ConfigError) as e:
         check_exposure(config, insecure=False)
     assert "every interface" in e.value.message and "--insecure" in e.value.message
