@@ -1,8 +1,9 @@
 """The ablation grid: run the paper's settings as cells and print its tables and figures under its names.
 
 Table 1 (baseline vs Echo), Table 2 (DK vs CSK), Table 3 (expert ablations),
-Table 4 (0-shot, 1-shot, 1-shot*), Fig. 5 (answer formats), Fig. 6 (k-shot);
-cells.py defines the rows. A grid is a folder: `grid.json` (axes, rows, cells)
+Table 4 (0-shot, 1-shot, 1-shot*), Fig. 5 (answer formats), Fig. 6 (k-shot),
+and ours: the visual evidence expert off and on (its rows add the evidence's
+mean image AUROC, pixel AUROC and AUPRO); cells.py defines the rows. A grid is a folder: `grid.json` (axes, rows, cells)
 and one run folder per distinct cell (`GRID_DIR/<cell>/answers.jsonl`,
 resumable like any run). Rows are settings; columns are the paper's five types
 and their average, each the unweighted mean over Table 1's datasets (MVTec-AD
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from services.evaluation.cells import AXES, Cell, grid_cells
+from services.evaluation.evidence_report import evidence_report
 from services.evaluation.report import AVERAGE, PAPER_HEADERS, PAPER_TYPES, Table, dedupe, graded, table1_datasets
 from services.mmad.scoring import score
 
@@ -50,20 +52,41 @@ def row_scores(records: list[dict[str, Any]], datasets: Sequence[str] | None = N
     return [*(rep.wrong.type_average.get(t) for t in PAPER_TYPES), rep.wrong.headline]
 
 
+EVIDENCE_COLUMNS = ["Image AUROC", "Pixel AUROC", "AUPRO"]
+
+
+def evidence_scores(
+    records: list[dict[str, Any]], run_dir: Path | None, dataset_root: str | Path | None
+) -> list[float | None]:
+    """The evidence expert's mean image AUROC, pixel AUROC and AUPRO (%) over one cell's categories."""
+    m = evidence_report(records, run_dir, dataset_root).mean
+    if m is None:
+        return [None, None, None]
+    return [None if x is None else 100.0 * x for x in (m.image_auroc, m.pixel_auroc, m.aupro)]
+
+
 def axis_table(
     axis: str,
     rows: list[tuple[str, str]],
     records: dict[str, list[dict[str, Any]]],
     datasets: Sequence[str] | None = None,
+    grid_dir: Path | None = None,
+    dataset_root: str | Path | None = None,
 ) -> Table:
-    """One axis in the paper's layout: rows = settings, columns = five types + Average (+ answered, unparseable)."""
+    """One axis in the paper's layout: rows = settings, columns = five types + Average (+ answered, unparseable).
+
+    The evidence axis adds the evidence's figures (EVIDENCE_COLUMNS); pixel ones need `grid_dir` (the cells'
+    heat maps) and `dataset_root` (the masks).
+    """
     title = AXES[axis][0]
-    cols = ["Setting", *(PAPER_HEADERS[t] for t in PAPER_TYPES), AVERAGE, "Answered", "Unparseable", "Cell"]
+    extra = EVIDENCE_COLUMNS if axis == "evidence" else []
+    cols = ["Setting", *(PAPER_HEADERS[t] for t in PAPER_TYPES), AVERAGE, *extra, "Answered", "Unparseable", "Cell"]
     out: list[list[Any]] = []
     for label, name in rows:
         recs = dedupe(records.get(name, []))
         unparsed = sum(1 for r in recs if not r.get("answer"))
-        out.append([label, *row_scores(recs, datasets), len(recs), unparsed, name])
+        figures = evidence_scores(recs, grid_dir / name if grid_dir else None, dataset_root) if extra else []
+        out.append([label, *row_scores(recs, datasets), *figures, len(recs), unparsed, name])
     answered = {r["dataset"] for recs in records.values() for r in recs}
     note = (
         f"Accuracy (%): {table1_datasets(answered, datasets)[1]} Discrimination is balanced Anomaly Detection; "
@@ -71,6 +94,11 @@ def axis_table(
     )
     if axis in ("references", "shots", "baseline"):
         note += " Reference modes change only the question types whose plan uses the Reference Extractor."
+    if extra:
+        note += (
+            " Image AUROC, pixel AUROC, AUPRO: the evidence expert's, mean over categories (each cell's "
+            "report.md has them per category); – where it did not run."
+        )
     return Table(title, cols, out, note)
 
 
@@ -80,8 +108,10 @@ def grid_tables(grid_dir: str | Path, datasets: Sequence[str] | None = None) -> 
 
     grid_dir = Path(grid_dir)
     axes, cells, rows = load_grid(grid_dir)
-    records = {c.name: load_run(grid_dir / c.name)[0] for c in cells}
-    return {axis: axis_table(axis, rows[axis], records, datasets) for axis in axes}
+    runs = {c.name: load_run(grid_dir / c.name) for c in cells}
+    records = {name: recs for name, (recs, _) in runs.items()}
+    root = next((meta["dataset_path"] for _, meta in runs.values() if meta.get("dataset_path")), None)
+    return {axis: axis_table(axis, rows[axis], records, datasets, grid_dir, root) for axis in axes}
 
 
 def write_grid_report(grid_dir: str | Path, tables: dict[str, Table]) -> list[Path]:

@@ -13,6 +13,7 @@ named as the Echo paper names it:
 | references | Table 4 | 0-shot, 1-shot, 1-shot* |
 | format | Fig. 5 | multiple choice, open QA, true/false |
 | shots | Fig. 6 | 1-shot*, 2-shot, 3-shot (k most similar) |
+| evidence | (ours) | w/o VE, with VE: the visual evidence expert forced off or on for every question |
 
 "1-shot" and the baseline use MMAD's own 1-shot protocol: the dataset's
 `random_templates[0]` travels with each request as its reference (reference
@@ -30,7 +31,7 @@ REFERENCE_MODES = ("0-shot", "1-shot", "1-shot*", "k-shot", "template")
 """template: MMAD's 1-shot protocol, the dataset's random_templates[0] sent with each request."""
 ANSWER_FORMATS = ("mc", "open", "tf")
 KNOWLEDGE_MODES = ("none", "dk", "csk")
-EXPERTS = ("reference", "knowledge", "reasoning")
+EXPERTS = ("reference", "knowledge", "reasoning", "evidence")
 
 
 @dataclass(frozen=True)
@@ -186,8 +187,15 @@ AXES: dict[str, tuple[str, list[Cell]]] = {
             Cell("shots_3", reference_mode="k-shot", k_shots=3, label="3-shot"),
         ],
     ),
+    "evidence": (
+        "Visual evidence expert (VE): off and on for every question (ExpertSwitches.evidence)",
+        [
+            Cell("evidence_off", experts=(("evidence", _OFF),), label="w/o VE"),
+            Cell("evidence_on", experts=(("evidence", True),), label="with VE"),
+        ],
+    ),
 }
-"""axis -> (title, rows), in the paper's order. Row order is the paper's."""
+"""axis -> (title, rows), in the paper's order (then ours: evidence). Row order is the paper's."""
 
 
 def grid_cells(axes: list[str]) -> tuple[list[Cell], dict[str, list[tuple[str, str]]]]:

@@ -1,7 +1,8 @@
 """`echo-iad eval`: run MMAD-format evaluations, ablation grids, reports and comparisons.
 
     echo-iad eval --data DIR [--server ADDR | --embedded] [--concurrency N] [--out RUN_DIR]
-    echo-iad eval ablate --data DIR --grid experts,shots,format,knowledge --out GRID_DIR
+    echo-iad eval --data DIR --protocol product      # the product default: the visual evidence expert on
+    echo-iad eval ablate --data DIR --grid experts,shots,format,knowledge,evidence --out GRID_DIR
     echo-iad eval report RUN_DIR
     echo-iad eval compare RUN_A RUN_B
 
@@ -25,7 +26,9 @@ app = typer.Typer(
     help=(
         "Run MMAD evaluations, ablations and comparisons.\n\n"
         "`echo-iad eval --data DIR` answers every question of an MMAD-format dataset and prints the paper's "
-        "tables; rerunning resumes. Subcommands: run (the same), ablate, report, compare."
+        "tables; rerunning resumes. It runs the paper's protocol (no visual evidence expert) unless "
+        "`--protocol product` selects the product default (evidence on: the report adds image AUROC, pixel AUROC "
+        "and AUPRO). Subcommands: run (the same), ablate, report, compare."
     ),
     no_args_is_help=True,
     invoke_without_command=True,
@@ -80,8 +83,10 @@ Protocol = Annotated[
     str,
     typer.Option(
         help=(
-            "Embedded only: paper, the protocol the Echo paper measured (MMAD's prompt and pixel budget, the "
-            "paper's expert map); product, what `echo-iad serve` runs. A --config file's own values win."
+            "Embedded only. paper (the default here): the protocol the Echo paper measured (MMAD's prompt and "
+            "pixel budget, the paper's expert map), so no visual evidence expert. product: what `echo-iad serve` "
+            "runs, with the visual evidence expert on (the report then adds image AUROC, pixel AUROC and AUPRO "
+            "per category). A --config file's own values win."
         )
     ),
 ]
@@ -93,7 +98,18 @@ Datasets = Annotated[
 ]
 Format = Annotated[str | None, typer.Option("--format", help="Answer format: mc, open or tf.")]
 Experts = Annotated[
-    str, typer.Option(help="Force experts on/off, e.g. 'reference=off,reasoning=on' (default: the planner's map).")
+    str,
+    typer.Option(
+        help="Force experts on/off, e.g. 'reference=off,evidence=on' (reference, knowledge, reasoning, evidence; "
+        "default: the planner's map)."
+    ),
+]
+Heatmaps = Annotated[
+    bool,
+    typer.Option(
+        help="Ask for the evidence heat map on one question per image (kept in RUN_DIR/heatmaps/) for pixel AUROC "
+        "and AUPRO; harmless where the evidence expert does not run."
+    ),
 ]
 Name = Annotated[
     str | None,
@@ -273,6 +289,7 @@ class EvalOptions:
     seed: Seed = 0
     max_errors: MaxErrors = 20
     build_memory: BuildMemory = True
+    heatmaps: Heatmaps = True
     show_categories: ShowCategories = True
 
 
@@ -334,6 +351,7 @@ def run_eval(opts: EvalOptions) -> Path:
         seed=opts.seed,
         limit=opts.limit,
         max_errors=opts.max_errors,
+        heatmaps=opts.heatmaps,
     )
     if opts.backend and address is not None:
         raise typer.BadParameter("--backend configures the embedded server; with --server the server's own applies")
@@ -377,6 +395,11 @@ def main(ctx: typer.Context, opts: EvalOptions) -> None:
     command skips answered questions, so a killed run resumes. The report (Table 1 layout, MMAD's seven
     types with overkill and miss rates, per category, latency) is printed and written as report.md,
     report.csv, per_category.csv and chart.png.
+
+    The embedded server runs the paper's protocol by default (no visual evidence expert), so the figures
+    compare with the Echo paper's; `--protocol product` runs the product default instead (what `echo-iad
+    serve` runs, evidence on), and the report adds the evidence's image AUROC, pixel AUROC and AUPRO per
+    category (evidence.csv).
     """
     if ctx.invoked_subcommand is not None:
         if opts.data is not None:
@@ -399,9 +422,10 @@ def ablate_command(
         str,
         typer.Option(
             help="Comma-separated axes, named as in the paper: baseline (Table 1), knowledge (Table 2: DK vs CSK), "
-            "experts (Table 3), references (Table 4), format (Fig. 5), shots (Fig. 6)."
+            "experts (Table 3), references (Table 4), format (Fig. 5), shots (Fig. 6); and ours: evidence (the "
+            "visual evidence expert off and on, with its image AUROC, pixel AUROC and AUPRO)."
         ),
-    ] = "baseline,knowledge,experts,references,format,shots",
+    ] = "baseline,knowledge,experts,references,format,shots,evidence",
     server: ServerOpt = None,
     embedded: Embedded = False,
     config: Config = None,
@@ -418,6 +442,7 @@ def ablate_command(
     seed: Seed = 0,
     max_errors: MaxErrors = 20,
     build_memory: BuildMemory = True,
+    heatmaps: Heatmaps = True,
     protocol: Protocol = "paper",
     knowledge: KnowledgeSource = "ours",
     datasets: Datasets = "",
@@ -450,6 +475,7 @@ def ablate_command(
         seed=seed,
         limit=limit,
         max_errors=max_errors,
+        heatmaps=heatmaps,
     )
     if knowledge != "ours" and address is not None:
         raise typer.BadParameter("--knowledge configures the embedded server; load it into yours with import-mmad")

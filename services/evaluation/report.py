@@ -11,7 +11,9 @@ computed here from scoring's tallies, because scoring defines them differently:
 - 95% Wilson intervals for plain (non-balanced) accuracies.
 
 Files written to the run folder: report.md, report.csv (per dataset and type),
-per_category.csv, latency.csv, summary.json and chart.png.
+per_category.csv, latency.csv, summary.json and chart.png; evidence.csv when the
+visual evidence expert ran (services/evaluation/evidence_report.py: image AUROC,
+pixel AUROC and AUPRO per category).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from services.common.percentiles import percentile
 from services.common.protocol import PAPER_TABLE_DATASETS
+from services.evaluation.evidence_report import EvidenceReport, evidence_line, evidence_report, evidence_table
 from services.evaluation.stats import wilson_interval
 from services.mmad.scoring import Count, Graded, ScoreReport, score
 from services.mmad.types import (
@@ -308,6 +311,7 @@ class RunReport:
     paper: ScoreReport
     full: ScoreReport
     tables: dict[str, Table] = field(default_factory=dict)
+    evidence: EvidenceReport = field(default_factory=EvidenceReport)
 
     def headline(self) -> float | None:
         return self.paper.wrong.headline
@@ -328,6 +332,7 @@ class RunReport:
             "busy_s": busy,
             "models": self.meta.get("models", {}),
             "scores": self.full.to_dict(),
+            "evidence": self.evidence.to_dict() if self.evidence.ran else None,
         }
 
 
@@ -354,9 +359,16 @@ def knowledge_table(records: Sequence[dict[str, Any]]) -> Table | None:
 
 
 def build_report(
-    records: Iterable[dict[str, Any]], meta: dict[str, Any] | None = None, datasets: Sequence[str] | None = None
+    records: Iterable[dict[str, Any]],
+    meta: dict[str, Any] | None = None,
+    datasets: Sequence[str] | None = None,
+    run_dir: str | Path | None = None,
 ) -> RunReport:
-    """Every table of a run. `datasets`: Table 1's (default: the paper's MVTec-AD and VisA; see table1_datasets)."""
+    """Every table of a run. `datasets`: Table 1's (default: the paper's MVTec-AD and VisA; see table1_datasets).
+
+    `run_dir` holds the run's heat maps: with it (and meta's dataset_path for the masks) the evidence table
+    has pixel AUROC and AUPRO.
+    """
     recs = dedupe(records)
     g = graded(recs)
     chosen, why = table1_datasets((x.dataset for x in g), datasets or (meta or {}).get("table1_datasets"))
@@ -370,6 +382,9 @@ def build_report(
         "counts": counts_table(full),
         "latency": latency_table(recs),
     }
+    rep.evidence = evidence_report(recs, run_dir, (meta or {}).get("dataset_path"))
+    if rep.evidence.ran:
+        rep.tables["evidence"] = evidence_table(rep.evidence)
     missing = knowledge_table(recs)
     if missing is not None:
         rep.tables["knowledge"] = missing
@@ -407,6 +422,8 @@ def header_lines(rep: RunReport) -> list[str]:
                 "NOTE: offline or baseline models answered (random weights, random or oracle answerers): "
                 "these accuracies check the harness, they say nothing about the method."
             )
+    if rep.records:
+        lines.append(evidence_line(rep.evidence))
     if expected and len(rep.records) < expected:
         lines.append(f"INCOMPLETE: {expected - len(rep.records)} questions unanswered; rerun the command to resume.")
     return lines
@@ -435,7 +452,8 @@ def print_report(rep: RunReport, console: Any, *, per_category: bool = True) -> 
 
 
 def write_report(rep: RunReport, run_dir: str | Path, *, chart: bool = True) -> list[Path]:
-    """Write report.md, report.csv, per_category.csv, latency.csv, summary.json and chart.png; return the paths."""
+    """Write report.md, report.csv, per_category.csv, latency.csv, evidence.csv (when the evidence expert ran),
+    summary.json and chart.png; return the paths."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     md = ["# Echo-IAD evaluation report", "", *(f"- {line}" for line in header_lines(rep)), ""]
@@ -445,6 +463,9 @@ def write_report(rep: RunReport, run_dir: str | Path, *, chart: bool = True) -> 
     _tidy_csv(rep.full, paths[1])
     _category_csv(rep.full, paths[2])
     rep.tables["latency"].write_csv(paths[3])
+    if "evidence" in rep.tables:
+        paths.append(run_dir / "evidence.csv")
+        rep.tables["evidence"].write_csv(paths[-1])
     summary = run_dir / "summary.json"
     summary.write_text(json.dumps(rep.summary(), indent=1, default=str) + "\n", encoding="utf-8")
     paths.append(summary)
@@ -546,7 +567,7 @@ def report_run(
     from services.evaluation.runner import load_run
 
     records, meta = load_run(run_dir)
-    rep = build_report(records, meta, datasets)
+    rep = build_report(records, meta, datasets, run_dir)
     if write:
         write_report(rep, run_dir, chart=chart)
     if console is not None:

@@ -31,7 +31,7 @@ from services.evaluation.answers import RUN_FILE, AnswerLog, append_error, read_
 from services.evaluation.cells import Cell
 from services.mmad.loader import MMADDataset
 from services.mmad.scoring import Graded, parse_answer
-from services.mmad.types import QUESTION_TYPES, Question, Sample
+from services.mmad.types import ANOMALY_DETECTION, QUESTION_TYPES, Question, Sample
 
 
 @dataclass
@@ -48,6 +48,8 @@ class RunOptions:
         limit: answer only the first N questions of the dataset (0: all), for quick checks.
         max_errors: stop the run after this many failed requests (they are logged and retried on rerun).
         return_prompt: ask for the exact decision prompt in every trace (large).
+        heatmaps: ask for the evidence heat map on one question per image (see heatmap_questions); each is
+            kept as RUN_DIR/heatmaps/<image>.png for pixel AUROC and AUPRO, not inside answers.jsonl.
     """
 
     line_id: str = "eval"
@@ -59,6 +61,10 @@ class RunOptions:
     limit: int = 0
     max_errors: int = 20
     return_prompt: bool = False
+    heatmaps: bool = True
+
+
+HEATMAP_DIR = "heatmaps"
 
 
 @dataclass
@@ -92,15 +98,34 @@ def questions_in_scope(dataset: MMADDataset, limit: int = 0) -> list[tuple[Sampl
     return items[:limit] if limit > 0 else items
 
 
+def heatmap_questions(dataset: MMADDataset) -> set[str]:
+    """The one question per image that asks for the evidence heat map: its first Anomaly Detection question
+    (where the product protocol runs the evidence expert), else its first question."""
+    ids = set()
+    for sample in dataset.samples:
+        ad = [q for q in sample.questions if q.type == ANOMALY_DETECTION]
+        first = (ad or sample.questions)[:1]
+        ids.update(q.id for q in first)
+    return ids
+
+
 def build_request(
-    sample: Sample, question: Question, image: bytes, cell: Cell, opts: RunOptions, references: Sequence[bytes] = ()
+    sample: Sample,
+    question: Question,
+    image: bytes,
+    cell: Cell,
+    opts: RunOptions,
+    references: Sequence[bytes] = (),
+    *,
+    heatmap: bool = False,
 ) -> Any:
     """The InspectRequest for one question under one cell (question type from the dataset unless plan_types).
 
     `references`: the normal images a template cell sends (MMAD's 1-shot protocol: random_templates[0]).
+    `heatmap`: ask for the evidence heat map (RequestSettings.return_heatmap).
     """
     qtype = None if opts.plan_types or question.type not in QUESTION_TYPES else question.type
-    return build_inspect_request(
+    req = build_inspect_request(
         image,
         question.text,
         question.options,
@@ -114,12 +139,45 @@ def build_request(
         references=list(references),
         **cell.request_kwargs(),
     )
+    req.settings.return_heatmap = heatmap
+    return req
+
+
+def heatmap_name(image_path: str) -> str:
+    """The heat map's file name for a dataset-relative image path (readable and unique: folders become __)."""
+    return image_path.replace("/", "__").rsplit(".", 1)[0] + ".png"
+
+
+def keep_heatmap(run_dir: Path, sample: Sample, resp: Any) -> str | None:
+    """Move the trace's heat map to RUN_DIR/heatmaps/ (atomically, before its answer is logged) and drop the
+    overlay, so answers.jsonl stays small; the relative path, or None when the trace has no heat map."""
+    ev = resp.trace.evidence
+    if not resp.trace.HasField("evidence") or not ev.heatmap.png:
+        return None
+    rel = f"{HEATMAP_DIR}/{heatmap_name(sample.image_path)}"
+    path = run_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".png.tmp")
+    tmp.write_bytes(ev.heatmap.png)
+    os.replace(tmp, path)
+    ev.heatmap.png = b""  # width, height and scale stay in the trace
+    ev.overlay_png = b""
+    return rel
 
 
 def make_record(
-    sample: Sample, question: Question, resp: Any, latency_ms: float, cell: Cell, session: float
+    sample: Sample,
+    question: Question,
+    resp: Any,
+    latency_ms: float,
+    cell: Cell,
+    session: float,
+    heatmap: str | None = None,
 ) -> dict[str, Any]:
-    """One answers.jsonl line. `answer` is the Inspector's letter; when it gave none, MMAD's parse of the raw reply."""
+    """One answers.jsonl line. `answer` is the Inspector's letter; when it gave none, MMAD's parse of the raw reply.
+
+    `image` and `mask` (dataset-relative) and `heatmap` (run-relative) let the report score the evidence expert.
+    """
     answer = resp.answer
     reparsed = False
     if not answer and resp.trace.raw_reply:
@@ -145,6 +203,9 @@ def make_record(
         "unparsed": not graded.parsed,
         "reparsed": reparsed,
         "is_normal": sample.is_normal,
+        "image": sample.image_path,
+        "mask": sample.mask_path,
+        **({"heatmap": heatmap} if heatmap else {}),
         "n_options": len(question.options),
         "latency_ms": round(latency_ms, 3),
         "cell": cell.name,
@@ -404,6 +465,7 @@ async def _answer_all(
     throttle = _Throttle(opts.max_qps)
     tally = _Tally()
     queue = iter(todo)
+    wants_heatmap = heatmap_questions(dataset) if opts.heatmaps else set()
 
     async def worker() -> None:
         for sample, q in queue:
@@ -412,7 +474,8 @@ async def _answer_all(
             await throttle.wait()
             template = sample.random_templates[:1] if cell.sends_template else []
             refs = [await images.get(t) for t in template]
-            req = build_request(sample, q, await images.get(sample.image_path), cell, opts, refs)
+            image = await images.get(sample.image_path)
+            req = build_request(sample, q, image, cell, opts, refs, heatmap=q.id in wants_heatmap)
             start = time.perf_counter()
             try:
                 resp = await client.inspect_request(req, timeout_s=opts.timeout_s)
@@ -422,7 +485,9 @@ async def _answer_all(
                 append_error(run_dir, {"id": q.id, "cell": cell.name, "error": msg, "ts": time.time()})
                 tally.stopped = len(tally.errors) > opts.max_errors
                 continue
-            log.append(make_record(sample, q, resp, (time.perf_counter() - start) * 1000.0, cell, session))
+            ms = (time.perf_counter() - start) * 1000.0
+            heatmap = await asyncio.to_thread(keep_heatmap, run_dir, sample, resp)
+            log.append(make_record(sample, q, resp, ms, cell, session, heatmap))
             tally.answered += 1
             progress.advance()
 

@@ -13,14 +13,16 @@ from services.mmad.loader import MMADDataset
 def test_full_grid_runs_each_distinct_setting_once_under_the_papers_names() -> None:
     cells, rows = grid_cells(list(AXES))
     names = [c.name for c in cells]
-    assert len(names) == len(set(names)) == 13
-    assert [AXES[a][0].split(":")[0] for a in AXES] == ["Table 1", "Table 2", "Table 3", "Table 4", "Fig. 5", "Fig. 6"]
+    assert len(names) == len(set(names)) == 15
+    paper = ["Table 1", "Table 2", "Table 3", "Table 4", "Fig. 5", "Fig. 6"]
+    assert [AXES[a][0].split(":")[0] for a in AXES] == [*paper, "Visual evidence expert (VE)"]
     assert [label for label, _ in rows["baseline"]] == ["Baseline (MMAD 1-shot)", "Echo"]
     assert [label for label, _ in rows["knowledge"]] == ["DK", "CSK"]
     assert [label for label, _ in rows["experts"]] == ["w/o REr", "w/o KG", "w/o REx", "w/o all", "Echo"]
     assert [label for label, _ in rows["references"]] == ["0-shot", "1-shot", "1-shot*"]
     assert [label for label, _ in rows["format"]] == ["Multiple choice", "Open QA", "True/false"]
     assert [label for label, _ in rows["shots"]] == ["1-shot*", "2-shot", "3-shot"]
+    assert rows["evidence"] == [("w/o VE", "evidence_off"), ("with VE", "evidence_on")]
     # Echo, multiple choice, CSK and 1-shot* are the same requests: one run, named "full"
     fulls = {rows["baseline"][1][1], rows["experts"][-1][1], rows["format"][0][1], rows["knowledge"][-1][1]}
     assert fulls | {rows["references"][2][1], rows["shots"][0][1]} == {"full"}
@@ -59,6 +61,18 @@ def test_cells_become_request_settings(small_dataset: MMADDataset) -> None:
     assert tf.answer_format == common_pb2.TRUE_FALSE and tf.knowledge_mode == common_pb2.DOMAIN_KNOWLEDGE
     planned = build_request(sample, q, b"png", FULL, RunOptions(plan_types=True))
     assert planned.question.type == common_pb2.QUESTION_TYPE_UNSPECIFIED
+
+
+def test_the_evidence_axis_switches_the_evidence_expert_off_and_on(small_dataset: MMADDataset) -> None:
+    sample, q = next(iter(small_dataset.questions()))
+    off, on = AXES["evidence"][1]
+    for cell, want in ((off, False), (on, True)):
+        experts = build_request(sample, q, b"png", cell, RunOptions()).settings.experts
+        assert experts.HasField("evidence") and experts.evidence is want
+        assert not experts.HasField("reference")  # only the evidence switch is forced
+    assert not build_request(sample, q, b"png", FULL, RunOptions()).settings.experts.HasField("evidence")
+    assert (off.slug(), on.slug()) == ("no-evidence", "with-evidence")
+    assert parse_experts("evidence=on") == (("evidence", True),)
 
 
 def test_cell_round_trips_and_validates() -> None:
