@@ -27,7 +27,7 @@ def test_ablation_grid_runs_every_cell_and_prints_the_paper_tables(
         for c in cells:
             assert c.label in res.output
     cell_dirs = sorted(p.name for p in grid.iterdir() if p.is_dir())
-    assert len(cell_dirs) == 13 and "full" in cell_dirs and "format_mc" not in cell_dirs
+    assert len(cell_dirs) == 15 and "full" in cell_dirs and "format_mc" not in cell_dirs
     for name in cell_dirs:
         lines = (grid / name / "answers.jsonl").read_text(encoding="utf-8").splitlines()
         assert len(lines) == 8 and {json.loads(x)["cell"] for x in lines} == {name}
@@ -47,6 +47,10 @@ def test_ablation_grid_runs_every_cell_and_prints_the_paper_tables(
         "Cell",
     ]
     assert [r[0] for r in t2.rows] == ["w/o REr", "w/o KG", "w/o REx", "w/o all", "Echo"]
+    ev = tables["evidence"]
+    assert ev.columns[7:10] == ["Image AUROC", "Pixel AUROC", "AUPRO"]
+    assert [r[0] for r in ev.rows] == ["w/o VE", "with VE"]
+    assert ev.row("w/o VE")[7:10] == [None, None, None]  # the expert did not run: no figures
     assert tables["shots"].row("1-shot*")[1:] == t2.row("Echo")[1:]  # the same cell
     assert tables["references"].row("1-shot*")[1:] == t2.row("Echo")[1:]
     # the baseline ran MMAD's 1-shot protocol: the dataset's random template as the one reference, no other expert
