@@ -3,6 +3,11 @@
 Synthesize a small MMAD-format dataset, build the memory of normal images,
 start the embedded server, send questions of every type over gRPC, and print
 a per-type table. It says plainly which models ran.
+
+The visual evidence expert's own verdict is scored beside the MLLM's answer
+(Anomaly Detection: its verdict against the truth; Defect Localization: the
+option naming its top box's region), and a few of its heat-map overlays
+(Trace.evidence.overlay_png) are written to WORKDIR/overlays/.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from typing import Annotated
 import typer
 
 from services.common.percentiles import percentile
+from services.mmad.catalogue import REGION_NAMES
+from services.mmad.types import ANOMALY_DETECTION, DEFECT_LOCALIZATION
 
 OFFLINE_MARK = "echo-tiny"
 SHORT = {"reference": "REr", "knowledge": "KG", "reasoning": "REx", "decision": "DM"}  # the paper's names
 LINE = "demo-line"
+OVERLAY_DIR = "overlays"
 
 
 def demo(
@@ -31,13 +39,22 @@ def demo(
     per_category: Annotated[int, typer.Option(help="Query images per synthetic category.")] = 6,
     per_type: Annotated[int, typer.Option(help="Questions sent per question type.")] = 6,
     concurrency: Annotated[int, typer.Option(help="Concurrent client requests.")] = 4,
+    overlays: Annotated[
+        int, typer.Option(min=0, help="Heat-map overlays of the visual evidence expert to write (WORKDIR/overlays).")
+    ] = 4,
 ) -> None:
     """Run the product end to end on this machine (no network): synth -> memory -> server -> questions -> table."""
-    asyncio.run(run_demo(workdir, config, seed, per_category, per_type, concurrency))
+    asyncio.run(run_demo(workdir, config, seed, per_category, per_type, concurrency, overlays))
 
 
 async def run_demo(
-    workdir: Path, config: Path | None, seed: int, per_category: int, per_type: int, concurrency: int
+    workdir: Path,
+    config: Path | None,
+    seed: int,
+    per_category: int,
+    per_type: int,
+    concurrency: int,
+    overlays: int = 4,
 ) -> dict:
     from rich.console import Console
 
@@ -82,11 +99,12 @@ async def run_demo(
     console.rule("5. results")
     summary = _table(console, results)
     _say_models(console, results)
+    _write_overlays(console, results, workdir / OVERLAY_DIR, overlays)
     return summary
 
 
 async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[dict]:  # type: ignore[no-untyped-def]
-    from services.client import AsyncInspectorClient
+    from services.client import AsyncInspectorClient, build_inspect_request
 
     chosen: dict[str, list] = defaultdict(list)
     for sample, q in dataset.questions():
@@ -100,7 +118,7 @@ async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[d
         async def one(sample, q) -> None:  # type: ignore[no-untyped-def]
             async with sem:
                 t0 = time.perf_counter()
-                resp = await client.inspect(
+                req = build_inspect_request(
                     dataset.abspath(sample.image_path),
                     q.text,
                     q.options,
@@ -108,6 +126,9 @@ async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[d
                     dataset=sample.dataset,
                     category=sample.category,
                 )
+                # the heat map (and its overlay) for the types the evidence expert answers
+                req.settings.return_heatmap = q.type in (ANOMALY_DETECTION, DEFECT_LOCALIZATION)
+                resp = await client.inspect_request(req)
                 results.append(
                     {
                         "type": q.type,
@@ -117,6 +138,11 @@ async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[d
                         "experts": "+".join(SHORT.get(e, e) for e in resp.trace.experts_used),
                         "models": dict(resp.trace.model_ids),
                         "degraded": list(resp.trace.degraded),
+                        "image": sample.image_path,
+                        "category": sample.category,
+                        "defect": sample.defect_type,
+                        "is_normal": sample.is_normal,
+                        "evidence": _evidence(q, sample.is_normal, resp.trace),
                     }
                 )
 
@@ -124,12 +150,50 @@ async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[d
     return results
 
 
+def option_for_region(options: dict[str, str], region: str) -> str | None:
+    """The letter of the option that names `region` (MMAD's 3x3 words), or None.
+
+    An option names the longest region phrase it contains, so "top" does not match "At the top left".
+    """
+    import re
+
+    def named(text: str) -> str | None:
+        words = " ".join(re.findall(r"[a-z]+", text.lower()))
+        found = [r for r in REGION_NAMES if re.search(rf"\b{r}\b", words)]
+        return max(found, key=len) if found else None
+
+    letters = [k for k, v in options.items() if named(v) == region]
+    return letters[0] if len(letters) == 1 else None
+
+
+def _evidence(q, is_normal: bool, trace) -> dict | None:  # type: ignore[no-untyped-def]
+    """The evidence expert's own answer to the question, and whether it is right (None: it did not run).
+
+    Anomaly Detection: its verdict against the truth. Defect Localization: the option naming its top box's
+    region against the gold letter. Other types: no answer of its own.
+    """
+    if not trace.HasField("evidence"):
+        return None
+    ev = trace.evidence
+    correct: bool | None = None
+    if q.type == ANOMALY_DETECTION:
+        correct = ev.anomalous == (not is_normal)
+    elif q.type == DEFECT_LOCALIZATION:
+        region = ev.boxes[0].region if ev.boxes else ""
+        correct = option_for_region(q.options, region) == q.answer
+    return {"score": ev.score, "anomalous": ev.anomalous, "correct": correct, "overlay": ev.overlay_png or None}
+
+
 def _table(console, results: list[dict]) -> dict:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     from services.mmad.types import QUESTION_TYPES
 
-    table = Table("question type", "n", "correct", "accuracy", "p50 ms", "max ms", "experts used", "unparsed")
+    table = Table(
+        "question type", "n", "correct", "accuracy", "VE accuracy", "p50 ms", "max ms", "experts used", "unparsed",
+        caption="accuracy: the Decision Maker's answers. VE accuracy: the visual evidence expert's own answer "
+        "(AD: its verdict; DL: the option naming its top box's region), – where it does not answer the type.",
+    )  # fmt: skip
     summary = {}
     by_type: dict[str, list[dict]] = defaultdict(list)
     for r in results:
@@ -140,15 +204,48 @@ def _table(console, results: list[dict]) -> dict:  # type: ignore[no-untyped-def
         ms = [r["ms"] for r in rows]
         experts = Counter(r["experts"] for r in rows).most_common(1)[0][0]
         unparsed = sum(not r["answer"] for r in rows)
+        judged = [r["evidence"]["correct"] for r in rows if r["evidence"] and r["evidence"]["correct"] is not None]
+        ve = f"{100 * sum(judged) / len(judged):.0f}% ({sum(judged)}/{len(judged)})" if judged else "–"
         table.add_row(
-            t, str(len(rows)), str(correct), f"{100 * correct / len(rows):.0f}%",
+            t, str(len(rows)), str(correct), f"{100 * correct / len(rows):.0f}%", ve,
             f"{percentile(ms, 50):.0f}", f"{max(ms):.0f}", experts, str(unparsed),
         )  # fmt: skip
         summary[t] = {"n": len(rows), "correct": correct, "p50_ms": percentile(ms, 50)}
+        if judged:
+            summary[t]["evidence"] = {"n": len(judged), "correct": sum(judged)}
     console.print(table)
     degraded = sum(bool(r["degraded"]) for r in results)
     console.print(f"{len(results)} inspections, {degraded} degraded")
     return summary
+
+
+def _write_overlays(console, results: list[dict], out: Path, limit: int) -> list[Path]:  # type: ignore[no-untyped-def]
+    """Write up to `limit` heat-map overlays (anomalous images first, one per image) and say where they are."""
+    with_overlay = [r for r in results if r["evidence"] and r["evidence"]["overlay"]]
+    if limit <= 0:
+        return []
+    if not with_overlay:
+        console.print("no heat-map overlays: the visual evidence expert did not run on these questions")
+        return []
+    chosen: dict[str, dict] = {}
+    for r in sorted(with_overlay, key=lambda r: (r["is_normal"], r["image"])):
+        chosen.setdefault(r["image"], r)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for r in list(chosen.values())[:limit]:
+        stem = Path(r["image"]).stem
+        verdict = "anomalous" if r["evidence"]["anomalous"] else "normal"
+        path = out / f"{r['category']}_{r['defect']}_{stem}_{verdict}.png"
+        path.write_bytes(r["evidence"]["overlay"])
+        paths.append(path)
+    console.print(
+        f"heat-map overlays of the visual evidence expert ({len(paths)}; the query under its anomaly map, "
+        f"blue normal to red anomalous, the threshold mid-scale) in {out}:",
+        highlight=False,
+    )
+    for p in paths:
+        console.print(f"  {p}", highlight=False, soft_wrap=True)
+    return paths
 
 
 def _say_models(console, results: list[dict]) -> None:  # type: ignore[no-untyped-def]
