@@ -59,6 +59,8 @@ class EvidenceReport:
     mean: EvidenceFigures | None = None
     answers_with_evidence: int = 0
     backbones: list[str] = field(default_factory=list)
+    degraded: int = 0  # answers whose trace says the evidence expert failed (e.g. no bank for the category)
+    degraded_reason: str = ""
 
     @property
     def ran(self) -> bool:
@@ -68,6 +70,7 @@ class EvidenceReport:
         return {
             "answers_with_evidence": self.answers_with_evidence,
             "backbones": self.backbones,
+            "degraded": self.degraded,
             "categories": [c.to_dict() for c in self.categories],
             "mean": self.mean.to_dict() if self.mean else None,
         }
@@ -176,6 +179,10 @@ def evidence_report(
     backbones: set[str] = set()
     for r in records:
         ev = evidence_of(r)
+        failed = [d for d in (r.get("trace") or {}).get("degraded") or [] if d.startswith("evidence")]
+        if failed:
+            rep.degraded += 1
+            rep.degraded_reason = rep.degraded_reason or failed[0]
         if ev is None:
             continue
         rep.answers_with_evidence += 1
@@ -260,7 +267,10 @@ def evidence_table(rep: EvidenceReport) -> Any:
 
 
 def evidence_line(rep: EvidenceReport) -> str:
-    """The report header's one line on the evidence expert: what it scored, or that it did not run."""
+    """The report header's one line on the evidence expert: what it scored, or that it did not run (and why)."""
+    failed = f"; it failed on {rep.degraded} answers ({rep.degraded_reason})" if rep.degraded else ""
+    if not rep.ran and rep.degraded:
+        return f"visual evidence: asked for but never ran{failed}"
     if not rep.ran:
         return (
             "visual evidence: did not run in this run (no trace carries it: the paper protocol leaves it off; "
@@ -270,7 +280,7 @@ def evidence_line(rep: EvidenceReport) -> str:
     figures = ""
     if m is not None:
         figures = f": mean image AUROC {_fmt(m.image_auroc)}, pixel AUROC {_fmt(m.pixel_auroc)}, AUPRO {_fmt(m.aupro)}"
-    return f"visual evidence: ran on {rep.answers_with_evidence} answers{figures}"
+    return f"visual evidence: ran on {rep.answers_with_evidence} answers{figures}{failed}"
 
 
 def _fmt(x: float | None) -> str:

@@ -188,6 +188,13 @@ def test_the_run_report_shows_the_evidence_only_where_it_ran(small_dataset: MMAD
     plain = build_report(records_for(small_dataset, lambda s, q: q.answer))
     assert "evidence" not in plain.tables and plain.summary()["evidence"] is None
     assert any("visual evidence: did not run" in line for line in header_lines(plain))
+    failed = records_for(small_dataset, lambda s, q: q.answer)
+    failed[0]["trace"]["degraded"] = ["evidence: FAILED_PRECONDITION no evidence bank for Synthetic/round_part"]
+    said = [line for line in header_lines(build_report(failed)) if line.startswith("visual evidence")]
+    assert said == [
+        "visual evidence: asked for but never ran; it failed on 1 answers "
+        "(evidence: FAILED_PRECONDITION no evidence bank for Synthetic/round_part)"
+    ]
 
 
 def test_one_question_per_image_asks_for_the_heat_map_and_the_run_keeps_it_as_a_file(
