@@ -125,7 +125,7 @@ def build_request(
     `heatmap`: ask for the evidence heat map (RequestSettings.return_heatmap).
     """
     qtype = None if opts.plan_types or question.type not in QUESTION_TYPES else question.type
-    req = build_inspect_request(
+    return build_inspect_request(
         image,
         question.text,
         question.options,
@@ -137,10 +137,9 @@ def build_request(
         return_prompt=opts.return_prompt,
         deadline_ms=opts.timeout_s * 1000.0,
         references=list(references),
+        return_heatmap=heatmap,
         **cell.request_kwargs(),
     )
-    req.settings.return_heatmap = heatmap
-    return req
 
 
 def heatmap_name(image_path: str) -> str:

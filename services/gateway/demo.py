@@ -21,7 +21,7 @@ from typing import Annotated
 import typer
 
 from services.common.percentiles import percentile
-from services.mmad.catalogue import REGION_NAMES
+from services.decision.evidence_answer import best_region_option
 from services.mmad.types import ANOMALY_DETECTION, DEFECT_LOCALIZATION
 
 OFFLINE_MARK = "echo-tiny"
@@ -125,9 +125,9 @@ async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[d
                     line_id=LINE,
                     dataset=sample.dataset,
                     category=sample.category,
+                    # the heat map and its overlay, for the types the evidence expert answers
+                    return_heatmap=q.type in (ANOMALY_DETECTION, DEFECT_LOCALIZATION),
                 )
-                # the heat map (and its overlay) for the types the evidence expert answers
-                req.settings.return_heatmap = q.type in (ANOMALY_DETECTION, DEFECT_LOCALIZATION)
                 resp = await client.inspect_request(req)
                 results.append(
                     {
@@ -150,27 +150,11 @@ async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[d
     return results
 
 
-def option_for_region(options: dict[str, str], region: str) -> str | None:
-    """The letter of the option that names `region` (MMAD's 3x3 words), or None.
-
-    An option names the longest region phrase it contains, so "top" does not match "At the top left".
-    """
-    import re
-
-    def named(text: str) -> str | None:
-        words = " ".join(re.findall(r"[a-z]+", text.lower()))
-        found = [r for r in REGION_NAMES if re.search(rf"\b{r}\b", words)]
-        return max(found, key=len) if found else None
-
-    letters = [k for k, v in options.items() if named(v) == region]
-    return letters[0] if len(letters) == 1 else None
-
-
 def _evidence(q, is_normal: bool, trace) -> dict | None:  # type: ignore[no-untyped-def]
     """The evidence expert's own answer to the question, and whether it is right (None: it did not run).
 
     Anomaly Detection: its verdict against the truth. Defect Localization: the option naming its top box's
-    region against the gold letter. Other types: no answer of its own.
+    region (the same choice as `decision.backend: evidence`) against the gold letter. Other types: no answer of its own.
     """
     if not trace.HasField("evidence"):
         return None
@@ -180,7 +164,7 @@ def _evidence(q, is_normal: bool, trace) -> dict | None:  # type: ignore[no-unty
         correct = ev.anomalous == (not is_normal)
     elif q.type == DEFECT_LOCALIZATION:
         region = ev.boxes[0].region if ev.boxes else ""
-        correct = option_for_region(q.options, region) == q.answer
+        correct = bool(region) and best_region_option(region, q.options) == q.answer
     return {"score": ev.score, "anomalous": ev.anomalous, "correct": correct, "overlay": ev.overlay_png or None}
 
 

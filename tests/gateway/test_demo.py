@@ -32,14 +32,3 @@ def test_demo_runs_end_to_end_and_says_which_models_ran(tmp_path: Path, offline_
     # a second run reuses the dataset and finds the memory already built
     again = CliRunner().invoke(app, ["demo", "--workdir", str(tmp_path), "--per-category", "2", "--per-type", "1"])
     assert again.exit_code == 0 and " 0 added" in again.output
-
-
-def test_the_evidence_region_picks_the_option_that_names_it_and_no_other() -> None:
-    from services.gateway.demo import option_for_region
-
-    options = {"A": "At the top left of the image.", "B": "At the top of the image.", "C": "At the center."}
-    assert option_for_region(options, "top") == "B"  # "top left" names a longer region
-    assert option_for_region(options, "top left") == "A"
-    assert option_for_region(options, "center") == "C"
-    assert option_for_region(options, "bottom right") is None
-    assert option_for_region({"A": "top", "B": "Top."}, "top") is None  # ambiguous: no answer
