@@ -17,7 +17,9 @@ named as the Echo paper names it:
 
 "1-shot" and the baseline use MMAD's own 1-shot protocol: the dataset's
 `random_templates[0]` travels with each request as its reference (reference
-mode "template"), not a random pick from the memory. Rows that equal the
+mode "template"), not a random pick from the memory. The baseline and "w/o all"
+switch the visual evidence expert off too, so they mean the same under the
+product protocol (whose map adds it) as under the paper's. Rows that equal the
 default (Echo, multiple choice, CSK, 1-shot*) are the same cell, so the grid
 runs it once.
 """
@@ -133,13 +135,15 @@ class Cell:
 FULL = Cell("full", label="Echo (full)")
 
 _OFF = False
+_ALL_OFF = (("evidence", _OFF), ("knowledge", _OFF), ("reasoning", _OFF), ("reference", _OFF))
+"""w/o all: the Decision Maker alone, under any protocol (the product's map adds the evidence expert)."""
 AXES: dict[str, tuple[str, list[Cell]]] = {
     "baseline": (
         "Table 1: the MLLM under MMAD's 1-shot protocol vs Echo",
         [
             Cell(
                 "baseline",
-                experts=(("knowledge", _OFF), ("reasoning", _OFF), ("reference", True)),
+                experts=(("evidence", _OFF), ("knowledge", _OFF), ("reasoning", _OFF), ("reference", True)),
                 reference_mode="template",
                 label="Baseline (MMAD 1-shot)",
             ),
@@ -159,7 +163,7 @@ AXES: dict[str, tuple[str, list[Cell]]] = {
             Cell("wo_rer", experts=(("reference", _OFF),), label="w/o REr"),
             Cell("wo_kg", experts=(("knowledge", _OFF),), label="w/o KG"),
             Cell("wo_rex", experts=(("reasoning", _OFF),), label="w/o REx"),
-            Cell("wo_all", experts=(("knowledge", _OFF), ("reasoning", _OFF), ("reference", _OFF)), label="w/o all"),
+            Cell("wo_all", experts=_ALL_OFF, label="w/o all"),
             Cell("full", label="Echo"),
         ],
     ),

@@ -51,6 +51,14 @@ def test_ablation_grid_runs_every_cell_and_prints_the_paper_tables(
     assert ev.columns[7:10] == ["Image AUROC", "Pixel AUROC", "AUPRO"]
     assert [r[0] for r in ev.rows] == ["w/o VE", "with VE"]
     assert ev.row("w/o VE")[7:10] == [None, None, None]  # the expert did not run: no figures
+    # the switch reached the server: forced on, the evidence ran on every question (and its heat maps were kept)
+    ve_on = [json.loads(x) for x in (grid / "evidence_on" / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert all("evidence" in r["trace"]["experts_used"] and r["trace"]["evidence"]["threshold"] > 0 for r in ve_on)
+    assert {r["heatmap"] for r in ve_on if "heatmap" in r} == {
+        f"heatmaps/{p.name}" for p in (grid / "evidence_on" / "heatmaps").iterdir()
+    }
+    ve_off = [json.loads(x) for x in (grid / "evidence_off" / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert not any("evidence" in r["trace"] for r in ve_off)
     assert tables["shots"].row("1-shot*")[1:] == t2.row("Echo")[1:]  # the same cell
     assert tables["references"].row("1-shot*")[1:] == t2.row("Echo")[1:]
     # the baseline ran MMAD's 1-shot protocol: the dataset's random template as the one reference, no other expert

@@ -34,7 +34,7 @@ def test_baseline_and_1_shot_send_mmads_random_template(small_dataset: MMADDatas
     """MMAD's 1-shot protocol: the dataset's random_templates[0] travels with the request as its reference."""
     sample, q = next(iter(small_dataset.questions()))
     baseline = dict(AXES["baseline"][1][0].experts)
-    assert baseline == {"reference": True, "knowledge": False, "reasoning": False}
+    assert baseline == {"reference": True, "knowledge": False, "reasoning": False, "evidence": False}
     for cell in (AXES["baseline"][1][0], dict((c.label, c) for c in AXES["references"][1])["1-shot"]):
         assert cell.sends_template
         template = small_dataset.abspath(sample.random_templates[0]).read_bytes()
@@ -52,6 +52,7 @@ def test_cells_become_request_settings(small_dataset: MMADDataset) -> None:
     s = req.settings
     assert s.experts.HasField("reference") and not s.experts.reference and not s.experts.knowledge
     assert not s.experts.reasoning and s.seed == 5 and req.line_id == "l1"
+    assert s.experts.HasField("evidence") and not s.experts.evidence  # w/o all: under the product's map too
     assert req.question.type == common_pb2.ANOMALY_DETECTION and req.category == sample.category
     three = dict((c.label, c) for c in AXES["shots"][1])["3-shot"]
     s = build_request(sample, q, b"png", three, opts).settings
