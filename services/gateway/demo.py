@@ -223,10 +223,11 @@ def _write_overlays(console, results: list[dict], out: Path, limit: int) -> list
         path.write_bytes(r["evidence"]["overlay"])
         paths.append(path)
     console.print(
-        f"heat-map overlays of the visual evidence expert ({len(paths)}; the query under its anomaly map, "
-        f"blue normal to red anomalous, the threshold mid-scale) in {out}:",
+        f"{len(paths)} heat-map overlays of the visual evidence expert (the query under its anomaly map, blue "
+        "normal to red anomalous, the threshold mid-scale):",
         highlight=False,
     )
+    console.print(f"overlays written to {out}", highlight=False, soft_wrap=True)
     for p in paths:
         console.print(f"  {p}", highlight=False, soft_wrap=True)
     return paths
@@ -243,4 +244,10 @@ def _say_models(console, results: list[dict]) -> None:  # type: ignore[no-untype
             "are meaningless.[/yellow] The code path is the real one. Point the config at real weights "
             "(embedding.model=ViT-B-16, embedding.weights=openai; decision.model=<path to Qwen2-VL-2B/7B-Instruct>) "
             "to get real answers."
+        )
+    evidence = models.get("evidence", "")
+    if evidence and "random" not in evidence:
+        console.print(
+            "The visual evidence expert is the exception: pretrained weights (ImageNet), so its VE accuracy and "
+            "heat maps are real measurements."
         )
