@@ -215,3 +215,24 @@ def test_one_question_per_image_asks_for_the_heat_map_and_the_run_keeps_it_as_a_
     assert not resp.trace.evidence.heatmap.png and not resp.trace.evidence.overlay_png  # not in answers.jsonl
     assert resp.trace.evidence.heatmap.scale == 1 and resp.trace.evidence.score == pytest.approx(0.4)
     assert keep_heatmap(tmp_path, sample, inspector_pb2.InspectResponse()) is None
+
+
+def test_eval_runs_the_paper_protocol_without_evidence_unless_product_is_asked_for(
+    small_data: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from services.cli import app
+    from services.evaluation.cli import EvalOptions, _settings
+
+    assert EvalOptions().protocol == "paper"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'state'}\n", encoding="utf-8")
+    paper = _settings(config, None, small_data).gateway.expert_map
+    product = _settings(config, None, small_data, "product").gateway.expert_map
+    assert not any("evidence" in experts for experts in paper.values())
+    assert "evidence" in product[ANOMALY_DETECTION] and "evidence" in product[DEFECT_LOCALIZATION]
+    out = CliRunner().invoke(app, ["eval", "--help"], env={"COLUMNS": "300"}).output
+    help_text = " ".join(out.replace("│", " ").split())
+    assert "paper (the default here)" in help_text and "no visual evidence expert" in help_text
+    assert "--protocol product" in help_text and "image AUROC, pixel AUROC and AUPRO" in help_text
