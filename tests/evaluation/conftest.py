@@ -44,7 +44,13 @@ def random_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerTh
     from services.config import load_settings
 
     state = tmp_path_factory.mktemp("random-state")
-    settings = load_settings(None, data_dir=str(state), server={"port": 0}, decision={"backend": "random", "seed": 7})
+    settings = load_settings(
+        None,
+        data_dir=str(state),
+        server={"port": 0},
+        decision={"backend": "random", "seed": 7},
+        evidence={"input_size": 160},  # small: the evidence axis runs the expert on every question
+    )
     server = ServerThread(settings).start()
     try:
         yield server

@@ -15,6 +15,7 @@ from services.mmad.types import QUESTION_TYPES
 
 def test_demo_runs_end_to_end_and_says_which_models_ran(tmp_path: Path, offline_model_cache: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("ECHO_IAD__DECISION__MODEL_CACHE", str(offline_model_cache))
+    monkeypatch.setenv("ECHO_IAD__EVIDENCE__INPUT_SIZE", "160")  # small banks: the test stays quick on 2 CPUs
     result = CliRunner().invoke(
         app, ["demo", "--workdir", str(tmp_path), "--per-category", "2", "--per-type", "2", "--concurrency", "2"]
     )
