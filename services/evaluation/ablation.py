@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from services.evaluation.cells import AXES, Cell, grid_cells
-from services.evaluation.evidence_report import evidence_report
+from services.evaluation.evidence_report import evidence_report, pct
 from services.evaluation.report import AVERAGE, PAPER_HEADERS, PAPER_TYPES, Table, dedupe, graded, table1_datasets
 from services.mmad.scoring import score
 
@@ -62,7 +62,7 @@ def evidence_scores(
     m = evidence_report(records, run_dir, dataset_root).mean
     if m is None:
         return [None, None, None]
-    return [None if x is None else 100.0 * x for x in (m.image_auroc, m.pixel_auroc, m.aupro)]
+    return [pct(x) for x in (m.image_auroc, m.pixel_auroc, m.aupro)]
 
 
 def axis_table(

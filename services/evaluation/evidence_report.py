@@ -230,40 +230,9 @@ def _mean_figures(rows: Sequence[EvidenceFigures]) -> EvidenceFigures:
     )
 
 
-def _pct(x: float | None) -> float | None:
+def pct(x: float | None) -> float | None:
+    """A fraction as %, None kept."""
     return None if x is None else 100.0 * x
-
-
-def evidence_table(rep: EvidenceReport) -> Any:
-    """The report's table: one row per category and the unweighted mean, figures in %."""
-    from services.evaluation.report import Table
-
-    cols = ["Dataset", "Category", "Images", "Anomalous", "Image AUROC", "Verdict bal. acc.", "False alarms"]
-    cols += ["Heat maps", "Pixel AUROC", "AUPRO"]
-    rows = []
-    for f in [*rep.categories, *([rep.mean] if rep.mean else [])]:
-        rows.append(
-            [
-                f.dataset,
-                f.category,
-                f.images,
-                f.anomalous,
-                _pct(f.image_auroc),
-                _pct(f.balanced_accuracy),
-                _pct(f.false_alarm),
-                f.heatmaps,
-                _pct(f.pixel_auroc),
-                _pct(f.aupro),
-            ]
-        )
-    note = (
-        "Visual evidence expert (%). Image AUROC: trace.evidence.score of each image's Anomaly Detection answer "
-        "against the ground truth; verdict and false alarms (normal images judged anomalous) at each product's "
-        f"calibrated threshold. Pixel AUROC and AUPRO (FPR up to 0.3): the heat maps kept in heatmaps/ against "
-        f"the dataset's masks, at the query's size up to {PIXEL_MAX_SIDE} px; – where a category has no masks "
-        "or no heat maps. Backbone: " + (", ".join(rep.backbones) or "?") + "."
-    )
-    return Table("Visual evidence: image AUROC, pixel AUROC and AUPRO per category", cols, rows, note, 2)
 
 
 def evidence_line(rep: EvidenceReport) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from services.common.percentiles import percentile
 from services.common.protocol import PAPER_TABLE_DATASETS
-from services.evaluation.evidence_report import EvidenceReport, evidence_line, evidence_report, evidence_table
+from services.evaluation.evidence_report import PIXEL_MAX_SIDE, EvidenceReport, evidence_line, evidence_report, pct
 from services.evaluation.stats import wilson_interval
 from services.mmad.scoring import Count, Graded, ScoreReport, score
 from services.mmad.types import (
@@ -300,6 +300,36 @@ def latency_table(records: Sequence[dict[str, Any]]) -> Table:
         "the other rows come from each answer's trace (total is the gateway's own wall time)."
     )
     return Table("Latency (ms) and throughput", ["Stage", "n", "p50", "p90", "p99", "max"], rows, note)
+
+
+def evidence_table(rep: EvidenceReport) -> Table:
+    """The report's table: one row per category and the unweighted mean, figures in %."""
+    cols = ["Dataset", "Category", "Images", "Anomalous", "Image AUROC", "Verdict bal. acc.", "False alarms"]
+    cols += ["Heat maps", "Pixel AUROC", "AUPRO"]
+    rows: list[list[Value]] = []
+    for f in [*rep.categories, *([rep.mean] if rep.mean else [])]:
+        rows.append(
+            [
+                f.dataset,
+                f.category,
+                f.images,
+                f.anomalous,
+                pct(f.image_auroc),
+                pct(f.balanced_accuracy),
+                pct(f.false_alarm),
+                f.heatmaps,
+                pct(f.pixel_auroc),
+                pct(f.aupro),
+            ]
+        )
+    note = (
+        "Visual evidence expert (%). Image AUROC: trace.evidence.score of each image's Anomaly Detection answer "
+        "against the ground truth; verdict and false alarms (normal images judged anomalous) at each product's "
+        f"calibrated threshold. Pixel AUROC and AUPRO (FPR up to 0.3): the heat maps kept in heatmaps/ against "
+        f"the dataset's masks, at the query's size up to {PIXEL_MAX_SIDE} px; – where a category has no masks "
+        "or no heat maps. Backbone: " + (", ".join(rep.backbones) or "?") + "."
+    )
+    return Table("Visual evidence: image AUROC, pixel AUROC and AUPRO per category", cols, rows, note, 2)
 
 
 @dataclass
