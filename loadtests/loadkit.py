@@ -145,15 +145,16 @@ def start_server(workdir: Path, *, ray_config: str = "", env: dict[str, str] | N
     return server
 
 
-def onboard(server: Server, data: Path, lines: Iterable[str]) -> None:
+def onboard(address: str, data: Path, lines: Iterable[str], *, ray: bool = False) -> None:
     """Every line gets the dataset's normal images, through the Inspector as a plant engineer adds them."""
+    from services.client import InspectorClient
     from services.mmad.loader import load_dataset
 
     ds = load_dataset(data)
     by_product: dict[tuple[str, str], list[Path]] = {}
     for d, c, t in ds.templates():
         by_product.setdefault((d, c), []).append(ds.abspath(t))
-    with server.client(retries=3, timeout_s=600) as client:
+    with InspectorClient(address, retries=3, timeout_s=600, application="inspector" if ray else "") as client:
         for line in lines:
             for (dset, category), paths in by_product.items():
                 client.add_normal_images(line, category, paths, dataset=dset)

@@ -69,6 +69,15 @@ class GatewaySettings(Section):
     default_reference_mode: str = Field("1-shot*", description="0-shot, 1-shot, 1-shot* or k-shot.")
     default_k_shots: int = Field(2, ge=1, description="References for k-shot when a request leaves k unset.")
     max_concurrent: int = Field(64, ge=1, description="Inspections in flight before new ones get RESOURCE_EXHAUSTED.")
+    admission_deadline_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description=(
+            "Past capacity, an inspection expected (Little's law over recent ones) to take more than this share of "
+            "its deadline gets RESOURCE_EXHAUSTED at once instead of queueing into a timeout."
+        ),
+    )
     default_dataset: str = Field("", description="Dataset namespace used when a request names none (empty: any).")
     stage_token_file: str = Field(
         "",

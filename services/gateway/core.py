@@ -17,7 +17,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from services.common.errors import EchoError, InvalidArgument, NotFound, ResourceExhausted, task_group_error
+from services.common.errors import EchoError, InvalidArgument, NotFound, task_group_error
 from services.common.images import (
     CONTENT_ID,
     ImageLimits,
@@ -28,6 +28,7 @@ from services.common.images import (
     sha256_hex,
 )
 from services.common.telemetry import tracer
+from services.gateway.admission import Admission
 from services.gateway.clients import Deadline, StageCallError, StageClients
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import (
@@ -114,28 +115,26 @@ class Inspector:
         self.image_store = image_store
         self.limits = limits
         self.keep_evidence_images = keep_evidence_images
-        self._in_flight = 0
+        self.admission = Admission(settings.max_concurrent, settings.admission_deadline_share)
         self._category_vectors: dict[tuple[str, str], tuple[float, dict[str, list[float]]]] = {}
 
     # ------------------------------------------------------------------ inspect
     async def inspect(self, inspection: Inspection, grpc_time_remaining: float | None = None) -> InspectionResult:
         """One inspection: validate, plan, fan out, decide. `grpc_time_remaining`: the caller's deadline (s)."""
-        if self._in_flight >= self.settings.max_concurrent:
-            raise ResourceExhausted(
-                f"gateway: {self._in_flight} inspections in flight, over the limit of {self.settings.max_concurrent} "
-                "(gateway.max_concurrent); retry with backoff"
-            )
-        self._in_flight += 1
+        deadline = self._deadline(inspection, grpc_time_remaining)
+        ticket = self.admission.admit(deadline.remaining())
+        answered = False
         try:
             started = time.perf_counter()
-            run = _Run(inspection, self._deadline(inspection, grpc_time_remaining), self._validate(inspection))
+            run = _Run(inspection, deadline, self._validate(inspection))
             plan = await self._plan(run)
             await self._fan_out(run, plan)
             result = await self._decide(run, plan)
             run.trace.timings.append(Timing("total", (time.perf_counter() - started) * 1000.0))
+            answered = True
             return result
         finally:
-            self._in_flight -= 1
+            self.admission.finished(ticket, answered=answered)
 
     def _deadline(self, inspection: Inspection, grpc_time_remaining: float | None) -> Deadline:
         candidates = [inspection.deadline_ms or self.settings.default_deadline_ms]

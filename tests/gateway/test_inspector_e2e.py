@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -202,14 +204,34 @@ def test_overload_is_resource_exhausted_at_once(server, client, dataset) -> None
     sample, q = _first(dataset, "Defect Localization")
     inspector = server.embedded.inspector
     saved = inspector.settings.max_concurrent
-    inspector._in_flight = saved  # the queue is full
+    inspector.admission.in_flight = saved  # the queue is full
     try:
         with pytest.raises(grpc.RpcError) as e:
             _ask(client, dataset, sample, q, timeout_s=5)
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
-        inspector._in_flight = 0
+        inspector.admission.in_flight = 0
     assert _ask(client, dataset, sample, q).answer in q.options
+
+
+def test_past_capacity_an_inspection_that_cannot_meet_its_deadline_is_refused_at_once(server, client, dataset) -> None:  # type: ignore[no-untyped-def]
+    sample, q = _first(dataset, "Defect Localization")
+    admission = server.embedded.inspector.admission
+    saved = list(admission._recent)
+    admission._recent.extend([(2.0, 1.0)] * admission._recent.maxlen)  # recent ones took 2 s each, one at a time
+    admission.in_flight = 1  # so the next would take about 4 s: over half its 5 s deadline
+    try:
+        start = time.monotonic()
+        with pytest.raises(grpc.RpcError) as e:
+            _ask(client, dataset, sample, q, deadline_ms=5000, timeout_s=5)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "deadline_ms" in e.value.details()
+        assert time.monotonic() - start < 2.5  # refused, retried by the client's policy and refused again: no wait
+    finally:
+        admission.in_flight = 0
+        admission._recent.clear()
+        admission._recent.extend(saved)
+    assert _ask(client, dataset, sample, q, deadline_ms=5000).answer in q.options
 
 
 def test_an_optional_expert_down_degrades_and_a_required_one_fails(server, dataset) -> None:  # type: ignore[no-untyped-def]
