@@ -1,7 +1,8 @@
 """The pieces the load tools share: a system under test, its data, Locust runs, and what the calls say.
 
 A system under test is a real `echo-iad serve` process (embedded), or `echo-iad serve --ray CONFIG`
-(Ray Serve on this machine: run it under `flock /tmp/echo-ray.lock`). Load comes from Locust
+(Ray Serve on this machine; the tools hold /tmp/echo-ray.lock, as `flock` does, from before Ray starts
+until it is gone, and no longer: one Ray cluster per machine). Load comes from Locust
 (loadtests/locustfile.py) in its own process, headless, writing Locust's CSV and HTML reports and
 one line per call (`--calls-log`), from which the tools read exact latencies per status and
 throughput per second.
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -33,6 +36,7 @@ from services.common.percentiles import percentile  # noqa: E402
 from services.common.ports import free_port  # noqa: E402
 
 RAY_PROXY = "127.0.0.1:9000"
+RAY_LOCK = "/tmp/echo-ray.lock"
 
 
 def checkout_env(**extra: str) -> dict[str, str]:
@@ -65,6 +69,7 @@ class Server:
     address: str
     ray: bool
     log: Path
+    lock: Any = None  # the open /tmp/echo-ray.lock while this server's Ray runs
 
     def pids(self) -> list[int]:
         """The processes that serve: the embedded server, or every Serve replica and proxy on Ray."""
@@ -74,6 +79,15 @@ class Server:
         for p in psutil.process_iter(["cmdline"]):
             cmd = " ".join(p.info["cmdline"] or [])
             if cmd.startswith(("ray::ServeReplica", "ray::ProxyActor")):
+                found.append(p.pid)
+        return found
+
+    def replica_pids(self, app: str) -> list[int]:
+        """The live Serve replica processes of one application (`ray::ServeReplica:APP:DEPLOYMENT`)."""
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if cmd.startswith(f"ray::ServeReplica:{app}:"):
                 found.append(p.pid)
         return found
 
@@ -117,6 +131,49 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.lock is not None:
+            if self.ray:
+                _wait_ray_gone()
+            self.lock.close()  # releases the flock
+            self.lock = None
+
+
+def _wait_ray_gone(timeout_s: float = 60) -> None:
+    """Ray's own processes end a little after `ray.shutdown()`; the lock is released once they have."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = [
+            p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(("raylet", "gcs_server"))
+        ]
+        if not alive:
+            return
+        time.sleep(1)
+    say("Ray processes still running after", timeout_s, "s")
+
+
+def ray_lock() -> Any:
+    """Block until this machine's Ray lock is ours (as `flock /tmp/echo-ray.lock` does); close the file to release."""
+    f = open(RAY_LOCK, "a")  # noqa: SIM115 (held across calls; Server.stop closes it)
+    say(f"waiting for {RAY_LOCK} ...")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    say(f"holding {RAY_LOCK}")
+    return f
+
+
+def ray_config(workdir: Path, base: str = "deploy/local-cpu.yaml", **deployments: dict[str, Any]) -> str:
+    """A copy of a Serve config with some deployments' settings replaced (by application name), as JSON (YAML)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / base).read_text())
+    for app in config["applications"]:
+        if app["name"] in deployments:
+            app["deployments"][0].update(deployments[app["name"]])
+            for key, value in deployments[app["name"]].items():
+                if value is None:
+                    app["deployments"][0].pop(key)
+    path = workdir / "serve-config.yaml"
+    path.write_text(json.dumps(config, indent=1))  # JSON is YAML
+    return str(path)
 
 
 def start_server(workdir: Path, *, ray_config: str = "", env: dict[str, str] | None = None) -> Server:
@@ -124,9 +181,11 @@ def start_server(workdir: Path, *, ray_config: str = "", env: dict[str, str] | N
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / ("serve-ray.log" if ray_config else "serve.log")
     base = {"ECHO_IAD__DATA_DIR": str(workdir / "echo-data")}
+    lock = None
     if ray_config:
-        cmd = [sys.executable, "-m", "services.cli", "serve", "--ray", ray_config]
+        cmd = [sys.executable, "-m", "services.cli", "serve", "--ray", str((REPO / ray_config).resolve()), "--insecure"]
         address = RAY_PROXY
+        lock = ray_lock()
     else:
         port = free_port()
         cmd = [sys.executable, "-m", "services.cli", "serve", "--port", str(port)]
@@ -140,7 +199,7 @@ def start_server(workdir: Path, *, ray_config: str = "", env: dict[str, str] | N
             stderr=subprocess.STDOUT,
             start_new_session=True,  # our Ctrl-C reaches it only when we send it
         )
-    server = Server(proc, address, bool(ray_config), log)
+    server = Server(proc, address, bool(ray_config), log, lock)
     server.wait_serving()
     return server
 

@@ -77,7 +77,6 @@ def main() -> None:
     data = dataset(work)
     settings = load_settings(data_dir=str(work / "echo-data"), server={"port": 0})
     proc = psutil.Process()
-    tracemalloc.start(args.frames)
     with BackgroundServer(settings) as srv:
         lines = line_names("mem", args.lines)
         with InspectorClient(srv.address, timeout_s=600) as client:
@@ -88,6 +87,8 @@ def main() -> None:
                 for d, c in ds.categories():
                     paths = [ds.abspath(t) for dd, cc, t in ds.templates() if (dd, cc) == (d, c)]
                     client.add_normal_images(line, c, paths, dataset=d)
+        # traced from here on: the imports and model loading before are not growth (and crawl when traced)
+        tracemalloc.start(args.frames)
         total_s = args.warmup_s + args.minutes * 60
         say(f"server on {srv.address}; Locust: {args.users} users, {args.types}, {total_s:.0f} s")
         cmd = [
