@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,8 +264,12 @@ class ImageStore:
 
 
 def _write_whole(path: Path, data: bytes, durable: bool) -> None:
-    """Write to a temporary name and rename, so a crash never leaves a partial file under the final name."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write to a temporary name and rename, so a crash never leaves a partial file under the final name.
+
+    The temporary name is this call's own: concurrent requests storing the same image (one image, several
+    lines) each rename a whole file of their own onto the same content-addressed name.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         if durable:

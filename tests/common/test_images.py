@@ -56,3 +56,19 @@ def test_image_store_is_content_addressed(tmp_path: Path) -> None:
     assert store.get(uri) == data
     mem = ImageStore("memory://echo-test-store")
     assert mem.get(mem.put(data)) == data
+
+
+def test_the_same_image_stored_by_many_threads_at_once_is_stored_whole(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = ImageStore(str(tmp_path / "store"))
+    data = _png()
+    for _ in range(20):  # the race is between a write and another's rename: repeat it
+        (tmp_path / "store").joinpath(sha256_hex(data)[:2]).mkdir(parents=True, exist_ok=True)
+        for f in (tmp_path / "store" / sha256_hex(data)[:2]).iterdir():
+            f.unlink()
+        with ThreadPoolExecutor(8) as pool:
+            uris = list(pool.map(lambda _: store.put(data, durable=True), range(8)))
+        assert len(set(uris)) == 1
+        assert store.get_by_sha256(sha256_hex(data)) == data
+    assert not list((tmp_path / "store").rglob("*.tmp"))
