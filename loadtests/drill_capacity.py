@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,13 +23,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadkit import dataset, line_names, locust, onboard, say, start_server
+from loadkit import dataset, line_names, locust, onboard, say, start_server, uptime
 
 from services.common.percentiles import percentile
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def step_search(server: Any, work: Path, data: Path, args: argparse.Namespace) -> tuple[float, list[dict[str, Any]]]:

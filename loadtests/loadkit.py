@@ -45,6 +45,11 @@ def checkout_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **extra}
 
 
+def uptime() -> str:
+    """`uptime`: the machine's load when a figure was measured (shared machines: report it with the figure)."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def say(*parts: Any) -> None:
     """Progress on stderr (stdout carries the one JSON line)."""
     print(time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)

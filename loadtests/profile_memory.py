@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=8, help="Locust users (lines), each as fast as answers come.")
     ap.add_argument("--types", default="all", help="Question types (as loadtests/locustfile.py --types).")
     ap.add_argument("--lines", type=int, default=4, help="Distinct line ids.")
+    ap.add_argument("--stages", default="", help="Users over time as Locust's --stages (e.g. 2m:2,2m:4,2m:8).")
     ap.add_argument("--frames", type=int, default=12, help="Traceback depth tracemalloc keeps.")
     ap.add_argument("--top", type=int, default=15, help="Sites and types listed.")
     ap.add_argument("--workdir", default="", help="Folder for data and the server's state (default: a temp dir).")
@@ -97,6 +98,8 @@ def main() -> None:
             "--data", str(data), "--line", "mem", "--lines", str(args.lines), "--types", args.types,
             "--csv", str(work / "mem"), "--only-summary", "--loglevel", "WARNING",
         ]  # fmt: skip
+        if args.stages:
+            cmd += ["--stages", args.stages]
         t0 = time.monotonic()
         locust = subprocess.Popen(cmd, env=checkout_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         series = []
@@ -124,7 +127,7 @@ def main() -> None:
         if first is None:
             raise SystemExit(f"Locust ended before the warm-up was over:\n{out[-3000:]}")
         last_objects = object_counts()
-    diffs = last.compare_to(first, "traceback")
+    diffs = sorted(last.compare_to(first, "traceback"), key=lambda d: d.size_diff, reverse=True)  # growth first
     sites = []
     for d in diffs[: args.top]:
         frames = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in d.traceback[-4:]]
