@@ -81,20 +81,12 @@ def main() -> None:
     try:
         onboard(server.address, data, line_names("line", lines))
         total = args.before_s + args.down_s + args.after_s
-        load = threading.Thread(
-            target=lambda: runs.append(
-                locust(
-                    server.address,
-                    work / "redis",
-                    users=lines,
-                    duration_s=total,
-                    data=data,
-                    lines=lines,
-                    line_rate=args.rate / lines,
-                    types=args.types,
-                )
-            )  # fmt: skip
-        )
+
+        def drive() -> None:
+            runs.append(locust(server.address, work / "redis", users=lines, duration_s=total, data=data,
+                               lines=lines, line_rate=args.rate / lines, types=args.types))  # fmt: skip
+
+        load = threading.Thread(target=drive)
         started = time.time()
         load.start()
         time.sleep(args.before_s)
