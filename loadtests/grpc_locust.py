@@ -160,6 +160,7 @@ def onboard(opts: Any) -> None:
 
 # ------------------------------------------------------------------ one event per call
 _STATUS = re.compile(r"\d+")
+_BACKOFF_S = 0.25
 
 
 class Failure(Exception):
@@ -247,7 +248,9 @@ class GrpcUser(User):
         self.label = label
         try:
             return method(request, timeout=self.opts.deadline_ms / 1000.0 + 5.0, metadata=self.client.metadata)
-        except grpc.RpcError:
+        except grpc.RpcError as e:
+            if self.opts.line_rate <= 0 and e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                time.sleep(_BACKOFF_S)  # as the refusal asks; an unpaced user would otherwise spin on refusals
             return None
         finally:
             self.label = ""

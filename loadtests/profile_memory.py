@@ -60,6 +60,50 @@ def object_counts() -> Counter[str]:
     return Counter(type(o).__name__ for o in gc.get_objects())
 
 
+def holders(min_bytes: int = 32_768, chains: int = 3, depth: int = 6) -> list[dict[str, object]]:
+    """Who keeps the big byte strings alive: for the site that allocated most of them, a few referrer chains.
+
+    tracemalloc says where memory was allocated, not who holds it; gc's referrers answer that.
+    """
+    gc.collect()
+    found: dict[str, list[object]] = {}
+    for container in gc.get_objects():
+        for ref in gc.get_referents(container):
+            if isinstance(ref, (bytes, bytearray)) and len(ref) >= min_bytes:
+                tb = tracemalloc.get_object_traceback(ref)
+                site = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in reversed(tb or [])) or "?"
+                found.setdefault(site, [])
+                if all(r is not ref for r in found[site]):
+                    found[site].append(ref)
+    out = []
+    for site, objs in sorted(found.items(), key=lambda kv: -sum(len(o) for o in kv[1]))[:3]:  # type: ignore[arg-type]
+        paths = []
+        for obj in objs[:chains]:
+            path, cur = [], obj
+            for _ in range(depth):
+                refs = [r for r in gc.get_referrers(cur) if r is not objs and r is not found and not _is_frame(r)]
+                if not refs:
+                    break
+                cur = refs[0]
+                path.append(_describe(cur))
+            paths.append(" <- ".join(path))
+        out.append({"site": site, "objects": len(objs), "mb": round(sum(len(o) for o in objs) / 2**20, 1),  # type: ignore[arg-type]
+                    "held_by": paths})  # fmt: skip
+    return out
+
+
+def _is_frame(obj: object) -> bool:
+    return type(obj).__name__ in ("frame", "list_iterator") or obj is sys.modules
+
+
+def _describe(obj: object) -> str:
+    name = type(obj).__name__
+    if isinstance(obj, dict):
+        keys = list(obj)[:4]
+        return f"dict{keys}"
+    return f"{type(obj).__module__}.{name}" if not isinstance(obj, (list, tuple)) else f"{name}[{len(obj)}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=8.0, help="Load duration after warm-up.")
@@ -127,6 +171,7 @@ def main() -> None:
         if first is None:
             raise SystemExit(f"Locust ended before the warm-up was over:\n{out[-3000:]}")
         last_objects = object_counts()
+        held = holders()
     diffs = sorted(last.compare_to(first, "traceback"), key=lambda d: d.size_diff, reverse=True)  # growth first
     sites = []
     for d in diffs[: args.top]:
@@ -149,6 +194,7 @@ def main() -> None:
         "series": series,
         "top_sites": sites[:5],
         "top_types": growth[:10],
+        "held_by": held,
     }))  # fmt: skip
 
 
