@@ -67,14 +67,14 @@ def holders(min_bytes: int = 32_768, chains: int = 3, depth: int = 6) -> list[di
     """
     gc.collect()
     found: dict[str, list[object]] = {}
+    seen: set[int] = set()
     for container in gc.get_objects():
         for ref in gc.get_referents(container):
-            if isinstance(ref, (bytes, bytearray)) and len(ref) >= min_bytes:
+            if type(ref) in (bytes, bytearray) and len(ref) >= min_bytes and id(ref) not in seen:
+                seen.add(id(ref))
                 tb = tracemalloc.get_object_traceback(ref)
                 site = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in reversed(tb or [])) or "?"
-                found.setdefault(site, [])
-                if all(r is not ref for r in found[site]):
-                    found[site].append(ref)
+                found.setdefault(site, []).append(ref)
     out = []
     for site, objs in sorted(found.items(), key=lambda kv: -sum(len(o) for o in kv[1]))[:3]:  # type: ignore[arg-type]
         paths = []

@@ -43,8 +43,11 @@ Fill = Literal["time", "sessions", "idle"]
 batches grow with the load by themselves, and a lone request is never held)."""
 
 
+BATCH_HISTORY = 1024  # batch sizes kept for tests and benchmarks; the metrics carry the full record
+
+
 class Batcher(Protocol):
-    """What a stage calls; `batches` holds the sizes of the batches run so far (tests and benchmarks read it)."""
+    """What a stage calls; `batches` holds the sizes of the recent batches (tests and benchmarks read it)."""
 
     batches: list[int]
 
@@ -53,6 +56,12 @@ class Batcher(Protocol):
 
     async def submit_many(self, items: Sequence[Any], key: Hashable = None) -> list[Any]:
         """Several items (they may ride in different batches); the results in order, or the first error raised."""
+
+    def _ran(self, size: int) -> None:
+        """Note a batch's size; only the last BATCH_HISTORY are kept (a server runs batches for months)."""
+        self.batches.append(size)
+        if len(self.batches) > 2 * BATCH_HISTORY:
+            del self.batches[:-BATCH_HISTORY]
 
     async def run_exclusive(self, fn: Callable[..., R], *args: Any) -> R:
         """Another model call on the batch thread, between batches (e.g. the text tower)."""
@@ -92,6 +101,12 @@ class BatcherBase:
     def _check_open(self) -> None:
         if self._closed:
             raise Unavailable(f"{self.stage}: batcher is closed")
+
+    def _ran(self, size: int) -> None:
+        """Note a batch's size; only the last BATCH_HISTORY are kept (a server runs batches for months)."""
+        self.batches.append(size)
+        if len(self.batches) > 2 * BATCH_HISTORY:
+            del self.batches[:-BATCH_HISTORY]
 
     async def run_exclusive(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -207,7 +222,7 @@ class MicroBatcher(BatcherBase):
             if not batch:
                 continue
             BATCH_SIZE.observe(len(batch), stage=self.stage)
-            self.batches.append(len(batch))
+            self._ran(len(batch))
             futures = [f for _, f in batch]
             try:
                 results: Sequence[Any] = await loop.run_in_executor(

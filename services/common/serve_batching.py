@@ -44,7 +44,7 @@ class ServeBatcher(BatcherBase):
             from ray import serve
 
             async def run_batch(items: list[Any]) -> list[Any]:
-                self.batches.append(len(items))
+                self._ran(len(items))
                 BATCH_SIZE.observe(len(items), stage=self.stage)
                 loop = asyncio.get_running_loop()
                 try:

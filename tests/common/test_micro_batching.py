@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from services.common.batching import MicroBatcher
+from services.common.batching import BATCH_HISTORY, MicroBatcher
 from services.common.errors import InvalidArgument, Unavailable
 
 
@@ -82,3 +82,13 @@ async def test_closed_batcher_is_unavailable() -> None:
     await batcher.close()
     with pytest.raises(Unavailable):
         await batcher.submit(1)
+
+
+async def test_the_batch_size_history_is_bounded() -> None:
+    batcher = MicroBatcher(lambda key, items, abandoned: list(items), max_batch_size=1, max_wait_ms=0, stage="t")
+    try:
+        for i in range(2 * BATCH_HISTORY + 10):
+            assert await batcher.submit(i) == i
+    finally:
+        await batcher.close()
+    assert BATCH_HISTORY <= len(batcher.batches) <= 2 * BATCH_HISTORY
