@@ -117,6 +117,7 @@ def main() -> None:
         "criterion": f"held {args.hold_s:.0f} s at p99 < {args.p99_ms:.0f} ms, 0 errors",
         "hold": holds[-1] if holds else None,
         "failed_holds": holds[:-1],
+        "max_ok_per_s_in_steps": max((st["ok_per_s"] for st in steps), default=0.0),  # throughput, any latency
         "steps": steps,
         "server_rss_mb": rss,
         "uptime_before": before,
