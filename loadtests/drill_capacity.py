@@ -92,7 +92,8 @@ def main() -> None:
     before = uptime()
     server = start_server(work, ray_config=args.ray)
     try:
-        onboard(server.address, data, line_names("line", 64), ray=server.ray)
+        most = math.ceil((args.start + args.step * (args.steps - 1)) / args.line_rate)
+        onboard(server.address, data, line_names("line", most), ray=server.ray)
         best, steps = step_search(server, work, data, args)
         holds = []
         rate = best
