@@ -90,7 +90,7 @@ def kill(args: argparse.Namespace, work: Path, data: Path) -> dict[str, Any]:
     config = ray_config(work, **{args.app: {"num_replicas": args.replicas, "autoscaling_config": None}})
     server = start_server(work, ray_config=config)
     try:
-        onboard(server.address, data, line_names("line", 16), ray=True)
+        onboard(server.address, data, line_names("line", math.ceil(args.rate / args.line_rate)), ray=True)
         with ReplicaWatch(server, args.app, 0.5) as watch:
             thread, runs = steady_lines(server, work, data, args, args.before_s + args.after_s)
             time.sleep(args.before_s)
@@ -132,7 +132,7 @@ def autoscale(args: argparse.Namespace, work: Path, data: Path) -> dict[str, Any
     ramp_s = sum(d for d, _ in parse_stages(args.ramp))
     server = start_server(work, ray_config=ray_config(work))
     try:
-        onboard(server.address, data, line_names("line", 16), ray=True)
+        onboard(server.address, data, line_names("line", math.ceil(args.rate / args.line_rate)), ray=True)
         with ReplicaWatch(server, args.app, 1.0) as watch:
             t0 = time.time()
             thread, runs = steady_lines(server, work, data, args, ramp_s + args.idle_s)
