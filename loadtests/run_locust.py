@@ -61,10 +61,12 @@ def run_scenario(name: str, host: str, args: argparse.Namespace, data: Path) -> 
         stages = f"{quiet:.0f}s:{calm},{args.seconds * 0.2:.0f}s:{burst},{quiet:.0f}s:{calm}"
         run = locust(host, out, users=calm, lines=args.lines, line_rate=args.line_rate, stages=stages, **common)
     elif name == "mix":
-        run = locust(host, out, users=args.users, lines=args.lines, types="all", **common)
+        # the reasoning pass of the offline model takes seconds on a CPU: a line waits for it
+        run = locust(host, out, users=args.users, lines=args.lines, types="all", deadline_ms=60_000, **common)
     else:
         users = ["EmbeddingUser", "RetrievalUser", "KnowledgeUser", "DecisionUser"]
-        run = locust(host, out, users=len(users), lines=1, locustfile="locust_stages.py", user_classes=users, **common)
+        stage = {"locustfile": "locust_stages.py", "user_classes": users}
+        run = locust(host, out, users=len(users), lines=args.lines, **stage, **common)
     say(name, run.locust)
     return {"locust": run.locust, "by_name": locust_rows(out), "report": run.report}
 
