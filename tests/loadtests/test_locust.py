@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -50,8 +51,12 @@ def _locust(address: str, data: Path, out: Path, *args: str) -> dict[str, dict[s
 def test_locust_inspector_users_ask_every_question_type_without_failures(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     address, data = served
     users = str(len(QUESTION_TYPES))  # user k starts its fixed cycle at type k: the first calls cover them all
+    log = tmp_path / "requests.jsonl"
     rows = _locust(address, data, tmp_path / "stats", "-f", str(REPO / "loadtests" / "locustfile.py"),
-                   "-u", users, "-r", users, "-t", "5s")  # fmt: skip
+                   "-u", users, "-r", users, "-t", "5s", "--request-log", str(log))  # fmt: skip
+    requests = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(requests) >= int(rows["Aggregated"]["Request Count"])  # and those finishing as Locust stops
+    assert all(r["code"] == "OK" and r["seconds"] > 0 and r["start"] > 0 for r in requests)
     assert int(rows["Aggregated"]["Failure Count"]) == 0
     assert set(QUESTION_TYPES) <= set(rows), sorted(rows)
     assert int(rows["Aggregated"]["Request Count"]) >= len(QUESTION_TYPES)
