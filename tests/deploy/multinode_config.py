@@ -18,7 +18,7 @@ from typing import Any
 
 ACCELERATOR = "accelerator"  # stands in for a GPU
 MEMORY_NODE = "qdrant_edge"  # the one node that holds the Qdrant Edge memory
-GPU_BUILDERS = ("deploy.apps:decision_app", "deploy.apps:embedding_app")
+GPU_BUILDERS = ("deploy.apps:decision_app", "deploy.apps:embedding_app", "deploy.apps:evidence_app")
 
 
 def _apps(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -43,7 +43,11 @@ def cpu_variant(gpu_config: dict[str, Any], cpu_config: dict[str, Any]) -> dict[
         if "num_gpus" in options:
             options.setdefault("resources", {})[ACCELERATOR] = options.pop("num_gpus")
 
-    for builder, section in (("deploy.apps:decision_app", "decision"), ("deploy.apps:embedding_app", "embedding")):
+    for builder, section in (
+        ("deploy.apps:decision_app", "decision"),
+        ("deploy.apps:embedding_app", "embedding"),
+        ("deploy.apps:evidence_app", "evidence"),
+    ):
         apps[builder]["args"]["settings"][section] = copy.deepcopy(local[builder]["args"]["settings"][section])
     _options(apps["deploy.apps:decision_app"]).setdefault("resources", {})[ACCELERATOR] = gpus_per_engine
 

@@ -48,7 +48,7 @@ LINE = "line-mn"
 GRPC_PORT = 9000  # the shipped config's port: every node has its own loopback, so every proxy can bind it
 DEADLINE_MS = 20_000  # what the load's clients send in each request
 CPU_BUILDERS = ("deploy.apps:retrieval_app", "deploy.apps:knowledge_app", "deploy.apps:inspector_app")
-STAGE_APPS = ("embedding", "retrieval", "knowledge", "decision", "inspector")
+STAGE_APPS = ("embedding", "retrieval", "knowledge", "decision", "evidence", "inspector")
 INSPECTOR = (("application", "inspector"),)
 
 
@@ -186,6 +186,7 @@ def test_decision_lands_only_on_the_gpu_worker_and_cpu_stages_spread_over_the_cp
     placement = cluster.placement()
     assert _running_nodes(placement, "decision") == ["gpu"]
     assert _running_nodes(placement, "embedding") == ["gpu"]  # CLIP takes a quarter of a GPU
+    assert _running_nodes(placement, "evidence") == ["gpu"]  # the evidence backbone takes a quarter too
     cpu_nodes = {node for app in ("retrieval", "knowledge", "inspector") for node in _running_nodes(placement, app)}
     assert cpu_nodes == {"cpu-a", "cpu-b"}, placement
     assert _running_nodes(placement, "retrieval") == ["cpu-a"]  # Qdrant Edge: the one node that holds the memory

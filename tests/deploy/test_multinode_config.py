@@ -68,10 +68,15 @@ def test_the_models_are_the_offline_ones_and_the_stores_stay_shared(configs, mon
         return StageArgs.model_validate(apps[builder]["args"]).echo_settings()
 
     local = by_builder(cpu)
-    for builder, section in (("deploy.apps:decision_app", "decision"), ("deploy.apps:embedding_app", "embedding")):
+    for builder, section in (
+        ("deploy.apps:decision_app", "decision"),
+        ("deploy.apps:embedding_app", "embedding"),
+        ("deploy.apps:evidence_app", "evidence"),
+    ):
         assert apps[builder]["args"]["settings"][section] == local[builder]["args"]["settings"][section]
     assert settings("deploy.apps:decision_app").decision.backend == "transformers"
     assert settings("deploy.apps:embedding_app").embedding.device == "cpu"
+    assert settings("deploy.apps:evidence_app").evidence.device == "cpu"
     retrieval = settings("deploy.apps:retrieval_app").retrieval
     assert (retrieval.engine, retrieval.image_store) == ("edge", "/echo_image_store")
     knowledge = settings("deploy.apps:knowledge_app").knowledge
@@ -82,4 +87,4 @@ def test_one_cpu_worker_can_hold_every_cpu_stage_and_the_gpu_stages_need_fractio
     _, _, variant = configs
     cpu = needs(variant, ("deploy.apps:retrieval_app", "deploy.apps:knowledge_app", "deploy.apps:inspector_app"))
     assert cpu == 1 + 1 + 2  # retrieval, knowledge, two Inspector replicas: what the surviving CPU worker must take
-    assert needs(variant, GPU_BUILDERS, ACCELERATOR) == 1 + 0.25  # one decision replica and a quarter-GPU CLIP
+    assert needs(variant, GPU_BUILDERS, ACCELERATOR) == 1 + 0.25 + 0.25  # decision, quarter-GPU CLIP and evidence
