@@ -367,7 +367,9 @@ def test_losing_the_gpu_worker_under_load_gives_unavailable_naming_the_stage_and
     assert drill["requests_before"] > 0 and drill["errors_before"] == 0
     assert drill["error_rate_while_gone"] > 0.5, "clients kept succeeding with the decision stage gone"
     for r in failed:  # while the node is gone: UNAVAILABLE naming the stage, never a hang
-        if r["start"] + r["seconds"] < back_at:
+        if r["code"] == "RESOURCE_EXHAUSTED":  # calls piling up behind the gone stage: the gateway sheds load at once
+            assert r["details"].startswith("gateway: over capacity"), r
+        elif r["start"] + r["seconds"] < back_at:
             assert r["code"] == "UNAVAILABLE" and r["details"].startswith("decision stage: UNAVAILABLE"), r
         else:  # once it is back the stage answers again, slowly at first: a call may use up its deadline
             assert r["code"] in ("UNAVAILABLE", "DEADLINE_EXCEEDED") and r["details"].startswith("decision stage"), r
