@@ -17,13 +17,12 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadkit import dataset, line_names, locust, onboard, say, start_server, uptime
+from loadkit import drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
 
 from services.common.percentiles import percentile
 
@@ -72,9 +71,6 @@ def hold(server: Any, work: Path, data: Path, args: argparse.Namespace, rate: fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ray", default="", metavar="CONFIG", help="Run on Ray Serve with this config (else embedded).")
-    ap.add_argument("--types", default="no-reasoning", help="Question types (loadtests/locustfile.py --types).")
-    ap.add_argument("--line-rate", type=float, default=1.0, help="Inspections per second of each line.")
     ap.add_argument("--start", type=float, default=4.0, help="First step's rate (inspections/s).")
     ap.add_argument("--step", type=float, default=2.0, help="Rate added per step.")
     ap.add_argument("--steps", type=int, default=12, help="Most steps.")
@@ -84,11 +80,10 @@ def main() -> None:
     ap.add_argument("--retries", type=int, default=1, help="Lower steps tried when a hold fails.")
     ap.add_argument("--p99-ms", type=float, default=1000.0, help="Latency bound on the 99th percentile.")
     ap.add_argument("--deadline-ms", type=float, default=10_000.0, help="Each request's deadline.")
-    ap.add_argument("--workdir", default="", help="Data and server state (default: a temp dir).")
+    drill_options(ap, ray=True)
     args = ap.parse_args()
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="echo-capacity-"))
-    data = dataset(work)
+    work, data = workspace(args.workdir, "echo-capacity-")
     before = uptime()
     server = start_server(work, ray_config=args.ray)
     try:

@@ -17,13 +17,12 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadkit import Run, dataset, line_names, locust, onboard, say, start_server, uptime
+from loadkit import Run, drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
 
 from services.common.percentiles import percentile
 
@@ -48,19 +47,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--capacity", type=float, required=True, help="Inspections/s held at p99 < --p99-ms.")
     ap.add_argument("--factor", type=float, default=3.0, help="Offered load as a multiple of capacity.")
-    ap.add_argument("--ray", default="", metavar="CONFIG", help="Run on Ray Serve with this config (else embedded).")
-    ap.add_argument("--types", default="no-reasoning", help="Question types (loadtests/locustfile.py --types).")
-    ap.add_argument("--line-rate", type=float, default=1.0, help="Inspections per second of each line.")
     ap.add_argument("--baseline-s", type=float, default=60.0, help="Seconds at capacity first.")
     ap.add_argument("--seconds", type=float, default=120.0, help="Seconds at factor x capacity.")
     ap.add_argument("--settle-s", type=float, default=10.0, help="Seconds at the start of each run not judged.")
     ap.add_argument("--p99-ms", type=float, default=1000.0, help="An answer counts as goodput within this time.")
     ap.add_argument("--deadline-ms", type=float, default=2000.0, help="Each request's deadline (a line's budget).")
-    ap.add_argument("--workdir", default="", help="Data and server state (default: a temp dir).")
+    drill_options(ap, ray=True)
     args = ap.parse_args()
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="echo-overload-"))
-    data = dataset(work)
+    work, data = workspace(args.workdir, "echo-overload-")
     before = uptime()
     server = start_server(work, ray_config=args.ray)
     results = {}

@@ -27,7 +27,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -37,7 +36,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grpc_locust import parse_stages
-from loadkit import Run, Server, dataset, line_names, locust, onboard, ray_config, say, start_server, uptime
+from loadkit import (
+    Run,
+    Server,
+    drill_options,
+    line_names,
+    locust,
+    onboard,
+    ray_config,
+    say,
+    start_server,
+    uptime,
+    workspace,
+)
 
 
 class ReplicaWatch:
@@ -172,16 +183,13 @@ def main() -> None:
     ap.add_argument("--app", default="embedding", help="The application killed or watched.")
     ap.add_argument("--replicas", type=int, default=2, help="kill: fixed replicas of --app.")
     ap.add_argument("--rate", type=float, default=4.0, help="Inspections per second of the steady lines.")
-    ap.add_argument("--line-rate", type=float, default=1.0, help="Inspections per second of each line.")
     ap.add_argument("--before-s", type=float, default=30.0, help="kill: seconds of load before the kill.")
     ap.add_argument("--after-s", type=float, default=60.0, help="kill: seconds of load after it.")
     ap.add_argument("--ramp", default="30s:1,60s:12,30s:1", help="autoscale: EmbeddingUser users over time.")
     ap.add_argument("--idle-s", type=float, default=90.0, help="autoscale: seconds after the ramp.")
-    ap.add_argument("--types", default="no-reasoning", help="Question types (loadtests/locustfile.py --types).")
-    ap.add_argument("--workdir", default="", help="Data and server state (default: a temp dir).")
+    drill_options(ap)
     args = ap.parse_args()
-    work = Path(args.workdir or tempfile.mkdtemp(prefix=f"echo-ray-{args.drill}-"))
-    data = dataset(work)
+    work, data = workspace(args.workdir, f"echo-ray-{args.drill}-")
     before = uptime()
     result = kill(args, work, data) if args.drill == "kill" else autoscale(args, work, data)
     print(json.dumps({**result, "uptime_before": before, "uptime_after": uptime()}))

@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadkit import Run, dataset, line_names, locust, onboard, say, start_server, uptime
+from loadkit import Run, drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
 
 from services.common.ports import free_port
 
@@ -58,17 +57,14 @@ def start_redis(port: int, folder: Path) -> subprocess.Popen:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=6.0, help="Inspections per second offered (all lines).")
-    ap.add_argument("--line-rate", type=float, default=1.0, help="Inspections per second of each line.")
     ap.add_argument("--before-s", type=float, default=30.0, help="Seconds of load before Redis stops.")
     ap.add_argument("--down-s", type=float, default=15.0, help="Seconds Redis stays down.")
     ap.add_argument("--after-s", type=float, default=45.0, help="Seconds of load after the restart.")
     ap.add_argument("--signal", choices=("TERM", "KILL"), default="TERM", help="How Redis is stopped.")
-    ap.add_argument("--types", default="no-reasoning", help="Question types (loadtests/locustfile.py --types).")
-    ap.add_argument("--workdir", default="", help="Data and server state (default: a temp dir).")
+    drill_options(ap)
     args = ap.parse_args()
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="echo-redis-"))
-    data = dataset(work)
+    work, data = workspace(args.workdir, "echo-redis-")
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     redis_proc = start_redis(port, work / "redis")

@@ -15,12 +15,11 @@ import argparse
 import json
 import math
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadkit import RssSampler, dataset, line_names, locust, onboard, say, start_server, uptime
+from loadkit import RssSampler, drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
 
 
 def main() -> None:
@@ -30,15 +29,11 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=30.0, help="Soak length after the warm-up.")
     ap.add_argument("--warmup-s", type=float, default=120.0, help="Load before RSS is taken as the start.")
     ap.add_argument("--every-s", type=float, default=15.0, help="Seconds between RSS samples.")
-    ap.add_argument("--ray", default="", metavar="CONFIG", help="Run on Ray Serve with this config (else embedded).")
-    ap.add_argument("--types", default="no-reasoning", help="Question types (loadtests/locustfile.py --types).")
-    ap.add_argument("--line-rate", type=float, default=1.0, help="Inspections per second of each line.")
     ap.add_argument("--deadline-ms", type=float, default=10_000.0, help="Each request's deadline.")
-    ap.add_argument("--workdir", default="", help="Data and server state (default: a temp dir).")
+    drill_options(ap, ray=True)
     args = ap.parse_args()
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="echo-soak-"))
-    data = dataset(work)
+    work, data = workspace(args.workdir, "echo-soak-")
     rate = args.capacity * args.fraction
     lines = max(1, math.ceil(rate / args.line_rate))
     before = uptime()

@@ -10,6 +10,7 @@ throughput per second.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import fcntl
@@ -18,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -53,6 +55,26 @@ def uptime() -> str:
 def say(*parts: Any) -> None:
     """Progress on stderr (stdout carries the one JSON line)."""
     print(time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
+
+
+def drill_options(
+    ap: argparse.ArgumentParser, *, ray: bool = False, line_rate: bool = True, types: str = "no-reasoning"
+) -> None:
+    """The options every drill shares, worded once: where it runs, what it asks, each line's pace, its folder."""
+    if ray:
+        ap.add_argument(
+            "--ray", default="", metavar="CONFIG", help="Run on Ray Serve with this config (else embedded)."
+        )
+    ap.add_argument("--types", default=types, help="Question types (loadtests/locustfile.py --types).")
+    if line_rate:
+        ap.add_argument("--line-rate", type=float, default=1.0, help="Inspections per second of each line.")
+    ap.add_argument("--workdir", default="", help="Data and server state (default: a temp dir).")
+
+
+def workspace(workdir: str, prefix: str) -> tuple[Path, Path]:
+    """A drill's folder (`--workdir`, else a new temp dir named PREFIX...) and the dataset in it."""
+    work = Path(workdir or tempfile.mkdtemp(prefix=prefix))
+    return work, dataset(work)
 
 
 def dataset(workdir: Path, seed: int = 0) -> Path:

@@ -21,7 +21,6 @@ import gc
 import json
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections import Counter
@@ -31,7 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadkit import LOADTESTS, checkout_env, dataset, line_names, say
+from loadkit import LOADTESTS, checkout_env, drill_options, line_names, say, workspace
 
 from services.client import InspectorClient
 from services.config import load_settings
@@ -110,16 +109,14 @@ def main() -> None:
     ap.add_argument("--warmup-s", type=float, default=60.0, help="Load before the first snapshot.")
     ap.add_argument("--every", type=float, default=60.0, help="Seconds between snapshots.")
     ap.add_argument("--users", type=int, default=8, help="Locust users (lines), each as fast as answers come.")
-    ap.add_argument("--types", default="all", help="Question types (as loadtests/locustfile.py --types).")
     ap.add_argument("--lines", type=int, default=4, help="Distinct line ids.")
     ap.add_argument("--stages", default="", help="Users over time as Locust's --stages (e.g. 2m:2,2m:4,2m:8).")
     ap.add_argument("--frames", type=int, default=12, help="Traceback depth tracemalloc keeps.")
     ap.add_argument("--top", type=int, default=15, help="Sites and types listed.")
-    ap.add_argument("--workdir", default="", help="Folder for data and the server's state (default: a temp dir).")
+    drill_options(ap, line_rate=False, types="all")
     args = ap.parse_args()
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="echo-mem-"))
-    data = dataset(work)
+    work, data = workspace(args.workdir, "echo-mem-")
     settings = load_settings(data_dir=str(work / "echo-data"), server={"port": 0})
     proc = psutil.Process()
     with BackgroundServer(settings) as srv:
