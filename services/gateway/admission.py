@@ -5,53 +5,85 @@ their latency); a new one would wait about (in flight + 1) / throughput. If that
 share of the caller's deadline, it gets RESOURCE_EXHAUSTED now, and the caller (or its retry policy)
 backs off, while the ones admitted still finish in time. The hard cap (gateway.max_concurrent)
 stays as the last guard. Nothing here depends on the hardware: the estimate is measured, not configured.
+
+Two things keep the estimate honest:
+- it only remembers the last `horizon_s` seconds. An outage's slow inspections would otherwise hold the
+  estimate high after the stage is back, and refusals would starve it of the fast answers that correct it;
+- latency is kept per question type: a reasoning question takes seconds where a detection takes
+  milliseconds, and one must not make the other look slow. The concurrency (how many shared the server)
+  is pooled, since every type shares it.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from typing import NamedTuple
 
 from services.common.errors import ResourceExhausted
+
+
+class _Sample(NamedTuple):
+    at: float  # when it finished (perf_counter)
+    latency_s: float
+    in_flight: float  # how many ran while it did
+    kind: str  # its question type ("" when the planner classified it)
 
 
 class Admission:
     """Counts inspections in flight and admits one only when it can finish within its deadline."""
 
-    def __init__(self, max_in_flight: int, deadline_share: float = 0.5, window: int = 64, min_samples: int = 8) -> None:
+    def __init__(
+        self,
+        max_in_flight: int,
+        deadline_share: float = 0.5,
+        window: int = 256,
+        min_samples: int = 8,
+        horizon_s: float = 15.0,
+    ) -> None:
         self.max_in_flight = max_in_flight
         self.deadline_share = deadline_share
         self.min_samples = min_samples
+        self.horizon_s = horizon_s
         self.in_flight = 0
-        self._recent: deque[tuple[float, float]] = deque(maxlen=window)  # (latency s, in flight while it ran)
+        self._recent: deque[_Sample] = deque(maxlen=window)
 
-    def expected_s(self) -> float | None:
-        """How long a new inspection would take now; None until enough have finished to tell."""
-        if len(self._recent) < self.min_samples:
+    def _fresh(self, now: float) -> list[_Sample]:
+        while self._recent and now - self._recent[0].at > self.horizon_s:
+            self._recent.popleft()
+        return list(self._recent)
+
+    def expected_s(self, kind: str = "", now: float | None = None) -> float | None:
+        """How long a new inspection of this type would take now; None until enough recent ones tell."""
+        recent = self._fresh(time.perf_counter() if now is None else now)
+        if len(recent) < self.min_samples:
             return None
-        latency = sum(s for s, _ in self._recent) / len(self._recent)
-        concurrency = sum(n for _, n in self._recent) / len(self._recent)
+        own = [s for s in recent if s.kind == kind]
+        basis = own if len(own) >= self.min_samples else recent
+        latency = sum(s.latency_s for s in basis) / len(basis)
+        concurrency = sum(s.in_flight for s in recent) / len(recent)
         return (self.in_flight + 1) * latency / max(1.0, concurrency)
 
-    def admit(self, deadline_s: float) -> tuple[float, int]:
+    def admit(self, deadline_s: float, kind: str = "") -> tuple[float, int, str]:
         """Take a slot or raise ResourceExhausted; returns the ticket `finished` takes back."""
         if self.in_flight >= self.max_in_flight:
             raise ResourceExhausted(
                 f"gateway: {self.in_flight} inspections in flight, over the limit of {self.max_in_flight} "
                 "(gateway.max_concurrent); retry with backoff"
             )
-        expected = self.expected_s()
+        expected = self.expected_s(kind)
         if self.in_flight > 0 and expected is not None and expected > deadline_s * self.deadline_share:
             raise ResourceExhausted(
                 f"gateway: over capacity: {self.in_flight} inspections in flight, a new one would take about "
                 f"{expected * 1000:.0f} ms of its {deadline_s * 1000:.0f} ms deadline_ms; retry with backoff"
             )
         self.in_flight += 1
-        return time.perf_counter(), self.in_flight
+        return time.perf_counter(), self.in_flight, kind
 
-    def finished(self, ticket: tuple[float, int], *, answered: bool) -> None:
+    def finished(self, ticket: tuple[float, int, str], *, answered: bool) -> None:
         """Give the slot back; an answered inspection's latency feeds the estimate (failures say little)."""
-        started, at_start = ticket
+        started, at_start, kind = ticket
+        now = time.perf_counter()
         if answered:  # the mean of the counts at its start and end stands for the count while it ran
-            self._recent.append((time.perf_counter() - started, (at_start + self.in_flight) / 2))
+            self._recent.append(_Sample(now, now - started, (at_start + self.in_flight) / 2, kind))
         self.in_flight -= 1

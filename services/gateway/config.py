@@ -78,6 +78,14 @@ class GatewaySettings(Section):
             "its deadline gets RESOURCE_EXHAUSTED at once instead of queueing into a timeout."
         ),
     )
+    admission_horizon_s: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "Admission control judges by the inspections answered in the last this many seconds, so an outage's "
+            "slow answers stop counting soon after the stage is back."
+        ),
+    )
     default_dataset: str = Field("", description="Dataset namespace used when a request names none (empty: any).")
     stage_token_file: str = Field(
         "",

@@ -115,14 +115,16 @@ class Inspector:
         self.image_store = image_store
         self.limits = limits
         self.keep_evidence_images = keep_evidence_images
-        self.admission = Admission(settings.max_concurrent, settings.admission_deadline_share)
+        self.admission = Admission(
+            settings.max_concurrent, settings.admission_deadline_share, horizon_s=settings.admission_horizon_s
+        )
         self._category_vectors: dict[tuple[str, str], tuple[float, dict[str, list[float]]]] = {}
 
     # ------------------------------------------------------------------ inspect
     async def inspect(self, inspection: Inspection, grpc_time_remaining: float | None = None) -> InspectionResult:
         """One inspection: validate, plan, fan out, decide. `grpc_time_remaining`: the caller's deadline (s)."""
         deadline = self._deadline(inspection, grpc_time_remaining)
-        ticket = self.admission.admit(deadline.remaining())
+        ticket = self.admission.admit(deadline.remaining(), inspection.question_type)
         answered = False
         try:
             started = time.perf_counter()

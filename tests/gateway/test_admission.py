@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from services.common.errors import ResourceExhausted
 from services.gateway.admission import Admission
 
 
-def _fill(admission: Admission, latency_s: float, concurrency: float) -> None:
-    admission._recent.extend([(latency_s, concurrency)] * admission._recent.maxlen)  # type: ignore[operator]
+def _fill(admission: Admission, latency_s: float, concurrency: float, kind: str = "", n: int = 16) -> None:
+    """n inspections of this type that just finished, each taking latency_s with `concurrency` in flight."""
+    for _ in range(n):
+        admission.in_flight = round(concurrency)
+        started = time.perf_counter() - latency_s
+        admission.finished((started, round(concurrency), kind), answered=True)
+        admission.in_flight += 1
+    admission.in_flight = 0
 
 
 def test_without_enough_history_or_with_nothing_in_flight_every_inspection_is_admitted() -> None:
@@ -50,3 +58,30 @@ def test_answered_inspections_feed_the_estimate_and_failures_do_not() -> None:
     ticket = a.admit(10)
     a.finished(ticket, answered=True)
     assert a.expected_s() is not None and a.in_flight == 0
+
+
+def test_an_outage_is_forgotten_once_it_is_older_than_the_horizon() -> None:
+    a = Admission(max_in_flight=64, horizon_s=15.0)
+    _fill(a, latency_s=25.0, concurrency=2.0)  # a stage was down: answers took 25 s
+    a.in_flight = 3
+    with pytest.raises(ResourceExhausted):
+        a.admit(deadline_s=10.0)
+    later = time.perf_counter() + 16.0  # the stage is back and the outage is past the horizon
+    assert a.expected_s(now=later) is None  # too few recent answers to judge: admit and learn again
+    aged = [s._replace(at=s.at - 16.0) for s in a._recent]  # let 16 s pass for the samples
+    a._recent.clear()
+    a._recent.extend(aged)
+    a.admit(deadline_s=10.0)
+    assert a.in_flight == 4
+
+
+def test_a_slow_question_type_does_not_make_a_fast_one_look_slow() -> None:
+    a = Admission(max_in_flight=64, deadline_share=0.5)
+    _fill(a, latency_s=8.0, concurrency=4.0, kind="Defect Analysis")  # reasoning: seconds
+    _fill(a, latency_s=0.05, concurrency=4.0, kind="Anomaly Detection")  # detection: milliseconds
+    a.in_flight = 8
+    a.admit(deadline_s=2.0, kind="Anomaly Detection")  # about 9 * 0.05 / 4 = 0.11 s: admitted
+    with pytest.raises(ResourceExhausted):
+        a.admit(deadline_s=2.0, kind="Defect Analysis")  # about 9 * 8 / 4 = 18 s: refused
+    with pytest.raises(ResourceExhausted):  # no history of its own: judged by every recent one (about 10 s)
+        a.admit(deadline_s=2.0, kind="Object Classification")
