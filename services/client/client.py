@@ -257,6 +257,7 @@ class _Client:
         return self._stub.DeleteNormalImages(req, timeout=self.timeout_s, metadata=self.metadata)
 
     def list_products(self, line_id: str, *, dataset: str = "", category: str = "") -> Any:
+        """ListProductsResponse: each product's normal images, evidence bank, knowledge and readiness."""
         req = inspector_pb2.ListProductsRequest(line_id=line_id, dataset=dataset, category=category)
         return self._stub.ListProducts(req, timeout=self.timeout_s, metadata=self.metadata)
 

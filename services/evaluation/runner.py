@@ -545,22 +545,25 @@ async def wait_ready(client: AsyncInspectorClient, timeout_s: float = 60.0) -> N
 async def ensure_memory(
     client: AsyncInspectorClient, dataset: MMADDataset, line_id: str, *, batch: int = 16, console: Any | None = None
 ) -> dict[str, int]:
-    """Give the line the dataset's normal templates for every category whose memory is empty.
+    """Give the line the dataset's normal templates for every category whose memory or evidence bank is missing.
 
-    Uses the Inspector's own AddNormalImages RPC, so it works the same on the embedded server and on a remote
-    cluster. Categories that already hold images are left alone (ingesting is idempotent anyway).
+    Uses the Inspector's own RPCs, so it works the same on the embedded server and on a remote cluster. A
+    category is left alone when its memory holds images and its evidence bank holds as many; otherwise all its
+    templates go through AddNormalImages again, which is idempotent and builds whichever of the two is missing
+    (a memory built before the evidence stage existed gets its bank).
 
     Returns:
-        "dataset/category" -> images added (0 for categories already present).
+        "dataset/category" -> images sent (0 for categories already complete).
     """
     by_cat: dict[tuple[str, str], list[str]] = defaultdict(list)
     for ds, cat, path in dataset.templates():
         by_cat[(ds, cat)].append(path)
+    products = {(p.dataset, p.category): p for p in (await client.list_products(line_id)).products}
     added: dict[str, int] = {}
     for (ds, cat), paths in by_cat.items():
-        listing = await client.list_normal_images(line_id, category=cat, dataset=ds, limit=1)
         key = f"{ds}/{cat}"
-        if listing.total:
+        have = products.get((ds, cat))
+        if have is not None and have.normal_images and have.evidence_bank_images >= have.normal_images:
             added[key] = 0
             continue
         n = 0

@@ -526,6 +526,14 @@ class StageClients:
         r = await self["evidence"].call("AddNormalImages", req, deadline)
         return BankState(r.bank.images, r.bank.calibration.threshold, r.added, r.existing)
 
+    async def bank_stats(
+        self, line_id: str, dataset: str, category: str, deadline: Deadline
+    ) -> dict[tuple[str, str], BankState]:
+        """Each of the line's banks, keyed by (dataset, category); added/existing are 0 (nothing was added)."""
+        req = evidence_pb2.BankStatsRequest(line_id=line_id, dataset=dataset, category=category)
+        r = await self["evidence"].call("BankStats", req, deadline)
+        return {(b.dataset, b.category): BankState(b.images, b.calibration.threshold, 0, 0) for b in r.banks}
+
     async def delete_bank(self, line_id: str, dataset: str, category: str, deadline: Deadline) -> int:
         req = evidence_pb2.DeleteBankRequest(line_id=line_id, dataset=dataset, category=category)
         return (await self["evidence"].call("DeleteBank", req, deadline)).deleted_images

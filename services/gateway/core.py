@@ -501,14 +501,25 @@ class Inspector:
             entries = await self.clients.list_entries(deadline)
         except StageCallError as e:  # the products are still worth showing without their knowledge
             entries, unknown = [], f"; knowledge unknown ({e.message})"
+        banks_unknown = ""
+        try:
+            banks = await self.clients.bank_stats(line_id, dataset, category, deadline)
+        except StageCallError as e:  # likewise without their evidence banks
+            banks, banks_unknown = {}, f"; evidence bank unknown ({e.message})"
         products = []
         for count in stats.counts:
             ds, cat, n = count.dataset, count.category, count.count
             entry = _knowledge_for(entries, ds, cat)
+            bank = banks.get((ds, cat))
             readiness = f"ready: {n} normal images to compare with"
+            if bank is not None and bank.images:
+                readiness += f"; evidence bank of {bank.images} (threshold {bank.threshold:.2f})"
+            elif not banks_unknown:
+                readiness += "; no evidence bank yet (add the same normal images again to build it)"
             if entry is None and not unknown:
                 readiness += "; no knowledge entry (optional: `echo-iad product add --knowledge`)"
-            products.append(Product(ds, cat, n, entry, n > 0, readiness + unknown))
+            images, threshold = (bank.images, bank.threshold) if bank is not None else (0, 0.0)
+            products.append(Product(ds, cat, n, entry, n > 0, readiness + unknown + banks_unknown, images, threshold))
         return products
 
     async def get_image(self, line_id: str, sha256: str, deadline: Deadline, kept: KeptImages | None = None) -> bytes:

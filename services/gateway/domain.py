@@ -203,6 +203,8 @@ class Product:
     knowledge: Entry | None
     ready: bool
     readiness: str  # one line a person reads: why (not) ready, what to do
+    evidence_bank_images: int = 0  # the evidence expert's bank of the same images (0: none, or the stage is down)
+    evidence_threshold: float = 0.0
 
 
 # ---- what the stages answer (the stage-client layer turns their protos into these) -----------------------------

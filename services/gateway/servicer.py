@@ -129,6 +129,8 @@ def product_to_proto(p: Product) -> inspector_pb2.Product:
         knowledge=knowledge,
         ready=p.ready,
         readiness=p.readiness,
+        evidence_bank_images=p.evidence_bank_images,
+        evidence_threshold=p.evidence_threshold,
     )
 
 

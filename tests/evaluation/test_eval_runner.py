@@ -55,3 +55,42 @@ def test_an_unreadable_run_json_stops_a_resume_instead_of_dropping_the_guard(
     with pytest.raises(FailedPrecondition, match=r"run\.json cannot be read"):
         asyncio.run(evaluate(small_dataset, [(other, run)], opts, address=random_server.address, build_memory=False))
     assert len(read_answers(run / "answers.jsonl")) == 2  # nothing was added under the other settings
+
+
+def test_a_memory_without_its_evidence_bank_gets_the_bank_and_a_complete_one_is_left_alone(
+    random_server: ServerThread, small_dataset: MMADDataset
+) -> None:
+    from services.client.client import AsyncInspectorClient
+    from services.evaluation.runner import ensure_memory
+    from services.gateway.clients import Deadline
+
+    line = "bank-less-line"
+
+    async def ensure() -> dict[str, int]:
+        client = AsyncInspectorClient(random_server.address)
+        try:
+            return await ensure_memory(client, small_dataset, line)
+        finally:
+            await client.close()
+
+    async def products() -> dict[str, tuple[int, int]]:
+        client = AsyncInspectorClient(random_server.address)
+        try:
+            listing = await client.list_products(line)
+        finally:
+            await client.close()
+        return {f"{p.dataset}/{p.category}": (p.normal_images, p.evidence_bank_images) for p in listing.products}
+
+    first = asyncio.run(ensure())
+    assert all(n > 0 for n in first.values())
+    assert asyncio.run(ensure()) == dict.fromkeys(first, 0)  # memory and bank complete: nothing sent again
+    dataset, category = next(iter(first)).split("/")
+    inspector = random_server.embedded.inspector  # as a memory built before the evidence stage: no bank
+    asyncio.run_coroutine_threadsafe(
+        inspector.clients.delete_bank(line, dataset, category, Deadline.after_ms(30_000)), random_server.loop
+    ).result(60)
+    assert asyncio.run(products())[f"{dataset}/{category}"][1] == 0
+    again = asyncio.run(ensure())
+    assert again[f"{dataset}/{category}"] == first[f"{dataset}/{category}"]
+    assert sum(again.values()) == first[f"{dataset}/{category}"]  # only the bank-less category was sent
+    assert all(bank == memory for memory, bank in asyncio.run(products()).values())

@@ -112,13 +112,15 @@ def test_an_unknown_request_id_is_not_found(client) -> None:  # type: ignore[no-
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and "never-asked" in e.value.details()
 
 
-def test_products_show_memory_counts_knowledge_and_readiness(client, dataset) -> None:  # type: ignore[no-untyped-def]
+def test_products_show_memory_counts_evidence_banks_knowledge_and_readiness(client, dataset) -> None:  # type: ignore[no-untyped-def]
     products = {(p.dataset, p.category): p for p in client.list_products(LINE).products}
     listed = {(d, c) for d, c in dataset.categories()}
     assert set(products) == listed
     for (ds, cat), p in products.items():
         expected = sum(1 for d, c, _ in dataset.templates() if (d, c) == (ds, cat))
         assert p.normal_images == expected and p.ready and p.readiness.startswith("ready")
+        assert p.evidence_bank_images == expected and p.evidence_threshold > 0  # the same images, one ingest path
+        assert f"evidence bank of {expected}" in p.readiness
         assert p.has_knowledge and p.knowledge.category == cat and p.knowledge.defects
     assert client.list_products("another-line").products == []
 

@@ -142,7 +142,7 @@ class DeleteNormalImagesResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ...) -> None: ...
 
 class Product(_message.Message):
-    __slots__ = ("dataset", "category", "normal_images", "has_knowledge", "knowledge", "ready", "readiness")
+    __slots__ = ("dataset", "category", "normal_images", "has_knowledge", "knowledge", "ready", "readiness", "evidence_bank_images", "evidence_threshold")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     NORMAL_IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +150,8 @@ class Product(_message.Message):
     KNOWLEDGE_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     READINESS_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_BANK_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     category: str
     normal_images: int
@@ -157,7 +159,9 @@ class Product(_message.Message):
     knowledge: _knowledge_pb2.KnowledgeEntry
     ready: bool
     readiness: str
-    def __init__(self, dataset: _Optional[str] = ..., category: _Optional[str] = ..., normal_images: _Optional[int] = ..., has_knowledge: _Optional[bool] = ..., knowledge: _Optional[_Union[_knowledge_pb2.KnowledgeEntry, _Mapping]] = ..., ready: _Optional[bool] = ..., readiness: _Optional[str] = ...) -> None: ...
+    evidence_bank_images: int
+    evidence_threshold: float
+    def __init__(self, dataset: _Optional[str] = ..., category: _Optional[str] = ..., normal_images: _Optional[int] = ..., has_knowledge: _Optional[bool] = ..., knowledge: _Optional[_Union[_knowledge_pb2.KnowledgeEntry, _Mapping]] = ..., ready: _Optional[bool] = ..., readiness: _Optional[str] = ..., evidence_bank_images: _Optional[int] = ..., evidence_threshold: _Optional[float] = ...) -> None: ...
 
 class ListProductsRequest(_message.Message):
     __slots__ = ("line_id", "dataset", "category")
