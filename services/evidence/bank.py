@@ -257,6 +257,35 @@ class Bank:
         self.patches_seen += int(flat.shape[0])
         self.index = None
 
+    def remove(self, shas: set[str], projection: int, seed: int, device: Any = None) -> int:
+        """Drop these images' patches, then refill the coreset from the remaining images' own patches.
+
+        A coreset patch of a dropped image may have been the only cover of a region that other images
+        share (k-center skips what is already covered); without a refill, normal images would score high
+        there. So as many rows as were dropped are picked again, greedily, from what the pruned memory
+        covers worst. Returns how many images were dropped.
+        """
+        gone = np.array([sha in shas for sha in self.images], dtype=bool)
+        if not gone.any():
+            return 0
+        renumber = np.cumsum(~gone) - 1
+        kept_rows = ~gone[self.owners]
+        dropped_rows = int((~kept_rows).sum())
+        self.memory = np.ascontiguousarray(self.memory[kept_rows])
+        self.owners = renumber[self.owners[kept_rows]].astype(np.int32)
+        self.features = self.features[np.repeat(~gone, self.patches_per_image)]
+        self.images = [sha for sha, g in zip(self.images, gone, strict=True) if not g]
+        self.index = None
+        remaining = self.features.astype(np.float32)
+        if dropped_rows and remaining.shape[0]:
+            ratio = min(1.0, dropped_rows / remaining.shape[0])
+            picked = self._coreset(remaining, ratio, projection, seed, device)
+            owners = np.concatenate([self.owners, (picked // self.patches_per_image).astype(np.int32)])
+            order = np.argsort(owners, kind="stable")
+            self.memory = np.ascontiguousarray(np.concatenate([self.memory, remaining[picked]])[order])
+            self.owners = owners[order]
+        return int(gone.sum())
+
     def _coreset(self, flat: np.ndarray, ratio: float, projection: int, seed: int, device: Any) -> np.ndarray:
         """Rows of `flat` to keep: greedy k-center in chunks, each grown from the bank and the chunks before it.
 

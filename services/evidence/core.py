@@ -19,6 +19,7 @@ import io
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from PIL import Image
 
 from services.common.batching import Batcher, BatcherFactory, MicroBatcher
 from services.common.errors import ConfigError, FailedPrecondition, InvalidArgument
-from services.common.images import sha256_hex
+from services.common.images import check_sha256, sha256_hex
 from services.evidence.bank import Bank, BankKey, BankStore, choose_engine, key_of
 from services.evidence.calibration import Calibration, calibrate
 from services.evidence.config import EvidenceSettings
@@ -458,16 +459,47 @@ class EvidenceService:
             out.append(BankInfo.from_meta(meta))
         return sorted(out, key=lambda b: (b.line_id, b.dataset, b.category))
 
-    def delete_bank(self, line_id: str, dataset: str, category: str) -> int:
-        """Delete a product's bank; returns how many normal images it held (0: there was none)."""
+    def delete_bank(self, line_id: str, dataset: str, category: str, shas: Sequence[str] = ()) -> int:
+        """Delete a product's bank, or only these images from it (it recalibrates); returns the images removed.
+
+        A normal image taken out of the memory (say it showed a defect after all) must stop counting as
+        normal here too, or the expert would keep passing that defect.
+        """
         key = self._key(line_id, dataset, category)
+        for i, sha in enumerate(shas):
+            check_sha256(sha, field=f"sha256[{i}]")
         with self._write_lock:
+            if shas:
+                return self._remove_images(key, set(shas))
             meta = self.store.read_meta(key)
             self.store.delete(key)
             with self._cache_lock:
                 self._banks.pop(key, None)
                 self._checked.pop(key, None)
         return len(meta["images"]) if meta else 0
+
+    def _remove_images(self, key: BankKey, shas: set[str]) -> int:
+        current = self.store.load(key)
+        if current is None:
+            return 0
+        bank = dataclasses.replace(current, images=list(current.images), index=None)
+        s = self.settings
+        removed = bank.remove(shas, s.coreset_projection, s.seed, getattr(self.features, "device", None))
+        if not removed:
+            return 0
+        if not bank.images:  # nothing normal is left: no bank, as if never built
+            self.store.delete(key)
+            with self._cache_lock:
+                self._banks.pop(key, None)
+                self._checked.pop(key, None)
+            return removed
+        self._index(bank)
+        self.recalibrate(bank)
+        self.store.save(bank)
+        with self._cache_lock:
+            self._banks[key] = bank
+            self._checked[key] = time.monotonic()
+        return removed
 
     # --- scoring ---------------------------------------------------------------------------------------
     def _image_score(self, patch_dist: np.ndarray) -> tuple[float, np.ndarray]:

@@ -111,7 +111,7 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServicer):
         self, request: evidence_pb2.DeleteBankRequest, context: grpc.aio.ServicerContext
     ) -> evidence_pb2.DeleteBankResponse:
         r = request
-        n = await asyncio.to_thread(self.service.delete_bank, r.line_id, r.dataset, r.category)
+        n = await asyncio.to_thread(self.service.delete_bank, r.line_id, r.dataset, r.category, list(r.sha256))
         return evidence_pb2.DeleteBankResponse(deleted_images=n)
 
     async def close(self) -> None:

@@ -534,8 +534,11 @@ class StageClients:
         r = await self["evidence"].call("BankStats", req, deadline)
         return {(b.dataset, b.category): BankState(b.images, b.calibration.threshold, 0, 0) for b in r.banks}
 
-    async def delete_bank(self, line_id: str, dataset: str, category: str, deadline: Deadline) -> int:
-        req = evidence_pb2.DeleteBankRequest(line_id=line_id, dataset=dataset, category=category)
+    async def delete_bank(
+        self, line_id: str, dataset: str, category: str, deadline: Deadline, shas: Sequence[str] = ()
+    ) -> int:
+        """The whole bank, or only these images (by content hash); the images it removed."""
+        req = evidence_pb2.DeleteBankRequest(line_id=line_id, dataset=dataset, category=category, sha256=shas)
         return (await self["evidence"].call("DeleteBank", req, deadline)).deleted_images
 
     # ---- decision ----------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -484,11 +485,29 @@ class Inspector:
         check_name(dataset, "dataset", required=False)
         if not ids:
             check_name(category, "category", required=True)  # never delete a whole line by accident
+        if ids:  # the images leave the evidence banks first, so a retry after a failure still finds them
+            by_product: dict[tuple[str, str], list[str]] = defaultdict(list)
+            for item in await self._memory_items(line_id, dataset, category, set(ids), deadline):
+                by_product[(item.dataset, item.category)].append(item.sha256)
+            for (ds, cat), shas in by_product.items():
+                await self.clients.delete_bank(line_id, ds, cat, deadline, shas)
         deleted = await self.clients.delete(line_id, dataset, category, ids, deadline)
-        if not ids:  # a whole product leaves the line: its evidence bank too (a bank holds no per-image ids)
+        if not ids:  # a whole product leaves the line: its evidence bank too
             await self.clients.delete_bank(line_id, dataset or self.settings.default_dataset, category, deadline)
         self._category_vectors.clear()
         return deleted
+
+    async def _memory_items(
+        self, line_id: str, dataset: str, category: str, ids: set[str], deadline: Deadline
+    ) -> list[MemoryItem]:
+        """The memory's items with these ids (their content hashes say what to take out of the banks)."""
+        found, token = [], ""
+        while True:
+            page = await self.clients.stats(line_id, dataset, category, deadline, list_limit=500, page_token=token)
+            found += [item for item in page.items if item.id in ids]
+            token = page.next_page_token
+            if not token or len(found) == len(ids):
+                return found
 
     async def list_products(self, line_id: str, dataset: str, category: str, deadline: Deadline) -> list[Product]:
         """Each (dataset, category) with normal images on this line, its knowledge entry and readiness."""

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from services.common.errors import ConfigError, FailedPrecondition, InvalidArgument
+from services.common.images import sha256_hex
 from services.evidence.bank import BankStore
 from services.evidence.core import EvidenceService, find_boxes, region_name
 from services.evidence.features import Geometry, TimmPatchFeatures
@@ -243,3 +244,25 @@ def test_clip_patch_tokens_are_an_alternative_feature_source(tmp_path: Path, fab
     svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals[:3])
     r = svc.analyze_sync("l", DATASET, "woven_fabric", fabric.defective[0].image, keep_map=True)
     assert r.anomaly_map.shape == (128, 128) and r.score > 0 and r.bank_images == 3
+
+
+def test_a_normal_image_taken_out_of_the_bank_stops_counting_as_normal(make_service: Make, fabric: Product) -> None:
+    svc = make_service()
+    mistake = fabric.defective[0].image  # a defective part filed as normal by mistake
+    svc.add_normal_images("l", DATASET, fabric.category, [*fabric.normals, mistake])
+    passed = svc.analyze_sync("l", DATASET, fabric.category, mistake)
+    assert not passed.anomalous  # in the bank, the defect is "normal"
+    with pytest.raises(InvalidArgument, match=r"sha256\[0\]"):
+        svc.delete_bank("l", DATASET, fabric.category, ["not-a-hash"])
+    assert svc.delete_bank("l", DATASET, fabric.category, ["0" * 64]) == 0  # not in the bank: nothing changes
+    assert svc.delete_bank("l", DATASET, fabric.category, [sha256_hex(mistake)]) == 1
+    caught = svc.analyze_sync("l", DATASET, fabric.category, mistake)
+    assert caught.bank_images == len(fabric.normals) and caught.anomalous and caught.score > passed.score
+    fresh = make_service(bank_store=str(Path(svc.settings.bank_store).parent / "fresh"))
+    fresh.add_normal_images("l", DATASET, fabric.category, fabric.normals)
+    for normal in fabric.held_out:  # the refilled coreset covers the normal parts as a bank built without it does
+        removed, rebuilt = (s.analyze_sync("l", DATASET, fabric.category, normal) for s in (svc, fresh))
+        assert not removed.anomalous and removed.score == pytest.approx(rebuilt.score, rel=0.15)
+    every = [sha256_hex(n) for n in fabric.normals]
+    assert svc.delete_bank("l", DATASET, fabric.category, every) == len(fabric.normals)
+    assert svc.stats("l") == []  # nothing normal is left: no bank

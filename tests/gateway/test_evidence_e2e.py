@@ -103,6 +103,19 @@ def test_an_anomaly_question_answers_from_the_evidence_and_the_trace_carries_it(
     assert bad.trace.evidence.anomalous and not good.trace.evidence.anomalous
 
 
+def test_deleting_a_normal_image_by_id_takes_it_out_of_the_evidence_bank_too(ev_client, fabric) -> None:  # type: ignore[no-untyped-def]
+    normals, _, defective = fabric
+    line, mistake = "line-mistake", defective[1][0]  # a defective part onboarded as normal by mistake
+    kw = {"line_id": line, "category": "woven_fabric", "dataset": DATASET}
+    added = ev_client.add_normal_images(line, "woven_fabric", [*normals, mistake], dataset=DATASET)
+    assert added.evidence_bank_images == len(normals) + 1
+    assert ev_client.inspect(mistake, AD_QUESTION, AD_OPTIONS, **kw).answer == "B"  # "normal": it is in the bank
+    ev_client.delete_normal_images(line, category="woven_fabric", dataset=DATASET, ids=[added.ids[-1]])
+    product = ev_client.list_products(line).products[0]
+    assert (product.normal_images, product.evidence_bank_images) == (len(normals), len(normals))
+    assert ev_client.inspect(mistake, AD_QUESTION, AD_OPTIONS, **kw).answer == "A"  # a defect again
+
+
 def test_a_heat_map_and_overlay_come_at_the_query_size_when_asked(ev_client, fabric) -> None:  # type: ignore[no-untyped-def]
     _, _, defective = fabric
     resp = ev_client.inspect(

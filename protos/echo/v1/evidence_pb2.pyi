@@ -144,14 +144,16 @@ class BankStatsResponse(_message.Message):
     def __init__(self, banks: _Optional[_Iterable[_Union[BankInfo, _Mapping]]] = ..., backbone_id: _Optional[str] = ...) -> None: ...
 
 class DeleteBankRequest(_message.Message):
-    __slots__ = ("line_id", "dataset", "category")
+    __slots__ = ("line_id", "dataset", "category", "sha256")
     LINE_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     line_id: str
     dataset: str
     category: str
-    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+    sha256: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., sha256: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteBankResponse(_message.Message):
     __slots__ = ("deleted_images",)
