@@ -29,12 +29,12 @@ from PIL import Image
 from services.common.batching import Batcher, BatcherFactory, MicroBatcher
 from services.common.errors import ConfigError, FailedPrecondition, InvalidArgument
 from services.common.images import check_sha256, sha256_hex
+from services.common.names import check_name
 from services.evidence.bank import Bank, BankKey, BankStore, choose_engine, key_of
 from services.evidence.calibration import Calibration, calibrate
 from services.evidence.config import EvidenceSettings
 from services.evidence.features import Geometry, PatchFeatures, build_features, make_preprocessor, poses
 from services.mmad.catalogue import region_of
-from services.retrieval.core import check_name
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from services.audit.record import Kept, build_record
 from services.audit.store import DEFAULT_LIMIT, MAX_LIMIT, AuditLog, AuditQuery
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.common.images import ImageStore
-from services.gateway.validation import check_name, check_request_id
+from services.common.names import check_name
+from services.gateway.validation import check_request_id
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from services.common.images import (
     image_suffix,
     sha256_hex,
 )
+from services.common.names import check_name
 from services.common.telemetry import tracer
 from services.gateway.admission import Admission
 from services.gateway.clients import Deadline, StageCallError, StageClients
@@ -49,7 +50,7 @@ from services.gateway.domain import (
     Trace,
 )
 from services.gateway.planner import EXPERTS, Plan, QuestionTypeClassifier, TypeGuess, plan_experts
-from services.gateway.validation import check_name, check_question, check_request_id, check_settings
+from services.gateway.validation import check_question, check_request_id, check_settings
 from services.knowledge.entries import Entry, canonical_dataset
 
 T = TypeVar("T")

@@ -6,23 +6,10 @@ import re
 
 from services.common.errors import InvalidArgument
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _LETTER = re.compile(r"^[A-E]$")
 MAX_QUESTION_CHARS = 4000
 MAX_OPTION_CHARS = 1000
 MAX_K_SHOTS = 8
-
-
-def check_name(value: str, field: str, *, required: bool) -> str:
-    if not value:
-        if required:
-            raise InvalidArgument("is required", field=field)
-        return value
-    if not _NAME.match(value):
-        raise InvalidArgument(
-            f"{value[:40]!r} is not a valid name (letters, digits and . _ : / -, at most 128 chars)", field=field
-        )
-    return value
 
 
 def check_question(text: str, options: dict[str, str], field: str = "question") -> None:

@@ -21,11 +21,11 @@ import numpy as np
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.images import ImageStore, check_sha256, image_suffix, sha256_hex
+from services.common.names import check_name
 from services.retrieval.config import RetrievalSettings
 from services.retrieval.store import GuardedStore, Hit, MemoryFilter, MemoryPoint, VectorStore, memory_key
 
 POINT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://echo-iad/memory-point")  # fixed forever: ids persist
-_NAME = re.compile(r"^[^/\x00-\x1f]{1,200}$")
 
 EmbedImages = Callable[[list[bytes]], np.ndarray]
 REFERENCE_MODES = ("", "0-shot", "1-shot", "1-shot*", "k-shot")  # "": the default, 1-shot*
@@ -40,17 +40,6 @@ def point_id(sha256: str, line_id: str, dataset: str, category: str) -> str:
 def category_prompt(category: str) -> str:
     """The CLIP text prompt for a category name, e.g. 'metal_nut' -> 'a photo of a metal nut.' (for InferCategory)."""
     return f"a photo of a {category.replace('_', ' ').replace('-', ' ')}."
-
-
-def check_name(value: str, field: str, *, required: bool = True) -> str:
-    """Line, dataset and category names: no '/' (it separates them in the memory key), no control characters."""
-    if not value:
-        if required:
-            raise InvalidArgument("is empty", field=field)
-        return value
-    if not _NAME.match(value):
-        raise InvalidArgument(f"{value!r} must be 1-200 characters without '/' or control characters", field=field)
-    return value
 
 
 @dataclass

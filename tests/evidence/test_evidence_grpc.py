@@ -97,7 +97,7 @@ BAD_REQUESTS = [
     (
         evidence_pb2.AnalyzeRequest(category="screw", image=common_pb2.Image(data=b"x")),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "dataset: is empty",
+        "dataset: is required",
     ),
     (
         evidence_pb2.AddBankImagesRequest(dataset=DATASET, category="screw", images=[common_pb2.Image()]),
@@ -119,7 +119,7 @@ BAD_REQUESTS = [
     (
         evidence_pb2.DeleteBankRequest(line_id="a/b", dataset=DATASET, category="screw"),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "line_id: 'a/b' must be",
+        "line_id: 'a/b' is not a valid name",
     ),
 ]
 
