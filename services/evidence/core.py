@@ -411,12 +411,7 @@ class EvidenceService:
             device = getattr(self.features, "device", None)
             s = self.settings
             bank.append(list(fresh), feats, s.coreset_ratio, s.coreset_projection, s.seed, device)
-            self._index(bank)
-            self.recalibrate(bank)
-            self.store.save(bank)
-            with self._cache_lock:
-                self._banks[key] = bank
-                self._checked[key] = time.monotonic()
+            self._commit(bank)
         return AddResult(len(fresh), len(images) - len(fresh), self._info(bank))
 
     def loo_scores(self, bank: Bank) -> list[float]:
@@ -472,10 +467,7 @@ class EvidenceService:
             if shas:
                 return self._remove_images(key, set(shas))
             meta = self.store.read_meta(key)
-            self.store.delete(key)
-            with self._cache_lock:
-                self._banks.pop(key, None)
-                self._checked.pop(key, None)
+            self._forget(key)
         return len(meta["images"]) if meta else 0
 
     def _remove_images(self, key: BankKey, shas: set[str]) -> int:
@@ -487,19 +479,26 @@ class EvidenceService:
         removed = bank.remove(shas, s.coreset_projection, s.seed, getattr(self.features, "device", None))
         if not removed:
             return 0
-        if not bank.images:  # nothing normal is left: no bank, as if never built
-            self.store.delete(key)
-            with self._cache_lock:
-                self._banks.pop(key, None)
-                self._checked.pop(key, None)
-            return removed
+        if bank.images:
+            self._commit(bank)
+        else:  # nothing normal is left: no bank, as if never built
+            self._forget(key)
+        return removed
+
+    def _commit(self, bank: Bank) -> None:
+        """Index, recalibrate and save a changed bank (under the write lock), and serve it from now on."""
         self._index(bank)
         self.recalibrate(bank)
         self.store.save(bank)
         with self._cache_lock:
-            self._banks[key] = bank
-            self._checked[key] = time.monotonic()
-        return removed
+            self._banks[bank.key] = bank
+            self._checked[bank.key] = time.monotonic()
+
+    def _forget(self, key: BankKey) -> None:
+        self.store.delete(key)
+        with self._cache_lock:
+            self._banks.pop(key, None)
+            self._checked.pop(key, None)
 
     # --- scoring ---------------------------------------------------------------------------------------
     def _image_score(self, patch_dist: np.ndarray) -> tuple[float, np.ndarray]:

@@ -202,8 +202,8 @@ def test_stats_filter_banks_and_delete_removes_one(make_service: Make, fabric: P
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda s, p: s.add_normal_images("a/b", DATASET, p.category, p.normals), "line_id: 'a/b' must be"),
-        (lambda s, p: s.add_normal_images("l", "", p.category, p.normals), "dataset: is empty"),
+        (lambda s, p: s.add_normal_images("a/b", DATASET, p.category, p.normals), "line_id: 'a/b' is not a valid name"),
+        (lambda s, p: s.add_normal_images("l", "", p.category, p.normals), "dataset: is required"),
         (lambda s, p: s.add_normal_images("l", DATASET, p.category, []), "images: is empty"),
         (lambda s, p: s.add_normal_images("l", DATASET, p.category, [b"junk"]), "images[0]: cannot be decoded"),
         (lambda s, p: s.analyze_sync("l", DATASET, p.category, b"", max_boxes=-1), "options.max_boxes: is -1"),
