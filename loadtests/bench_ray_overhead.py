@@ -2,7 +2,8 @@
 
     python loadtests/bench_ray_overhead.py [--quick] [--clients 16] [--seconds 12]
 
-One local Ray session (2 CPUs by default) runs both, each application with one replica:
+One local Ray session (2 CPUs by default), started as `echo-iad serve --ray` starts one (images inline,
+deploy/launch.py), runs both, each application with one replica:
 - bare: a no-op gateway app that calls no-op Embedding -> Retrieval (and Knowledge beside them when the
   question type asks), then Decision, each a separate Serve application reached over gRPC through the
   same proxy (`application` metadata, a grpc.aio channel inside the replica), with the same payloads
@@ -308,7 +309,7 @@ def main() -> None:
 
     import ray
 
-    from deploy.launch import deploy, wait_until_healthy
+    from deploy.launch import RAY_SYSTEM_CONFIG, deploy, wait_until_healthy
     from services.common.enums import QUESTION_TYPE_ENUM
     from services.mmad.loader import load_dataset
     from services.mmad.synth import synthesize
@@ -339,8 +340,13 @@ def main() -> None:
     config = echo_config(work / "data", grpc_port, http_port)
 
     ray.init(
-        num_cpus=args.cpus, include_dashboard=True, dashboard_host="127.0.0.1", namespace="serve", log_to_driver=False
-    )  # the dashboard serves Serve's REST API, through which deploy() hands over the config
+        num_cpus=args.cpus,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        namespace="serve",
+        log_to_driver=False,
+        _system_config=RAY_SYSTEM_CONFIG,
+    )  # as `echo-iad serve --ray` starts it; the dashboard serves Serve's REST API, which deploy() hands the config
     shapes: dict[str, Any] = {}
     try:
         deploy(config)  # starts Serve with the config's gRPC proxy (every echo.v1 service registered)
