@@ -20,8 +20,8 @@ real work, so its overhead is e2e minus the stage work on the critical path, fro
 counted as bench_gateway counts it (the models, the search, decoding and resizing, the audit trail's
 durable write): max(embedding.preprocess + embedding + retrieval, knowledge) + decision.preprocess +
 decision + audit. `overhead_with_audit_*` counts the audit write as overhead too.
-CPU milliseconds per request of every process (Serve's proxy, each application's replicas, the
-clients), net of their idle background, show where the time goes; proxy_cpu_ratio compares the
+CPU milliseconds per request of every process (Serve's proxy, the raylet, each application's replicas,
+the clients), net of their idle background, show where the time goes; proxy_cpu_ratio compares the
 proxy's cost per request, the part of Ray Serve that the two sides share.
 
 Goal: overhead p50 <= 1.2x the bare app's p50 for every shape at --clients (headline: "reference").
@@ -251,7 +251,7 @@ async def load(
 
 
 def cpu_by_process() -> dict[str, float]:
-    """CPU seconds so far of Serve's proxy, each application's replicas, and this process (the clients)."""
+    """CPU seconds so far of Serve's proxy, the raylet, each application's replicas, and this process (the clients)."""
     import psutil
 
     out: dict[str, float] = {}
@@ -263,6 +263,8 @@ def cpu_by_process() -> dict[str, float]:
             key = cmd.split(":")[3]
         elif cmd.startswith("ray::ProxyActor"):
             key = "proxy"
+        elif os.path.basename(cmd) == "raylet":
+            key = "raylet"  # the object store's traffic (call arguments too big to go inline)
         else:
             continue
         times = proc.info["cpu_times"]
@@ -283,7 +285,8 @@ def compare(bare_samples: Samples, echo_samples: Samples, idle: dict[str, float]
         if side.errors:
             raise SystemExit(f"{name}: {len(side.errors)} requests failed, first: {side.errors[0]}")
         side.cpu_s = {k: max(0.0, v - idle.get(k, 0.0) * side.seconds) for k, v in side.cpu_s.items()}
-        mine = {k for k in side.cpu_s if k in ("proxy", "clients") or (name == "bare") == k.startswith("bare-")}
+        shared = ("proxy", "raylet", "clients")
+        mine = {k for k in side.cpu_s if k in shared or (name == "bare") == k.startswith("bare-")}
         side.cpu_s = {k: v for k, v in side.cpu_s.items() if k in mine}  # the other side's replicas are idle
     bare, echo = bare_samples.summary(with_compute=False), echo_samples.summary(with_compute=True)
     return {
