@@ -62,7 +62,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
     import ray
     from ray import serve
 
-    from deploy.launch import deploy, wait_until_healthy
+    from deploy.launch import RAY_SYSTEM_CONFIG, deploy, wait_until_healthy
     from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc
     from services.mmad.loader import load_dataset
     from services.mmad.synth import synthesize
@@ -82,7 +82,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
         dashboard_port=free_port(),
         namespace="serve",
         _metrics_export_port=metrics_port,
-        _system_config={"metrics_report_interval_ms": 1000},
+        _system_config={**RAY_SYSTEM_CONFIG, "metrics_report_interval_ms": 1000},  # as `serve --ray` starts it
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     try:

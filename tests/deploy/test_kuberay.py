@@ -10,7 +10,7 @@ import ray
 import yaml
 
 from deploy.args import ENV_REF
-from deploy.launch import validate_config
+from deploy.launch import RAY_SYSTEM_CONFIG, validate_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBERAY = DEPLOY / "kuberay"
@@ -77,6 +77,13 @@ def test_every_ray_pod_gets_the_environment_the_serve_config_needs() -> None:
         assert env["ECHO_IMAGE_STORE"].startswith(mounts["echo-data"])  # the shared image store is mounted
         assert env["ECHO_DECISION_MODEL"].startswith(mounts["echo-models"])
     assert len(images) == 1
+
+
+def test_every_ray_pod_sends_images_inline_as_a_ray_started_by_serve_ray_does() -> None:
+    env = one(docs("rayservice.yaml"), "ConfigMap", "echo-iad-env")["data"]
+    inline = RAY_SYSTEM_CONFIG["max_direct_call_object_size"]
+    assert int(env["RAY_max_direct_call_object_size"]) == inline  # every Ray pod takes the ConfigMap (above)
+    assert f"export RAY_max_direct_call_object_size={inline}" in (DEPLOY / "multi-node-gpu.yaml").read_text()
 
 
 def test_grpc_proxy_is_exposed_and_gpu_workers_match_their_ray_resources() -> None:
