@@ -29,6 +29,7 @@ import io
 import json
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,20 @@ def raw_forward(encoder: ClipEncoder, settings: EmbeddingSettings, batch: int, n
         torch.manual_seed(settings.seed)
         model = open_clip.create_model(settings.model).to(encoder.device, encoder.dtype).eval()
     x = torch.randn(batch, 3, *encoder.image_size).to(encoder.device, encoder.dtype)
+    return img_per_s(lambda: F.normalize(model.encode_image(x).float(), dim=-1).cpu(), batch, n, min_s)
+
+
+def img_per_s(step: Callable[[], Any], batch: int, n: int, min_s: float) -> float:
+    """img/s of `step` (one batch, waited for) on one worker thread: 3 warm-up calls, then n images or min_s."""
+    import torch
 
     def measure() -> float:
         with torch.inference_mode():
             for _ in range(3):
-                F.normalize(model.encode_image(x).float(), dim=-1).cpu()
+                step()
             steps, start = 0, time.perf_counter()
             while steps < max(1, n // batch) or time.perf_counter() - start < min_s:
-                F.normalize(model.encode_image(x).float(), dim=-1).cpu()
+                step()
                 steps += 1
             return steps * batch / (time.perf_counter() - start)
 
@@ -169,35 +176,51 @@ def cpu_bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def step_profile(encoder: ClipEncoder, images: list[bytes], batch: int, steps: int) -> dict[str, float]:
-    """Milliseconds per batch of each step run alone, each waited for (decode, resize + normalize, model)."""
+def step_profile(
+    images: list[bytes], batch: int, steps: int, cfg: dict[str, Any], device: Any, dtype: Any, model: Callable
+) -> dict[str, float]:
+    """Milliseconds per batch of each step run alone, each waited for (decode, resize + normalize, model).
+
+    `cfg`: the tensor path's geometry; `model`: pixels on `device` in `dtype` -> its result on the host.
+    """
     import torch
 
     from services.embedding.preprocess import decode_tensors, normalize_into, resize_crop_uint8
 
     def sync() -> None:
-        if encoder.device.type == "cuda":
-            torch.cuda.synchronize(encoder.device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     datas = [images[i % len(images)] for i in range(batch)]
-    cfg = encoder.preprocess_cfg
     totals = {"decode_ms": 0.0, "resize_normalize_ms": 0.0, "model_ms": 0.0}
     for step in range(steps + 1):  # the first round warms up
         t0 = time.perf_counter()
-        decoded = decode_tensors(datas, encoder.device)
+        decoded = decode_tensors(datas, device)
         sync()
         t1 = time.perf_counter()
         small = resize_crop_uint8(torch.stack(decoded), cfg)
-        pixels = torch.empty(small.shape, dtype=encoder.dtype, device=encoder.device)
+        pixels = torch.empty(small.shape, dtype=dtype, device=device)
         normalize_into(pixels, small, cfg)
         sync()
         t2 = time.perf_counter()
-        encoder.forward(pixels)
+        model(pixels)
         t3 = time.perf_counter()
         if step:
             for key, ms in zip(totals, ((t1 - t0), (t2 - t1), (t3 - t2)), strict=True):
                 totals[key] += ms * 1000.0 / steps
     return {k: round(v, 2) for k, v in totals.items()}
+
+
+def pipeline_stats(t: StageTimes) -> dict[str, Any]:
+    """A pipeline's batches, each step's ms per batch, and the overlap (summed step times / wall; 1.0: serial)."""
+    wall = t.wall_ms()
+    return {
+        "batches": t.batches,
+        "mean_batch": round(t.items / max(1, t.batches), 1),
+        "prepare_ms_per_batch": round(t.prepare_ms / max(1, t.batches), 2),
+        "model_ms_per_batch": round(t.run_ms / max(1, t.batches), 2),
+        "overlap": round((t.prepare_ms + t.run_ms) / wall, 3) if wall else 0.0,
+    }
 
 
 def gpu_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -252,22 +275,15 @@ def gpu_bench(args: argparse.Namespace) -> dict[str, Any]:
         return steps * args.batch / (time.perf_counter() - start)
 
     with ThreadPoolExecutor(1) as pool:  # worker threads, as the service's steps run (see raw_forward)
-        out["step_ms_per_batch"] = pool.submit(step_profile, encoder, images, args.batch, steps).result()
+        profile = (images, args.batch, steps, encoder.preprocess_cfg, encoder.device, encoder.dtype, encoder.forward)
+        out["step_ms_per_batch"] = pool.submit(step_profile, *profile).result()
         out["serial_img_s"] = round(pool.submit(serial).result(), 1)
 
     async def run() -> tuple[float, dict[str, float]]:
         svc = EmbeddingService(encoder, settings, decode_on_device=True)
         try:
             ips = await through_service(svc, images, n, args.per_request, args.in_flight, 4 * args.batch)
-            t = svc.pipeline.times
-            wall = t.wall_ms()
-            return ips, {
-                "batches": t.batches,
-                "mean_batch": round(t.items / max(1, t.batches), 1),
-                "prepare_ms_per_batch": round(t.prepare_ms / max(1, t.batches), 2),
-                "model_ms_per_batch": round(t.run_ms / max(1, t.batches), 2),
-                "overlap": round((t.prepare_ms + t.run_ms) / wall, 3) if wall else 0.0,
-            }
+            return ips, pipeline_stats(svc.pipeline.times)
         finally:
             await svc.close()
 

@@ -311,13 +311,18 @@ class EvidenceService:
 
     @classmethod
     def from_settings(
-        cls, settings: EvidenceSettings, embedding: Any = None, batcher_factory: BatcherFactory = MicroBatcher
+        cls,
+        settings: EvidenceSettings,
+        embedding: Any = None,
+        batcher_factory: BatcherFactory = MicroBatcher,
+        decode_on_device: bool | None = None,
     ) -> EvidenceService:
         """Build the feature source and open the bank store; ConfigError names what is wrong.
 
         `batcher_factory`: how concurrent queries share backbone calls (a Serve replica passes `@serve.batch`'s).
         """
-        return cls(settings, build_features(settings, embedding), BankStore(settings.bank_store), batcher_factory)
+        features = build_features(settings, embedding)
+        return cls(settings, features, BankStore(settings.bank_store), batcher_factory, decode_on_device)
 
     # --- features --------------------------------------------------------------------------------------
     def prepare_batch(self, items: list[tuple[bytes | Image.Image, str]]) -> Prepared[PixelBatch]:

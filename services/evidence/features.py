@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from services.common.devices import DeviceStreams
-from services.common.errors import ConfigError, EchoError, InvalidArgument
+from services.common.errors import ConfigError, EchoError, FailedPrecondition, InvalidArgument
 from services.common.images import ImageLimits, check_header, decode
 from services.common.pipeline import Prepared
 from services.evidence.config import PACKAGED_WEIGHTS, EvidenceSettings
@@ -123,11 +123,12 @@ def pick_device(device: str) -> Any:
 
 
 def pick_dtype(precision: str, device: Any) -> Any:
-    """The backbone's dtype: fp32 unless bf16 is asked for, or 'auto' on CUDA (see evidence.precision)."""
+    """The backbone's dtype: as configured; 'auto' is fp16 on CUDA and fp32 on the CPU (see evidence.precision)."""
     import torch
 
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.bfloat16 if bf16 else torch.float32
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 @dataclass(frozen=True)
@@ -362,7 +363,7 @@ class TimmPatchFeatures:
         self.weights_id = self._load(model, settings)
         self.dtype = pick_dtype(settings.precision, self.device)
         self.streams = DeviceStreams(self.device)
-        # cuDNN's fast depthwise and bf16 kernels are NHWC; on the CPU the layout stays as it was.
+        # cuDNN's fast depthwise and half-precision kernels are NHWC; on the CPU the layout stays as it was.
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.model = model.eval().to(self.device, self.dtype, memory_format=self.memory_format)
         cfg = getattr(model, "pretrained_cfg", {}) or {}
@@ -400,8 +401,13 @@ class TimmPatchFeatures:
         import torch
 
         with torch.inference_mode():
-            maps = self.forward(pixels)
-            return self.streams.to_host(aggregate(list(maps), self.pool, self.feature_dim)).numpy()
+            feats = aggregate(list(self.forward(pixels)), self.pool, self.feature_dim)
+            if self.dtype == torch.float16 and not bool(torch.isfinite(feats).all()):
+                raise FailedPrecondition(
+                    f"evidence.precision fp16: {self.settings.backbone} overflowed fp16's range on this batch "
+                    "(non-finite features); set evidence.precision to bf16 or fp32"
+                )
+            return self.streams.to_host(feats).numpy()
 
     def forward(self, pixels: Any) -> list[Any]:
         """The raw backbone: (n, 3, S, S) pixels -> the configured levels' feature maps, in the model's dtype."""
