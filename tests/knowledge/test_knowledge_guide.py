@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from services.common.errors import InvalidArgument, NotFound
 from services.knowledge.core import ContextRequest, KnowledgeGuide
+from services.knowledge.embedder import TextEmbedder, TokenCounter
 from services.knowledge.refine import RefineCache, RefineInput, RefineKey, refine_prompt
 from services.knowledge.relevance import Extractor
-from services.knowledge.stores import FileStore
+from services.knowledge.stores import FileStore, RedisStore
 
 Q_DC = "There is a defect in the object. What is the type of the defect?"
 OPTIONS = {"A": "Scratch", "B": "Crack", "C": "Hole", "D": "Contamination"}
@@ -160,3 +163,69 @@ def test_refine_prompt_carries_question_options_and_knowledge() -> None:
 async def test_health_check_runs_a_real_csk_request(guide: KnowledgeGuide) -> None:
     await guide.check()
     assert guide.degraded() == []
+
+
+# -- the CSK answer cache --------------------------------------------------------------------------------------------
+SCRATCH_Q = {"question_type": "Defect Classification", "options": {"A": "Scratch", "B": "Hole"}}
+
+
+def _with_scratch(entry, signature: str):  # type: ignore[no-untyped-def]
+    defects = tuple(dataclasses.replace(d, signature=signature) if d.name == "scratch" else d for d in entry.defects)
+    return dataclasses.replace(entry, defects=defects, version=0)
+
+
+async def test_a_repeated_csk_request_is_answered_from_the_cache_without_minilm(
+    kb_dir: Path, embedder: TextEmbedder, counter: TokenCounter
+) -> None:
+    extractor = Extractor(embedder, counter)
+    guide = KnowledgeGuide(FileStore(kb_dir), extractor)
+    first = await guide.get_context(_req(**SCRATCH_Q))
+    forwards = embedder.forwards
+    again = await guide.get_context(_req(**SCRATCH_Q))
+    assert embedder.forwards == forwards and extractor.answer_hits == 1
+    assert (again.text, again.passages, again.defects, again.version) == (
+        first.text, first.passages, first.defects, first.version,
+    )  # fmt: skip
+    other = await guide.get_context(_req(question_type="Defect Classification", options={"A": "Crack"}))
+    assert embedder.forwards > forwards and extractor.answer_hits == 1 and other.text != first.text
+    off = Extractor(embedder, counter, cache_answers=0)
+    off_guide = KnowledgeGuide(FileStore(kb_dir), off)
+    assert (await off_guide.get_context(_req(**SCRATCH_Q))).text == first.text
+    assert (await off_guide.get_context(_req(**SCRATCH_Q))).text == first.text and off.answer_hits == 0
+
+
+async def test_an_edited_knowledge_file_invalidates_the_cached_csk(
+    kb_dir: Path, embedder: TextEmbedder, counter: TokenCounter
+) -> None:
+    extractor = Extractor(embedder, counter)
+    guide = KnowledgeGuide(FileStore(kb_dir, poll_s=0.0), extractor)
+    before = await guide.get_context(_req(**SCRATCH_Q))
+    path = kb_dir / "Synthetic" / "round_part.yaml"
+    path.write_text(path.read_text().replace("A thin, straight", "A fine, straight"))
+    after = await guide.get_context(_req(**SCRATCH_Q))
+    assert "A thin, straight" in before.text and "A fine, straight" in after.text and after.version > before.version
+    assert extractor.answer_hits == 0
+    assert all(key[0].version == after.version for key in extractor._answers)  # the old entry's answers are gone
+
+
+async def test_a_redis_hot_update_from_another_replica_invalidates_the_cached_csk(
+    kb_dir: Path, redis_server, embedder: TextEmbedder, counter: TokenCounter
+) -> None:
+    files = FileStore(kb_dir)
+    writer, reader = RedisStore(redis_server.url, files), RedisStore(redis_server.url, files)
+    extractor = Extractor(embedder, counter)
+    guide = KnowledgeGuide(reader, extractor)
+    try:
+        before = await guide.get_context(_req(**SCRATCH_Q))
+        assert (await guide.get_context(_req(**SCRATCH_Q))).text == before.text and extractor.answer_hits == 1
+        stored = writer.put(_with_scratch(writer.get("Synthetic/round_part"), "A hair-thin bright line, hot-updated."))
+        deadline = time.monotonic() + 5
+        while reader.get("Synthetic/round_part").version != stored.version:
+            assert time.monotonic() < deadline, "the update did not reach the other replica"
+            time.sleep(0.02)
+        after = await guide.get_context(_req(**SCRATCH_Q))
+        assert "hot-updated" in after.text and "hot-updated" not in before.text
+        assert after.version == stored.version and extractor.answer_hits == 1
+    finally:
+        guide.close()
+        writer.close()
