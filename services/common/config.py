@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -74,6 +74,16 @@ class ServerSettings(Section):
         5.0, gt=0, description="How often every stage's real health check runs (NOT_SERVING while one fails)."
     )
     health_timeout_s: float = Field(10.0, gt=0, description="A health check slower than this counts as failed.")
+    omp_wait_policy: Literal["passive", "active", ""] = Field(
+        "passive",
+        description=(
+            "How the CPU models' OpenMP threads (torch) wait between parallel regions: passive sleeps at once, "
+            "active spins first. Each model thread of the embedded server keeps its own team of threads, and "
+            "spinning teams starve each other and every other process on the machine (MiniLM ran ~8x faster "
+            "passive on a shared 2-core machine). Set before torch loads (serve, a stage alone); OMP_WAIT_POLICY "
+            "in the environment wins; empty: OpenMP's default."
+        ),
+    )
 
 
 class TelemetrySettings(Section):

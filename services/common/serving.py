@@ -6,8 +6,10 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -282,8 +284,19 @@ async def start_server(
     return server, bound, health_servicer
 
 
+def set_openmp_policy(settings: ServerSettings) -> None:
+    """Apply server.omp_wait_policy to this process; only works before torch loads (OpenMP reads it once)."""
+    if not settings.omp_wait_policy or "OMP_WAIT_POLICY" in os.environ:
+        return
+    if "torch" in sys.modules:
+        log.warning("server.omp_wait_policy: torch is already loaded here, so OpenMP keeps its default policy")
+        return
+    os.environ["OMP_WAIT_POLICY"] = settings.omp_wait_policy.upper()
+
+
 async def serve_stage(build_stage: Callable[[Any], Awaitable[Stage]], settings: Any) -> None:
     """One stage alone on settings.server.host/port until SIGTERM; then release it."""
+    set_openmp_policy(settings.server)
     stage = await build_stage(settings)
     server, port, _ = await start_server(
         [stage], settings.server.host, settings.server.port, settings.server.max_message_mb, settings=settings.server

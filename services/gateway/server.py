@@ -18,7 +18,7 @@ import grpc
 from services.common.auth import read_secret
 from services.common.images import ImageLimits, ImageStore
 from services.common.inprocess import InProcessChannel
-from services.common.serving import Internal, Stage, start_server, wait_for_termination
+from services.common.serving import Internal, Stage, set_openmp_policy, start_server, wait_for_termination
 from services.config import EchoSettings
 from services.gateway.audit import AuditTrail
 from services.gateway.clients import StageClients
@@ -150,6 +150,7 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
 
 async def serve_embedded(settings: EchoSettings) -> None:
     """Run until SIGTERM; in-flight requests get settings.server.grace_s to finish."""
+    set_openmp_policy(settings.server)  # before the stages load torch
     embedded = await start_embedded(settings)
     print(f"Echo-IAD serving on {settings.server.host}:{embedded.port} (embedded: all six services)", flush=True)
     await wait_for_termination(embedded.server, settings.server.grace_s)
