@@ -402,6 +402,16 @@ class EvidenceService:
             self._checked[key] = now
         return cached
 
+    def _fresh_bank(self, key: BankKey) -> Bank | None:
+        """The cached bank when it was checked within reload_check_s and can score (no I/O: the event loop may ask),
+        else None (then `_ready_bank` on a thread reloads it, or says what is missing)."""
+        with self._cache_lock:
+            cached = self._banks.get(key)
+            if cached is None or time.monotonic() - self._checked.get(key, 0.0) >= self.settings.reload_check_s:
+                return None
+        ready = len(cached.images) >= self.settings.min_images and cached.calibration is not None
+        return cached if ready else None
+
     def _ready_bank(self, key: BankKey) -> Bank:
         bank = self.bank(key)
         if len(bank.images) < self.settings.min_images or bank.calibration is None:
@@ -639,7 +649,7 @@ class EvidenceService:
         """One query through the pipeline (concurrent requests share decode batches and backbone calls)."""
         self._check_request(max_boxes, threshold)
         key = self._key(line_id, dataset, category)
-        bank = await asyncio.to_thread(self._ready_bank, key)
+        bank = self._fresh_bank(key) or await asyncio.to_thread(self._ready_bank, key)
         start = time.perf_counter()
         feats, geom = await self.extract(image)
         query = _as_image(image) if return_overlay else None

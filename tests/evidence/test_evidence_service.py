@@ -186,6 +186,24 @@ def test_a_replica_sees_a_bank_another_replica_changed(
     assert len(a.stats("l")[0:1]) == 1 and a.stats("l")[0].images == len(fabric.normals) + 1
 
 
+async def test_the_served_path_uses_its_checked_bank_and_sees_another_replicas_commit_once_stale(
+    tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
+) -> None:
+    s = small_settings(tmp_path, reload_check_s=3600)
+    a = EvidenceService(s, real_features, BankStore(s.bank_store))
+    b = EvidenceService(s, real_features, BankStore(s.bank_store))
+    a.add_normal_images("l", DATASET, "woven_fabric", fabric.normals[:3])
+    try:
+        before = await b.analyze("l", DATASET, "woven_fabric", fabric.held_out[0])
+        a.add_normal_images("l", DATASET, "woven_fabric", fabric.normals[3:])
+        cached = await b.analyze("l", DATASET, "woven_fabric", fabric.held_out[0])  # checked within the hour
+        b.settings.reload_check_s = 0.0
+        after = await b.analyze("l", DATASET, "woven_fabric", fabric.held_out[0])
+        assert (before.bank_images, cached.bank_images, after.bank_images) == (3, 3, len(fabric.normals))
+    finally:
+        await b.close()
+
+
 def test_stats_filter_banks_and_delete_removes_one(make_service: Make, fabric: Product) -> None:
     svc = make_service()
     for line in ("line-1", "line-2"):
