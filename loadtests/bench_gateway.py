@@ -23,7 +23,11 @@ overhead too.
 
 Prints ONE JSON line: overhead p50/p99 at 1 and 16 concurrent clients, the bare
 round trip at the same concurrency, and their ratio. Goal: overhead p50 <= 3 ms
-at 1 and at 16 clients.
+at 1 and at 16 clients. `bare_rtt_during_inspections_p50_ms`: the bare round trip
+of one more client while the inspections run: what the transport alone costs at
+that load (an inspection makes one such round trip, and it is inside its overhead).
+`overhead_p50_ms_by_experts`: per set of experts that answered (evidence, the
+slowest stage, puts the others off the critical path).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +52,7 @@ from services.client import InspectorClient, build_inspect_request
 from services.common.percentiles import percentile
 from services.common.ports import free_port
 
+EXPERTS = ("reference", "knowledge", "evidence")
 REFERENCE_BRANCH = {"embedding", "embedding.preprocess", "category", "retrieval"}
 SERIAL = {"plan", "decision", "decision.preprocess"}
 
@@ -138,7 +144,7 @@ def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.
         e2e = (time.perf_counter() - t0) * 1000
         compute = _compute_ms(resp.trace.timings)
         audit = sum(s.compute_ms for s in resp.trace.timings if s.stage == "audit")
-        shape = "+".join(e for e in ("reference", "knowledge") if e in resp.trace.experts_used) or "decision only"
+        shape = "+".join(e for e in EXPERTS if e in resp.trace.experts_used) or "decision only"
         return e2e, e2e - compute - audit, audit, shape
 
     def bare(i: int) -> float:
@@ -146,15 +152,32 @@ def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.
         clients[i % concurrency].health()
         return (time.perf_counter() - t0) * 1000
 
+    probe = InspectorClient(address, retries=0)
+    probed: list[float] = []
+    inspecting = threading.Event()
+
+    def probe_while_inspecting() -> None:
+        """The bare round trip while the inspections run: the transport under the same load (one more client)."""
+        while inspecting.is_set():
+            t0 = time.perf_counter()
+            probe.health()
+            probed.append((time.perf_counter() - t0) * 1000)
+            time.sleep(0.01)
+
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(inspect, _warm_up(reqs, n)))
         cpu0 = sum(server.cpu_times()[:2])
+        inspecting.set()
+        prober = threading.Thread(target=probe_while_inspecting)
+        prober.start()
         t0 = time.perf_counter()
         rows = list(pool.map(inspect, range(n)))
         wall = time.perf_counter() - t0
+        inspecting.clear()
+        prober.join()
         cpu = sum(server.cpu_times()[:2]) - cpu0
         bare_ms = list(pool.map(bare, range(n)))
-    for c in clients:
+    for c in [*clients, probe]:
         c.close()
     overhead = [o for _, o, _, _ in rows]
     with_audit = [o + a for _, o, a, _ in rows]
@@ -169,6 +192,7 @@ def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.
         "audit_p50_ms": _pct([a for _, _, a, _ in rows], 0.5),
         "bare_rtt_p50_ms": _pct(bare_ms, 0.5),
         "bare_rtt_p99_ms": _pct(bare_ms, 0.99),
+        "bare_rtt_during_inspections_p50_ms": _pct(probed, 0.5),
         "ratio_overhead_to_bare_p50": round(percentile(overhead, 50) / percentile(bare_ms, 50), 2),
         "req_per_s": round(n / wall, 1),
         "server_cpu_ms_per_request": round(cpu * 1000 / n, 2),
