@@ -27,7 +27,9 @@ at 1 and at 16 clients. `bare_rtt_during_inspections_p50_ms`: the bare round tri
 of one more client while the inspections run: what the transport alone costs at
 that load (an inspection makes one such round trip, and it is inside its overhead).
 `overhead_p50_ms_by_experts`: per set of experts that answered (evidence, the
-slowest stage, puts the others off the critical path).
+slowest stage, puts the others off the critical path), and which failed: a stage
+past its share of the deadline (a saturated server) reports no compute, so its
+whole wait reads as overhead; `degraded_requests` counts those requests.
 """
 
 from __future__ import annotations
@@ -145,6 +147,9 @@ def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.
         compute = _compute_ms(resp.trace.timings)
         audit = sum(s.compute_ms for s in resp.trace.timings if s.stage == "audit")
         shape = "+".join(e for e in EXPERTS if e in resp.trace.experts_used) or "decision only"
+        failed = sorted({d.split(":")[0] for d in resp.trace.degraded})  # e.g. evidence past its deadline share
+        if failed:  # the failed call's wait has no compute to subtract: all of it reads as overhead
+            shape += f" ({', '.join(failed)} failed)"
         return e2e, e2e - compute - audit, audit, shape
 
     def bare(i: int) -> float:
@@ -187,6 +192,7 @@ def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.
         "e2e_p50_ms": _pct(e2e, 0.5),
         "overhead_p50_ms": _pct(overhead, 0.5),
         "overhead_p99_ms": _pct(overhead, 0.99),
+        "degraded_requests": sum("failed)" in sh for *_, sh in rows),
         "overhead_with_audit_p50_ms": _pct(with_audit, 0.5),
         "overhead_p50_ms_by_experts": by_shape,
         "audit_p50_ms": _pct([a for _, _, a, _ in rows], 0.5),
