@@ -57,6 +57,7 @@ from services.common.ports import free_port
 EXPERTS = ("reference", "knowledge", "evidence")
 REFERENCE_BRANCH = {"embedding", "embedding.preprocess", "category", "retrieval"}
 SERIAL = {"plan", "decision", "decision.preprocess"}
+WAITED = ("embedding", "retrieval", "knowledge", "evidence", "decision")
 
 
 def _compute_ms(timings) -> float:  # type: ignore[no-untyped-def]
@@ -71,8 +72,23 @@ def _compute_ms(timings) -> float:  # type: ignore[no-untyped-def]
     return branches + sum(v for k, v in ms.items() if k in SERIAL)
 
 
+def _waits(timings, e2e: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Where the overhead sits: each stage call's time beyond its compute (the call, the queue in front of the
+    stage's threads, conversions), and `outside`, the time outside the Inspector's own run (the client's round
+    trip, reading the request, writing the response; the audit write taken out)."""
+    by = {t.stage: t for t in timings}
+    out = {}
+    for stage in WAITED:
+        if stage in by:
+            pre = by[f"{stage}.preprocess"].ms if f"{stage}.preprocess" in by else 0.0
+            out[stage] = by[stage].ms - by[stage].compute_ms - pre
+    if "total" in by:
+        out["outside"] = e2e - by["total"].ms - (by["audit"].ms if "audit" in by else 0.0)
+    return out
+
+
 def _pct(xs: list[float], q: float) -> float:
-    return round(percentile(xs, q * 100), 3)
+    return round(percentile(xs, q * 100), 3) if xs else float("nan")
 
 
 def _start_server(workdir: Path, port: int, loopback: bool = False) -> subprocess.Popen:
@@ -139,7 +155,7 @@ def _warm_up(reqs: list, n: int) -> list[int]:
 def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.Process) -> dict:
     clients = [InspectorClient(address, retries=0) for _ in range(concurrency)]
 
-    def inspect(i: int) -> tuple[float, float, float, str]:
+    def inspect(i: int) -> tuple[float, float, float, str, dict[str, float]]:
         c = clients[i % concurrency]
         t0 = time.perf_counter()
         resp = c.inspect_request(reqs[i % len(reqs)])
@@ -150,7 +166,7 @@ def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.
         failed = sorted({d.split(":")[0] for d in resp.trace.degraded})  # e.g. evidence past its deadline share
         if failed:  # the failed call's wait has no compute to subtract: all of it reads as overhead
             shape += f" ({', '.join(failed)} failed)"
-        return e2e, e2e - compute - audit, audit, shape
+        return e2e, e2e - compute - audit, audit, shape, _waits(resp.trace.timings, e2e)
 
     def bare(i: int) -> float:
         t0 = time.perf_counter()
@@ -184,18 +200,20 @@ def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.
         bare_ms = list(pool.map(bare, range(n)))
     for c in [*clients, probe]:
         c.close()
-    overhead = [o for _, o, _, _ in rows]
-    with_audit = [o + a for _, o, a, _ in rows]
-    e2e = [e for e, _, _, _ in rows]
-    by_shape = {s: _pct([o for _, o, _, sh in rows if sh == s], 0.5) for s in sorted({sh for *_, sh in rows})}
+    overhead = [r[1] for r in rows]
+    with_audit = [r[1] + r[2] for r in rows]
+    e2e = [r[0] for r in rows]
+    by_shape = {s: _pct([r[1] for r in rows if r[3] == s], 0.5) for s in sorted({r[3] for r in rows})}
+    waits = {k: _pct([r[4][k] for r in rows if k in r[4]], 0.5) for k in (*WAITED, "outside")}
     return {
         "e2e_p50_ms": _pct(e2e, 0.5),
         "overhead_p50_ms": _pct(overhead, 0.5),
         "overhead_p99_ms": _pct(overhead, 0.99),
-        "degraded_requests": sum("failed)" in sh for *_, sh in rows),
+        "degraded_requests": sum("failed)" in r[3] for r in rows),
         "overhead_with_audit_p50_ms": _pct(with_audit, 0.5),
         "overhead_p50_ms_by_experts": by_shape,
-        "audit_p50_ms": _pct([a for _, _, a, _ in rows], 0.5),
+        "wait_p50_ms_by_stage": {k: v for k, v in waits.items() if v == v},  # NaN: the stage never ran
+        "audit_p50_ms": _pct([r[2] for r in rows], 0.5),
         "bare_rtt_p50_ms": _pct(bare_ms, 0.5),
         "bare_rtt_p99_ms": _pct(bare_ms, 0.99),
         "bare_rtt_during_inspections_p50_ms": _pct(probed, 0.5),
