@@ -12,7 +12,7 @@ image AUROC, pixel AUROC and AUPRO of
 Each bank holds the category's normal templates (train/good); the queries are the category's test images,
 half normal, half defective. For `real` it also reports Anomaly Detection balanced accuracy when the
 stage's calibrated verdict answers MMAD's "Is there any defect?" questions, and the false-alarm rate
-measured on the normal test images against the configured one.
+measured on the normal test images (and `--extra-normals` more per category) against the configured one.
 
 Never tuned on what it reports: the evaluation set (`--split eval`, the default) was frozen below before
 any tuning; tuning used `--split tuning` only. Report both.
@@ -65,6 +65,7 @@ class Category:
     name: str
     templates: list[bytes]
     queries: list[Query]
+    extra_normals: list[bytes] = field(default_factory=list)  # held-out normals only for the false-alarm rate
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Outcome:
     scores: list[float] = field(default_factory=list)
     maps: list[np.ndarray] = field(default_factory=list)
     verdicts: list[bool] = field(default_factory=list)
+    extra_verdicts: list[bool] = field(default_factory=list)
     threshold: float = float("nan")
 
 
@@ -87,7 +89,18 @@ def split_data(split: str, cache: Path, categories: list[str] | None = None) -> 
     return root
 
 
-def load_categories(root: Path, only: list[str] | None = None) -> list[Category]:
+def extra_normal_images(root: Path, category: str, count: int) -> list[bytes]:
+    """`count` more normal queries of the split's generator (the indices after its own): false alarms need many."""
+    from services.common.images import encode_png
+    from services.mmad.synth import ItemSpec, render_item
+
+    info = json.loads((root / "synth_info.json").read_text())
+    first = int(info["per_category"]) + int(info["per_category"]) % 2  # even query indices are normal
+    specs = (ItemSpec(info["seed"], category, "query", i, "good", "", None) for i in range(first, first + 2 * count, 2))
+    return [encode_png(render_item(spec).image) for spec in specs]
+
+
+def load_categories(root: Path, only: list[str] | None = None, extra_normals: int = 0) -> list[Category]:
     ds = load_dataset(root)
     templates: dict[tuple[str, str], list[str]] = {}
     for dataset, category, rel in ds.templates():
@@ -107,7 +120,8 @@ def load_categories(root: Path, only: list[str] | None = None) -> list[Category]
                 mask = np.asarray(Image.open(ds.abspath(s.mask_path)).convert("L")) > 127
             queries.append(Query(s, data, 0 if s.is_normal else 1, mask))
         tpl = [ds.abspath(r).read_bytes() for r in sorted(templates[(dataset, category)])]
-        out.append(Category(dataset, category, tpl, queries))
+        extra = extra_normal_images(root, category, extra_normals) if extra_normals else []
+        out.append(Category(dataset, category, tpl, queries, extra))
     return out
 
 
@@ -133,6 +147,8 @@ def run_stage(settings: EvidenceSettings, cats: list[Category]) -> tuple[dict[st
             o.verdicts.append(r.anomalous)
             o.threshold = r.threshold
         analyze_s += time.perf_counter() - start
+        for data in c.extra_normals:
+            o.extra_verdicts.append(service.analyze_sync(LINE, c.dataset, c.name, data).anomalous)
         n_queries += len(c.queries)
         out[c.name] = o
     timing = {
@@ -206,6 +222,8 @@ def verdict_scores(cats: list[Category], outcomes: dict[str, Outcome], far_targe
             for question in q.sample.questions:
                 if question.type == ANOMALY_DETECTION:
                     graded.append(grade(q.sample, question, "Yes." if anomalous else "No."))
+        normals += len(outcomes[c.name].extra_verdicts)
+        alarms += sum(outcomes[c.name].extra_verdicts)
     report = score(graded, types=[ANOMALY_DETECTION]).wrong
     ds = cats[0].dataset
     return {
@@ -218,9 +236,11 @@ def verdict_scores(cats: list[Category], outcomes: dict[str, Outcome], far_targe
     }
 
 
-def run_variant(variant: str, split: str, cache: str, only: list[str] | None, base: dict[str, Any]) -> dict[str, Any]:
+def run_variant(
+    variant: str, split: str, cache: str, only: list[str] | None, base: dict[str, Any], extra_normals: int = 0
+) -> dict[str, Any]:
     """One variant over every category: its row of the JSON line (and, for `real`, its settings and verdicts)."""
-    cats = load_categories(split_data(split, Path(cache)), only)
+    cats = load_categories(split_data(split, Path(cache)), only, extra_normals if variant == "real" else 0)
     out: dict[str, Any] = {}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -247,6 +267,13 @@ def main() -> None:
     ap.add_argument(
         "--jobs", type=int, default=1, help="Variants run in this many worker processes (same data, one JSON line)."
     )
+    ap.add_argument(
+        "--extra-normals",
+        type=int,
+        default=0,
+        help="Per category, this many more normal images of the split's generator, scored by `real` only to "
+        "measure the false-alarm rate (a 1%% rate needs hundreds of normals; the split's own 40 each are few).",
+    )
     args = ap.parse_args()
     only = [c for c in args.categories.split(",") if c] or None
     cats = load_categories(split_data(args.split, Path(args.cache)), only)
@@ -258,7 +285,9 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     line: dict[str, Any] = {"bench": "evidence_quality", "split": args.split, **SPLITS[args.split]}
     line["categories"] = [c.name for c in cats]
-    jobs = [(v, args.split, args.cache, only, base) for v in variants]
+    if args.extra_normals:
+        line["extra_normals_per_category"] = args.extra_normals
+    jobs = [(v, args.split, args.cache, only, base, args.extra_normals) for v in variants]
     if args.jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 import pytest
 
-from services.evidence.calibration import calibrate, gumbel_quantile
+from services.evidence.calibration import calibrate, gumbel_predictive_factor, gumbel_quantile
 
 
-def test_gumbel_threshold_holds_the_target_false_alarm_rate_on_fresh_normal_scores() -> None:
+def fresh_far_gumbel(thr: float, mu: float, beta: float) -> float:
+    """The exact share of fresh Gumbel(mu, beta) scores above thr."""
+    return float(-np.expm1(-np.exp(-(thr - mu) / beta)))
+
+
+@pytest.mark.parametrize(("n", "far"), [(40, 0.01), (20, 0.05), (100, 0.01)])
+def test_gumbel_threshold_gives_the_asked_false_alarm_rate_on_fresh_normal_scores(n: int, far: float) -> None:
     rng = np.random.default_rng(0)
+    rates = [fresh_far_gumbel(calibrate(rng.gumbel(10.0, 1.5, size=n), far).threshold, 10.0, 1.5) for _ in range(2000)]
+    assert float(np.mean(rates)) == pytest.approx(far, rel=0.12)
+
+
+def test_the_plug_in_gumbel_quantile_alone_would_raise_false_alarms_from_few_scores() -> None:
+    rng = np.random.default_rng(1)
+    banks = [rng.gumbel(0.0, 1.0, size=40) for _ in range(2000)]
+    plug_in = np.mean([fresh_far_gumbel(gumbel_quantile(b, 0.99), 0.0, 1.0) for b in banks])
+    assert plug_in > 0.012 and gumbel_predictive_factor(40, 0.01) > -np.log(-np.log(0.99))
+
+
+def test_normal_threshold_gives_the_asked_false_alarm_rate_on_fresh_normal_scores() -> None:
+    rng = np.random.default_rng(2)
     rates = []
-    for _ in range(20):
-        bank_scores = rng.gumbel(10.0, 1.5, size=60)  # a bank's leave-one-out scores (maxima: Gumbel)
-        thr = calibrate(bank_scores, far=0.05).threshold
-        rates.append(np.mean(rng.gumbel(10.0, 1.5, size=20_000) > thr))
-    assert 0.03 < float(np.mean(rates)) < 0.08
+    for _ in range(2000):
+        thr = calibrate(rng.normal(5.0, 2.0, size=40), 0.01, policy="normal").threshold
+        rates.append(1.0 - NormalDist(5.0, 2.0).cdf(thr))
+    assert float(np.mean(rates)) == pytest.approx(0.01, rel=0.12)
 
 
 def test_gumbel_quantile_matches_the_closed_form_for_a_large_sample() -> None:
@@ -43,7 +63,7 @@ def test_every_policy_reports_its_in_sample_false_alarm_rate() -> None:
 
 def test_a_quantile_from_too_few_images_says_how_many_it_needs() -> None:
     cal = calibrate(np.linspace(1, 2, 20), far=0.01, policy="quantile")
-    assert "needs 100" in cal.note
+    assert "needs 99" in cal.note
 
 
 def test_identical_scores_still_give_a_threshold_above_them() -> None:
