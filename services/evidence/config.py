@@ -126,9 +126,10 @@ class EvidenceSettings(Section):
         "gumbel",
         description=(
             "How leave-one-out scores of the normal images become a threshold: gumbel or normal (a fitted "
-            "distribution's 1-FAR quantile; an image score is a maximum, so Gumbel fits it), quantile (the "
-            "empirical 1-FAR quantile, honest only with at least 1/FAR images) or max_margin (the largest "
-            "score times 1 + margin). Fewer than min_fit_images images always use max_margin."
+            "law's threshold whose expected false-alarm rate on fresh normals is the target, corrected for the "
+            "few scores it rests on; an image score is a maximum, so Gumbel fits it), quantile (the conformal "
+            "1-FAR quantile, honest only with at least 1/FAR - 1 images) or max_margin (the largest score times "
+            "1 + margin). Fewer than min_fit_images images always use max_margin."
         ),
     )
     margin: float = Field(0.1, ge=0, description="max_margin (and small banks): threshold = max score x (1 + margin).")
