@@ -24,8 +24,13 @@ Make = Callable[..., EvidenceService]
 def fabric_service(
     tmp_path_factory: pytest.TempPathFactory, real_features: TimmPatchFeatures, fabric: Product
 ) -> EvidenceService:
-    """A service with the fabric's bank on line-1, shared by the tests that only read it."""
-    s = small_settings(tmp_path_factory.mktemp("fabric"))
+    """A service with the fabric's bank on line-1, shared by the tests that only read it.
+
+    Eight normal images cannot honestly hold a 1% false-alarm rate (the threshold's finite-sample factor at n=8
+    is 6.6 Gumbel scales, 4.6 for a large bank); the fixture asks for 3%, a factor of 4.7 at n=8, close to
+    where the uncorrected 1% threshold used to sit (a faint stain scores just above it).
+    """
+    s = small_settings(tmp_path_factory.mktemp("fabric"), false_alarm_rate=0.03)
     svc = EvidenceService(s, real_features, BankStore(s.bank_store))
     svc.add_normal_images("line-1", DATASET, fabric.category, fabric.normals)
     return svc
