@@ -13,12 +13,14 @@ The threshold is therefore mu + z * beta with the predictive factor z chosen so 
 fresh normals is the target (z = 4.96 instead of 4.60 at n=40, 1%); the fit is location-scale equivariant,
 so z depends only on (n, FAR) and is computed once on standard Gumbel samples.
 
-Leave-one-out against held-out, measured on the tuning split (seed 0, 448 px, coreset 0.1): held-out
-normals scored against the full bank are not lower than the leave-one-out scores, as one might expect
-from a bank one image larger, but the same within noise or a little higher (round_part: mean 26.8 vs
-26.5, std 3.4 vs 3.1 over 190 held-out normals). The coreset is why there is no margin in our favour:
-the patches kept from the other images were chosen to cover what the left-out image did not. No extra
-safety margin is configured: the data do not justify one beyond the finite-sample factor.
+Leave-one-out against held-out, measured on the tuning split (seed 0, 448 px, coreset 0.1, 150 more normal
+images per category from the generator): held-out normals scored against the full bank are not lower than
+the leave-one-out scores, as one might expect from a bank one image larger, but higher and more spread
+(held-out minus LOO mean, std ratio: round_part +0.3, 1.12; printed_board +0.7, 1.27; woven_fabric +0.3,
+1.44 on 40). The coreset is one reason: the patches kept from the other images were chosen around what the
+left-out image covered. So the finite-sample factor alone leaves false alarms above the target there (10 of
+420 held-out normals, 2.4%, against 11 before it); widening beta by that std ratio (x1.25) gave 3 of 420 on
+the same images, but it is not configured: it was found on the images it would be judged by.
 
 Below `min_fit_images` no fit is trusted and the threshold is the largest score plus a margin. Every
 calibration reports what it did and the false-alarm rate it gives on its own scores, so nobody reads more
