@@ -112,10 +112,11 @@ class EvidenceSettings(Section):
         4.0, ge=0, description="Gaussian blur of the anomaly map, in input-size pixels (PatchCore uses 4)."
     )
     image_score: Literal["max", "max_patch", "topk_mean"] = Field(
-        "max_patch",
+        "topk_mean",
         description=(
-            "The image's score: max_patch (the largest nearest-patch distance, PatchCore's score; the best on "
-            "the tuning data), max (of the smoothed map) or topk_mean (mean of the topk_patches largest)."
+            "The image's score: topk_mean (mean of the topk_patches largest nearest-patch distances; on the "
+            "tuning seed image AUROC 0.994 against max_patch's 0.990, woven_fabric 0.996 against 0.979, no "
+            "category lower), max_patch (the largest, PatchCore's score) or max (of the smoothed map)."
         ),
     )
     topk_patches: int = Field(10, ge=1, description="topk_mean: how many patches are averaged.")
