@@ -17,6 +17,20 @@ def _load_generator():
     return module
 
 
+def test_the_stub_generator_is_the_locked_grpcio_tools() -> None:
+    from importlib.metadata import version
+
+    locked = next(
+        line.split("==")[1].split()[0]
+        for line in (REPO / "requirements" / "lock.txt").read_text().splitlines()
+        if line.startswith("grpcio-tools==")
+    )
+    assert version("grpcio-tools") == locked, (
+        f"grpcio-tools {version('grpcio-tools')} is installed, the lock says {locked}: "
+        "install from the lock (`pip install -c requirements/lock.txt -e '.[dev]'`)"
+    )
+
+
 def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
     fresh = _load_generator().generate(tmp_path)
     assert fresh, "protoc generated nothing"
