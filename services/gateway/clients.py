@@ -27,6 +27,7 @@ Those calls wait, bounded by their deadline.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,6 +109,11 @@ _ASK_HEALTH = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 HEALTH_CACHE_S = 1.0  # many stalled calls share one health check per second
+# Ray Serve's proxy answers INTERNAL for any exception, a replica's death included: the text of Ray's
+# ActorDiedError / ActorUnavailableError ("The actor ... is unavailable: ... Socket closed ... rpc_code: 14",
+# "The actor died because its node has died") is how a call in flight on a lost node ends. The health check
+# cannot tell (it may still answer SERVING from another moment, or from the cache), so the text decides.
+_REPLICA_LOST = re.compile(r"\bThe actor\b.*\b(?:is unavailable|died|is dead)\b|\brpc_code: 14\b", re.DOTALL)
 
 
 @dataclass
@@ -247,6 +253,15 @@ class StageClient:
         except grpc.aio.AioRpcError as e:
             if e.code() not in _ASK_HEALTH | {grpc.StatusCode.UNAVAILABLE}:
                 self._answered_at = time.monotonic()  # a refusal the stage meant: it is alive
+            if e.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) and _REPLICA_LOST.search(
+                e.details() or ""
+            ):
+                raise StageCallError(
+                    self.name,
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"replica lost during {method} (the serving actor died or became unreachable); "
+                    "retry once the stage is back",
+                ) from None
             if e.code() in _ASK_HEALTH and (problem := await self._why_not_serving(deadline)):
                 raise StageCallError(
                     self.name,

@@ -27,6 +27,7 @@ from services.gateway.servicer import check_stages
 class Behaviour:
     decide_s: float | None = 0.0  # None: never answer
     decide_code: grpc.StatusCode | None = None  # abort with this code instead of answering
+    decide_details: str = "boom"
     health: str = "SERVING"  # SERVING, NOT_SERVING, or SILENT (the check never answers)
 
 
@@ -41,7 +42,7 @@ class Decision(decision_pb2_grpc.DecisionServicer):
             await asyncio.Event().wait()
         await asyncio.sleep(self.behaviour.decide_s)
         if self.behaviour.decide_code is not None:
-            await context.abort(self.behaviour.decide_code, "boom")
+            await context.abort(self.behaviour.decide_code, self.behaviour.decide_details)
         return decision_pb2.DecideResponse(answer="A")
 
 
@@ -162,6 +163,26 @@ async def test_an_internal_error_is_unavailable_only_when_the_stage_is_not_servi
     assert "decision stage: UNAVAILABLE: not serving (health check: NOT_SERVING); Decide failed with INTERNAL" in str(
         e.value
     )
+
+
+@pytest.mark.parametrize(
+    "details",
+    [  # what Ray Serve 2.60's proxy sends (str of Ray's ActorUnavailableError / ActorDiedError) for a lost replica
+        "The actor 5a1f6c0e2b is unavailable: RPC Error message: Socket closed; RPC Error details: rpc_code: 14. "
+        "The task may or may not have been executed on the actor.",
+        "The actor died because its node has died. Node Id: 3c9e",
+        "The actor died unexpectedly before finishing this task.",
+    ],
+)
+async def test_a_replica_lost_mid_call_is_unavailable_naming_the_stage_even_while_health_says_serving(
+    stage: Stage, details: str
+) -> None:
+    stage.behaviour.decide_code, stage.behaviour.decide_details = grpc.StatusCode.INTERNAL, details
+    with pytest.raises(StageCallError) as e:
+        await decide(stage)
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE
+    assert str(e.value).startswith("decision stage: UNAVAILABLE: replica lost during Decide")
+    assert "5a1f" not in str(e.value) and "3c9e" not in str(e.value)  # no actor or node ids leak to the line
 
 
 async def test_the_deadline_bounds_a_stalled_call_when_no_health_verdict_fits(stage: Stage) -> None:
