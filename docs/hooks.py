@@ -247,8 +247,50 @@ def result_files() -> list[Path]:
     return sorted(RESULTS_DIR.glob("*.json"))
 
 
+def is_scalar(value: Any) -> bool:
+    """A value shown in one cell: not a mapping, and not a list holding mappings or lists."""
+    if isinstance(value, list):
+        return not any(isinstance(v, dict | list) for v in value)
+    return not isinstance(value, dict)
+
+
+def is_grid(value: Any) -> bool:
+    """A dict of at least two dicts that share one set of scalar keys: it reads best as rows x columns."""
+    if not isinstance(value, dict) or len(value) < 2 or not all(isinstance(v, dict) and v for v in value.values()):
+        return False
+    columns = [list(v) for v in value.values()]
+    return all(c == columns[0] for c in columns) and all(is_scalar(x) for v in value.values() for x in v.values())
+
+
+def result_tables(data: Any) -> str:
+    """Every value of one result: grids (e.g. per-category figures) as their own tables, the rest flattened."""
+    flat: list[tuple[str, Any]] = []
+    grids: list[tuple[str, dict[str, dict[str, Any]]]] = []
+
+    def walk(value: Any, prefix: str) -> None:
+        if is_grid(value):
+            grids.append((prefix, value))
+        elif isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(inner, f"{prefix}.{key}" if prefix else str(key))
+        else:
+            flat.extend(flatten(value, prefix))
+
+    walk(data, "")
+    out = ["| key | value |\n| --- | --- |"]
+    out.extend(f"| `{cell(key)}` | {show(value)} |" for key, value in flat)
+    for prefix, grid in grids:
+        columns = list(next(iter(grid.values())))
+        out.append(f"\n`{cell(prefix)}`\n")
+        out.append("| | " + " | ".join(f"`{cell(c)}`" for c in columns) + " |")
+        out.append("| --- |" + " --- |" * len(columns))
+        for row, values in grid.items():
+            out.append(f"| `{cell(row)}` | " + " | ".join(show(values[c]) for c in columns) + " |")
+    return "\n".join(out)
+
+
 def measurements() -> str:
-    """One section per results file: where it ran (its note), every value in a table, the line itself."""
+    """One section per results file: where it ran (its note), every value in tables, the line itself."""
     out = []
     for path in result_files():
         line = path.read_text().strip()
@@ -260,9 +302,7 @@ def measurements() -> str:
         note = path.with_suffix(".md")
         if note.is_file():
             out.append(note.read_text().strip() + "\n")
-        out.append("| key | value |\n| --- | --- |")
-        out.extend(f"| `{cell(key)}` | {show(value)} |" for key, value in flatten(data))
-        out.append("")
+        out.append(result_tables(data) + "\n")
         out.append('??? note "The JSON line, as printed"\n')
         out.append("    ```json\n    " + line + "\n    ```\n")
     return "\n".join(out) if out else "No results yet: `docs/results/` holds no JSON file.\n"

@@ -118,7 +118,12 @@ def test_every_results_file_is_one_json_object_shown_on_the_measurements_page(si
 def test_a_result_with_keys_never_seen_before_renders_every_leaf(
     hooks: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    line = {"bench": "brand_new", "rows": {"a|b": {"x": 1.5, "list": [1, 2]}, "objs": [{"k": "v"}]}, "ok": True}
+    line = {
+        "bench": "brand_new",
+        "rows": {"a|b": {"x": 1.5, "list": [1, 2]}, "objs": [{"k": "v"}]},
+        "per_site": {"north": {"p50": 3, "p99": 9}, "south": {"p50": 4, "p99": 12}},
+        "ok": True,
+    }
     (tmp_path / "brand_new.json").write_text(json.dumps(line) + "\n")
     (tmp_path / "brand_new.md").write_text("Measured on a test machine.\n")
     monkeypatch.setattr(hooks, "RESULTS_DIR", tmp_path)
@@ -126,6 +131,7 @@ def test_a_result_with_keys_never_seen_before_renders_every_leaf(
     assert "## brand_new" in page and "Measured on a test machine." in page
     for key, value in (("rows.a\\|b.x", "1.5"), ("rows.a\\|b.list", "[1, 2]"), ("rows.objs[0].k", "v"), ("ok", "true")):
         assert f"| `{key}` | {value} |" in page
+    assert "| | `p50` | `p99` |" in page and "| `north` | 3 | 9 |" in page and "| `south` | 4 | 12 |" in page
 
 
 def test_every_design_citation_in_the_code_names_a_section_of_docs_design() -> None:
