@@ -3,7 +3,7 @@
 A page holds a marker line; at build time it is replaced by text made from the source of truth:
 
 - `<!-- generated: configuration -->`: every settings field of `services.config.EchoSettings` (key, type,
-  default, environment variable, description), walked from the pydantic models themselves;
+  default, description), walked from the pydantic models themselves;
 - `<!-- generated: protocol -->`: every service, RPC and message of the `echo.v1` contracts, from the
   compiled descriptors, with the comments of the `.proto` files beside the stubs;
 - `<!-- generated: measurements -->`: every `docs/results/<name>.json` (one benchmark's JSON line, as
@@ -69,10 +69,9 @@ def settings_rows(model: type[BaseModel], value: BaseModel, prefix: str = "") ->
         if isinstance(current, BaseModel):
             sections.append((name, field, current))
             continue
-        env = "ECHO_IAD__" + (prefix + name).replace(".", "__").upper()
         leaves.append(
             f"| {code(prefix + name)} | {type_name(field.annotation)} | {code(json.dumps(current))} "
-            f"| {code(env)} | {cell(field.description or '')} |"
+            f"| {cell(field.description or '')} |"
         )
     if leaves:
         yield prefix.rstrip(".") or "top level", (model.__doc__ or "").strip(), "\n".join(leaves)
@@ -91,7 +90,7 @@ def configuration() -> str:
         out.append(f"## `{section}`\n" if section != "top level" else "## Top level\n")
         if doc and section != "top level":
             out.append(doc.splitlines()[0] + "\n")
-        out.append("| key | type | default | environment | description |\n| --- | --- | --- | --- | --- |")
+        out.append("| key | type | default | description |\n| --- | --- | --- | --- |")
         out.append(rows + "\n")
     out.append("## What a protocol preset changes\n")
     out.append(
