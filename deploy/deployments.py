@@ -7,7 +7,7 @@ Serve's gRPC proxy calls a deployment method named after the RPC with the
 request proto and a `grpc_context` (a picklable RayServegRPCContext, not a
 grpc.aio context). The servicers report errors with `context.abort()` (via
 @grpc_errors); `ServeContext` turns that into `grpc_context.set_code/details`
-so callers receive the real status code, not INTERNAL (DESIGN §6).
+so callers receive the real status code, not INTERNAL (docs/design.md §6).
 
 Every RPC passes the same token checks as on a gRPC server (services/common/auth.py):
 Serve's proxy has no TLS and, in Ray 2.60, listens on every interface, so TLS

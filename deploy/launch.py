@@ -148,7 +148,7 @@ def prepare_config(config: dict[str, Any], base_dir: Path, environ: dict[str, st
 def open_applications(config: dict[str, Any]) -> list[str]:
     """The Echo-IAD applications that would accept calls without a bearer token.
 
-    Ray 2.60's gRPC proxy binds `[::]:port` (gRPCOptions has no host; DESIGN §5): every
+    Ray 2.60's gRPC proxy binds `[::]:port` (gRPCOptions has no host; docs/design.md §5): every
     interface of every node. So on Ray the tokens are the lock, checked in each replica
     (deploy/deployments.py), and TLS ends at an ingress in front of the proxy. An app
     whose settings cannot be read here counts as open.
@@ -177,7 +177,7 @@ def check_exposure(config: dict[str, Any], insecure: bool) -> None:
         raise ConfigError(
             f"Serve's gRPC proxy listens on every interface (Ray 2.60 has no host option) and the applications "
             f"{', '.join(unguarded)} check no bearer tokens: set server.auth.tokens_file in their settings "
-            "(README: Security), or pass --insecure on a network you trust"
+            "(docs/security.md), or pass --insecure on a network you trust"
         )
     if unguarded:
         log.warning("--insecure: %s take calls without tokens on every interface", ", ".join(unguarded))

@@ -25,7 +25,7 @@ the clients), net of their idle background, show where the time goes; proxy_cpu_
 proxy's cost per request, the part of Ray Serve that the two sides share.
 
 Goal: overhead p50 <= 1.2x the bare app's p50 for every shape at --clients (headline: "reference").
-Anchor (DESIGN §5, 2-core machine): a bare two-way fan-out had p50 8.9 ms and 155 req/s at 16 clients.
+Anchor (docs/design.md §5, 2-core machine): a bare two-way fan-out had p50 8.9 ms and 155 req/s at 16 clients.
 Prints one JSON line.
 """
 
@@ -402,7 +402,7 @@ def main() -> None:
         "overhead_ratio_p50_by_shape": {k: v["overhead_ratio_p50"] for k, v in shapes.items()},
         "goal": "overhead_ratio_p50 <= 1.2 for every shape",
         "shapes": shapes,
-        "anchor_bare_2way_fanout": {"p50_ms": 8.9, "rps": 155, "clients": 16, "source": "DESIGN §5"},
+        "anchor_bare_2way_fanout": {"p50_ms": 8.9, "rps": 155, "clients": 16, "source": "docs/design.md §5"},
     }
     print(json.dumps(result), flush=True)
 

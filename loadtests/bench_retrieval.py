@@ -382,7 +382,7 @@ def bench_filtered(
     threads_shard = _reopen(tmp / "ours-threads", threads=other_threads or None)
     before, hnsw_shard = _reopen(tmp / "before-copy"), _reopen(tmp / "hnsw-copy")
     no_index = None
-    if full:  # the lesson of DESIGN §6: the before layout with its payload indexes dropped
+    if full:  # the lesson of docs/design.md §6: the before layout with its payload indexes dropped
         shutil.copytree(tmp / "before", tmp / "no-index")
         no_index = _reopen(tmp / "no-index")
         for key in before_keys:

@@ -12,7 +12,7 @@ with `protocol: paper` in its YAML.
 Every value here is cited. MMAD: jam-cc/MMAD
 evaluation/examples/Transformers/qwen2_5_vl_query.py (the Qwen-VL query script:
 min_pixels 64*28*28, max_pixels 1280*28*28, its prompt, 1-shot from
-`random_templates[0]`). The expert map is the paper's ablation table (DESIGN §1).
+`random_templates[0]`). The expert map is the paper's ablation table (docs/design.md §1).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 PROTOCOL_NAMES: tuple[str, ...] = ("product", "paper")
 
-# The paper's map (DESIGN §1): which experts each question type activates; the decision maker always runs.
+# The paper's map (docs/design.md §1): which experts each question type activates; the decision maker always runs.
 PAPER_EXPERT_MAP: dict[str, list[str]] = {
     "Anomaly Detection": ["reference"],
     "Defect Classification": ["reference", "knowledge"],

@@ -188,7 +188,7 @@ def check_exposure(host: str, settings: ServerSettings) -> None:
     missing = [name for name, on in checks if not on]
     raise ConfigError(
         f"server.host {host!r} is not loopback and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-        "not set: configure TLS and bearer tokens (README: Security), or pass --insecure (server.insecure: true) "
+        "not set: configure TLS and bearer tokens (docs/security.md), or pass --insecure (server.insecure: true) "
         "on a network you trust"
     )
 

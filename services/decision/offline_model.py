@@ -1,4 +1,4 @@
-"""The offline test model: a real Qwen2-VL architecture with random weights (DESIGN §4).
+"""The offline test model: a real Qwen2-VL architecture with random weights (docs/design.md §4).
 
 Our machines reach no model hub, so the decision stage's code path is proven
 with a tiny Qwen2-VL built from a config: 2 text layers of width 64, a 2-block

@@ -8,7 +8,7 @@ tensor ops, so it runs on the GPU after nvjpeg decoding:
 - JPEGs are decoded as one batched nvjpeg call; other formats on the CPU, copied
   to the GPU from pinned (page-locked) memory without blocking;
 - images are grouped by size and each group is resized as one batch (image-by-image
-  resizing was what held a plain nvjpeg script to 4,677 img/s on an H100, DESIGN §5),
+  resizing was what held a plain nvjpeg script to 4,677 img/s on an H100, docs/design.md §5),
   in uint8: the full-size pixels are never expanded to float, only the small result;
 - the result is normalized and written straight into one NCHW batch in the model's
   dtype (bf16 on CUDA), which is what the model thread receives.

@@ -160,7 +160,7 @@ class EvidenceSettings(Section):
         description=(
             "The backbone's dtype (aggregation and patch distances stay fp32). auto: fp16 on CUDA (10-bit "
             "mantissa: scores within ~1% of fp32's; a batch that overflows fp16 is refused), fp32 on the CPU. "
-            "bf16 (7-bit mantissa) moved scores by up to 4.5% of the threshold in the same test (README)."
+            "bf16 (7-bit mantissa) moved scores by up to 4.5% of the threshold in the same test (docs/evidence.md)."
         ),
     )
     gpu_decode: bool = Field(

@@ -22,7 +22,7 @@ import numpy as np
 
 from services.gateway.option_evidence import option_evidence
 
-# MMAD's phrasings (DESIGN §2), matched case-insensitively against the question text.
+# MMAD's phrasings (docs/design.md §2), matched case-insensitively against the question text.
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("Anomaly Detection", re.compile(r"\b(is|are) there any (defects?|anomal\w*)\b.*\?")),
     ("Defect Classification", re.compile(r"\bwhat is the type of the defects?\b")),

@@ -1,6 +1,6 @@
 """Read an MMAD-format folder (the real MMAD or our synthetic one) unchanged.
 
-Layout (DESIGN §2): `<root>/mmad.json` keyed by query image path relative to root
+Layout (docs/design.md §2): `<root>/mmad.json` keyed by query image path relative to root
 (`<dataset>/<category>/...`), each value holding `mask_path`, `similar_templates`,
 `random_templates` and `conversation`; `<root>/domain_knowledge.json` holds
 `{dataset: {category: {key: text}}}`. Every error names the file and the key at

@@ -1,6 +1,6 @@
 """MMAD scoring: parse the answer letter, then accuracy per (dataset, type) and the macro averages.
 
-Rules (DESIGN §2): the letter is the first `\\b([A-E])\\b` match that is one of the options;
+Rules (docs/design.md §2): the letter is the first `\\b([A-E])\\b` match that is one of the options;
 Anomaly Detection is balanced accuracy, (accuracy on normal + accuracy on anomalous) / 2;
 the headline is the unweighted mean over types, then over datasets. An unparseable answer
 is counted wrong by our harness and silently dropped by MMAD's reference scripts, so every

@@ -18,7 +18,7 @@ TYPE_Q = "There is a defect in the object. What is the type of the defect?"
 
 
 def _dataset(root: Path, png) -> dict[str, bytes]:
-    """A two-image MMAD-format folder (DESIGN §2 layout); returns path -> image bytes."""
+    """A two-image MMAD-format folder (docs/design.md §2 layout); returns path -> image bytes."""
     images = {
         "DS-MVTec/bottle/image/broken_large/000.png": png(1),
         "DS-MVTec/bottle/image/good/001.png": png(2),

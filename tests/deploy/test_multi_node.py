@@ -129,7 +129,7 @@ def multinode(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Pat
         redis.start()
         try:
             stores = {"REDIS_URL": redis.url, "ECHO_IMAGE_STORE": str(root / "images")}  # a folder every node mounts
-            cluster.env.update(stores)  # every node starts with the store addresses, as the README says
+            cluster.env.update(stores)  # every node starts with the store addresses, as docs/cluster.md says
             cluster.env["RAY_max_direct_call_object_size"] = str(INLINE_ARGS_BYTES)  # and images inline
             config = prepare_config(config, REPO, environ={**os.environ, **stores})
             cluster.start_nodes("head")

@@ -15,7 +15,7 @@ from services.mmad.types import QUESTION_TYPES
 HERE = Path(__file__).parent
 FROZEN = HERE / "planner_frozen_eval.jsonl"  # written before tuning; never tuned on
 TUNING = HERE / "planner_tuning.jsonl"
-FROZEN_FLOOR = 0.95  # measured 101/106 (95.3%) with the lexical cues, 100/106 without (README: planner accuracy)
+FROZEN_FLOOR = 0.95  # measured 101/106 (95.3%) with the lexical cues, 100/106 without (docs/evaluation.md: the planner)
 
 
 def load_wordings(path: Path) -> list[dict]:
