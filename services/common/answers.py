@@ -1,9 +1,14 @@
-"""Reading an answer out of a model's reply, never guessing.
+"""Reading an answer out of a model's reply: the one parser, for serving and for scoring.
 
-Multiple choice follows MMAD: the first `\\b([A-E])\\b` (here: the options'
-letters) in the reply; failing that, the one option whose text the reply states.
-Open QA maps a free answer to the closest option text by word overlap. Anything
-ambiguous or empty yields "" (flagged unparsed by the caller).
+Multiple choice follows MMAD (DESIGN §2): the first `\\b([A-E])\\b` in the reply that is
+one of the options (any option letter, when a question has more than five); failing that,
+the one option whose text the reply states. A reply generated without a constraint
+("free" answers) is read by MMAD's own reference rule instead: the last A-E, then the
+option text closest by difflib. Open QA maps a free answer to the closest option text by
+word overlap. Anything ambiguous or empty yields "" (unparsed), which our harness counts
+as wrong. The decision stage reads its replies with `read_letter`; evaluation scores the
+letter the stage served and re-parses nothing, and a reply scored offline
+(services/mmad/scoring.grade) goes through the same `read_letter`.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 import difflib
 import re
 
+MMAD_LETTER = re.compile(r"\b([A-E])\b")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
 def normalize(text: str) -> str:
+    """Lower-case words joined by single spaces: what option texts and replies are compared as."""
     return " ".join(_WORD.findall(text.lower()))
 
 
@@ -33,6 +40,32 @@ def parse_letter(reply: str, options: dict[str, str]) -> str:
         return exact[0]
     stated = [k for k, v in options.items() if normalize(v) and re.search(rf"\b{re.escape(normalize(v))}\b", said)]
     return stated[0] if len(stated) == 1 else ""
+
+
+def parse_letter_mmad(reply: str, options: dict[str, str]) -> str:
+    """MMAD's own parse of a freely generated reply.
+
+    jam-cc/MMAD `GPT4Query.parse_answer` (evaluation/examples/GPT4/gpt4v.py) collects every
+    `\\b([A-E])\\b` and the query script keeps the last one (`gpt_answer[-1]`); with none, the
+    option text closest to the whole reply by difflib (cutoff 0, so any option text wins over
+    nothing). The letter may name no option (an "E" among A-D); `read_letter` makes that "".
+    """
+    found = MMAD_LETTER.findall(reply or "")
+    if found:
+        return found[-1]
+    texts = list(options.values())
+    close = difflib.get_close_matches(reply or "", texts, n=1, cutoff=0.0) if texts else []
+    return next((k for k, v in options.items() if close and v == close[0]), "")
+
+
+def read_letter(reply: str, options: dict[str, str], *, free: bool = False) -> str:
+    """The option letter a multiple-choice reply chose, or "" (unparsed): what serving answers and scoring counts.
+
+    Args:
+        free: the reply was generated without a constraint, so it is read by MMAD's reference rule.
+    """
+    letter = parse_letter_mmad(reply, options) if free else parse_letter(reply, options)
+    return letter if letter in options else ""
 
 
 def parse_yes_no(reply: str) -> bool | None:

@@ -1,14 +1,14 @@
-"""Reading answers as MMAD does, with a text fallback, and never guessing."""
+"""The one answer parser: reading answers as MMAD does, with a text fallback, and never guessing."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.decision.parsing import match_option, parse_letter, parse_yes_no
-from services.mmad.scoring import parse_answer_mmad
+from services.common.answers import match_option, parse_letter, parse_letter_mmad, parse_yes_no, read_letter
 
 YN = {"A": "Yes.", "B": "No."}
 TYPES = {"A": "Scratch.", "B": "Crack.", "C": "Hole.", "D": "Contamination."}
+FIVE_PLUS = {**TYPES, "E": "Dent.", "F": "Fold."}
 
 
 @pytest.mark.parametrize(
@@ -29,6 +29,31 @@ TYPES = {"A": "Scratch.", "B": "Crack.", "C": "Hole.", "D": "Contamination."}
 )
 def test_parse_letter(reply: str, expected: str) -> None:
     assert parse_letter(reply, TYPES) == expected
+
+
+@pytest.mark.parametrize(
+    ("reply", "options", "expected"),
+    [
+        ("B", TYPES, "B"),
+        ("(C) Hole.", TYPES, "C"),
+        ("The answer is D.", TYPES, "D"),
+        ("E", TYPES, ""),  # a letter that is not an option
+        ("E, or rather B", TYPES, "B"),  # the first letter that IS an option
+        ("hole", TYPES, "C"),  # option-text fallback
+        ("I think it is a crack on the rim", TYPES, "B"),
+        ("yes", YN, "A"),
+        ("no defect here", YN, "B"),
+        ("yes or no", YN, ""),  # two options match: ambiguous
+        ("", TYPES, ""),
+        ("I cannot tell.", TYPES, ""),
+        ("a b c", TYPES, ""),  # lower-case letters are not MMAD answers
+        ("F", FIVE_PLUS, "F"),  # a sixth option's letter is read like the first five
+    ],
+)
+def test_read_letter_takes_the_first_option_letter_then_one_stated_option_text(
+    reply: str, options: dict[str, str], expected: str
+) -> None:
+    assert read_letter(reply, options) == expected
 
 
 def test_yes_no_options_match_by_text_when_no_letter_is_given() -> None:
@@ -70,4 +95,11 @@ def test_open_answer_maps_to_the_closest_option_or_nothing() -> None:
     ],
 )
 def test_mmad_parser_takes_the_last_letter_then_the_closest_option(reply: str, expected: str) -> None:
-    assert parse_answer_mmad(reply, TYPES) == expected
+    assert parse_letter_mmad(reply, TYPES) == expected
+
+
+def test_a_free_reply_naming_no_option_is_unparsed_not_a_letter() -> None:
+    assert parse_letter_mmad("E", TYPES) == "E"
+    assert read_letter("E", TYPES, free=True) == ""
+    assert read_letter("A is wrong, the answer is C", TYPES, free=True) == "C"
+    assert read_letter("A is wrong, the answer is C", TYPES) == "A"
