@@ -2,7 +2,7 @@
 
 The embedded gateway calls the stages hosted by its own server. Over the loopback
 port each call costs about 0.7 ms of CPU in grpc.aio (client and server halves,
-both on this event loop: loadtests/bench_gateway.py); at 16 clients that plumbing
+both on this event loop: loadtests/bench/gateway.py); at 16 clients that plumbing
 queued on the event loop was most of the gateway's overhead. This channel keeps
 what the contract means and drops only the socket: the request and response are
 serialized and parsed as on the wire (same message-size limits), the server's own

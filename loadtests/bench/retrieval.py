@@ -26,7 +26,7 @@ wrapper <= 1.2x raw calls.
 
 Each scenario prints one JSON line. Our defaults were chosen on seed 0; the reported runs use seed 1.
 
-    python loadtests/bench_retrieval.py [--scenario filtered|unfiltered|both] [--full] [--quick]
+    python -m loadtests.bench.retrieval [--scenario filtered|unfiltered|both] [--full] [--quick]
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.common.percentiles import percentile
 from services.retrieval.config import HnswSettings, RetrievalSettings

@@ -2,8 +2,8 @@
 
 Locust's gRPC pattern: grpc is initialised for gevent before any channel exists,
 and an interceptor on each user's channel fires one Locust request event per
-call. The Inspector's users (loadtests/locustfile.py) and each stage's
-(loadtests/locust_stages.py) build on `GrpcUser`. Every user cycles through the
+call. The Inspector's users (loadtests/locust/locustfile.py) and each stage's
+(loadtests/locust/stages.py) build on `GrpcUser`. Every user cycles through the
 question types in a fixed order, each starting at its own type, so a short run
 asks every type. `--stages` shapes the load over time (a burst, a ramp);
 `--calls-log` writes one line per call (exact latency and status) for the tools
@@ -29,6 +29,7 @@ grpc_gevent.init_gevent()  # before any channel exists
 import grpc  # noqa: E402
 from locust import LoadTestShape, User, constant, constant_throughput, events  # noqa: E402
 
+from loadtests.kit.load import parse_stages  # noqa: E402
 from services.client import InspectorClient  # noqa: E402
 from services.gateway.config import DEFAULT_EXPERT_MAP  # noqa: E402
 from services.mmad.preview import TYPE_ABBREVIATIONS  # noqa: E402
@@ -260,19 +261,6 @@ class GrpcUser(User):
 
 
 # ------------------------------------------------------------------ load over time
-def parse_stages(spec: str) -> list[tuple[float, int]]:
-    """`20s:4,10s:24,1m:4` -> [(20.0, 4), (10.0, 24), (60.0, 4)] (seconds, users)."""
-    from locust.util.timespan import parse_timespan
-
-    stages = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        duration, _, users = part.partition(":")
-        if not users.strip().isdigit():
-            raise ValueError(f"--stages: {part!r} is not DURATION:USERS")
-        stages.append((float(parse_timespan(duration.strip())), int(users)))
-    return stages
-
-
 class Stages(LoadTestShape):
     """-u users at -r per second for -t, or --stages: each stage's users for its duration, then stop."""
 

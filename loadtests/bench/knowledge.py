@@ -1,6 +1,6 @@
 """Benchmark: GetContext latency over gRPC, CSK (MiniLM on CPU) against DK (no model) as the baseline.
 
-python loadtests/bench_knowledge.py [--quick]
+python -m loadtests.bench.knowledge [--quick]
 
 Starts the knowledge stage in this process on a free port with the shipped
 knowledge_base/, builds MMAD-style questions of every type for every entry,
@@ -16,12 +16,9 @@ import json
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import grpc

@@ -1,7 +1,7 @@
 """Capacity: the highest rate of inspections held for --hold-s at p99 < --p99-ms with 0 errors.
 
-    python loadtests/drill_capacity.py                         # embedded (`echo-iad serve`), offline models
-    python loadtests/drill_capacity.py --ray deploy/local-cpu.yaml   # Ray Serve (takes /tmp/echo-ray.lock)
+    python -m loadtests.drills.capacity                         # embedded (`echo-iad serve`), offline models
+    python -m loadtests.drills.capacity --ray deploy/local-cpu.yaml   # Ray Serve (takes /tmp/echo-ray.lock)
 
 Factory lines ask at a fixed rate each (--line-rate), so the offered rate is lines x line-rate. First a
 step search: one Locust run whose stages add lines every --step-s; a step passes when its p99 is under
@@ -16,14 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from loadkit import drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
-
+from loadtests.kit.load import drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
 from services.common.percentiles import percentile
 
 

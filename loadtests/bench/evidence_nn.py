@@ -12,14 +12,13 @@ queries from the same mixture plus a few far-off "defect" patches. Measured in o
 
 Prints one JSON line.
 
-    python loadtests/bench_evidence_nn.py [--sizes 10000,100000,1000000] [--engines flat,hnsw,ivf,qdrant_edge]
+    python -m loadtests.bench.evidence_nn [--sizes 10000,100000,1000000] [--engines flat,hnsw,ivf,qdrant_edge]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import uuid
@@ -27,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.evidence.config import EvidenceSettings
 

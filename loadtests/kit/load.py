@@ -3,7 +3,7 @@
 A system under test is a real `echo-iad serve` process (embedded), or `echo-iad serve --ray CONFIG`
 (Ray Serve on this machine; the tools hold /tmp/echo-ray.lock, as `flock` does, from before Ray starts
 until it is gone, and no longer: one Ray cluster per machine). Load comes from Locust
-(loadtests/locustfile.py) in its own process, headless, writing Locust's CSV and HTML reports and
+(loadtests/locust/locustfile.py) in its own process, headless, writing Locust's CSV and HTML reports and
 one line per call (`--calls-log`), from which the tools read exact latencies per status and
 throughput per second.
 """
@@ -30,12 +30,12 @@ from typing import Any
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-LOADTESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(REPO))
+from loadtests.kit.app import SERVE
+from services.common.percentiles import percentile
+from services.common.ports import free_port
 
-from services.common.percentiles import percentile  # noqa: E402
-from services.common.ports import free_port  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+LOCUST = REPO / "loadtests" / "locust"
 
 RAY_PROXY = "127.0.0.1:9000"
 RAY_LOCK = "/tmp/echo-ray.lock"
@@ -65,7 +65,7 @@ def drill_options(
         ap.add_argument(
             "--ray", default="", metavar="CONFIG", help="Run on Ray Serve with this config (else embedded)."
         )
-    ap.add_argument("--types", default=types, help="Question types (loadtests/locustfile.py --types).")
+    ap.add_argument("--types", default=types, help="Question types (loadtests/locust/locustfile.py --types).")
     if line_rate:
         ap.add_argument("--line-rate", type=float, default=1.0, help="Inspections per second of each line.")
     ap.add_argument("--workdir", default="", help="Data and server state (default: a temp dir).")
@@ -210,12 +210,12 @@ def start_server(workdir: Path, *, ray_config: str = "", env: dict[str, str] | N
     base = {"ECHO_IAD__DATA_DIR": str(workdir / "echo-data")}
     lock = None
     if ray_config:
-        cmd = [sys.executable, "-m", "services.cli", "serve", "--ray", str((REPO / ray_config).resolve()), "--insecure"]
+        cmd = [*SERVE, "--ray", str((REPO / ray_config).resolve()), "--insecure"]
         address = RAY_PROXY
         lock = ray_lock()
     else:
         port = free_port()
-        cmd = [sys.executable, "-m", "services.cli", "serve", "--port", str(port)]
+        cmd = [*SERVE, "--port", str(port)]
         address = f"127.0.0.1:{port}"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -247,7 +247,7 @@ def onboard(address: str, data: Path, lines: Iterable[str], *, ray: bool = False
 
 
 def line_names(prefix: str, n: int) -> list[str]:
-    """The ids loadtests/grpc_locust.py gives --line PREFIX --lines N."""
+    """The ids loadtests/locust/grpc_user.py gives --line PREFIX --lines N."""
     return [prefix] if n <= 1 else [f"{prefix}-{i}" for i in range(n)]
 
 
@@ -366,7 +366,7 @@ def locust(
     calls_log = out.with_name(out.name + "_calls.csv")
     calls_log.unlink(missing_ok=True)
     cmd = [
-        sys.executable, "-m", "locust", "-f", str(LOADTESTS / locustfile), *user_classes,
+        sys.executable, "-m", "locust", "-f", str(LOCUST / locustfile), *user_classes,
         "--headless", "-u", str(users), "-r", str(max(1, users)), "-t", f"{int(duration_s)}s",
         "--host", host, "--data", str(data), "--line", line, "--lines", str(lines),
         "--line-rate", str(line_rate), "--types", types, "--deadline-ms", str(deadline_ms),
@@ -410,3 +410,16 @@ def _num(x: str | None) -> float | None:
         return float(x) if x not in (None, "", "N/A") else None
     except ValueError:
         return None
+
+
+def parse_stages(spec: str) -> list[tuple[float, int]]:
+    """`20s:4,10s:24,1m:4` -> [(20.0, 4), (10.0, 24), (60.0, 4)] (seconds, users)."""
+    from locust.util.timespan import parse_timespan
+
+    stages = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        duration, _, users = part.partition(":")
+        if not users.strip().isdigit():
+            raise ValueError(f"--stages: {part!r} is not DURATION:USERS")
+        stages.append((float(parse_timespan(duration.strip())), int(users)))
+    return stages

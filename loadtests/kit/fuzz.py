@@ -1,7 +1,7 @@
 """What the fuzzers share: every RPC of every echo.v1 service, nasty inputs, a request builder, the verdict.
 
 Used by the structured fuzz tests (hypothesis, tests/security/test_fuzz_rpcs.py) and the
-byte-level fuzzer (atheris, loadtests/fuzz_rpcs.py). Both draw through a `Source`, so
+byte-level fuzzer (atheris, loadtests/drills/fuzz_rpcs.py). Both draw through a `Source`, so
 one builder turns either fuzzer's choices into requests for any service, including
 services added later (the list comes from the generated stubs).
 """

@@ -7,7 +7,7 @@ that grew, the object types that grew (objgraph's growth count, from gc), and gl
 heap (in use vs free but kept). RSS growth that neither Python's allocations nor malloc's
 in-use bytes explain is memory the allocator keeps (fragmentation, arenas), not a leak.
 
-    python loadtests/profile_memory.py --minutes 8 --users 8 --types all
+    python -m loadtests.drills.profile_memory --minutes 8 --users 8 --types all
 
 Prints ONE JSON line (RSS, traced and malloc figures at warm-up and end, the top growing
 sites and types); the full tables go to stderr.
@@ -24,17 +24,13 @@ import sys
 import time
 import tracemalloc
 from collections import Counter
-from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from loadkit import LOADTESTS, checkout_env, drill_options, line_names, say, workspace
-
+from loadtests.kit.app import BackgroundServer
+from loadtests.kit.load import LOCUST, checkout_env, drill_options, line_names, say, workspace
 from services.client import InspectorClient
 from services.config import load_settings
-from services.gateway.background import BackgroundServer
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -134,7 +130,7 @@ def main() -> None:
         total_s = args.warmup_s + args.minutes * 60
         say(f"server on {srv.address}; Locust: {args.users} users, {args.types}, {total_s:.0f} s")
         cmd = [
-            sys.executable, "-m", "locust", "-f", str(LOADTESTS / "locustfile.py"), "--headless",
+            sys.executable, "-m", "locust", "-f", str(LOCUST / "locustfile.py"), "--headless",
             "-u", str(args.users), "-r", str(args.users), "-t", f"{int(total_s)}s", "--host", srv.address,
             "--data", str(data), "--line", "mem", "--lines", str(args.lines), "--types", args.types,
             "--csv", str(work / "mem"), "--only-summary", "--loglevel", "WARNING",

@@ -7,7 +7,7 @@ Baseline, same server, same run: the bare gRPC round trip (a health Check).
 What counts as compute is what the trace reports as each stage's own work: the
 models, the searches, decoding and resizing (`embedding.preprocess`,
 `decision.preprocess`), and the audit trail's durable write (`audit`, an fsync
-with its own benchmark, bench_audit.py), along the request's critical path: the
+with its own benchmark, bench/audit.py), along the request's critical path: the
 reference branch (embedding, category, retrieval) and knowledge run at once when
 the category is known, so the longer of the two counts, not their sum (a sum
 would make the overhead of such a request negative). The rest is the gateway's
@@ -16,7 +16,7 @@ conversions, the event loop. `overhead_with_audit_*` counts the audit write as
 overhead too.
 `server_cpu_ms_per_request` is the server process's CPU time per inspection.
 
-    python loadtests/bench_gateway.py [--requests 200] [--quick] [--loopback]
+    python -m loadtests.bench.gateway [--requests 200] [--quick] [--loopback]
 
 `--loopback`: the gateway calls its stages over the server's gRPC port
 (gateway.in_process off) instead of the in-process channel.
@@ -38,38 +38,23 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import grpc
 import psutil
 
+from loadtests.kit.app import SERVE
+from loadtests.kit.bench import critical_compute_ms
 from services.client import InspectorClient, build_inspect_request
 from services.common.percentiles import percentile
 from services.common.ports import free_port
 
 EXPERTS = ("reference", "knowledge", "evidence")
-REFERENCE_BRANCH = {"embedding", "embedding.preprocess", "category", "retrieval"}
-SERIAL = {"plan", "decision", "decision.preprocess"}
 WAITED = ("embedding", "retrieval", "knowledge", "evidence", "decision")
-
-
-def _compute_ms(timings) -> float:  # type: ignore[no-untyped-def]
-    """The stages' own work on the critical path (services/gateway/core.py, _fan_out): the reference branch
-    knowledge and evidence overlap unless the category had to be inferred first."""
-    ms = {}
-    for t in timings:
-        ms[t.stage] = ms.get(t.stage, 0.0) + t.compute_ms
-    reference = sum(v for k, v in ms.items() if k in REFERENCE_BRANCH)
-    knowledge, evidence = ms.get("knowledge", 0.0), ms.get("evidence", 0.0)
-    branches = reference + max(knowledge, evidence) if "category" in ms else max(reference, knowledge, evidence)
-    return branches + sum(v for k, v in ms.items() if k in SERIAL)
 
 
 def _waits(timings, e2e: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -101,7 +86,7 @@ def _start_server(workdir: Path, port: int, loopback: bool = False) -> subproces
     if loopback:
         env["ECHO_IAD__GATEWAY__IN_PROCESS"] = "false"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
+        [*SERVE, "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -160,7 +145,7 @@ def _measure(address: str, reqs: list, n: int, concurrency: int, server: psutil.
         t0 = time.perf_counter()
         resp = c.inspect_request(reqs[i % len(reqs)])
         e2e = (time.perf_counter() - t0) * 1000
-        compute = _compute_ms(resp.trace.timings)
+        compute = critical_compute_ms(resp.trace.timings)
         audit = sum(s.compute_ms for s in resp.trace.timings if s.stage == "audit")
         shape = "+".join(e for e in EXPERTS if e in resp.trace.experts_used) or "decision only"
         failed = sorted({d.split(":")[0] for d in resp.trace.degraded})  # e.g. evidence past its deadline share

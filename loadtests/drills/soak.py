@@ -1,7 +1,7 @@
 """Soak: --minutes at --fraction of capacity; after warm-up the server's RSS grows < 5% and no call fails.
 
-    python loadtests/drill_soak.py --capacity 14                      # 30 minutes at 70%, embedded
-    python loadtests/drill_soak.py --capacity 14 --minutes 5          # a short check of the script
+    python -m loadtests.drills.soak --capacity 14                      # 30 minutes at 70%, embedded
+    python -m loadtests.drills.soak --capacity 14 --minutes 5          # a short check of the script
 
 The server's RSS (embedded: the `echo-iad serve` process; Ray: every replica and proxy) is sampled every
 --every-s seconds on a thread. RSS at the end of the warm-up is the start; growth is end vs start.
@@ -14,12 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from loadkit import RssSampler, drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
+from loadtests.kit.load import (
+    RssSampler,
+    drill_options,
+    line_names,
+    locust,
+    onboard,
+    say,
+    start_server,
+    uptime,
+    workspace,
+)
 
 
 def main() -> None:

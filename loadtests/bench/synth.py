@@ -5,7 +5,7 @@ processes share the core) for the whole generator (render, defects, questions, t
 writes), and as a baseline measured in the same run, writing the very same images as PNGs with nothing
 else to do (the floor any generator pays), plus the ratio between them.
 
-    python loadtests/bench_synth.py [--quick] [--images N]
+    python -m loadtests.bench.synth [--quick] [--images N]
 """
 
 from __future__ import annotations
@@ -20,12 +20,9 @@ if hasattr(os, "sched_setaffinity"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Ray Serve under load: kill a stage replica (error rate, time to recover), and autoscaling under a ramp.
 
-    python loadtests/drill_ray_faults.py kill --rate 4              # SIGKILL one of the embedding replicas
-    python loadtests/drill_ray_faults.py autoscale --ramp 30s:1,60s:12,30s:1 --idle-s 90
+    python -m loadtests.drills.ray_faults kill --rate 4              # SIGKILL one of the embedding replicas
+    python -m loadtests.drills.ray_faults autoscale --ramp 30s:1,60s:12,30s:1 --idle-s 90
 
 Each starts `echo-iad serve --ray` from deploy/local-cpu.yaml (holding /tmp/echo-ray.lock from before Ray
 starts until it is gone) and stops it at the end.
@@ -26,23 +26,20 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from grpc_locust import parse_stages
-from loadkit import (
+from loadtests.kit.load import (
     Run,
     Server,
     drill_options,
     line_names,
     locust,
     onboard,
+    parse_stages,
     ray_config,
     say,
     start_server,
@@ -149,7 +146,7 @@ def autoscale(args: argparse.Namespace, work: Path, data: Path) -> dict[str, Any
             thread, runs = steady_lines(server, work, data, args, ramp_s + args.idle_s)
             ramp = locust(
                 server.address, work / "ramp", users=1, duration_s=ramp_s, data=data, stages=args.ramp,
-                ray=True, locustfile="locust_stages.py", user_classes=["EmbeddingUser"], types=args.types,
+                ray=True, locustfile="stages.py", user_classes=["EmbeddingUser"], types=args.types,
             )  # fmt: skip
             say("ramp over; idle but for the steady lines")
             thread.join()

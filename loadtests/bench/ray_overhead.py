@@ -1,6 +1,6 @@
 """What Echo-IAD's cluster mode costs over a bare Ray Serve app of the same fan-out shape, same machine, same run.
 
-    python loadtests/bench_ray_overhead.py [--quick] [--clients 16] [--seconds 12]
+    python -m loadtests.bench.ray_overhead [--quick] [--clients 16] [--seconds 12]
 
 One local Ray session (2 CPUs by default), started as `echo-iad serve --ray` starts one (images inline,
 deploy/launch.py), runs both, each application with one replica:
@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -45,12 +44,7 @@ from typing import Any
 import grpc
 from ray import serve
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # `deploy` and `services` when run from a checkout
-
-from bench_gateway import _compute_ms as critical_compute_ms  # noqa: E402 (one definition of stage work)
-
-from echo.v1 import (  # noqa: E402
+from echo.v1 import (
     common_pb2,
     decision_pb2,
     embedding_pb2,
@@ -59,8 +53,11 @@ from echo.v1 import (  # noqa: E402
     knowledge_pb2,
     retrieval_pb2,
 )
-from services.common.percentiles import percentile  # noqa: E402
-from services.common.ports import free_port  # noqa: E402
+from loadtests.kit.bench import critical_compute_ms
+from services.common.percentiles import percentile
+from services.common.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
 
 LINE = "bench-line"
 SHAPES = {"reference": "Anomaly Detection", "reference+knowledge": "Defect Classification"}

@@ -1,27 +1,22 @@
 """Locust users for the Inspector: factory lines asking about their parts over gRPC.
 
     echo-iad serve &                       # or Ray Serve's proxy with --ray
-    locust -f loadtests/locustfile.py --headless -u 8 -r 8 -t 60s --host 127.0.0.1:50051 \
+    locust -f loadtests/locust/locustfile.py --headless -u 8 -r 8 -t 60s --host 127.0.0.1:50051 \
         --data ./echo-data/demo/dataset --line line --lines 8 --line-rate 0.5 --onboard
 
 Each user is one line (user k inspects for line k mod --lines), sends the query
 image bytes at its own fixed rate (--line-rate; 0: as fast as answers come) and
 cycles through the question types in a fixed order (--types), so the table shows
 latency per type. `--stages 20s:4,10s:24,30s:4` makes a burst.
-`python loadtests/run_locust.py` runs the named scenarios and writes the reports.
+`python -m loadtests.locust.run` runs the named scenarios and writes the reports.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from grpc_locust import GrpcUser, Stages, line_ids
 from locust import task
 
 from echo.v1 import inspector_pb2_grpc
+from loadtests.locust.grpc_user import GrpcUser, Stages, line_ids
 from services.client.client import build_inspect_request
 
 __all__ = ["InspectorUser", "Stages"]  # Stages: Locust runs the file's load shape

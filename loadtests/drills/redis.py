@@ -1,6 +1,6 @@
 """Redis stopped and restarted under load: what the lines see, and how soon answers come back.
 
-    python loadtests/drill_redis.py --rate 6
+    python -m loadtests.drills.redis --rate 6
 
 An embedded server whose audit log and knowledge live in Redis (cluster mode's stores; Redis with an
 append-only file, fsync always), Locust lines at --rate, and, --before-s into the run, Redis stopped
@@ -18,17 +18,13 @@ import math
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from loadkit import Run, drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
-
+from loadtests.kit.load import Run, drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
 from services.common.ports import free_port
 
 

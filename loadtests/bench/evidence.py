@@ -24,8 +24,8 @@ like `bench_embedding --gpu`, the image path against the raw backbone from the s
 `--gpu --device cpu` runs the same path on the CPU to check the benchmark itself (its figures say cpu).
 Prints one JSON line.
 
-    python loadtests/bench_evidence.py [--queries 20] [--clients 8]
-    python loadtests/bench_evidence.py --gpu [--batch 64] [--images 4096]
+    python -m loadtests.bench.evidence [--queries 20] [--clients 8]
+    python -m loadtests.bench.evidence --gpu [--batch 64] [--images 4096]
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,11 +41,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench_embedding import img_per_s, make_images, pipeline_stats, step_profile
-from bench_evidence_quality import Category, load_categories, split_data
-
+from loadtests.bench.evidence_quality import Category, load_categories, split_data
+from loadtests.kit.bench import img_per_s, make_images, pipeline_stats, step_profile
 from services.common.pipeline import StageTimes
 from services.evaluation.anomaly_metrics import auroc
 from services.evidence.config import EvidenceSettings

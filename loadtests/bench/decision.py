@@ -8,7 +8,7 @@ Prints ONE JSON line. Each figure comes with its baseline, measured in the same 
 - the reasoning budget: two-pass p50 at the default max_reasoning_tokens (512) vs the old 128;
 - concurrent decisions through the micro-batcher vs the same decisions one at a time.
 
-    python loadtests/bench_decision.py [--quick] [--model-cache DIR] [--device cpu]
+    python -m loadtests.bench.decision [--quick] [--model-cache DIR] [--device cpu]
 
 The model has random weights: latencies and throughput are real, answers are not (a random model rarely
 stops early, so the reasoning passes run to their budget: the worst case).
@@ -20,15 +20,11 @@ import argparse
 import asyncio
 import io
 import json
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.common.percentiles import percentile
 from services.decision.backends.local import LocalModel, TransformersBackend

@@ -17,45 +17,25 @@ with --gpu, >= 6,000 img/s and >= 0.6x raw on one H100/H200. `--gpu` refuses to 
 `--gpu --device cpu` runs the same path on the CPU to check the benchmark itself (its figures say cpu).
 Prints one JSON line.
 
-    python loadtests/bench_embedding.py [--quick] [--model ViT-B-16 --weights random] [--batch 32]
-    python loadtests/bench_embedding.py --gpu [--batch 256] [--images 8192]
+    python -m loadtests.bench.embedding [--quick] [--model ViT-B-16 --weights random] [--batch 32]
+    python -m loadtests.bench.embedding --gpu [--batch 256] [--images 8192]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
-import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from loadtests.kit.bench import img_per_s, make_images, pipeline_stats, step_profile
 from services.common.pipeline import StageTimes
 from services.embedding.config import EmbeddingSettings
 from services.embedding.core import ClipEncoder, EmbeddingService, ImageJob
-
-
-def make_images(n: int, size: int, fmt: str, seed: int = 0) -> list[bytes]:
-    """n distinct smooth random images, encoded (PNG or JPEG), size x size."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        small = rng.integers(0, 256, (size // 16, size // 16, 3), dtype=np.uint8)
-        img = Image.fromarray(small).resize((size, size), Image.BICUBIC)
-        buf = io.BytesIO()
-        img.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-        out.append(buf.getvalue())
-    return out
 
 
 def raw_forward(encoder: ClipEncoder, settings: EmbeddingSettings, batch: int, n: int, min_s: float) -> float:
@@ -76,24 +56,6 @@ def raw_forward(encoder: ClipEncoder, settings: EmbeddingSettings, batch: int, n
         model = open_clip.create_model(settings.model).to(encoder.device, encoder.dtype).eval()
     x = torch.randn(batch, 3, *encoder.image_size).to(encoder.device, encoder.dtype)
     return img_per_s(lambda: F.normalize(model.encode_image(x).float(), dim=-1).cpu(), batch, n, min_s)
-
-
-def img_per_s(step: Callable[[], Any], batch: int, n: int, min_s: float) -> float:
-    """img/s of `step` (one batch, waited for) on one worker thread: 3 warm-up calls, then n images or min_s."""
-    import torch
-
-    def measure() -> float:
-        with torch.inference_mode():
-            for _ in range(3):
-                step()
-            steps, start = 0, time.perf_counter()
-            while steps < max(1, n // batch) or time.perf_counter() - start < min_s:
-                step()
-                steps += 1
-            return steps * batch / (time.perf_counter() - start)
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(measure).result()
 
 
 async def through_service(
@@ -173,53 +135,6 @@ def cpu_bench(args: argparse.Namespace) -> dict[str, Any]:
         "batcher_only_img_s": round(batched, 1),
         "ratio_batcher_only": round(batched / raw, 3),
         "goal": "ratio >= 0.9 on CPU",
-    }
-
-
-def step_profile(
-    images: list[bytes], batch: int, steps: int, cfg: dict[str, Any], device: Any, dtype: Any, model: Callable
-) -> dict[str, float]:
-    """Milliseconds per batch of each step run alone, each waited for (decode, resize + normalize, model).
-
-    `cfg`: the tensor path's geometry; `model`: pixels on `device` in `dtype` -> its result on the host.
-    """
-    import torch
-
-    from services.embedding.preprocess import decode_tensors, normalize_into, resize_crop_uint8
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    datas = [images[i % len(images)] for i in range(batch)]
-    totals = {"decode_ms": 0.0, "resize_normalize_ms": 0.0, "model_ms": 0.0}
-    for step in range(steps + 1):  # the first round warms up
-        t0 = time.perf_counter()
-        decoded = decode_tensors(datas, device)
-        sync()
-        t1 = time.perf_counter()
-        small = resize_crop_uint8(torch.stack(decoded), cfg)
-        pixels = torch.empty(small.shape, dtype=dtype, device=device)
-        normalize_into(pixels, small, cfg)
-        sync()
-        t2 = time.perf_counter()
-        model(pixels)
-        t3 = time.perf_counter()
-        if step:
-            for key, ms in zip(totals, ((t1 - t0), (t2 - t1), (t3 - t2)), strict=True):
-                totals[key] += ms * 1000.0 / steps
-    return {k: round(v, 2) for k, v in totals.items()}
-
-
-def pipeline_stats(t: StageTimes) -> dict[str, Any]:
-    """A pipeline's batches, each step's ms per batch, and the overlap (summed step times / wall; 1.0: serial)."""
-    wall = t.wall_ms()
-    return {
-        "batches": t.batches,
-        "mean_batch": round(t.items / max(1, t.batches), 1),
-        "prepare_ms_per_batch": round(t.prepare_ms / max(1, t.batches), 2),
-        "model_ms_per_batch": round(t.run_ms / max(1, t.batches), 2),
-        "overlap": round((t.prepare_ms + t.run_ms) / wall, 3) if wall else 0.0,
     }
 
 

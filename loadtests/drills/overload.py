@@ -1,7 +1,7 @@
 """Overload: at 3x capacity, goodput stays near capacity and the excess is refused at once (RESOURCE_EXHAUSTED).
 
-    python loadtests/drill_overload.py --capacity 14          # the rate drill_capacity.py held
-    python loadtests/drill_overload.py --capacity 10 --ray deploy/local-cpu.yaml
+    python -m loadtests.drills.overload --capacity 14          # the rate drills/capacity.py held
+    python -m loadtests.drills.overload --capacity 10 --ray deploy/local-cpu.yaml
 
 One server, two Locust runs: first --baseline-s at the capacity (the baseline, in the same run), then
 --seconds at --factor x capacity. Lines ask at a fixed rate each and carry a deadline (--deadline-ms);
@@ -16,14 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from loadkit import Run, drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
-
+from loadtests.kit.load import Run, drill_options, line_names, locust, onboard, say, start_server, uptime, workspace
 from services.common.percentiles import percentile
 
 

@@ -17,7 +17,7 @@ measured on the normal test images (and `--extra-normals` more per category) aga
 Never tuned on what it reports: the evaluation set (`--split eval`, the default) was frozen below before
 any tuning; tuning used `--split tuning` only. Report both.
 
-    python loadtests/bench_evidence_quality.py [--split eval|tuning] [--variants real,random,baseline] [--jobs 3]
+    python -m loadtests.bench.evidence_quality [--split eval|tuning] [--variants real,random,baseline] [--jobs 3]
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -34,8 +33,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.evaluation.anomaly_metrics import aupro, auroc, pixel_auroc
 from services.evidence.config import EvidenceSettings

@@ -1,22 +1,17 @@
 """Locust users for each stage alone, called as the gateway calls it: the stage's capacity without the rest.
 
-    locust -f loadtests/locust_stages.py EmbeddingUser --headless -u 8 -r 8 -t 60s --host 127.0.0.1:50051 \
+    locust -f loadtests/locust/stages.py EmbeddingUser --headless -u 8 -r 8 -t 60s --host 127.0.0.1:50051 \
         --data ./echo-data/demo/dataset --line demo-line
 
 Pick a stage by its user's name (EmbeddingUser, RetrievalUser, KnowledgeUser, DecisionUser); with none
 named, all four run at once. With --ray each goes to its own application through Serve's proxy. Options as
-loadtests/locustfile.py's; RetrievalUser searches the memory of --line (build it first, or pass --onboard).
+loadtests/locust/locustfile.py's; RetrievalUser searches the memory of --line (build it first, or pass --onboard).
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from grpc_locust import GrpcUser, Stages, line_ids, reasoning_types
 from locust import task
 
 from echo.v1 import (
@@ -30,6 +25,7 @@ from echo.v1 import (
     retrieval_pb2,
     retrieval_pb2_grpc,
 )
+from loadtests.locust.grpc_user import GrpcUser, Stages, line_ids, reasoning_types
 from services.common.enums import QUESTION_TYPE_ENUM
 
 __all__ = ["DecisionUser", "EmbeddingUser", "KnowledgeUser", "RetrievalUser", "Stages"]

@@ -5,7 +5,7 @@ fsync=interval with 16), against the baseline of a plain append with one fsync p
 and folder. Gateway: an embedded server (decision backend `random`, so the model does not drown the figure)
 answering the same question with the audit log on and off, interleaved in blocks, 1 and 16 clients.
 
-    python loadtests/bench_audit.py [--records 1000] [--inspections 200] [--quick]
+    python -m loadtests.bench.audit [--records 1000] [--inspections 200] [--quick]
 
 Prints ONE JSON line.
 """
@@ -16,13 +16,10 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from echo.v1 import common_pb2, inspector_pb2, knowledge_pb2
 from services.audit.files import FileAuditLog
@@ -115,10 +112,10 @@ def bench_store(root: Path, n: int) -> dict:
 def bench_gateway(root: Path, n: int) -> dict:
     import numpy as np
 
+    from loadtests.kit.app import BackgroundServer
     from services.client import InspectorClient, build_inspect_request
     from services.common.images import encode_png
     from services.config import load_settings
-    from services.gateway.background import BackgroundServer
     from services.mmad.synth import render_normal
 
     settings = load_settings(data_dir=str(root / "state"), server={"port": 0}, decision={"backend": "random"},

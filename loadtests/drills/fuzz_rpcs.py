@@ -2,11 +2,11 @@
 
 Each input picks an RPC and sends either its raw bytes as the request (malformed
 protobuf), a request built from those bytes (odd strings, numbers, option maps,
-nested messages: loadtests/fuzzkit.py), or a request whose image is those bytes.
-Every reply must be a defined status with a one-line message (fuzzkit.verdict).
+nested messages: loadtests/kit/fuzz.py), or a request whose image is those bytes.
+Every reply must be a defined status with a one-line message (loadtests/kit/fuzz.py, verdict).
 The server code (`services`) is instrumented, so libFuzzer steers towards new paths.
 
-    python loadtests/fuzz_rpcs.py --runs 5000 --seconds 600
+    python -m loadtests.drills.fuzz_rpcs --runs 5000 --seconds 600
 
 Prints one JSON line: inputs tried, statuses seen, crashes (replies that were not a
 defined status, or the server failing its health check at the end), and the time.
@@ -22,25 +22,22 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 import atheris
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 with atheris.instrument_imports(include=["services"]):
     import grpc
-    from fuzzkit import BAD_STRINGS, build, call, image_corpus, rpcs, verdict
 
+    from loadtests.kit.app import BackgroundServer
+    from loadtests.kit.fuzz import BAD_STRINGS, build, call, image_corpus, rpcs, verdict
     from services.client import InspectorClient
     from services.common.images import encode_png
     from services.config import load_settings
-    from services.gateway.background import BackgroundServer
     from services.mmad.render import render_normal
 
 
 class _Provided:
-    """atheris' FuzzedDataProvider as a fuzzkit Source."""
+    """atheris' FuzzedDataProvider as a kit.fuzz Source."""
 
     def __init__(self, fdp: atheris.FuzzedDataProvider) -> None:
         self.fdp = fdp

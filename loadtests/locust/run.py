@@ -1,14 +1,14 @@
 """Locust's named scenarios, headless, against a real server: Locust's CSV and HTML report for each.
 
-    python loadtests/run_locust.py                          # starts `echo-iad serve`, runs every scenario
-    python loadtests/run_locust.py --scenarios lines,burst --seconds 120 --out ./locust-reports
-    python loadtests/run_locust.py --host 127.0.0.1:9000 --ray   # Serve's proxy (`echo-iad serve --ray ...`)
+    python -m loadtests.locust.run                          # starts `echo-iad serve`, runs every scenario
+    python -m loadtests.locust.run --scenarios lines,burst --seconds 120 --out ./locust-reports
+    python -m loadtests.locust.run --host 127.0.0.1:9000 --ray   # Serve's proxy (`echo-iad serve --ray ...`)
 
 Scenarios (each its own Locust run; --seconds sets its length):
   lines    many factory lines (--lines), each asking at its own fixed rate (--line-rate per second)
   burst    a few lines, then a sudden burst of many for a fifth of the run, then back
   mix      every question type in turn (the reasoning types too), as fast as answers come
-  stages   each stage alone (Embedding, Retrieval, Knowledge, Decision users of loadtests/locust_stages.py)
+  stages   each stage alone (Embedding, Retrieval, Knowledge, Decision users of loadtests/locust/stages.py)
 
 Writes OUT/SCENARIO_stats.csv, _stats_history.csv, _failures.csv, _exceptions.csv, _report.html and
 _calls.csv (one line per call), and prints ONE JSON line: Locust's aggregated numbers per scenario and
@@ -21,14 +21,11 @@ import argparse
 import csv
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from loadkit import Server, dataset, line_names, locust, onboard, say, start_server
+from loadtests.kit.load import Server, dataset, line_names, locust, onboard, say, start_server
 
 SCENARIOS = ("lines", "burst", "mix", "stages")
 
@@ -65,7 +62,7 @@ def run_scenario(name: str, host: str, args: argparse.Namespace, data: Path) -> 
         run = locust(host, out, users=args.users, lines=args.lines, types="all", deadline_ms=60_000, **common)
     else:
         users = ["EmbeddingUser", "RetrievalUser", "KnowledgeUser", "DecisionUser"]
-        stage = {"locustfile": "locust_stages.py", "user_classes": users}
+        stage = {"locustfile": "stages.py", "user_classes": users}
         run = locust(host, out, users=len(users), lines=args.lines, **stage, **common)
     say(name, run.locust)
     return {"locust": run.locust, "by_name": locust_rows(out), "report": run.report}

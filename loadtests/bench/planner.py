@@ -6,21 +6,20 @@ on and off; the baseline, measured in the same run, is the planner without the
 options as evidence (the question's wording only). Also the classifier's p50
 latency per free-form question.
 
-    python loadtests/bench_planner.py
+    python -m loadtests.bench.planner
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from loadtests.kit.app import build_classifier
 
-from services.gateway.server import build_classifier  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 SETS = {
     "frozen": ROOT / "tests/gateway/planner_frozen_eval.jsonl",
@@ -33,6 +32,7 @@ def load(path: Path) -> list[dict]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # no options; --help says so
     clf = build_classifier()
     rows = {name: load(path) for name, path in SETS.items()}
     out: dict = {"bench": "planner", "questions": {k: len(v) for k, v in rows.items()}}
