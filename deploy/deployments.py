@@ -5,9 +5,17 @@ batcher); nothing is swapped afterwards.
 
 Serve's gRPC proxy calls a deployment method named after the RPC with the
 request proto and a `grpc_context` (a picklable RayServegRPCContext, not a
-grpc.aio context). The servicers report errors with `context.abort()` (via
-@grpc_errors); `ServeContext` turns that into `grpc_context.set_code/details`
-so callers receive the real status code, not INTERNAL (docs/design.md §6).
+grpc.aio context). The servicers run with the one stand-in context
+(services/common/inprocess.py) and report errors with `context.abort()` (via
+@grpc_errors); the status the call ends with is copied onto `grpc_context`, so
+callers receive the real status code, not INTERNAL (docs/design.md §6). The proxy does
+not forward the caller's deadline, so time_remaining() is None and stages fall
+back to their configured timeouts (the gateway: the request's deadline_ms, else
+gateway.default_deadline_ms).
+
+One forwarder per RPC is generated from the echo.v1 service descriptor
+(`StageHost` subclasses name their service), so the deployments cannot drift
+from the protos.
 
 Every RPC passes the same token checks as on a gRPC server (services/common/auth.py):
 Serve's proxy has no TLS and, in Ray 2.60, listens on every interface, so TLS
@@ -25,6 +33,7 @@ Two health checks per stage, both the shared real check (services/common/health.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -45,6 +54,7 @@ from echo.v1 import (  # noqa: F401 (registers the messages)
 )
 from services.common.auth import Authorizer, TokenBook
 from services.common.errors import EchoError
+from services.common.inprocess import InProcessContext
 from services.common.serve_batching import ServeBatcher
 from services.common.serving import Stage
 from services.common.telemetry import continued_trace, rpc_metrics, setup_tracing
@@ -53,54 +63,6 @@ from services.config import EchoSettings
 log = logging.getLogger(__name__)
 HEALTH_CACHE_S = 1.0  # health probes from many callers share one real request per second
 HEALTH_ANSWER_S = 0.5  # a health probe slower than this (a busy replica) answers the last verdict meanwhile
-
-
-class _Aborted(grpc.aio.AbortError):
-    """Raised by ServeContext.abort; @grpc_errors lets it through."""
-
-
-class ServeContext:
-    """The part of grpc.aio.ServicerContext our servicers use, over Serve's RayServegRPCContext.
-
-    The proxy does not forward the caller's deadline, so time_remaining() is None
-    and stages fall back to their configured timeouts (the gateway: the request's
-    deadline_ms, else gateway.default_deadline_ms).
-    """
-
-    def __init__(self, grpc_context: Any | None) -> None:
-        self.serve_context = grpc_context
-        self._code: grpc.StatusCode | None = None
-        self._details = ""
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
-        self.set_code(code)
-        self.set_details(details)
-        raise _Aborted(details)
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self._code = code
-        if self.serve_context is not None:
-            self.serve_context.set_code(code)
-
-    def set_details(self, details: str) -> None:
-        self._details = details
-        if self.serve_context is not None:
-            self.serve_context.set_details(details)
-
-    def code(self) -> grpc.StatusCode | None:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def invocation_metadata(self) -> list[tuple[str, str]]:
-        return list(self.serve_context.invocation_metadata()) if self.serve_context is not None else []
-
-    def peer(self) -> str:
-        return self.serve_context.peer() if self.serve_context is not None else ""
 
 
 _RESPONSE_TYPES: dict[tuple[str, str], type[Message]] = {}
@@ -115,12 +77,35 @@ def response_type(service: str, method: str) -> type[Message]:
     return _RESPONSE_TYPES[key]
 
 
-class StageHost:
-    """Hosts one stage (servicer + health + token checks) in a Serve replica; subclasses add one method per RPC."""
+def _forwarder(method: str) -> Callable[..., Awaitable[Message]]:
+    """The deployment method Serve's proxy calls for one RPC: the request into the hosted servicer."""
 
+    async def forward(self: StageHost, request: Message, grpc_context: Any = None) -> Message:
+        return await self._rpc(method, request, grpc_context)
+
+    forward.__name__ = forward.__qualname__ = method
+    forward.__doc__ = f"The {method} RPC, forwarded to the stage's servicer."
+    return forward
+
+
+class StageHost:
+    """Hosts one stage (servicer + health + token checks) in a Serve replica.
+
+    A subclass names its echo.v1 service (`class X(StageHost, service="echo.v1.Embedding")`) and gets one
+    forwarder per RPC of it, generated from the service descriptor.
+    """
+
+    service: str = ""  # the echo.v1 service a subclass hosts
     stage: Stage
     stage_label: str
     authorizer: Authorizer
+
+    def __init_subclass__(cls, service: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if service:
+            cls.service = service
+            for rpc in descriptor_pool.Default().FindServiceByName(service).methods:
+                setattr(cls, rpc.name, _forwarder(rpc.name))
 
     @staticmethod
     def _settings(args: StageArgs, label: str) -> EchoSettings:
@@ -141,9 +126,10 @@ class StageHost:
     async def _rpc(self, method: str, request: Message, grpc_context: Any | None) -> Message:
         """One call into the servicer, after the same token checks as a gRPC server's; an error or abort becomes
         the status code on Serve's gRPC context."""
-        ctx = ServeContext(grpc_context)
+        metadata = list(grpc_context.invocation_metadata()) if grpc_context is not None else []
+        ctx = InProcessContext(metadata, None, peer=grpc_context.peer() if grpc_context is not None else "")
         service = self.stage.service_name
-        with continued_trace(ctx.invocation_metadata(), f"{service}/{method}"), rpc_metrics(service, method) as outcome:
+        with continued_trace(metadata, f"{service}/{method}"), rpc_metrics(service, method) as outcome:
             try:
                 identity = self.authorizer.authenticate(service, ctx.invocation_metadata())
                 self.authorizer.authorize(identity, service, method, request)
@@ -152,11 +138,14 @@ class StageHost:
                 ctx.set_code(e.code)
                 ctx.set_details(e.message)
                 return response_type(service, method)()
-            except _Aborted:
-                return response_type(service, method)()  # the status set on grpc_context is what the caller gets
+            except grpc.aio.AbortError:
+                return response_type(service, method)()  # the status it set goes onto grpc_context below
             finally:
                 code = ctx.code()
                 outcome.code = code.name if code else "OK"
+                if code is not None and grpc_context is not None:
+                    grpc_context.set_code(code)
+                    grpc_context.set_details(ctx.details() or "")
 
     async def _ready(self) -> str | None:
         """None when the stage serves, else why not: the shared check (services/common/health.py), its result
@@ -186,7 +175,7 @@ class StageHost:
 
 
 @serve.deployment(name="Embedding", max_ongoing_requests=64)
-class EmbeddingDeployment(StageHost):
+class EmbeddingDeployment(StageHost, service="echo.v1.Embedding"):
     """open_clip image and text towers; images batched across requests by `@serve.batch`."""
 
     async def __init__(self, args: StageArgs) -> None:
@@ -195,15 +184,9 @@ class EmbeddingDeployment(StageHost):
         settings = self._settings(args, "embedding")
         self._host(await build_stage(settings, batcher_factory=ServeBatcher), "embedding", settings)
 
-    async def EmbedImages(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("EmbedImages", request, grpc_context)
-
-    async def EmbedTexts(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("EmbedTexts", request, grpc_context)
-
 
 @serve.deployment(name="Retrieval", max_ongoing_requests=64)
-class RetrievalDeployment(StageHost):
+class RetrievalDeployment(StageHost, service="echo.v1.Retrieval"):
     """The memory of normal images (Qdrant)."""
 
     async def __init__(self, args: StageArgs) -> None:
@@ -212,24 +195,9 @@ class RetrievalDeployment(StageHost):
         settings = self._settings(args, "retrieval")
         self._host(await build_stage(settings), "retrieval", settings)
 
-    async def Upsert(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("Upsert", request, grpc_context)
-
-    async def Search(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("Search", request, grpc_context)
-
-    async def Delete(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("Delete", request, grpc_context)
-
-    async def Stats(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("Stats", request, grpc_context)
-
-    async def InferCategory(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("InferCategory", request, grpc_context)
-
 
 @serve.deployment(name="Knowledge", max_ongoing_requests=64)
-class KnowledgeDeployment(StageHost):
+class KnowledgeDeployment(StageHost, service="echo.v1.Knowledge"):
     """Knowledge entries and context-specific extraction."""
 
     async def __init__(self, args: StageArgs) -> None:
@@ -238,18 +206,9 @@ class KnowledgeDeployment(StageHost):
         settings = self._settings(args, "knowledge")
         self._host(await build_stage(settings), "knowledge", settings)
 
-    async def GetContext(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("GetContext", request, grpc_context)
-
-    async def PutEntry(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("PutEntry", request, grpc_context)
-
-    async def ListEntries(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("ListEntries", request, grpc_context)
-
 
 @serve.deployment(name="Decision", max_ongoing_requests=64)
-class DecisionDeployment(StageHost):
+class DecisionDeployment(StageHost, service="echo.v1.Decision"):
     """The MLLM; the local transformers backend batches with `@serve.batch`."""
 
     async def __init__(self, args: StageArgs) -> None:
@@ -258,15 +217,9 @@ class DecisionDeployment(StageHost):
         settings = self._settings(args, "decision")
         self._host(await build_stage(settings, batcher_factory=ServeBatcher), "decision", settings)
 
-    async def Decide(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("Decide", request, grpc_context)
-
-    async def Complete(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("Complete", request, grpc_context)
-
 
 @serve.deployment(name="Evidence", max_ongoing_requests=64)
-class EvidenceDeployment(StageHost):
+class EvidenceDeployment(StageHost, service="echo.v1.Evidence"):
     """The visual evidence expert (patch features against the banks of normal patches; `@serve.batch`).
 
     Every replica opens the same bank store (evidence.bank_store, an fsspec URL in the cluster) and reloads a
@@ -279,21 +232,9 @@ class EvidenceDeployment(StageHost):
         settings = self._settings(args, "evidence")
         self._host(await build_stage(settings, batcher_factory=ServeBatcher), "evidence", settings)
 
-    async def Analyze(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("Analyze", request, grpc_context)
-
-    async def AddNormalImages(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("AddNormalImages", request, grpc_context)
-
-    async def BankStats(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("BankStats", request, grpc_context)
-
-    async def DeleteBank(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("DeleteBank", request, grpc_context)
-
 
 @serve.deployment(name="Inspector", max_ongoing_requests=64)
-class InspectorDeployment(StageHost):
+class InspectorDeployment(StageHost, service="echo.v1.Inspector"):
     """The gateway: calls the stage applications over gRPC through the proxy, as in embedded mode."""
 
     async def __init__(self, args: GatewayArgs) -> None:
@@ -301,39 +242,6 @@ class InspectorDeployment(StageHost):
 
         settings = self._settings(args, "inspector")
         self._host(await build_stage(settings, args.proxy_address), "inspector", settings)
-
-    async def Inspect(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("Inspect", request, grpc_context)
-
-    async def AddNormalImages(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("AddNormalImages", request, grpc_context)
-
-    async def ListNormalImages(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("ListNormalImages", request, grpc_context)
-
-    async def DeleteNormalImages(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("DeleteNormalImages", request, grpc_context)
-
-    async def ListProducts(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("ListProducts", request, grpc_context)
-
-    async def ListInspections(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("ListInspections", request, grpc_context)
-
-    async def GetInspection(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("GetInspection", request, grpc_context)
-
-    async def GetImage(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("GetImage", request, grpc_context)
-
-    async def ListLines(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("ListLines", request, grpc_context)
-
-    async def PutKnowledge(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("PutKnowledge", request, grpc_context)
-
-    async def GetKnowledge(self, request: Any, grpc_context: Any = None) -> Any:
-        return await self._rpc("GetKnowledge", request, grpc_context)
 
     async def check_health(self) -> None:
         """Liveness of the gateway itself; readiness (every stage) is the gRPC Health/Check."""

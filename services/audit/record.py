@@ -15,8 +15,8 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from echo.v1 import common_pb2, inspector_pb2, knowledge_pb2
+from services.common.answers import parse_yes_no
 from services.common.enums import QUESTION_TYPE_ENUM, VERDICT_ENUM
-from services.decision.parsing import parse_yes_no
 
 GATEWAY_ID = f"{socket.gethostname()}:{os.getpid()}"
 

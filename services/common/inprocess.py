@@ -2,7 +2,7 @@
 
 The embedded gateway calls the stages hosted by its own server. Over the loopback
 port each call costs about 0.7 ms of CPU in grpc.aio (client and server halves,
-both on this event loop: loadtests/bench_gateway.py); at 16 clients that plumbing
+both on this event loop: loadtests/bench/gateway.py); at 16 clients that plumbing
 queued on the event loop was most of the gateway's overhead. This channel keeps
 what the contract means and drops only the socket: the request and response are
 serialized and parsed as on the wire (same message-size limits), the server's own
@@ -50,10 +50,20 @@ class _CallDetails(NamedTuple):
 
 
 class InProcessContext(grpc.aio.ServicerContext):
-    """The server side of one in-process call: what a servicer and an interceptor may ask of their context."""
+    """The server side of one call we run ourselves: what a servicer and an interceptor may ask of their context.
 
-    def __init__(self, metadata: Metadata, deadline: float | None) -> None:
+    The one stand-in context: the in-process channel's calls, and a Ray Serve replica's (deploy/deployments.py
+    runs the servicer with one and copies the status it ends with onto Serve's own context).
+
+    Args:
+        metadata: the caller's metadata, (key, value) pairs.
+        deadline: when the call must end, on the monotonic clock (None: no deadline).
+        peer: who called, as a gRPC server names its peer.
+    """
+
+    def __init__(self, metadata: Metadata, deadline: float | None, peer: str = "in-process") -> None:
         self._metadata = tuple(_Metadatum(k, v) for k, v in metadata)
+        self._peer = peer
         self._deadline = deadline  # on the monotonic clock
         self._code: grpc.StatusCode | None = None
         self._details: str | None = None
@@ -97,7 +107,7 @@ class InProcessContext(grpc.aio.ServicerContext):
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
     def peer(self) -> str:
-        return "in-process"
+        return self._peer
 
     def peer_identities(self) -> None:
         return None

@@ -35,7 +35,7 @@ PAPER_EXPERT_MAP: dict[str, list[str]] = {
 # The product's map (what `echo-iad serve` runs): the paper's, plus the visual evidence expert (services/evidence)
 # where it was measured to help. The one thing measurable here is the evidence's own accuracy, and it is high on
 # the two types it answers directly: on the synthetic generator's data the stage's image AUROC is about 0.99 and
-# its pixel AUROC about 0.99 (loadtests/bench_evidence_quality.py, tuning seed), so its verdict (Anomaly
+# its pixel AUROC about 0.99 (loadtests/bench/evidence_quality.py, tuning seed), so its verdict (Anomaly
 # Detection) and its boxes' position words (Defect Localization) carry real signal, where every MLLM runnable
 # offline has random weights. For the other five types the evidence only helps through a real MLLM reading it;
 # none runs here, so they stay off until one measures them (`echo-iad eval ablate`, the evidence axis). Switch

@@ -20,10 +20,10 @@ from typing import Protocol
 
 from PIL import Image
 
+from services.common.answers import match_option, parse_yes_no, read_letter
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.decision.backends.base import Backend, Reply
 from services.decision.config import DecisionSettings
-from services.decision.parsing import match_option, parse_letter, parse_yes_no
 from services.decision.preprocess import prepare_images
 from services.decision.prompt import (
     ANSWER_FORMATS,
@@ -34,7 +34,6 @@ from services.decision.prompt import (
     final_prompts,
     reasoning_prompt,
 )
-from services.mmad.scoring import parse_answer_mmad
 from services.mmad.types import QUESTION_TYPES
 
 log = logging.getLogger(__name__)
@@ -160,8 +159,7 @@ def interpret(
     letters = sorted(options)
     if fmt == "multiple_choice":
         r = replies[0]
-        letter = parse_answer_mmad(r.text, options) if free else parse_letter(r.text, options)
-        return (letter if letter in options else ""), r.text, dict(r.scores or {})
+        return read_letter(r.text, options, free=free), r.text, dict(r.scores or {})
     if fmt == "open_qa":
         r = replies[0]
         letter, score = match_option(r.text, options)

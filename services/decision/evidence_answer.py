@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 
+from services.common.answers import parse_yes_no
 from services.common.errors import FailedPrecondition
 from services.decision.baselines import no_text_model
 from services.decision.core import (
@@ -22,7 +23,6 @@ from services.decision.core import (
     health_input,
     validate_input,
 )
-from services.decision.parsing import parse_yes_no
 from services.mmad.types import ANOMALY_DETECTION, DEFECT_LOCALIZATION
 
 ANSWERS = (ANOMALY_DETECTION, DEFECT_LOCALIZATION)

@@ -30,7 +30,7 @@ from services.common.errors import FailedPrecondition, task_group_error
 from services.evaluation.answers import RUN_FILE, AnswerLog, append_error, read_answers
 from services.evaluation.cells import Cell
 from services.mmad.loader import MMADDataset
-from services.mmad.scoring import Graded, parse_answer
+from services.mmad.scoring import Graded
 from services.mmad.types import ANOMALY_DETECTION, QUESTION_TYPES, Question, Sample
 
 
@@ -173,15 +173,13 @@ def make_record(
     session: float,
     heatmap: str | None = None,
 ) -> dict[str, Any]:
-    """One answers.jsonl line. `answer` is the Inspector's letter; when it gave none, MMAD's parse of the raw reply.
+    """One answers.jsonl line. `answer` is the Inspector's letter as served, never re-parsed: the decision stage
+    read the reply with the one parser (services/common/answers.py) in the mode it was generated in, and "" is
+    an unparsed answer, which the report counts under both policies.
 
     `image` and `mask` (dataset-relative) and `heatmap` (run-relative) let the report score the evidence expert.
     """
     answer = resp.answer
-    reparsed = False
-    if not answer and resp.trace.raw_reply:
-        answer = parse_answer(resp.trace.raw_reply, question.options)
-        reparsed = bool(answer)
     graded = Graded(
         dataset=sample.dataset,
         category=sample.category,
@@ -200,7 +198,6 @@ def make_record(
         "answer": answer,
         "correct": graded.correct,
         "unparsed": not graded.parsed,
-        "reparsed": reparsed,
         "is_normal": sample.is_normal,
         "image": sample.image_path,
         "mask": sample.mask_path,

@@ -1,9 +1,10 @@
-"""Small statistics the harness needs, in plain Python (scipy is not a dependency).
+"""Small statistics the harness needs; scipy computes the textbook ones.
 
-- `wilson_interval`: a binomial confidence interval for an accuracy.
+- `wilson_interval`: a binomial confidence interval for an accuracy (scipy's binomtest, Wilson method).
 - `mcnemar`: the paired test for two runs answering the same questions: exact
   binomial on the discordant pairs when they are few, chi-square with continuity
-  correction otherwise.
+  correction otherwise (scipy's binomtest and chi2).
+- `chance_interval`, `balanced_chance_interval`: where a guesser lands (no library has these).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+
+from scipy.stats import binomtest, chi2
 
 EXACT_MCNEMAR_MAX = 25
 """Up to this many discordant pairs McNemar uses the exact binomial test (the usual rule of thumb)."""
@@ -32,12 +35,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     """
     if n <= 0:
         return 0.0, 1.0
-    z = z_value(confidence)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def chance_interval(probabilities: Sequence[float], confidence: float = 0.99) -> tuple[float, float]:
@@ -97,8 +96,6 @@ def mcnemar(b: int, c: int, *, exact_max: int = EXACT_MCNEMAR_MAX) -> McNemarRes
         return McNemarResult(b, c, 0.0, 1.0, "none")
     if n <= exact_max:
         k = min(b, c)
-        tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-        return McNemarResult(b, c, float(k), min(1.0, 2 * tail), "exact")
+        return McNemarResult(b, c, float(k), float(binomtest(k, n, 0.5).pvalue), "exact")
     stat = (abs(b - c) - 1) ** 2 / n
-    # Chi-square with one degree of freedom: P(X > s) = erfc(sqrt(s / 2)).
-    return McNemarResult(b, c, stat, math.erfc(math.sqrt(stat / 2)), "chi2")
+    return McNemarResult(b, c, stat, float(chi2.sf(stat, df=1)), "chi2")

@@ -35,6 +35,7 @@ from services.common.errors import ConfigError, FailedPrecondition, InvalidArgum
 from services.common.images import check_sha256, sha256_hex
 from services.common.names import check_name
 from services.common.pipeline import Pipeline, Prepared
+from services.common.values import Box
 from services.evidence.bank import Bank, BankKey, BankStore, choose_engine, key_of
 from services.evidence.calibration import Calibration, calibrate
 from services.evidence.config import EvidenceSettings
@@ -51,20 +52,6 @@ from services.mmad.catalogue import region_of
 log = logging.getLogger(__name__)
 
 HEATMAP_SCALE = 2.0  # the heat map spans 0 .. HEATMAP_SCALE x threshold
-
-
-@dataclass
-class Box:
-    """An anomalous region in query pixels (x1, y1 exclusive), its peak score and its MMAD position word."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    score: float
-    region: str
-    area: float  # share of the image
-    above_threshold: bool
 
 
 @dataclass

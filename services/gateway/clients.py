@@ -61,6 +61,7 @@ from services.common.errors import EchoError
 from services.common.inprocess import InProcessChannel
 from services.common.serving import channel_options, retry_options
 from services.common.telemetry import client_interceptors
+from services.common.values import Box, ProductCount
 from services.gateway.config import GatewaySettings, StageEndpoint
 from services.gateway.domain import (
     Analyzed,
@@ -70,7 +71,6 @@ from services.gateway.domain import (
     DecisionAsk,
     Embedded,
     Evidence,
-    EvidenceBox,
     EvidenceImages,
     HeatMap,
     Knowledge,
@@ -78,7 +78,6 @@ from services.gateway.domain import (
     MemoryItem,
     MemoryStats,
     Passage,
-    ProductCount,
     Reference,
 )
 from services.knowledge.entries import DEFECT_FIELDS, Defect, Entry
@@ -275,8 +274,8 @@ def _reference(hit: common_pb2.Reference) -> Reference:
     return Reference(id=hit.id, score=hit.score, uri=hit.uri, category=hit.category, sha256=hit.sha256)
 
 
-def _box(b: common_pb2.EvidenceBox) -> EvidenceBox:
-    return EvidenceBox(b.x0, b.y0, b.x1, b.y1, b.score, b.region, b.area, b.above_threshold)
+def _box(b: common_pb2.EvidenceBox) -> Box:
+    return Box(b.x0, b.y0, b.x1, b.y1, b.score, b.region, b.area, b.above_threshold)
 
 
 def evidence_to_proto(e: Evidence) -> common_pb2.TraceEvidence:

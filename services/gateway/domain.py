@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from services.common.values import Box, ProductCount
+
 if TYPE_CHECKING:
     from services.knowledge.entries import Entry
 
@@ -56,20 +58,6 @@ class Timing:
 
 
 @dataclass
-class EvidenceBox:
-    """An anomalous region in query pixels (x1, y1 exclusive) and its MMAD position words (fields as EvidenceBox)."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    score: float
-    region: str
-    area: float
-    above_threshold: bool
-
-
-@dataclass
 class HeatMap:
     """The anomaly map as 8-bit grey PNG at the query's size; pixel v means score v / 255 * scale."""
 
@@ -86,7 +74,7 @@ class Evidence:
     score: float
     threshold: float
     anomalous: bool
-    boxes: list[EvidenceBox]
+    boxes: list[Box]
     backbone_id: str
     summary: str
     sent_as_text: bool = False
@@ -222,16 +210,6 @@ class CategoryGuess:
     dataset: str
     confidence: float
     compute_ms: float
-
-
-@dataclass
-class ProductCount:
-    """Normal images of one product on one line."""
-
-    line_id: str
-    dataset: str
-    category: str
-    count: int
 
 
 @dataclass

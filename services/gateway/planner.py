@@ -8,7 +8,7 @@ Anomaly Detection, defect names to Classification, positions to Localization;
 see option_evidence.py). A softmax over the scores is the confidence.
 
 Measured on wordings it was never tuned on: tests/gateway/planner_frozen_eval.jsonl
-(written before tuning) against planner_tuning.jsonl; `loadtests/bench_planner.py`
+(written before tuning) against planner_tuning.jsonl; `loadtests/bench/planner.py`
 prints both, with the lexical cues on and off.
 """
 

@@ -1,6 +1,6 @@
-"""MMAD scoring: parse the answer letter, then accuracy per (dataset, type) and the macro averages.
+"""MMAD scoring: accuracy per (dataset, type) and the macro averages.
 
-Rules (docs/design.md §2): the letter is the first `\\b([A-E])\\b` match that is one of the options;
+Rules (docs/design.md §2): the letter is read by services/common/answers.py, the parser serving uses;
 Anomaly Detection is balanced accuracy, (accuracy on normal + accuracy on anomalous) / 2;
 the headline is the unweighted mean over types, then over datasets. An unparseable answer
 is counted wrong by our harness and silently dropped by MMAD's reference scripts, so every
@@ -9,61 +9,15 @@ report carries both policies side by side.
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from statistics import fmean
 
+from services.common.answers import read_letter
 from services.mmad.types import ANOMALY_DETECTION, QUESTION_TYPES, Question, Sample
 
-ANSWER_RE = re.compile(r"\b([A-E])\b")
 POLICIES: tuple[str, ...] = ("wrong", "dropped")
-_WORD_RE = re.compile(r"[^a-z0-9]+")
-
-
-def _norm(text: str) -> str:
-    return _WORD_RE.sub(" ", text.lower()).strip()
-
-
-def parse_answer(reply: str, options: dict[str, str]) -> str:
-    """The option letter a model's reply chose, or "" when it cannot be told.
-
-    First MMAD's rule: the first standalone capital A-E that is one of the options. Failing that, the
-    reply is matched against the option texts (exactly, then as a whole-word phrase inside the reply);
-    exactly one option must match.
-    """
-    if not reply:
-        return ""
-    for m in ANSWER_RE.finditer(reply):
-        if m.group(1) in options:
-            return m.group(1)
-    said = _norm(reply)
-    if not said:
-        return ""
-    texts = {k: _norm(v) for k, v in options.items() if _norm(v)}
-    exact = [k for k, t in texts.items() if t == said]
-    if len(exact) == 1:
-        return exact[0]
-    inside = [k for k, t in texts.items() if re.search(rf"\b{re.escape(t)}\b", said)]
-    return inside[0] if len(inside) == 1 else ""
-
-
-def parse_answer_mmad(reply: str, options: dict[str, str]) -> str:
-    """MMAD's own parse of a freely generated reply, for unconstrained runs.
-
-    jam-cc/MMAD `GPT4Query.parse_answer` (evaluation/examples/GPT4/gpt4v.py) collects every
-    `\\b([A-E])\\b` and the query script keeps the last one (`gpt_answer[-1]`); with none, the
-    option text closest to the whole reply by difflib (cutoff 0, so any option text wins over
-    nothing). The letter may name no option (an "E" among A-D); the caller decides what that counts as.
-    """
-    found = ANSWER_RE.findall(reply or "")
-    if found:
-        return found[-1]
-    texts = list(options.values())
-    close = difflib.get_close_matches(reply or "", texts, n=1, cutoff=0.0) if texts else []
-    return next((k for k, v in options.items() if close and v == close[0]), "")
 
 
 @dataclass(frozen=True)
@@ -275,14 +229,18 @@ def score(graded: Iterable[Graded], *, types: Sequence[str] | None = None) -> Sc
     )
 
 
-def grade(sample: Sample, question: Question, reply: str) -> Graded:
-    """Parse a reply to one question and pair it with the gold answer."""
+def grade(sample: Sample, question: Question, reply: str, *, free: bool = False) -> Graded:
+    """Read a reply to one question as serving reads it and pair it with the gold answer.
+
+    Args:
+        free: the reply was generated without a constraint (decision.answer_mode free).
+    """
     return Graded(
         dataset=sample.dataset,
         category=sample.category,
         type=question.type,
         gold=question.answer,
-        predicted=parse_answer(reply, question.options),
+        predicted=read_letter(reply, question.options, free=free),
         is_normal=sample.is_normal,
         question_id=question.id,
     )

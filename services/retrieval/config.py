@@ -57,7 +57,7 @@ class RetrievalSettings(Section):
         description=(
             "Qdrant Edge: search thread pool size; 0 derives it from the CPU count (Qdrant's default). 1 (ours) "
             "skips the hand-off between threads: for a search within one memory its p50 was within ~7% of auto "
-            "either way and its p99 lower in every run on our busy 2-core machine (loadtests/bench_retrieval.py); "
+            "either way and its p99 lower in every run on our busy 2-core machine (loadtests/bench/retrieval.py); "
             "it searches segments one after another and runs concurrent searches in turn (~0.2 ms each)."
         ),
     )

@@ -22,6 +22,7 @@ import numpy as np
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.images import ImageStore, check_sha256, image_suffix, sha256_hex
 from services.common.names import check_name
+from services.common.values import ProductCount
 from services.retrieval.config import RetrievalSettings
 from services.retrieval.store import GuardedStore, Hit, MemoryFilter, MemoryPoint, VectorStore, memory_key
 
@@ -50,17 +51,9 @@ class AddResult:
 
 
 @dataclass
-class CategoryCount:
-    line_id: str
-    dataset: str
-    category: str
-    count: int
-
-
-@dataclass
 class MemoryStats:
     total: int
-    counts: list[CategoryCount]
+    counts: list[ProductCount]
     dim: int
     engine: str
 
@@ -307,7 +300,7 @@ class Memory:
         counts = []
         for key, n in sorted(self.store.facet("memory", flt).items()):
             line, ds, cat = key.split("/", 2)
-            counts.append(CategoryCount(line, ds, cat, n))
+            counts.append(ProductCount(line, ds, cat, n))
         return MemoryStats(sum(c.count for c in counts), counts, self.dim, self.store.engine)
 
     def list_points(

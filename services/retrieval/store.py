@@ -13,7 +13,7 @@ Both index the payload keys we filter on (line, dataset, category, sha256) and
 one memory, so `memory` is a tenant index (Qdrant keeps each memory's points
 together) and a search naming a whole memory filters on that one key. A memory
 smaller than `full_scan_threshold_kb` is then scanned exactly through the index,
-which measured faster than HNSW links per memory (`loadtests/bench_retrieval.py`).
+which measured faster than HNSW links per memory (`loadtests/bench/retrieval.py`).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class MemoryFilter:
 
     def excludes_after(self) -> bool:
         """Whether a search drops `exclude_sha256` from its hits rather than in the engine: a must_not condition is
-        checked on every candidate and doubled the cost of a top-1 in one memory (`loadtests/bench_retrieval.py`)."""
+        checked on every candidate and doubled the cost of a top-1 in one memory (`loadtests/bench/retrieval.py`)."""
         return bool(self.exclude_sha256 and self.memory())
 
 

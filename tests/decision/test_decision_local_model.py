@@ -185,7 +185,7 @@ async def test_the_backend_batches_through_the_batcher_it_is_built_with(settings
 
 async def test_free_answers_are_generated_and_parsed_as_mmad_does(settings, local_model, png) -> None:
     """decision.answer_mode free: no constraint, up to free_answer_tokens, MMAD's parser (last A-E, then difflib)."""
-    from services.mmad.scoring import parse_answer_mmad
+    from services.common.answers import read_letter
 
     options = {"A": "Scratch.", "B": "Crack.", "C": "Hole."}
     s = settings.model_copy(update={"answer_mode": "free", "free_answer_tokens": 12})
@@ -195,8 +195,7 @@ async def test_free_answers_are_generated_and_parsed_as_mmad_does(settings, loca
     finally:
         await dm.close()
     assert 1 <= r.completion_tokens <= 12 and r.raw_reply
-    mmad = parse_answer_mmad(r.raw_reply, options)
-    assert r.answer == (mmad if mmad in options else "") and r.unparsed == (r.answer == "")
+    assert r.answer == read_letter(r.raw_reply, options, free=True) and r.unparsed == (r.answer == "")
 
 
 async def test_the_model_completes_text_without_images(maker: DecisionMaker) -> None:

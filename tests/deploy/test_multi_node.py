@@ -243,10 +243,10 @@ def test_knowledge_written_through_one_node_is_read_through_every_node_from_redi
 
 @contextmanager
 def locust_load(mn: MultiNode, node: str, request_log: Path) -> Iterator[None]:
-    """loadtests/locustfile.py headless against one node's proxy until the block ends; every request logged."""
+    """loadtests/locust/locustfile.py headless against one node's proxy until the block ends; every request logged."""
     with open(mn.workdir / "locust.log", "a") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", str(REPO / "loadtests" / "locustfile.py"), "--headless",
+            [sys.executable, "-m", "locust", "-f", str(REPO / "loadtests" / "locust" / "locustfile.py"), "--headless",
              "-u", "4", "-r", "4", "-t", "900s", "--host", mn.cluster.proxy(node, GRPC_PORT),
              "--application", "inspector", "--data", str(mn.dataset_dir), "--line", LINE,
              "--deadline-ms", str(DEADLINE_MS), "--request-log", str(request_log), "--only-summary"],

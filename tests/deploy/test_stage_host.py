@@ -9,15 +9,20 @@ request queues behind model work, and the probe must not read that as "gone".
 from __future__ import annotations
 
 import asyncio
+import importlib
+import pkgutil
 import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2
+from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 
-from deploy.deployments import HEALTH_ANSWER_S, HEALTH_CACHE_S, StageHost
+import deploy.deployments
+import echo.v1
+from deploy.deployments import HEALTH_ANSWER_S, HEALTH_CACHE_S, RetrievalDeployment, StageHost
 from echo.v1 import decision_pb2, inspector_pb2, retrieval_pb2
 from services.common.auth import bearer, new_token, token_sha256
 from services.common.serving import Stage
@@ -110,6 +115,50 @@ async def test_a_replica_checks_tokens_and_reports_a_broken_store_like_an_embedd
     assert (await host.Check(health_pb2.HealthCheckRequest())).status == serving
     await host.check_health()
     await host.stage.close()
+
+
+def test_every_rpc_of_every_echo_service_is_forwarded_by_the_deployment_hosting_that_service() -> None:
+    """Every *_pb2 module of echo.v1, so a new proto's service cannot go unhosted."""
+    modules = [importlib.import_module(f"echo.v1.{m.name}") for m in pkgutil.iter_modules(echo.v1.__path__)]
+    services = {
+        svc.full_name: svc
+        for module in modules
+        if module.__name__.endswith("_pb2")
+        for svc in module.DESCRIPTOR.services_by_name.values()
+    }
+    hosts = {
+        cls.service: cls
+        for d in vars(deploy.deployments).values()
+        if isinstance(d, serve.Deployment) and issubclass(cls := d.func_or_class, StageHost)
+    }
+    assert set(hosts) == set(services)
+    for name, svc in services.items():
+        for rpc in svc.methods:
+            forward = getattr(hosts[name], rpc.name, None)
+            assert forward is not None and asyncio.iscoroutinefunction(forward), f"{name}/{rpc.name}"
+    assert len(services) == 6 and sum(len(svc.methods) for svc in services.values()) >= 20
+
+
+async def test_a_generated_forwarder_carries_the_call_and_its_status_through_serves_context(tmp_path: Path) -> None:
+    """RetrievalDeployment.Stats as Serve's proxy calls it: the servicer's answer, and a refusal's status."""
+    from services.config import load_settings
+    from services.retrieval.server import build_stage
+
+    settings = load_settings(data_dir=str(tmp_path / "data"))
+    cls = RetrievalDeployment.func_or_class
+    host = cls.__new__(cls)  # no Ray: the replica's async __init__ only builds the stage, done here
+    host._host(await build_stage(settings), "retrieval", settings)
+    try:
+        ok = RayServegRPCContext(_Call([]))
+        stats = await host.Stats(retrieval_pb2.StatsRequest(line_id="line-a"), ok)
+        assert isinstance(stats, retrieval_pb2.StatsResponse) and stats.total == 0 and ok.code() is None
+        refused = RayServegRPCContext(_Call([]))
+        empty = await host.Search(retrieval_pb2.SearchRequest(line_id="line-a"), refused)
+        assert isinstance(empty, retrieval_pb2.SearchResponse)
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.details() and "0x" not in refused.details()
+    finally:
+        await host.stage.close()
 
 
 def test_serve_ray_refuses_apps_without_tokens_behind_a_proxy_open_on_every_interface(tmp_path: Path) -> None:

@@ -42,6 +42,44 @@ def test_wilson_interval_known_values() -> None:
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
+# (successes, n, confidence) -> the interval the hand-written Wilson formula gave before scipy computed it.
+OLD_WILSON = {
+    (0, 1, 0.95): (0.0, 0.7934506856227626),
+    (1, 1, 0.95): (0.20654931437723745, 1.0),
+    (3, 10, 0.95): (0.10779126740630102, 0.6032218525388546),
+    (3, 10, 0.99): (0.07956631652306578, 0.6799753207988973),
+    (97, 100, 0.95): (0.9154806357094724, 0.9897454759759611),
+    (1, 3, 0.99): (0.040426629296084704, 0.855783984952333),
+    (410, 1000, 0.95): (0.3799172576460708, 0.4407715588813291),
+}
+# (b, c) -> (statistic, p-value, method) from the hand-written McNemar before scipy computed it.
+OLD_MCNEMAR = {
+    (0, 1): (0.0, 1.0, "exact"),
+    (1, 10): (1.0, 0.01171875, "exact"),
+    (12, 13): (12.0, 1.0, "exact"),
+    (2, 20): (2.0, 0.00012111663818359375, "exact"),
+    (26, 0): (24.03846153846154, 9.443043861123432e-07, "chi2"),
+    (100, 80): (2.0055555555555555, 0.15672386794511878, "chi2"),
+    (7, 19): (4.653846153846154, 0.030984050098456638, "chi2"),
+}
+
+
+@pytest.mark.parametrize(("case", "old"), OLD_WILSON.items())
+def test_scipy_wilson_interval_equals_the_hand_written_one(
+    case: tuple[int, int, float], old: tuple[float, float]
+) -> None:
+    lo, hi = wilson_interval(*case)
+    assert (lo, hi) == (pytest.approx(old[0], abs=1e-12), pytest.approx(old[1], abs=1e-12))
+    assert isinstance(lo, float) and isinstance(hi, float)  # plain floats for JSON reports
+
+
+@pytest.mark.parametrize(("counts", "old"), OLD_MCNEMAR.items())
+def test_scipy_mcnemar_equals_the_hand_written_one(counts: tuple[int, int], old: tuple[float, float, str]) -> None:
+    r = mcnemar(*counts)
+    assert (r.statistic, r.p_value, r.method) == (pytest.approx(old[0]), pytest.approx(old[1], rel=1e-9), old[2])
+    assert isinstance(r.p_value, float)
+
+
 def test_chance_interval_holds_a_simulated_guesser_nearly_always() -> None:
     rng = random.Random(0)
     probs = [0.5] * 40 + [0.25] * 160

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 from PIL import Image
 
+from loadtests.bench import evidence_quality
 from services.mmad.synth import synthesize
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "bench_evidence_quality", REPO / "loadtests/bench_evidence_quality.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def pixels(data: bytes) -> np.ndarray:
@@ -36,7 +21,7 @@ def test_extra_normals_continue_the_splits_normal_queries_and_are_never_its_own(
                        progress=False)  # fmt: skip
     large = synthesize(tmp_path / "large", seed=3, categories=["screw"], per_category=8, templates_per_category=1,
                        progress=False)  # fmt: skip
-    b = bench()
+    b = evidence_quality
     extra = b.extra_normal_images(small, "screw", 2)
     good = large / "Synthetic/screw/image/good"
     # the small split holds normal queries 000 and 001 (indices 0, 2); its extras are 002 and 003 of the larger one

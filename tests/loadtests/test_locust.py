@@ -52,7 +52,7 @@ def test_locust_inspector_users_ask_every_question_type_without_failures(served,
     address, data = served
     users = str(len(QUESTION_TYPES))  # user k starts its fixed cycle at type k: the first calls cover them all
     log = tmp_path / "requests.jsonl"  # 15 s: on a loaded machine a user's start (its dataset) can take seconds
-    rows = _locust(address, data, tmp_path / "stats", "-f", str(REPO / "loadtests" / "locustfile.py"),
+    rows = _locust(address, data, tmp_path / "stats", "-f", str(REPO / "loadtests" / "locust" / "locustfile.py"),
                    "-u", users, "-r", users, "-t", "15s", "--request-log", str(log))  # fmt: skip
     requests = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(requests) >= int(rows["Aggregated"]["Request Count"])  # and those finishing as Locust stops
@@ -65,7 +65,7 @@ def test_locust_inspector_users_ask_every_question_type_without_failures(served,
 def test_locust_stage_users_call_each_stage_alone_without_failures(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     address, data = served
     stage_users = ["EmbeddingUser", "RetrievalUser", "KnowledgeUser", "DecisionUser"]
-    rows = _locust(address, data, tmp_path / "stages", "-f", str(REPO / "loadtests" / "locust_stages.py"),
+    rows = _locust(address, data, tmp_path / "stages", "-f", str(REPO / "loadtests" / "locust" / "stages.py"),
                    *stage_users, "-u", "4", "-r", "4", "-t", "5s", "--types", "AD,DD")  # fmt: skip
     assert int(rows["Aggregated"]["Failure Count"]) == 0
     assert {"EmbedImages", "Search", "GetContext", "Decide Anomaly Detection"} <= set(rows), sorted(rows)

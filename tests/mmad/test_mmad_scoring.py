@@ -1,4 +1,4 @@
-"""Scoring: MMAD's answer parsing, balanced AD accuracy, macro averages, and both unparseable policies."""
+"""Scoring: balanced AD accuracy, macro averages, and both unparseable policies."""
 
 from __future__ import annotations
 
@@ -7,34 +7,13 @@ import math
 import numpy as np
 import pytest
 
+from services.common.answers import read_letter
 from services.mmad.loader import MMADDataset
-from services.mmad.scoring import Graded, grade, parse_answer, score
+from services.mmad.scoring import Graded, grade, score
 from services.mmad.types import ANOMALY_DETECTION, QUESTION_TYPES
 
 ABCD = {"A": "Scratch.", "B": "Crack.", "C": "Hole.", "D": "Contamination."}
 YES_NO = {"A": "Yes.", "B": "No."}
-
-
-@pytest.mark.parametrize(
-    ("reply", "options", "expected"),
-    [
-        ("B", ABCD, "B"),
-        ("(C) Hole.", ABCD, "C"),
-        ("The answer is D.", ABCD, "D"),
-        ("E", ABCD, ""),  # a letter that is not an option
-        ("E, or rather B", ABCD, "B"),  # the first letter that IS an option
-        ("hole", ABCD, "C"),  # option-text fallback
-        ("I think it is a crack on the rim", ABCD, "B"),
-        ("yes", YES_NO, "A"),
-        ("no defect here", YES_NO, "B"),
-        ("yes or no", YES_NO, ""),  # two options match: ambiguous
-        ("", ABCD, ""),
-        ("I cannot tell.", ABCD, ""),
-        ("a b c", ABCD, ""),  # lower-case letters are not MMAD answers
-    ],
-)
-def test_parse_answer(reply: str, options: dict[str, str], expected: str) -> None:
-    assert parse_answer(reply, options) == expected
 
 
 def test_perfect_answerer_scores_100_everywhere(synth_ds: MMADDataset) -> None:
@@ -96,7 +75,7 @@ TEN = [
 
 
 def _ten() -> list[Graded]:
-    return [Graded(ds, "cat", t, gold, parse_answer(reply, opts), normal) for ds, t, opts, gold, reply, normal in TEN]
+    return [Graded(ds, "cat", t, gold, read_letter(reply, opts), normal) for ds, t, opts, gold, reply, normal in TEN]
 
 
 def test_hand_made_ten_questions_unparseable_counted_wrong() -> None:

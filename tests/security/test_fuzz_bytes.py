@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_atheris_fuzzing_every_rpc_finds_no_crash(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, str(REPO / "loadtests" / "fuzz_rpcs.py"), "--runs", "400", "--seconds", "90",
+        [sys.executable, "-m", "loadtests.drills.fuzz_rpcs", "--runs", "400", "--seconds", "90",
          "--data-dir", str(tmp_path), "-seed=1"],
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "protos")])},
         capture_output=True, text=True, timeout=400,

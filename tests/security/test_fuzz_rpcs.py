@@ -1,7 +1,7 @@
 """Structured fuzzing (hypothesis) of every RPC of every service on a real embedded server: each reply is a
 defined status with a one-line message, never UNKNOWN or INTERNAL, and the server stays healthy.
 
-Bounded and derandomized, so the suite stays fast and deterministic; `loadtests/fuzz_rpcs.py` runs the
+Bounded and derandomized, so the suite stays fast and deterministic; `python -m loadtests.drills.fuzz_rpcs` runs the
 byte-level fuzzer (atheris) for as long as you like.
 """
 
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from echo.v1 import common_pb2, embedding_pb2
-from loadtests.fuzzkit import BAD_STRINGS, Rpc, build, call, image_corpus, malformed, png_bomb, rpcs, verdict
+from loadtests.kit.fuzz import BAD_STRINGS, Rpc, build, call, image_corpus, malformed, png_bomb, rpcs, verdict
 from services.client import InspectorClient
 from services.common.images import encode_png
 from services.gateway.background import BackgroundServer
@@ -47,7 +47,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
 
 
 class _Drawn:
-    """hypothesis' choices as a fuzzkit Source."""
+    """hypothesis' choices as a kit.fuzz Source."""
 
     def __init__(self, data: st.DataObject) -> None:
         self.data = data

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m loadtests.bench.NAME --help`; each prints one JSON line."""

@@ -1,0 +1,1 @@
+"""Drills against a running system: `python -m loadtests.drills.NAME --help`."""

@@ -1,0 +1,1 @@
+"""What the load tools share (see loadtests/__init__.py)."""
