@@ -190,7 +190,7 @@ class EmbeddingDeployment(StageHost):
     """open_clip image and text towers; images batched across requests by `@serve.batch`."""
 
     async def __init__(self, args: StageArgs) -> None:
-        from services.embedding.server import build_stage
+        from services.stages import embedding as build_stage
 
         settings = self._settings(args, "embedding")
         self._host(await build_stage(settings, batcher_factory=ServeBatcher), "embedding", settings)
@@ -207,7 +207,7 @@ class RetrievalDeployment(StageHost):
     """The memory of normal images (Qdrant)."""
 
     async def __init__(self, args: StageArgs) -> None:
-        from services.retrieval.server import build_stage
+        from services.stages import retrieval as build_stage
 
         settings = self._settings(args, "retrieval")
         self._host(await build_stage(settings), "retrieval", settings)
@@ -233,7 +233,7 @@ class KnowledgeDeployment(StageHost):
     """Knowledge entries and context-specific extraction."""
 
     async def __init__(self, args: StageArgs) -> None:
-        from services.knowledge.server import build_stage
+        from services.stages import knowledge as build_stage
 
         settings = self._settings(args, "knowledge")
         self._host(await build_stage(settings), "knowledge", settings)
@@ -253,7 +253,7 @@ class DecisionDeployment(StageHost):
     """The MLLM; the local transformers backend batches with `@serve.batch`."""
 
     async def __init__(self, args: StageArgs) -> None:
-        from services.decision.server import build_stage
+        from services.stages import decision as build_stage
 
         settings = self._settings(args, "decision")
         self._host(await build_stage(settings, batcher_factory=ServeBatcher), "decision", settings)
@@ -274,7 +274,7 @@ class EvidenceDeployment(StageHost):
     """
 
     async def __init__(self, args: StageArgs) -> None:
-        from services.evidence.server import build_stage
+        from services.stages import evidence as build_stage
 
         settings = self._settings(args, "evidence")
         self._host(await build_stage(settings, batcher_factory=ServeBatcher), "evidence", settings)
@@ -297,7 +297,7 @@ class InspectorDeployment(StageHost):
     """The gateway: calls the stage applications over gRPC through the proxy, as in embedded mode."""
 
     async def __init__(self, args: GatewayArgs) -> None:
-        from services.gateway.server import build_stage
+        from services.stages import gateway as build_stage
 
         settings = self._settings(args, "inspector")
         self._host(await build_stage(settings, args.proxy_address), "inspector", settings)

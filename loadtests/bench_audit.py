@@ -115,10 +115,10 @@ def bench_store(root: Path, n: int) -> dict:
 def bench_gateway(root: Path, n: int) -> dict:
     import numpy as np
 
+    from app.background import BackgroundServer
     from services.client import InspectorClient, build_inspect_request
     from services.common.images import encode_png
     from services.config import load_settings
-    from services.gateway.background import BackgroundServer
     from services.mmad.synth import render_normal
 
     settings = load_settings(data_dir=str(root / "state"), server={"port": 0}, decision={"backend": "random"},

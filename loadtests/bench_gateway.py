@@ -101,7 +101,7 @@ def _start_server(workdir: Path, port: int, loopback: bool = False) -> subproces
     if loopback:
         env["ECHO_IAD__GATEWAY__IN_PROCESS"] = "false"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

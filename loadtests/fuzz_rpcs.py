@@ -32,10 +32,10 @@ with atheris.instrument_imports(include=["services"]):
     import grpc
     from fuzzkit import BAD_STRINGS, build, call, image_corpus, rpcs, verdict
 
+    from app.background import BackgroundServer
     from services.client import InspectorClient
     from services.common.images import encode_png
     from services.config import load_settings
-    from services.gateway.background import BackgroundServer
     from services.mmad.render import render_normal
 
 

@@ -210,12 +210,12 @@ def start_server(workdir: Path, *, ray_config: str = "", env: dict[str, str] | N
     base = {"ECHO_IAD__DATA_DIR": str(workdir / "echo-data")}
     lock = None
     if ray_config:
-        cmd = [sys.executable, "-m", "services.cli", "serve", "--ray", str((REPO / ray_config).resolve()), "--insecure"]
+        cmd = [sys.executable, "-m", "app.cli", "serve", "--ray", str((REPO / ray_config).resolve()), "--insecure"]
         address = RAY_PROXY
         lock = ray_lock()
     else:
         port = free_port()
-        cmd = [sys.executable, "-m", "services.cli", "serve", "--port", str(port)]
+        cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
         address = f"127.0.0.1:{port}"
     with open(log, "w") as out:
         proc = subprocess.Popen(

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadkit import LOADTESTS, checkout_env, drill_options, line_names, say, workspace
 
+from app.background import BackgroundServer
 from services.client import InspectorClient
 from services.config import load_settings
-from services.gateway.background import BackgroundServer
 
 
 class _Mallinfo2(ctypes.Structure):

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from test_product_cli import KNOWLEDGE  # a knowledge YAML for a brake disc
 
+from app.background import BackgroundServer
 from services.client.errors import ExitCode
 from services.common.images import encode_png
 from services.common.ports import free_port
-from services.gateway.background import BackgroundServer
 from services.mmad.synth import render_normal
 
 MAX_PIXELS = 100_000  # the server's embedding.max_image_pixels here; the synthetic parts are 256x256
@@ -27,7 +27,7 @@ MAX_PIXELS = 100_000  # the server's embedding.max_image_pixels here; the synthe
 
 def echo_iad(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *map(str, args)], capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "app.cli", *map(str, args)], capture_output=True, text=True, timeout=180
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 from typer.testing import CliRunner
 
-from services.cli import app
+from app.cli import app
 from services.mmad.types import QUESTION_TYPES
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import app
+from app.background import BackgroundServer
+from app.cli import app
 from services.common.images import encode_png
-from services.gateway.background import BackgroundServer
 from services.mmad.synth import draw_defect, render_normal
 
 KNOWLEDGE = """\

@@ -85,7 +85,7 @@ def serve(
     setup_logging(settings.telemetry.log_level)
     start_metrics_exporter(settings.telemetry.metrics_port)
     setup_tracing(settings.telemetry)
-    from services.gateway.server import serve_embedded
+    from app.embedded import serve_embedded
 
     asyncio.run(serve_embedded(settings))
 
@@ -474,7 +474,7 @@ def product_check(
 
 def register(app: typer.Typer) -> None:
     """Attach the gateway's top-level commands to the main app."""
-    from services.gateway.demo import demo
+    from app.demo import demo
 
     app.command()(serve)
     app.command()(inspect)

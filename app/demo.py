@@ -58,10 +58,10 @@ async def run_demo(
 ) -> dict:
     from rich.console import Console
 
+    from app.memory import build_memory
     from services.config import load_settings
     from services.mmad.loader import load_dataset
     from services.mmad.synth import synthesize
-    from services.retrieval.build import build_memory
 
     console = Console(width=max(110, Console().width))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ async def run_demo(
     )
 
     console.rule("3. start the embedded server")
-    from services.gateway.server import start_embedded
+    from app.embedded import start_embedded
 
     t0 = time.perf_counter()
     embedded = await start_embedded(settings)

@@ -302,7 +302,7 @@ async def refine_dataset(
     summary = RefineSummary(keys=len(todo), cache=settings.knowledge.refine_cache if address is None else "(server)")
     embedded = None
     if address is None:
-        from services.gateway.server import start_embedded
+        from app.embedded import start_embedded
 
         embedded = await start_embedded(
             settings.model_copy(update={"server": settings.server.model_copy(update={"port": 0})})
