@@ -72,7 +72,7 @@ async def _ingest(
     settings: EchoSettings, groups: dict[tuple[str, str], list[Path]], line_id: str, batch_size: int, progress: bool
 ) -> BuildReport:
     from app.ingest import ingest_inspector
-    from services.gateway.clients import Deadline
+    from services.common.stage_client import Deadline
 
     async with ingest_inspector(settings) as inspector:
         report = BuildReport(line_id, "", "", 0)

@@ -107,6 +107,21 @@ def test_an_image_that_cannot_be_read_names_the_file(server: BackgroundServer, t
     line = error_line(result)
     assert line.startswith(f"error: INVALID_ARGUMENT: image ({bad}): cannot be decoded as an image")
     assert line.endswith(": fix the named field or file and try again")
+    assert "0x" not in line and "BytesIO" not in line  # no object repr in a message
+
+
+def test_a_missing_file_is_one_error_line_not_a_usage_box(tmp_path: Path) -> None:
+    part, entry, folder = tmp_path / "no-such-part.png", tmp_path / "no-such-entry.yaml", tmp_path / "no-such-folder"
+    for missing, args in (
+        (part, ("inspect", part, "-q", "Is there any defect?")),
+        (entry, ("knowledge", "put", entry)),
+        (folder, ("product", "add", "--line", "l1", "--category", "disc", "--normal-dir", folder)),
+    ):
+        result = echo_iad(*args)
+        assert result.returncode == ExitCode.BAD_INPUT, result.stderr
+        assert result.stderr.splitlines() == [
+            f"error: INVALID_ARGUMENT: {missing}: no such file or folder: check the path"
+        ], result.stderr
 
 
 def test_a_line_without_memory_says_what_to_do(server: BackgroundServer, tmp_path: Path) -> None:
