@@ -211,6 +211,25 @@ def test_no_stage_builds_another_stage() -> None:
     assert stage_bootstraps_imported_by_stages(import_graph(REPO)) == []
 
 
+# The modules that open gRPC channels: the one stage-client path, and the Inspector's public client.
+CHANNEL_OPENERS = {"services.common.stage_client", "services.client.client"}
+
+
+def channel_openers(root: Path) -> set[str]:
+    """Modules of services/ and app/ that call grpc's insecure_channel or secure_channel themselves."""
+    found = set()
+    for pkg in ("services", "app"):
+        for path in (root / pkg).rglob("*.py"):
+            calls = (n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Call))
+            if any(isinstance(c.func, ast.Attribute) and c.func.attr.endswith("secure_channel") for c in calls):
+                found.add(module_name(root, path))
+    return found
+
+
+def test_every_stage_call_goes_through_the_one_stage_client_path() -> None:
+    assert channel_openers(REPO) <= CHANNEL_OPENERS
+
+
 def _write(root: Path, files: dict[str, str]) -> None:
     for rel, text in files.items():
         path = root / rel
@@ -259,6 +278,12 @@ def test_the_layer_check_reports_an_injected_back_up_import(tmp_path: Path) -> N
         },
     )
     assert back_up_imports(import_graph(tmp_path)) == ["services.decision.server -> services.config"]
+
+
+def test_the_channel_check_finds_a_stage_client_of_its_own(tmp_path: Path) -> None:
+    _write(tmp_path, {"services/knowledge/refiner.py": "import grpc\nch = grpc.aio.insecure_channel('a:1')\n",
+                      "app/cli.py": "x = 1\n"})  # fmt: skip
+    assert channel_openers(tmp_path) == {"services.knowledge.refiner"}
 
 
 def test_the_stage_check_reports_a_stage_building_another(tmp_path: Path) -> None:
