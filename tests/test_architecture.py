@@ -23,7 +23,9 @@ The layers, lowest first (LAYERS below; a module may import its own layer or any
 7. app: the product: the `echo-iad` CLI, `serve`, `demo`, the embedded server and the ingest path.
 
 A stage importing the composition above it (services.config, the CLI, the embedded server) is what this
-forbids: the stage could then no longer be built, tested or placed alone.
+forbids: the stage could then no longer be built, tested or placed alone. Two more rules keep composition in
+its room: no stage imports another stage's server bootstrap (only services.stages builds stages), and only the
+one stage-client path (services/common/stage_client.py) and the public client open gRPC channels.
 """
 
 from __future__ import annotations
