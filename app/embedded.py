@@ -19,7 +19,7 @@ from services.common.serving import Internal, Stage, set_openmp_policy, start_se
 from services.config import EchoSettings
 from services.gateway.audit import AuditTrail
 from services.gateway.core import Inspector
-from services.gateway.server import build_stage as build_gateway
+from services.gateway.server import stage_for as gateway_stage
 from services.gateway.servicer import InspectorServicer
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ async def start_embedded(settings: EchoSettings) -> EmbeddedServer:
         gateway.inspector = build.inspector(settings, internal.address, internal.token, local)
         connect_refiner(stages[2], internal.address, internal.token)
 
-    inspector_stage = build_gateway(gateway)
+    inspector_stage = gateway_stage(gateway)
     server, port, _ = await start_server(
         [*stages, inspector_stage],
         host=settings.server.host,

@@ -86,9 +86,15 @@ def audit_trail(settings: EchoSettings) -> AuditTrail | None:
 async def gateway(settings: EchoSettings, default_address: str = "") -> Stage:
     """The Inspector alone; stage addresses come from settings.gateway (cluster mode)."""
     from services.gateway.server import build_stage
-    from services.gateway.servicer import InspectorServicer
 
-    return build_stage(InspectorServicer(inspector(settings, default_address), audit_trail(settings)))
+    return build_stage(
+        settings.gateway,
+        settings.audit,
+        default_address,
+        image_store=ImageStore(settings.retrieval.image_store),
+        limits=image_limits(settings),
+        max_message_mb=settings.server.max_message_mb,
+    )
 
 
 # The stages one can run alone, each built from the whole tree.

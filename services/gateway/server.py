@@ -89,6 +89,28 @@ def open_audit(settings: AuditSettings, image_store: ImageStore) -> AuditTrail |
     return audit
 
 
-def build_stage(servicer: InspectorServicer) -> Stage:
+def stage_for(servicer: InspectorServicer) -> Stage:
     """The Inspector as a hostable stage (public: clients call it; GetKnowledge open to any line's token)."""
     return Stage(SERVICE_NAME, servicer, register, public=True, shared_methods=SHARED_METHODS)
+
+
+def build_stage(
+    settings: GatewaySettings,
+    audit: AuditSettings,
+    default_address: str,
+    *,
+    image_store: ImageStore,
+    limits: ImageLimits,
+    max_message_mb: int,
+) -> Stage:
+    """The Inspector alone, its stages at the addresses in `settings` (cluster mode); arguments as build_inspector's,
+    `audit` the audit section (the trail it writes)."""
+    inspector = build_inspector(
+        settings,
+        default_address,
+        image_store=image_store,
+        limits=limits,
+        max_message_mb=max_message_mb,
+        keep_evidence_images=audit.enabled and settings.audit_evidence_images,
+    )
+    return stage_for(InspectorServicer(inspector, open_audit(audit, image_store)))
