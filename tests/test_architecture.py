@@ -206,7 +206,7 @@ PENDING_ELSEWHERE = {"services.audit.record -> services.decision.parsing"}
 
 
 def test_no_import_runs_back_up_the_layers() -> None:
-    assert set(back_up_imports(import_graph(REPO))) <= PENDING_ELSEWHERE
+    assert [edge for edge in back_up_imports(import_graph(REPO)) if edge not in PENDING_ELSEWHERE] == []
 
 
 def test_no_stage_builds_another_stage() -> None:
