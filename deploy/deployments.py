@@ -179,7 +179,7 @@ class EmbeddingDeployment(StageHost, service="echo.v1.Embedding"):
     """open_clip image and text towers; images batched across requests by `@serve.batch`."""
 
     async def __init__(self, args: StageArgs) -> None:
-        from services.embedding.server import build_stage
+        from services.stages import embedding as build_stage
 
         settings = self._settings(args, "embedding")
         self._host(await build_stage(settings, batcher_factory=ServeBatcher), "embedding", settings)
@@ -190,7 +190,7 @@ class RetrievalDeployment(StageHost, service="echo.v1.Retrieval"):
     """The memory of normal images (Qdrant)."""
 
     async def __init__(self, args: StageArgs) -> None:
-        from services.retrieval.server import build_stage
+        from services.stages import retrieval as build_stage
 
         settings = self._settings(args, "retrieval")
         self._host(await build_stage(settings), "retrieval", settings)
@@ -201,7 +201,7 @@ class KnowledgeDeployment(StageHost, service="echo.v1.Knowledge"):
     """Knowledge entries and context-specific extraction."""
 
     async def __init__(self, args: StageArgs) -> None:
-        from services.knowledge.server import build_stage
+        from services.stages import knowledge as build_stage
 
         settings = self._settings(args, "knowledge")
         self._host(await build_stage(settings), "knowledge", settings)
@@ -212,7 +212,7 @@ class DecisionDeployment(StageHost, service="echo.v1.Decision"):
     """The MLLM; the local transformers backend batches with `@serve.batch`."""
 
     async def __init__(self, args: StageArgs) -> None:
-        from services.decision.server import build_stage
+        from services.stages import decision as build_stage
 
         settings = self._settings(args, "decision")
         self._host(await build_stage(settings, batcher_factory=ServeBatcher), "decision", settings)
@@ -227,7 +227,7 @@ class EvidenceDeployment(StageHost, service="echo.v1.Evidence"):
     """
 
     async def __init__(self, args: StageArgs) -> None:
-        from services.evidence.server import build_stage
+        from services.stages import evidence as build_stage
 
         settings = self._settings(args, "evidence")
         self._host(await build_stage(settings, batcher_factory=ServeBatcher), "evidence", settings)
@@ -238,7 +238,7 @@ class InspectorDeployment(StageHost, service="echo.v1.Inspector"):
     """The gateway: calls the stage applications over gRPC through the proxy, as in embedded mode."""
 
     async def __init__(self, args: GatewayArgs) -> None:
-        from services.gateway.server import build_stage
+        from services.stages import gateway as build_stage
 
         settings = self._settings(args, "inspector")
         self._host(await build_stage(settings, args.proxy_address), "inspector", settings)

@@ -16,7 +16,7 @@ from services.common.ports import free_port
 
 
 def start_serve(data_dir: Path, model_cache: Path, **env: str) -> tuple[subprocess.Popen, InspectorClient]:
-    """Start `python -m services.cli serve` with ECHO_IAD__* overrides (env) and wait until it is SERVING.
+    """Start `python -m app.cli serve` with ECHO_IAD__* overrides (env) and wait until it is SERVING.
 
     Returns the process (stdout and stderr piped together) and a client without retries.
     """
@@ -28,7 +28,7 @@ def start_serve(data_dir: Path, model_cache: Path, **env: str) -> tuple[subproce
         **env,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
         env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,10 +1,31 @@
-"""The shape of the code holds: no import cycles in services/ or deploy/, and services/common imports no stage.
+"""The shape of the code holds: no import cycles, services/common imports no stage, and no import runs back up.
 
 Imports are read with `ast`, not by importing anything. Every import counts, at module level
 or inside a function: an import deferred into a function still ties the two modules together
 (core.py building baselines.py's deciders while baselines.py imports core.py is one module
 split in two), and services/common must work without any stage. Imports under
 `if TYPE_CHECKING:` never run and do not count.
+
+The layers, lowest first (LAYERS below; a module may import its own layer or any lower one):
+
+0. services.common (and the `services` package itself): the leaf every part shares (errors, enums, images,
+   serving). The generated stubs (echo.v1, in protos/) sit under it and import nothing of ours.
+1. services.mmad and services.client: libraries that know no stage. mmad is the data model of the questions
+   every stage answers (types, loader, scoring); client is the Inspector's public Python client, over the stubs.
+2. The stages a stage may reuse: embedding (its backbone is the evidence stage's features and the retrieval
+   stage's dimension) and audit (the record and its stores: the gateway writes them, the console reads them).
+3. The other stages: retrieval, knowledge, decision, evidence. Each takes its own settings section.
+4. The gateway: a stage like the others, whose core calls the stages (over gRPC) and writes the audit.
+5. What composes the stages without running them as a product: services.config (the settings tree of
+   every section), services.stages (every stage built from that tree: embedded, ingest, Ray Serve, alone),
+   services.evaluation (drives a server through the client) and services.console (a web page over the client).
+6. deploy: how the stages are placed on Ray Serve.
+7. app: the product: the `echo-iad` CLI, `serve`, `demo`, the embedded server and the ingest path.
+
+A stage importing the composition above it (services.config, the CLI, the embedded server) is what this
+forbids: the stage could then no longer be built, tested or placed alone. Two more rules keep composition in
+its room: no stage imports another stage's server bootstrap (only services.stages builds stages), and only the
+one stage-client path (services/common/stage_client.py) and the public client open gRPC channels.
 """
 
 from __future__ import annotations
@@ -14,7 +35,27 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("services", "deploy")
+PACKAGES = ("services", "deploy", "app")
+
+LAYERS: dict[str, int] = {
+    "services": 0,
+    "services.common": 0,
+    "services.mmad": 1,
+    "services.client": 1,
+    "services.embedding": 2,
+    "services.audit": 2,
+    "services.retrieval": 3,
+    "services.knowledge": 3,
+    "services.decision": 3,
+    "services.evidence": 3,
+    "services.gateway": 4,
+    "services.config": 5,
+    "services.stages": 5,
+    "services.evaluation": 5,
+    "services.console": 5,
+    "deploy": 6,
+    "app": 7,
+}
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -113,12 +154,77 @@ def common_violations(graph: dict[str, set[str]]) -> list[str]:
     )
 
 
+def layer_of(module: str) -> int:
+    """The layer of a module: that of the longest LAYERS prefix it falls under (KeyError: a module no row names)."""
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in LAYERS:
+            return LAYERS[".".join(parts[:n])]
+    raise KeyError(module)
+
+
+def back_up_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of a module in a higher layer than the importer's."""
+    return sorted(
+        f"{src} -> {dst}" for src, targets in graph.items() for dst in targets if layer_of(dst) > layer_of(src)
+    )
+
+
+STAGES = ("embedding", "retrieval", "knowledge", "decision", "evidence", "audit", "gateway")
+
+
+def stage_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "services" and parts[1] in STAGES else None
+
+
+def stage_bootstraps_imported_by_stages(graph: dict[str, set[str]]) -> list[str]:
+    """A stage building another stage (importing its server bootstrap): composition belongs above the stages."""
+    return sorted(
+        f"{src} -> {dst}"
+        for src, targets in graph.items()
+        for dst in targets
+        if stage_of(src) and stage_of(dst) not in (None, stage_of(src)) and dst.endswith(".server")
+    )
+
+
 def test_services_and_deploy_have_no_import_cycles() -> None:
     assert cycles(import_graph(REPO)) == []
 
 
 def test_services_common_imports_no_stage_even_inside_functions() -> None:
     assert common_violations(import_graph(REPO)) == []
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [m for m in import_graph(REPO) if not any(m == p or m.startswith(p + ".") for p in LAYERS)] == []
+
+
+def test_no_import_runs_back_up_the_layers() -> None:
+    assert back_up_imports(import_graph(REPO)) == []
+
+
+def test_no_stage_builds_another_stage() -> None:
+    assert stage_bootstraps_imported_by_stages(import_graph(REPO)) == []
+
+
+# The modules that open gRPC channels: the one stage-client path, and the Inspector's public client.
+CHANNEL_OPENERS = {"services.common.stage_client", "services.client.client"}
+
+
+def channel_openers(root: Path) -> set[str]:
+    """Modules of services/ and app/ that call grpc's insecure_channel or secure_channel themselves."""
+    found = set()
+    for pkg in ("services", "app"):
+        for path in (root / pkg).rglob("*.py"):
+            calls = (n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Call))
+            if any(isinstance(c.func, ast.Attribute) and c.func.attr.endswith("secure_channel") for c in calls):
+                found.add(module_name(root, path))
+    return found
+
+
+def test_every_stage_call_goes_through_the_one_stage_client_path() -> None:
+    assert channel_openers(REPO) <= CHANNEL_OPENERS
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -153,3 +259,40 @@ def test_the_checks_catch_a_cycle_and_a_stage_import_from_common(tmp_path: Path)
         ["services.decision.baselines", "services.decision.core"],
     ]
     assert common_violations(graph) == ["services.common.util imports services.decision.config"]
+
+
+def test_the_layer_check_reports_an_injected_back_up_import(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "services/__init__.py": "",
+            "services/config.py": "from services.decision.config import DecisionSettings\n",
+            "services/decision/__init__.py": "",
+            "services/decision/config.py": "DecisionSettings = dict\n",
+            "services/decision/server.py": "def main():\n    from services.config import load_settings\n",
+            "app/__init__.py": "",
+            "app/cli.py": "import services.decision.server\n",
+        },
+    )
+    assert back_up_imports(import_graph(tmp_path)) == ["services.decision.server -> services.config"]
+
+
+def test_the_channel_check_finds_a_stage_client_of_its_own(tmp_path: Path) -> None:
+    _write(tmp_path, {"services/knowledge/refiner.py": "import grpc\nch = grpc.aio.insecure_channel('a:1')\n",
+                      "app/cli.py": "x = 1\n"})  # fmt: skip
+    assert channel_openers(tmp_path) == {"services.knowledge.refiner"}
+
+
+def test_the_stage_check_reports_a_stage_building_another(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "services/__init__.py": "",
+            "services/gateway/__init__.py": "",
+            "services/gateway/server.py": "def every():\n    from services.decision.server import build_stage\n",
+            "services/decision/__init__.py": "",
+            "services/decision/server.py": "",
+        },
+    )
+    graph = import_graph(tmp_path)
+    assert stage_bootstraps_imported_by_stages(graph) == ["services.gateway.server -> services.decision.server"]

@@ -66,7 +66,7 @@ async def run(n: int, threads: int) -> dict:
     tmp = tempfile.mkdtemp(prefix="bench-knowledge-")
     settings = load_settings(data_dir=tmp, knowledge={"store": "files", "torch_threads": threads})
     t0 = time.perf_counter()
-    stage = await build_stage(settings)
+    stage = await build_stage(settings.knowledge)
     load_s = time.perf_counter() - t0
     server, port, _ = await start_server([stage], "127.0.0.1", 0)
     guide = stage.servicer.guide  # type: ignore[attr-defined]

@@ -12,13 +12,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from services.gateway.background import BackgroundServer
+    from app.background import BackgroundServer
     from services.gateway.server import build_classifier
 
-SERVE = [sys.executable, "-m", "services.cli", "serve"]
+SERVE = [sys.executable, "-m", "app.cli", "serve"]
 """`echo-iad serve` as a child process of this interpreter (add its options)."""
 
-_LAZY = {"BackgroundServer": "services.gateway.background", "build_classifier": "services.gateway.server"}
+_LAZY = {"BackgroundServer": "app.background", "build_classifier": "services.gateway.server"}
 
 __all__ = ["SERVE", "BackgroundServer", "build_classifier"]
 

@@ -1,1 +1,1 @@
-"""The audit trail: one record per answered inspection, its stores, and the `echo-iad audit` commands."""
+"""The audit trail: one record per answered inspection, and its stores (`echo-iad audit`: app/commands/audit.py)."""

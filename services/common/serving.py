@@ -308,22 +308,15 @@ async def serve_stage(build_stage: Callable[[Any], Awaitable[Stage]], settings: 
         await stage.close()
 
 
-def run_standalone(
-    build_stage: Callable[[Any], Awaitable[Stage]], description: str, load_settings: Callable[[str | None], Any]
-) -> None:
-    """`python -m services.<stage>.server [--config FILE]`: the bootstrap every stage shares.
+def run_standalone(build_stage: Callable[[Any], Awaitable[Stage]], name: str, settings: Any) -> None:
+    """One stage alone (`python -m services.stages <name>`): logging, metrics and tracing set up, then served.
 
-    `load_settings` reads the whole settings tree (services.config.load_settings); it is passed in
+    `settings` is the whole settings tree, already read (services.config.load_settings); it is passed in
     because services/common knows no stage.
     """
-    import argparse
-
     from services.common.telemetry import setup_logging, setup_tracing, start_metrics_exporter
 
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", default=None, help="YAML settings file (else $ECHO_IAD_CONFIG, else defaults).")
-    settings = load_settings(parser.parse_args().config)
     setup_logging(settings.telemetry.log_level)
     start_metrics_exporter(settings.telemetry.metrics_port)
-    setup_tracing(settings.telemetry, f"echo-iad.{build_stage.__module__.split('.')[-2]}")  # services.<stage>.server
+    setup_tracing(settings.telemetry, f"echo-iad.{name}")
     asyncio.run(serve_stage(build_stage, settings))

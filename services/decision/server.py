@@ -1,4 +1,7 @@
-"""Bootstrap of the decision stage: `python -m services.decision.server --config FILE`."""
+"""Bootstrap of the decision stage, from its own settings section.
+
+Run it alone with `python -m services.stages decision --config FILE`.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,7 @@ import grpc
 from echo.v1 import decision_pb2_grpc
 from services.common.batching import BatcherFactory, MicroBatcher
 from services.common.errors import InvalidArgument
-from services.common.serving import Stage, run_standalone
-from services.config import EchoSettings, load_settings
+from services.common.serving import Stage
 from services.decision.config import DecisionSettings
 from services.decision.core import Decider, DecisionMaker
 from services.decision.servicer import DecisionServicer
@@ -62,14 +64,6 @@ def build_decider(settings: DecisionSettings, batcher_factory: BatcherFactory = 
     raise InvalidArgument(f"unknown backend {backend!r}", field="decision.backend")
 
 
-async def build_stage(settings: EchoSettings, batcher_factory: BatcherFactory = MicroBatcher) -> Stage:
+async def build_stage(settings: DecisionSettings, batcher_factory: BatcherFactory = MicroBatcher) -> Stage:
     """Load the configured decider (a model load or the offline model's first build runs off the event loop)."""
-    return stage_for(await asyncio.to_thread(build_decider, settings.decision, batcher_factory))
-
-
-def main() -> None:
-    run_standalone(build_stage, "Run the decision stage alone.", load_settings)
-
-
-if __name__ == "__main__":
-    main()
+    return stage_for(await asyncio.to_thread(build_decider, settings, batcher_factory))

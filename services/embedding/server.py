@@ -1,6 +1,6 @@
-"""Bootstrap of the embedding stage: build it from settings, or run it alone.
+"""Bootstrap of the embedding stage: build it from its own settings section.
 
-python -m services.embedding.server --config FILE
+Run it alone with `python -m services.stages embedding --config FILE`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import grpc
 
 from echo.v1 import embedding_pb2_grpc
 from services.common.batching import BatcherFactory, MicroBatcher
-from services.common.serving import Stage, run_standalone
-from services.config import EchoSettings, load_settings
+from services.common.serving import Stage
+from services.embedding.config import EmbeddingSettings
 from services.embedding.core import EmbeddingService
 from services.embedding.servicer import EmbeddingServicer
 
@@ -26,19 +26,11 @@ def _register(server: grpc.aio.Server, servicer: object) -> None:
     embedding_pb2_grpc.add_EmbeddingServicer_to_server(servicer, server)
 
 
-async def build_stage(settings: EchoSettings, batcher_factory: BatcherFactory = MicroBatcher) -> Stage:
+async def build_stage(settings: EmbeddingSettings, batcher_factory: BatcherFactory = MicroBatcher) -> Stage:
     """Load the model (off the event loop) and wrap it as a hostable stage; ConfigError if weights are missing.
 
     `batcher_factory`: how images are batched (a Serve replica passes `@serve.batch`'s).
     """
-    build = functools.partial(EmbeddingService.from_settings, settings.embedding, batcher_factory)
+    build = functools.partial(EmbeddingService.from_settings, settings, batcher_factory)
     service = await asyncio.to_thread(build)
     return Stage(SERVICE_NAME, EmbeddingServicer(service), _register)
-
-
-def main() -> None:
-    run_standalone(build_stage, "Run the embedding stage alone.", load_settings)
-
-
-if __name__ == "__main__":
-    main()

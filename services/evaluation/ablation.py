@@ -13,7 +13,7 @@ and VisA when answered; Anomaly Detection balanced, unparseable wrong).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,7 @@ async def run_grid(
     *,
     address: str | None = None,
     settings: Any | None = None,
+    start_embedded: Callable[[Any], Awaitable[Any]] | None = None,
     build_memory: bool = True,
     console: Any | None = None,
     datasets: Sequence[str] | None = None,
@@ -178,6 +179,7 @@ async def run_grid(
         opts,
         address=address,
         settings=settings,
+        start_embedded=start_embedded,
         build_memory=build_memory,
         console=console,
         meta=meta,

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -588,6 +588,7 @@ async def evaluate(
     *,
     address: str | None = None,
     settings: Any | None = None,
+    start_embedded: Callable[[Any], Awaitable[Any]] | None = None,
     build_memory: bool = True,
     console: Any | None = None,
     meta: dict[str, Any] | None = None,
@@ -600,6 +601,8 @@ async def evaluate(
         opts: how requests are sent.
         address: the Inspector's host:port; None starts the embedded server from `settings` (port 0).
         settings: EchoSettings for the embedded server.
+        start_embedded: starts the embedded server from `settings` (app.embedded.start_embedded; passed in,
+            because the evaluation sits below the product that composes the server).
         build_memory: first give each category with an empty memory its normal templates.
         console: rich Console for progress and messages.
         meta: more run.json fields (e.g. the knowledge source, Table 1's datasets).
@@ -607,10 +610,8 @@ async def evaluate(
     embedded = None
     extra = dict(meta or {})
     if address is None:
-        if settings is None:
-            raise ValueError("either an address or settings for the embedded server are needed")
-        from services.gateway.server import start_embedded
-
+        if settings is None or start_embedded is None:
+            raise ValueError("either an address, or settings and start_embedded for the embedded server, are needed")
         if console is not None:
             console.print(f"starting the embedded server (decision backend: {settings.decision.backend})")
         embedded = await start_embedded(settings)

@@ -6,29 +6,10 @@ from pydantic import Field
 
 from services.common.protocol import PRODUCT_EXPERT_MAP
 from services.common.section import Section
+from services.common.stage_client import StageEndpoint
 
 # The product's map (services/common/protocol.py says what was measured); the `paper` protocol pins the paper's.
 DEFAULT_EXPERT_MAP: dict[str, list[str]] = {k: list(v) for k, v in PRODUCT_EXPERT_MAP.items()}
-
-
-class StageEndpoint(Section):
-    address: str = Field("", description="host:port of the stage; empty: this process (embedded mode).")
-    application: str = Field("", description="Ray Serve application name, sent as 'application' metadata.")
-    timeout_share: float = Field(0.5, gt=0, le=1, description="Fraction of the remaining deadline this stage may use.")
-    retries: int = Field(2, ge=0, description="Retries for idempotent calls on UNAVAILABLE.")
-    stall_probe_ms: float = Field(
-        2000,
-        ge=0,
-        description=(
-            "A call still unanswered after this long, while the stage answers no other call, asks the stage's gRPC "
-            "health check (again every as long while it waits); when that gets no answer the call fails at once "
-            "with UNAVAILABLE naming the stage, instead of waiting out the deadline (a Ray Serve stage whose node "
-            "died queues calls). 0: never ask."
-        ),
-    )
-    probe_timeout_ms: float = Field(
-        5000, gt=0, description="A health check that takes longer counts as the stage not serving."
-    )
 
 
 class GatewaySettings(Section):

@@ -29,9 +29,10 @@ from services.common.images import (
     sha256_hex,
 )
 from services.common.names import check_name
+from services.common.stage_client import Deadline, StageCallError
 from services.common.telemetry import tracer
 from services.gateway.admission import Admission
-from services.gateway.clients import Deadline, StageCallError, StageClients
+from services.gateway.clients import StageClients
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import (
     Added,

@@ -22,8 +22,9 @@ from services.common.enums import (
 )
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable, grpc_errors
 from services.common.images import content_id, content_type_of, image_bytes, sha256_hex
+from services.common.stage_client import STAGE_SERVICES, Deadline
 from services.gateway.audit import AuditTrail
-from services.gateway.clients import STAGE_SERVICES, Deadline, StageClients, evidence_to_proto
+from services.gateway.clients import StageClients, evidence_to_proto
 from services.gateway.core import EXPERTS, Inspector
 from services.gateway.domain import Inspection, InspectionResult, LineSummary, Product, Trace
 from services.knowledge.servicer import entry_to_proto

@@ -10,18 +10,19 @@ set once the server is bound.
 
 from __future__ import annotations
 
-import grpc
-
-from echo.v1 import decision_pb2, decision_pb2_grpc
-from services.common.auth import bearer, read_secret
-from services.common.errors import Unavailable, from_rpc_error
-from services.common.serving import channel_options
-from services.common.telemetry import client_interceptors
+from echo.v1 import decision_pb2
+from services.common.auth import read_secret
+from services.common.errors import Unavailable
+from services.common.stage_client import Deadline, StageClient, StageEndpoint, connect_stage
 from services.knowledge.refine import RefineInput, refine_prompt
 
 
 class DecisionRefiner:
     """Callable refiner (RefineInput -> text) over the decision stage's Complete RPC.
+
+    It calls through the one stage-client path (services/common/stage_client.py): gRPC's retry policy on
+    UNAVAILABLE, and a call that fails or stalls asks the stage's health, so a dead decision stage fails fast
+    with UNAVAILABLE naming it.
 
     Args:
         address: host:port of the decision stage; "" until `connect` (embedded mode).
@@ -32,13 +33,12 @@ class DecisionRefiner:
 
     def __init__(self, address: str = "", *, application: str = "", timeout_s: float = 60.0, max_tokens: int = 256):
         self.address = address
-        stage_token = read_secret("", "ECHO_IAD_STAGE_TOKEN")  # cluster mode, as the gateway's
-        routing = (("application", application),) if application else ()
-        self.metadata = (*routing, *((bearer(stage_token),) if stage_token else ())) or None
+        self.token = read_secret("", "ECHO_IAD_STAGE_TOKEN")  # cluster mode, as the gateway's
+        self.endpoint = StageEndpoint(application=application, timeout_share=1.0)
         self.timeout_s = timeout_s
         self.max_tokens = max_tokens
         self.model_id = "decision-stage"  # the served model's id once it has answered
-        self._channel: grpc.aio.Channel | None = None
+        self._client: StageClient | None = None
 
     def connect(self, address: str, token: str = "") -> None:
         """Point at the decision stage unless an address was configured (embedded mode calls this on bind);
@@ -46,25 +46,19 @@ class DecisionRefiner:
         if not self.address:
             self.address = address
         if token:
-            self.metadata = (*(self.metadata or ()), bearer(token))
+            self.token = token
 
     async def __call__(self, inp: RefineInput) -> str:
         if not self.address:
             raise Unavailable("knowledge refinement: no decision stage to call (set knowledge.refine_address)")
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(
-                self.address, options=channel_options(), interceptors=client_interceptors()
-            )
-        stub = decision_pb2_grpc.DecisionStub(self._channel)
+        if self._client is None:
+            self._client = connect_stage("decision", self.address, self.endpoint, token=self.token)
         request = decision_pb2.CompleteRequest(prompt=refine_prompt(inp), max_tokens=self.max_tokens)
-        try:
-            reply = await stub.Complete(request, timeout=self.timeout_s, metadata=self.metadata)
-        except grpc.aio.AioRpcError as e:
-            raise from_rpc_error(e, "decision") from None
+        reply = await self._client.call("Complete", request, Deadline.after_ms(self.timeout_s * 1000))
         self.model_id = reply.model_id or self.model_id
         return reply.text
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

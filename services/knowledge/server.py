@@ -1,6 +1,6 @@
-"""Bootstrap of the knowledge stage: open the store and the embedder from settings, or run the stage alone.
+"""Bootstrap of the knowledge stage: open the store and the embedder from its own settings section.
 
-python -m services.knowledge.server --config FILE
+Run it alone with `python -m services.stages knowledge --config FILE`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import asyncio
 import logging
 
 from echo.v1 import knowledge_pb2_grpc
-from services.common.serving import Stage, run_standalone
-from services.config import EchoSettings, load_settings
+from services.common.serving import Stage
+from services.knowledge.config import KnowledgeSettings
 from services.knowledge.core import KnowledgeGuide
 from services.knowledge.decision_refiner import DecisionRefiner
 from services.knowledge.refine import Refiner
@@ -20,16 +20,16 @@ SERVICE_NAME = "echo.v1.Knowledge"
 log = logging.getLogger(__name__)
 
 
-async def build_stage(settings: EchoSettings, refiner: Refiner | None = None) -> Stage:
+async def build_stage(settings: KnowledgeSettings, refiner: Refiner | None = None) -> Stage:
     """Load and validate the knowledge files (a malformed file fails here, naming file and field), open the
     store (Redis unreachable: degraded, served from the files) and load MiniLM.
 
     Args:
-        settings: the whole configuration; this stage reads settings.knowledge.
+        settings: the knowledge section.
         refiner: LLM refinement of CSK; default: the decision stage's model over its Complete RPC, at
             knowledge.refine_address (embedded mode: connect_refiner() once the port is bound).
     """
-    ks = settings.knowledge
+    ks = settings
     if refiner is None:
         refiner = DecisionRefiner(
             ks.refine_address,
@@ -52,11 +52,3 @@ def connect_refiner(stage: Stage, address: str, token: str = "") -> None:
 
 def _register(server: object, servicer: object) -> None:
     knowledge_pb2_grpc.add_KnowledgeServicer_to_server(servicer, server)
-
-
-def main() -> None:
-    run_standalone(build_stage, "Run the knowledge stage alone.", load_settings)
-
-
-if __name__ == "__main__":
-    main()

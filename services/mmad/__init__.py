@@ -7,5 +7,5 @@
 - synth.py: synthesize(out, seed, ...) writes a synthetic dataset in that layout; it draws on
   catalogue.py (products, defect types, texts), render.py (normal renderings), defects.py (defects with
   masks) and questions.py (MMAD phrasings, answers from what was drawn).
-- preview.py: count tables and the contact sheet; cli.py: `echo-iad data synth|summary`.
+- preview.py: count tables and the contact sheet (`echo-iad data synth|summary`: app/commands/data.py).
 """

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from app.background import BackgroundServer
+from app.cli import app
 from services.audit.record import CSV_COLUMNS, from_json
-from services.cli import app
 from services.client import InspectorClient
-from services.gateway.background import BackgroundServer
 
 LINE = "line-h"
 TYPES = ("Anomaly Detection", "Defect Localization")

@@ -10,7 +10,15 @@ from PIL import Image
 
 from echo.v1 import common_pb2
 from services.common.errors import InvalidArgument, NotFound
-from services.common.images import ImageLimits, ImageStore, decode, encode_png, image_bytes, sha256_hex
+from services.common.images import (
+    ImageLimits,
+    ImageStore,
+    check_header,
+    decode,
+    encode_png,
+    image_bytes,
+    sha256_hex,
+)
 
 
 def _png(w: int = 8, h: int = 8) -> bytes:
@@ -27,6 +35,16 @@ def test_undecodable_bytes_are_invalid_argument_naming_the_field() -> None:
         decode(b"not an image", field="image.data")
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert str(e.value).startswith("image.data:") and "cannot be decoded" in str(e.value)
+
+
+@pytest.mark.parametrize("data", [b"plain text, not an image", b"\x89PNG but not really", _png()[:40]])
+def test_an_undecodable_image_says_so_in_words_without_an_object_repr(data: bytes) -> None:
+    for read in (decode, check_header):
+        with pytest.raises(InvalidArgument) as err:
+            read(data, field="image")
+        message = err.value.message
+        assert message.startswith("image: cannot be decoded as an image (")
+        assert "0x" not in message and "BytesIO" not in message and "<" not in message
 
 
 def test_limits_on_bytes_and_pixels_are_enforced() -> None:

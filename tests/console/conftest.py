@@ -9,8 +9,8 @@ import pytest
 from console_server import ConsoleThread
 from consolekit import CHROMIUM, CHROMIUM_ARGS, LINE
 
+from app.background import BackgroundServer
 from services.console.app import ConsoleSettings
-from services.gateway.background import BackgroundServer
 
 
 @pytest.fixture(scope="module")

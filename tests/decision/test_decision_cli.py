@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from services.decision.cli import app
+from app.commands.decision import app
 
 runner = CliRunner()
 

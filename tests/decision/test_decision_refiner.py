@@ -62,7 +62,7 @@ def settings_for(tmp_path: Path):
 
 
 async def _serve(settings, decider: Decider) -> AsyncIterator[Stages]:
-    knowledge = await build_stage(settings)
+    knowledge = await build_stage(settings.knowledge)
     decision = stage_for(decider)
     server, port, _ = await start_server(
         [knowledge, decision], "127.0.0.1", 0, on_bound=lambda i: connect_refiner(knowledge, i.address, i.token)
@@ -132,7 +132,7 @@ async def test_transformers_serve_refines_as_an_openai_compatible_model(
 
 
 async def test_the_review_loop_export_edit_import_serves_the_reviewed_text(offline: Stages, tmp_path: Path) -> None:
-    from services.knowledge.cli import app
+    from app.commands.knowledge import app
 
     model_text = (await offline.knowledge.GetContext(_request())).text
     exported = tmp_path / "review.json"
@@ -169,7 +169,7 @@ async def test_a_backend_without_a_language_model_degrades_to_unrefined_csk(sett
 
 async def test_knowledge_refine_precomputes_the_cache_for_a_dataset(offline: Stages, tmp_path: Path) -> None:
     """`echo-iad knowledge refine --data DIR --server ADDR`: one refinement per distinct key, then all cached."""
-    from services.knowledge.cli import app
+    from app.commands.knowledge import app
     from services.knowledge.refine import RefineKey
     from services.mmad.loader import load_dataset
     from services.mmad.synth import synthesize

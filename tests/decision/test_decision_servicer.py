@@ -11,7 +11,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from echo.v1 import common_pb2, decision_pb2, decision_pb2_grpc
 from services.common.serving import channel_options, start_server
-from services.config import EchoSettings
 from services.decision.backends.local import TransformersBackend
 from services.decision.core import DecisionMaker
 from services.decision.server import SERVICE_NAME, build_stage, stage_for
@@ -33,13 +32,13 @@ async def channel(settings, local_model) -> AsyncIterator[grpc.aio.Channel]:
 
 
 async def test_build_stage_loads_the_configured_backend_and_passes_health(settings) -> None:
-    stage = await build_stage(EchoSettings(decision=settings))
+    stage = await build_stage(settings)
     try:
         assert stage.service_name == "echo.v1.Decision"
         assert await stage.healthy()
     finally:
         await stage.servicer.decider.close()  # type: ignore[attr-defined]
-    random_stage = await build_stage(EchoSettings(decision=settings.model_copy(update={"backend": "random"})))
+    random_stage = await build_stage(settings.model_copy(update={"backend": "random"}))
     assert await random_stage.healthy()
 
 

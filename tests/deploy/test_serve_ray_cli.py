@@ -26,7 +26,7 @@ def test_serve_ray_by_name_from_any_folder_then_status_then_ctrl_c(tmp_path: Pat
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "app.cli",
             "serve",
             "--ray",
             "local-cpu",

@@ -76,7 +76,7 @@ async def test_a_replica_checks_tokens_and_reports_a_broken_store_like_an_embedd
         data_dir=str(tmp_path / "data"), server={"auth": {"tokens_file": str(tmp_path / "tokens.yaml")}}
     )
     host = StageHost()
-    host._host(await build_stage(settings), "retrieval", settings)
+    host._host(await build_stage(settings.retrieval, settings.embedding), "retrieval", settings)
     stats = retrieval_pb2.StatsRequest(line_id="line-a")
 
     async def status(

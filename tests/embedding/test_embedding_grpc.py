@@ -19,7 +19,7 @@ from services.embedding.server import SERVICE_NAME, build_stage
 @pytest.fixture
 async def stage_address() -> AsyncIterator[tuple[str, EchoSettings]]:
     settings = load_settings(None, embedding={"device": "cpu", "max_image_bytes": 200_000, "max_images_per_request": 8})
-    stage = await build_stage(settings)
+    stage = await build_stage(settings.embedding)
     server, port, _ = await start_server([stage], "127.0.0.1", 0)
     yield f"127.0.0.1:{port}", settings
     await server.stop(0)

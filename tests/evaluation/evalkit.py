@@ -58,7 +58,7 @@ class ServerThread:
         self.embedded: Any = None
 
     def start(self) -> ServerThread:
-        from services.gateway.server import start_embedded
+        from app.embedded import start_embedded
 
         self.thread.start()
         self.embedded = asyncio.run_coroutine_threadsafe(start_embedded(self.settings), self.loop).result(300)

@@ -15,7 +15,7 @@ from services.evaluation.cells import AXES
 def test_ablation_grid_runs_every_cell_and_prints_the_paper_tables(
     random_server: ServerThread, small_data: Path, tmp_path: Path
 ) -> None:
-    from services.cli import app
+    from app.cli import app
 
     grid = tmp_path / "grid"
     args = ["eval", "ablate", "--data", str(small_data), "--server", random_server.address, "--out", str(grid)]

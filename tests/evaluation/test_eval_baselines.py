@@ -57,7 +57,7 @@ def test_random_answerer_lands_on_the_random_chance_row(
 
 
 def test_oracle_scores_100_percent_through_the_embedded_cli(small_data: Path, tmp_path: Path) -> None:
-    from services.cli import app
+    from app.cli import app
 
     cfg = write_config(tmp_path / "cfg.yaml", tmp_path / "state", backend="oracle")  # oracle_data defaults to --data
     run = tmp_path / "run"
@@ -84,7 +84,7 @@ def test_oracle_scores_100_percent_through_the_embedded_cli(small_data: Path, tm
 def test_eval_runs_the_paper_protocol_with_mmads_own_knowledge(small_data: Path, tmp_path: Path) -> None:
     """`eval --knowledge mmad`: MMAD's domain_knowledge.json from --data, imported, serves DK; the embedded server
     runs the paper's protocol (MMAD's prompt and pixel budget) unless told otherwise."""
-    from services.cli import app
+    from app.cli import app
     from services.knowledge.entries import load_dir
 
     cfg = write_config(tmp_path / "cfg.yaml", tmp_path / "state", backend="oracle")

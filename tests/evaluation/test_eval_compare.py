@@ -44,7 +44,7 @@ def test_identical_runs_show_no_difference(small_dataset: MMADDataset) -> None:
 
 
 def test_compare_cli_reads_two_run_folders(small_dataset: MMADDataset, tmp_path: Path) -> None:
-    from services.cli import app
+    from app.cli import app
 
     for name, rule in (("a", lambda s, q: q.answer), ("b", lambda s, q: _other(q))):
         with AnswerLog.open(tmp_path / name) as log:

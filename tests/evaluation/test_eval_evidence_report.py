@@ -222,8 +222,8 @@ def test_eval_runs_the_paper_protocol_without_evidence_unless_product_is_asked_f
 ) -> None:
     from typer.testing import CliRunner
 
-    from services.cli import app
-    from services.evaluation.cli import EvalOptions, _settings
+    from app.cli import app
+    from app.commands.evaluation import EvalOptions, _settings
 
     assert EvalOptions().protocol == "paper"
     config = tmp_path / "c.yaml"

@@ -26,7 +26,7 @@ def test_sigkill_midway_then_rerun_loses_and_duplicates_nothing(
 ) -> None:
     run = tmp_path / "run"
     answers = run / "answers.jsonl"
-    cmd = [sys.executable, "-m", "services.cli", "eval", "run", "--data", str(small_data)]
+    cmd = [sys.executable, "-m", "app.cli", "eval", "run", "--data", str(small_data)]
     cmd += ["--server", random_server.address, "--concurrency", "1", "--out", str(run)]
     log = (tmp_path / "first.log").open("wb")
     # 10 requests/s so the kill surely lands midway (40 questions: about 4 s)

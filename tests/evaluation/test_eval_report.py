@@ -172,7 +172,7 @@ def test_planned_types_agreement_is_reported(small_dataset: MMADDataset) -> None
 def test_report_cli_prints_and_rewrites_from_the_answers_on_disk(small_dataset: MMADDataset, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from services.cli import app
+    from app.cli import app
     from services.evaluation.answers import AnswerLog
 
     with AnswerLog.open(tmp_path / "run") as log:

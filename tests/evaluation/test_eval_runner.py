@@ -61,8 +61,8 @@ def test_a_memory_without_its_evidence_bank_gets_the_bank_and_a_complete_one_is_
     random_server: ServerThread, small_dataset: MMADDataset
 ) -> None:
     from services.client.client import AsyncInspectorClient
+    from services.common.stage_client import Deadline
     from services.evaluation.runner import ensure_memory
-    from services.gateway.clients import Deadline
 
     line = "bank-less-line"
 

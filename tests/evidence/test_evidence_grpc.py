@@ -21,7 +21,7 @@ from tests.evidence.conftest import DATASET, INPUT, Product
 @pytest.fixture
 async def stub(tmp_path: Path) -> AsyncIterator[evidence_pb2_grpc.EvidenceStub]:
     settings = load_settings(None, data_dir=str(tmp_path), evidence={"device": "cpu", "input_size": INPUT})
-    stage = await build_stage(settings)
+    stage = await build_stage(settings.evidence, settings.embedding)
     server, port, _ = await start_server([stage], "127.0.0.1", 0)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=channel_options()) as ch:
         health = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))

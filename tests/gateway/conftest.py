@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.gateway.background import BackgroundServer
+from app.background import BackgroundServer
 
 LINE = "line-a"
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from redis_server import RedisServer
 
+from app.background import BackgroundServer
 from services.client import InspectorClient, build_inspect_request
 from services.common.images import encode_png, sha256_hex
 from services.common.ports import free_port
-from services.gateway.background import BackgroundServer
 from services.mmad.synth import render_normal
 
 QUESTION = ("There is a defect in the object. Where is the defect?", {"A": "Top left.", "B": "Center."})
@@ -62,7 +62,7 @@ def _request(seed: int, request_id: str):  # type: ignore[no-untyped-def]
 def _second_replica(srv: BackgroundServer):  # type: ignore[no-untyped-def]
     """Another gateway, alone on its own port as in the cluster: the same stages, the same shared audit store."""
     from services.common.serving import start_server
-    from services.gateway.server import build_stage
+    from services.stages import gateway as build_stage
 
     async def start():  # type: ignore[no-untyped-def]
         stage = await build_stage(srv.settings, srv.address)

@@ -14,9 +14,9 @@ import grpc
 import pytest
 from PIL import Image
 
+from app.background import BackgroundServer
 from services.client import InspectorClient
 from services.common.images import encode_png, sha256_hex
-from services.gateway.background import BackgroundServer
 
 LINE = "line-ev"
 DATASET = "Synthetic"

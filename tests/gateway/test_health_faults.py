@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from app.background import BackgroundServer
 from echo.v1 import retrieval_pb2, retrieval_pb2_grpc
 from services.client import InspectorClient
 from services.common.images import encode_png
-from services.gateway.background import BackgroundServer
 from services.mmad.render import render_normal
 from services.retrieval.store import EdgeStore
 

@@ -271,7 +271,7 @@ def test_an_optional_expert_down_degrades_and_a_required_one_fails(server, datas
     assert "knowledge" not in resp.trace.experts_used and "reference" in resp.trace.experts_used
     assert any(d.startswith("knowledge: knowledge stage: UNAVAILABLE") for d in resp.trace.degraded)
     assert resp.answer in q.options
-    from services.gateway.clients import StageCallError
+    from services.common.stage_client import StageCallError
 
     with pytest.raises(StageCallError) as e:
         server.run(with_dead("decision"))

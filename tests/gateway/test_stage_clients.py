@@ -18,7 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from echo.v1 import decision_pb2, decision_pb2_grpc
 from services.common.errors import Unavailable
-from services.gateway.clients import STAGE_SERVICES, Deadline, StageCallError, StageClients
+from services.common.stage_client import STAGE_SERVICES, Deadline, StageCallError
+from services.gateway.clients import StageClients
 from services.gateway.config import GatewaySettings
 from services.gateway.servicer import check_stages
 

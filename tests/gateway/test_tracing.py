@@ -16,8 +16,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from app.background import BackgroundServer
 from services.common import telemetry
-from services.gateway.background import BackgroundServer
 
 LINE = "line-t"
 STAGE_RPCS = {

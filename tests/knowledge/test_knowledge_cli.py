@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from services.cli import app
+from app.cli import app
 from services.common.serving import start_server
 from services.config import load_settings
 from services.knowledge.entries import load_dir
@@ -89,7 +89,7 @@ def test_put_refuses_a_malformed_file(tmp_path: Path) -> None:
 
 async def test_put_through_a_running_server(kb_dir: Path, tmp_path: Path, embedder) -> None:
     settings = load_settings(data_dir=str(tmp_path), knowledge={"dir": str(kb_dir)})
-    stage = await build_stage(settings)
+    stage = await build_stage(settings.knowledge)
     server, port, _ = await start_server([stage], "127.0.0.1", 0)
     try:
         entry = load_dir(kb_dir)["MVTec/bottle"]

@@ -20,7 +20,7 @@ Q_DC = "There is a defect in the object. What is the type of the defect?"
 
 
 async def _serve(settings) -> AsyncIterator[tuple[knowledge_pb2_grpc.KnowledgeStub, grpc.aio.Channel, object]]:
-    stage = await build_stage(settings)
+    stage = await build_stage(settings.knowledge)
     server, port, _ = await start_server([stage], "127.0.0.1", 0)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
@@ -165,7 +165,7 @@ async def test_a_malformed_knowledge_file_fails_the_stage_start(kb_dir: Path, tm
     path.write_text(path.read_text().replace("    tolerance: Any chip rejects the bottle.\n", ""))
     settings = load_settings(data_dir=str(tmp_path), knowledge={"dir": str(kb_dir)})
     with pytest.raises(ConfigError, match=r"bottle.yaml: defects.broken_small.tolerance: is required"):
-        await build_stage(settings)
+        await build_stage(settings.knowledge)
 
 
 def test_entry_proto_carries_every_field(kb_dir: Path) -> None:

@@ -162,7 +162,7 @@ def test_a_hot_update_is_visible_in_a_second_process_within_a_second(kb_dir: Pat
         cli.write_text(updated.to_yaml())
         put_at = time.time()
         subprocess.run(
-            [sys.executable, "-m", "services.cli", "knowledge", "put", str(cli), "--redis", redis_server.url],
+            [sys.executable, "-m", "app.cli", "knowledge", "put", str(cli), "--redis", redis_server.url],
             cwd=REPO,
             check=True,
             capture_output=True,

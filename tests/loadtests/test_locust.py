@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from app.background import BackgroundServer
 from services.client import InspectorClient
 from services.config import load_settings
-from services.gateway.background import BackgroundServer
 from services.mmad.loader import load_dataset
 from services.mmad.synth import synthesize
 from services.mmad.types import QUESTION_TYPES

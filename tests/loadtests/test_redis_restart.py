@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from redis_server import RedisServer
 
+from app.background import BackgroundServer
 from services.client import InspectorClient, build_inspect_request
 from services.common.images import encode_png
 from services.common.ports import free_port
-from services.gateway.background import BackgroundServer
 from services.mmad.synth import render_normal
 
 QUESTION = ("There is a defect in the object. What is the type of the defect?", {"A": "Scratch.", "B": "Crack."})

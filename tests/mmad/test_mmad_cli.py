@@ -8,7 +8,7 @@ from mmad_fixtures import write_real_layout
 from PIL import Image
 from typer.testing import CliRunner
 
-from services.cli import app
+from app.cli import app
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from services.cli import app
+from app.cli import app
 from services.mmad.synth import synthesize
 
 

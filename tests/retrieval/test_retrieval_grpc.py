@@ -15,25 +15,29 @@ from echo.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 from services.common.errors import ConfigError
 from services.common.images import sha256_hex
 from services.common.serving import channel_options, start_server
-from services.config import EchoSettings, load_settings
+from services.config import load_settings
+from services.embedding.config import EmbeddingSettings
 from services.embedding.core import ClipEncoder
+from services.retrieval.config import RetrievalSettings
 from services.retrieval.server import SERVICE_NAME, build_stage
 
 DATASET = "Synthetic"
 
 
-def _settings(engine: str, root: Path, **retrieval: Any) -> EchoSettings:
-    return load_settings(
+def _sections(engine: str, root: Path, **retrieval: Any) -> tuple[RetrievalSettings, EmbeddingSettings]:
+    """The retrieval stage's own section and the embedding model's (whose vector size the memory holds)."""
+    settings = load_settings(
         None,
         data_dir=str(root),
         embedding={"device": "cpu"},
         retrieval={"engine": engine, "url": str(root / "qdrant-local"), **retrieval},
     )
+    return settings.retrieval, settings.embedding
 
 
 @pytest.fixture
 async def stub(engine: str, tmp_path: Path) -> AsyncIterator[retrieval_pb2_grpc.RetrievalStub]:
-    stage = await build_stage(_settings(engine, tmp_path))
+    stage = await build_stage(*_sections(engine, tmp_path))
     server, port, _ = await start_server([stage], "127.0.0.1", 0)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=channel_options()) as ch:
         health = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME))
@@ -126,7 +130,7 @@ async def test_bad_requests_are_invalid_argument_naming_the_field(
 
 
 async def test_the_stage_refuses_to_start_on_a_memory_of_another_size(engine: str, tmp_path: Path) -> None:
-    stage = await build_stage(_settings(engine, tmp_path))  # creates the 64-d collection (the tiny model's size)
+    stage = await build_stage(*_sections(engine, tmp_path))  # creates the 64-d collection (the tiny model's size)
     stage.servicer.memory.close()
     with pytest.raises(ConfigError, match="has dim 64 but the embedding model gives 512"):
-        await build_stage(_settings(engine, tmp_path, dim=512))
+        await build_stage(*_sections(engine, tmp_path, dim=512))

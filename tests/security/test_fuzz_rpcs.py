@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.background import BackgroundServer
 from echo.v1 import common_pb2, embedding_pb2
 from loadtests.kit.fuzz import BAD_STRINGS, Rpc, build, call, image_corpus, malformed, png_bomb, rpcs, verdict
 from services.client import InspectorClient
 from services.common.images import encode_png
-from services.gateway.background import BackgroundServer
 from services.mmad.render import render_normal
 
 RPCS = rpcs()

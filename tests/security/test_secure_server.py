@@ -12,6 +12,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tlskit import Authority, Pem, write_tokens
 
+from app.background import BackgroundServer
 from echo.v1 import (
     embedding_pb2,
     embedding_pb2_grpc,
@@ -23,7 +24,6 @@ from echo.v1 import (
 from services.client import InspectorClient
 from services.common.auth import bearer, new_token, token_sha256
 from services.common.images import encode_png, sha256_hex
-from services.gateway.background import BackgroundServer
 from services.mmad.render import render_normal
 
 QUESTION = ("Is there any defect in the object?", {"A": "Yes.", "B": "No."})

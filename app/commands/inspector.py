@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from app.commands import existing
+
 if TYPE_CHECKING:
     from services.client import InspectorClient
     from services.knowledge.entries import Entry
@@ -42,6 +44,10 @@ def serve(
     config: Config = None,
     host: Annotated[str | None, typer.Option(help="Bind address (default from config: 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="gRPC port (default from config: 50051).")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Root of the memory, banks, audit log and model caches (default from config: ./echo-data)."),
+    ] = None,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -81,11 +87,13 @@ def serve(
         overrides["server"]["host"] = host
     if port is not None:
         overrides["server"]["port"] = port
+    if data_dir is not None:
+        overrides["data_dir"] = str(data_dir)
     settings = load_settings(config, **overrides)
     setup_logging(settings.telemetry.log_level)
     start_metrics_exporter(settings.telemetry.metrics_port)
     setup_tracing(settings.telemetry)
-    from services.gateway.server import serve_embedded
+    from app.embedded import serve_embedded
 
     asyncio.run(serve_embedded(settings))
 
@@ -101,7 +109,7 @@ def _parse_options(options: list[str]) -> dict[str, str]:
 
 
 def inspect(
-    image: Annotated[Path, typer.Argument(help="Image file (PNG/JPEG) to inspect.", exists=True, dir_okay=False)],
+    image: Annotated[Path, typer.Argument(help="Image file (PNG/JPEG) to inspect.", callback=existing, dir_okay=False)],
     question: Annotated[str, typer.Option("--question", "-q", help="The question, e.g. 'Is there any defect?'")],
     option: Annotated[
         list[str] | None, typer.Option("--option", "-o", help="An option as LETTER=TEXT; repeat. Default A=Yes. B=No.")
@@ -327,7 +335,8 @@ def _add_images(
 def product_add(
     category: Annotated[str, typer.Option(help="Product category name, e.g. 'brake_disc'.")],
     normal_dir: Annotated[
-        Path, typer.Option(help="Folder of images of GOOD parts (searched recursively).", exists=True, file_okay=False)
+        Path,
+        typer.Option(help="Folder of images of GOOD parts (searched recursively).", callback=existing, file_okay=False),
     ],
     line: Annotated[
         str | None, typer.Option(help="Production line id (required; without it the lines on the server are listed).")
@@ -427,7 +436,8 @@ def product_check(
         ok &= n > 0
         try:
             found = client.get_knowledge(dataset, category)
-            entry, degraded = entry_from_fields(fields_from_proto(found.entry)), list(found.degraded)
+            entry = entry_from_fields(fields_from_proto(found.entry)).with_version(found.entry.version)
+            degraded = list(found.degraded)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
@@ -443,10 +453,10 @@ def product_check(
             )
             ok &= not needed
         elif expected is not None and not entry.same_content(expected.entry):
-            typer.echo(f"knowledge       {entry.id} v{entry.version} differs from {expected.path}: add it again")
+            typer.echo(f"knowledge       {entry.id} version {entry.version} differs from {expected.path}: add it again")
             ok = False
         else:
-            typer.echo(f"knowledge       present ({entry.id} v{entry.version})")
+            typer.echo(f"knowledge       present ({entry.id}, version {entry.version})")
         if n:
             uri = listing.items[0].uri
             resp = client.inspect(
@@ -474,7 +484,7 @@ def product_check(
 
 def register(app: typer.Typer) -> None:
     """Attach the gateway's top-level commands to the main app."""
-    from services.gateway.demo import demo
+    from app.demo import demo
 
     app.command()(serve)
     app.command()(inspect)

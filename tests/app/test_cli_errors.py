@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from test_product_cli import KNOWLEDGE  # a knowledge YAML for a brake disc
 
+from app.background import BackgroundServer
 from services.client.errors import ExitCode
 from services.common.images import encode_png
 from services.common.ports import free_port
-from services.gateway.background import BackgroundServer
 from services.mmad.synth import render_normal
 
 MAX_PIXELS = 100_000  # the server's embedding.max_image_pixels here; the synthetic parts are 256x256
@@ -27,7 +27,7 @@ MAX_PIXELS = 100_000  # the server's embedding.max_image_pixels here; the synthe
 
 def echo_iad(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *map(str, args)], capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "app.cli", *map(str, args)], capture_output=True, text=True, timeout=180
     )
 
 
@@ -107,6 +107,21 @@ def test_an_image_that_cannot_be_read_names_the_file(server: BackgroundServer, t
     line = error_line(result)
     assert line.startswith(f"error: INVALID_ARGUMENT: image ({bad}): cannot be decoded as an image")
     assert line.endswith(": fix the named field or file and try again")
+    assert "0x" not in line and "BytesIO" not in line  # no object repr in a message
+
+
+def test_a_missing_file_is_one_error_line_not_a_usage_box(tmp_path: Path) -> None:
+    part, entry, folder = tmp_path / "no-such-part.png", tmp_path / "no-such-entry.yaml", tmp_path / "no-such-folder"
+    for missing, args in (
+        (part, ("inspect", part, "-q", "Is there any defect?")),
+        (entry, ("knowledge", "put", entry)),
+        (folder, ("product", "add", "--line", "l1", "--category", "disc", "--normal-dir", folder)),
+    ):
+        result = echo_iad(*args)
+        assert result.returncode == ExitCode.BAD_INPUT, result.stderr
+        assert result.stderr.splitlines() == [
+            f"error: INVALID_ARGUMENT: {missing}: no such file or folder: check the path"
+        ], result.stderr
 
 
 def test_a_line_without_memory_says_what_to_do(server: BackgroundServer, tmp_path: Path) -> None:

@@ -331,6 +331,7 @@ def _with_eval_options(command: Callable[..., None], required: frozenset[str]) -
 def run_eval(opts: EvalOptions) -> Path:
     """The body of `echo-iad eval` / `echo-iad eval run`; returns the run folder."""
 
+    from app.embedded import start_embedded
     from services.evaluation.report import print_report, report_run
     from services.evaluation.runner import evaluate
 
@@ -367,6 +368,7 @@ def run_eval(opts: EvalOptions) -> Path:
             run_opts,
             address=address,
             settings=settings,
+            start_embedded=start_embedded,
             build_memory=opts.build_memory,
             console=console,
             meta=meta,
@@ -452,6 +454,7 @@ def ablate_command(
     1-shot*) share one run; the baseline and Table 4's 1-shot use MMAD's random_templates[0].
     """
 
+    from app.embedded import start_embedded
     from services.evaluation.ablation import run_grid
     from services.evaluation.cells import grid_cells
 
@@ -488,6 +491,7 @@ def ablate_command(
             opts,
             address=address,
             settings=settings,
+            start_embedded=start_embedded,
             build_memory=build_memory,
             console=console,
             datasets=_datasets(datasets),

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from services.gateway.cli import Application, Server
+from app.commands.inspector import Application, Server
 
 app = typer.Typer(
     help=(
@@ -111,9 +111,9 @@ def show(
     """One inspection in full: the question, the answer, what it was based on, and the timings."""
     from rich.console import Console
 
+    from app.commands.inspector import print_response
     from services.audit.record import iso_time, to_json, verdict_name
     from services.client import InspectorClient
-    from services.gateway.cli import print_response
 
     with InspectorClient(server, application=application) as client:
         record = client.get_inspection(line, request_id).record

@@ -2,7 +2,8 @@
 
 Synthesize a small MMAD-format dataset, build the memory of normal images,
 start the embedded server, send questions of every type over gRPC, and print
-a per-type table. It says plainly which models ran.
+a per-type table. It says plainly which models ran, and ends with the two commands that serve what it
+built and inspect one of its images (`echo-iad serve --data-dir WORKDIR`, then `echo-iad inspect`).
 
 The visual evidence expert's own verdict is scored beside the MLLM's answer
 (Anomaly Detection: its verdict against the truth; Defect Localization: the
@@ -13,6 +14,7 @@ option naming its top box's region), and a few of its heat-map overlays
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -26,7 +28,6 @@ from services.mmad.types import ANOMALY_DETECTION, DEFECT_LOCALIZATION
 
 OFFLINE_MARK = "echo-tiny"
 SHORT = {"reference": "REr", "knowledge": "KG", "reasoning": "REx", "decision": "DM"}  # the paper's names
-LINE = "demo-line"
 OVERLAY_DIR = "overlays"
 
 
@@ -58,10 +59,10 @@ async def run_demo(
 ) -> dict:
     from rich.console import Console
 
+    from app.memory import build_memory
     from services.config import load_settings
     from services.mmad.loader import load_dataset
     from services.mmad.synth import synthesize
-    from services.retrieval.build import build_memory
 
     console = Console(width=max(110, Console().width))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -77,22 +78,24 @@ async def run_demo(
     )
 
     console.rule("2. build the memory of normal images")
-    report = build_memory(settings, data_dir, line_id=LINE, progress=True)
+    line = settings.retrieval.default_line  # the line `echo-iad inspect` asks about when it names none
+    report = build_memory(settings, data_dir, line_id=line, progress=True)
     console.print(
         f"memory ({report.engine}, {report.model_id}, {report.dim}-d): {report.added} added, "
-        f"{report.existing} already there, {report.total} normal images for line {LINE!r}"
+        f"{report.existing} already there, {report.total} normal images for line {line!r}"
     )
 
     console.rule("3. start the embedded server")
-    from services.gateway.server import start_embedded
+    from app.embedded import start_embedded
 
     t0 = time.perf_counter()
     embedded = await start_embedded(settings)
-    console.print(f"serving all five services on {embedded.address} (started in {time.perf_counter() - t0:.1f} s)")
+    started = f"started in {time.perf_counter() - t0:.1f} s"
+    console.print(f"serving all {len(embedded.stages)} services on {embedded.address} ({started})")
 
     console.rule("4. send questions of every type over gRPC")
     try:
-        results = await _ask(embedded.address, dataset, per_type, concurrency)
+        results = await _ask(embedded.address, dataset, line, per_type, concurrency)
     finally:
         await embedded.stop(grace=1.0)
 
@@ -100,10 +103,27 @@ async def run_demo(
     summary = _table(console, results)
     _say_models(console, results)
     _write_overlays(console, results, workdir / OVERLAY_DIR, overlays)
+    console.rule("next")
+    console.print("Serve what the demo built, then, in another terminal, inspect one of its images:", highlight=False)
+    for command in next_commands(workdir, config, dataset, line):
+        console.print(f"  {command}", highlight=False, soft_wrap=True, markup=False)
     return summary
 
 
-async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[dict]:  # type: ignore[no-untyped-def]
+def next_commands(workdir: Path, config: Path | None, dataset, line: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """`echo-iad serve` over the demo's data folder (its memory, banks and models) and `echo-iad inspect` of one
+    of its anomalous images on the line the demo filled: the two commands that work once the demo is done."""
+    sample = next((s for s in dataset.samples if not s.is_normal), dataset.samples[0])
+    image = shlex.quote(str(dataset.abspath(sample.image_path)))
+    config_flag = f" --config {shlex.quote(str(config))}" if config is not None else ""
+    return [
+        f"echo-iad serve --data-dir {shlex.quote(str(workdir))}{config_flag}",
+        f"echo-iad inspect {image} --line {shlex.quote(line)} --category {shlex.quote(sample.category)} "
+        f"-q {shlex.quote('Is there any defect in the object?')}",
+    ]
+
+
+async def _ask(address: str, dataset, line: str, per_type: int, concurrency: int) -> list[dict]:  # type: ignore[no-untyped-def]
     from services.client import AsyncInspectorClient, build_inspect_request
 
     chosen: dict[str, list] = defaultdict(list)
@@ -122,7 +142,7 @@ async def _ask(address: str, dataset, per_type: int, concurrency: int) -> list[d
                     dataset.abspath(sample.image_path),
                     q.text,
                     q.options,
-                    line_id=LINE,
+                    line_id=line,
                     dataset=sample.dataset,
                     category=sample.category,
                     # the heat map and its overlay, for the types the evidence expert answers

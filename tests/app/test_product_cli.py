@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import app
+from app.background import BackgroundServer
+from app.cli import app
 from services.common.images import encode_png
-from services.gateway.background import BackgroundServer
 from services.mmad.synth import draw_defect, render_normal
 
 KNOWLEDGE = """\
@@ -85,12 +86,16 @@ def test_onboarding_a_product_makes_it_ready_and_inspectable(server: BackgroundS
                "--knowledge", knowledge, "--server", server.address)  # fmt: skip
     assert "memory: 4 added, 0 already present" in out and "knowledge: Custom/brake_disc stored" in out
     assert "evidence bank: 4 normal images, threshold" in out  # the same images, one ingest path
+    stored = re.search(r"stored \(version (\d+)\)", out)
+    assert stored and int(stored[1]) >= 1
     again = _run("product", "add", "--line", "line-9", "--category", "brake_disc", "--normal-dir",
                  str(product["normal"]), "--server", server.address)  # fmt: skip
     assert "memory: 0 added, 4 already present" in again and "evidence bank: 4 normal images" in again
 
     out = _run("product", "check", "--line", "line-9", "--category", "brake_disc", "--server", server.address)
-    assert "normal images   4 (ready)" in out and "knowledge       present" in out and "READY" in out
+    assert "normal images   4 (ready)" in out and "READY" in out
+    # the version the server stored, said the one way the console and `product add` say it
+    assert f"knowledge       present (Custom/brake_disc, version {stored[1]})" in out and " v0" not in out
 
     out = _run("inspect", str(product["part"]), "--line", "line-9", "--category", "brake_disc", "--dataset",
                "Custom", "-q", "There is a defect in the object. What is the type of the defect?",

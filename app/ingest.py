@@ -10,24 +10,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from services import stages as build
 from services.common.serving import Internal, start_server
 from services.config import EchoSettings
 from services.gateway.core import Inspector
-from services.gateway.server import build_inspector
 
 
 @asynccontextmanager
 async def ingest_inspector(settings: EchoSettings) -> AsyncIterator[Inspector]:
     """An Inspector over the ingest stages served here (no decision or knowledge stage is loaded)."""
-    from services.embedding.server import build_stage as build_embedding
-    from services.evidence.server import build_stage as build_evidence
-    from services.retrieval.server import build_stage as build_retrieval
-
-    stages = [await build_embedding(settings), await build_retrieval(settings), await build_evidence(settings)]
+    stages = [await build.embedding(settings), await build.retrieval(settings), await build.evidence(settings)]
     bound: list[Internal] = []
     try:
         server, _, _ = await start_server(stages, "127.0.0.1", 0, settings.server.max_message_mb, on_bound=bound.append)
-        inspector = build_inspector(settings, bound[0].address, bound[0].token)
+        inspector = build.inspector(settings, bound[0].address, bound[0].token)
         try:
             yield inspector
         finally:

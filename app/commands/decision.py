@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from app.commands import existing
+
 app = typer.Typer(help="Decision stage utilities (offline model build, prompt preview).", no_args_is_help=True)
 
 ConfigOpt = Annotated[
@@ -121,11 +123,11 @@ def preview(
 
 @app.command()
 def ask(
-    image: Annotated[Path, typer.Option(help="The query image.", exists=True, dir_okay=False)],
+    image: Annotated[Path, typer.Option(help="The query image.", callback=existing, dir_okay=False)],
     question: QuestionOpt = "Is there any defect in the object?",
     option: OptionOpt = None,
     reference: Annotated[
-        list[Path] | None, typer.Option(help="A normal reference image; repeat for k-shot.", exists=True)
+        list[Path] | None, typer.Option(help="A normal reference image; repeat for k-shot.", callback=existing)
     ] = None,
     knowledge: Annotated[str, typer.Option(help="Knowledge Guide text to include.")] = "",
     category: Annotated[str, typer.Option(help="Product category, for the wording.")] = "",

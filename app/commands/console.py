@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from services.gateway.cli import Application, Server
+from app.commands.inspector import Application, Server
 
 
 def console(

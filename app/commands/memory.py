@@ -40,9 +40,9 @@ def build(
     from rich.console import Console
     from rich.table import Table
 
+    from app.memory import build_memory
     from services.common.errors import EchoError
     from services.config import load_settings
-    from services.retrieval.build import build_memory
 
     t0 = time.perf_counter()
     try:
@@ -82,7 +82,7 @@ def stats(
 
     try:
         settings = load_settings(config)
-        memory = open_memory(settings)
+        memory = open_memory(settings.retrieval, settings.embedding)
         try:
             st = memory.stats(line, dataset, category)
         finally:

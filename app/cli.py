@@ -1,6 +1,6 @@
 """`echo-iad`: one command, one sub-command group per part of the system.
 
-Each group lives beside the code it drives (services/<part>/cli.py); heavy
+Each group is a module of app/commands/, beside the embedded server and the demo; heavy
 imports happen inside the commands, so `--help` stays instant. A failure comes
 out as one line (status, message, what to do) with an exit code per kind of
 failure (services/client/errors.py); `--debug` adds the traceback.
@@ -13,15 +13,15 @@ from collections.abc import Sequence
 
 import typer
 
-from services.audit.cli import app as audit_app
+from app.commands.audit import app as audit_app
+from app.commands.console import register as register_console
+from app.commands.data import app as data_app
+from app.commands.decision import app as decision_app
+from app.commands.evaluation import app as eval_app
+from app.commands.inspector import register as register_gateway_commands
+from app.commands.knowledge import app as knowledge_app
+from app.commands.memory import app as memory_app
 from services.client.errors import BY_STATUS, EXIT_CODE_HELP, CliError, ExitCode, Problem
-from services.console.cli import register as register_console
-from services.decision.cli import app as decision_app
-from services.evaluation.cli import app as eval_app
-from services.gateway.cli import register as register_gateway_commands
-from services.knowledge.cli import app as knowledge_app
-from services.mmad.cli import app as data_app
-from services.retrieval.cli import app as memory_app
 
 app = typer.Typer(
     name="echo-iad",

@@ -25,7 +25,7 @@ class BackgroundServer:
         self.embedded: Any = None
 
     def start(self, timeout_s: float = 600) -> BackgroundServer:
-        from services.gateway.server import start_embedded
+        from app.embedded import start_embedded
 
         self._thread.start()
         self.embedded = self.run(start_embedded(self.settings), timeout_s)

@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from app.commands import existing
+
 app = typer.Typer(help="Read, import, export and hot-update the knowledge base.", no_args_is_help=True)
 
 CONFIG_HELP = "YAML settings file (else $ECHO_IAD_CONFIG, else defaults)."
@@ -114,7 +116,7 @@ def validate(
 
 @app.command()
 def put(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An entry in the schema's YAML."),
+    file: Path = typer.Argument(..., callback=existing, dir_okay=False, help="An entry in the schema's YAML."),
     redis_url: str | None = typer.Option(None, "--redis", help="Store it in this Redis (every replica sees it)."),
     server: str | None = typer.Option(
         None, help="Send it to a running knowledge stage (PutEntry), HOST:PORT (HOST alone: port 50051)."
@@ -150,25 +152,25 @@ def put(
 
 
 def _put_rpc(address: str, entry) -> int:  # entry: Entry
-    import grpc
-
-    from echo.v1 import knowledge_pb2, knowledge_pb2_grpc
+    from echo.v1 import knowledge_pb2
     from services.client.client import with_default_port
-    from services.common.errors import from_rpc_error
+    from services.common.stage_client import Deadline, StageEndpoint, connect_stage
     from services.knowledge.servicer import entry_to_proto
 
-    with grpc.insecure_channel(with_default_port(address)) as channel:
-        stub = knowledge_pb2_grpc.KnowledgeStub(channel)
+    async def put() -> int:  # not retried: each put makes a new version
+        client = connect_stage("knowledge", with_default_port(address), StageEndpoint(timeout_share=1.0, retries=0))
         try:
-            reply = stub.PutEntry(knowledge_pb2.PutEntryRequest(entry=entry_to_proto(entry)), timeout=10)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e, "knowledge") from None
-    return int(reply.version)
+            request = knowledge_pb2.PutEntryRequest(entry=entry_to_proto(entry))
+            return int((await client.call("PutEntry", request, Deadline.after_ms(10_000))).version)
+        finally:
+            await client.close()
+
+    return asyncio.run(put())
 
 
 @app.command("import-mmad")
 def import_mmad(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An MMAD domain_knowledge.json."),
+    file: Path = typer.Argument(..., callback=existing, dir_okay=False, help="An MMAD domain_knowledge.json."),
     out: Path = typer.Option(..., help="Knowledge folder to write <Dataset>/<category>.yaml into."),
     overwrite: bool = typer.Option(False, help="Replace files that already exist."),
 ) -> None:
@@ -208,7 +210,7 @@ def export_mmad(
 
 @app.command("refine")
 def refine(
-    data: Path = typer.Option(..., "--data", exists=True, file_okay=False, help="MMAD-format dataset folder."),
+    data: Path = typer.Option(..., "--data", callback=existing, file_okay=False, help="MMAD-format dataset folder."),
     server: str | None = typer.Option(
         None,
         help="A running server (HOST:PORT): its Knowledge stage refines through its decision stage and keeps the "
@@ -286,13 +288,12 @@ async def refine_dataset(
     concurrency: int = 2,
 ) -> RefineSummary:
     """Ask the Knowledge stage for refined CSK once per distinct key of the dataset's questions of these types."""
-    import grpc
     from rich.progress import Progress
 
-    from echo.v1 import common_pb2, knowledge_pb2, knowledge_pb2_grpc
+    from echo.v1 import common_pb2, knowledge_pb2
     from services.common.enums import QUESTION_TYPE_ENUM
+    from services.common.stage_client import Deadline, StageCallError, StageEndpoint, connect_stage
     from services.knowledge.refine import RefineKey
-    from services.knowledge.servicer import DEGRADED_METADATA_KEY
 
     todo: dict[RefineKey, tuple[str, str, str, dict[str, str]]] = {}
     for sample, q in dataset.questions():
@@ -302,50 +303,46 @@ async def refine_dataset(
     summary = RefineSummary(keys=len(todo), cache=settings.knowledge.refine_cache if address is None else "(server)")
     embedded = None
     if address is None:
-        from services.gateway.server import start_embedded
+        from app.embedded import start_embedded
 
         embedded = await start_embedded(
             settings.model_copy(update={"server": settings.server.model_copy(update={"port": 0})})
         )
         address = embedded.address
-    metadata = (("application", application),) if application else None
+    client = connect_stage("knowledge", address, StageEndpoint(application=application, timeout_share=1.0))
     gate = asyncio.Semaphore(concurrency)
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = knowledge_pb2_grpc.KnowledgeStub(channel)
-            with Progress() as bar:
-                task = bar.add_task("refining CSK", total=len(todo))
+        with Progress() as bar:
+            task = bar.add_task("refining CSK", total=len(todo))
 
-                async def one(key: RefineKey, ds: str, cat: str, text: str, options: dict[str, str]) -> None:
-                    question = common_pb2.Question(
-                        text=text, options=options, type=QUESTION_TYPE_ENUM[key.question_type]
-                    )
-                    request = knowledge_pb2.GetContextRequest(
-                        dataset=ds, category=cat, question=question, mode=common_pb2.CONTEXT_SPECIFIC, refine=True
-                    )
-                    async with gate:
-                        try:
-                            call = stub.GetContext(
-                                request, timeout=settings.knowledge.refine_timeout_s + 30, metadata=metadata
-                            )
-                            resp = await call
-                            trailers = dict(await call.trailing_metadata() or ())
-                        except grpc.aio.AioRpcError as e:
-                            summary.failed += 1
-                            summary.errors.append(f"{ds}/{cat} {key.question_type}: {e.code().name}: {e.details()}")
-                            return
-                        finally:
-                            bar.advance(task)
-                    if resp.refined == "reviewed":
-                        summary.reviewed += 1
-                    elif resp.refined:
-                        summary.refined += 1
-                    else:
+            async def one(key: RefineKey, ds: str, cat: str, text: str, options: dict[str, str]) -> None:
+                question = common_pb2.Question(text=text, options=options, type=QUESTION_TYPE_ENUM[key.question_type])
+                request = knowledge_pb2.GetContextRequest(
+                    dataset=ds, category=cat, question=question, mode=common_pb2.CONTEXT_SPECIFIC, refine=True
+                )
+                degraded: list[str] = []
+                async with gate:
+                    try:
+                        deadline = Deadline.after_ms((settings.knowledge.refine_timeout_s + 30) * 1000)
+                        resp = await client.call("GetContext", request, deadline, degraded=degraded)
+                    except StageCallError as e:
                         summary.failed += 1
-                        summary.errors.append(f"{ds}/{cat}: {trailers.get(DEGRADED_METADATA_KEY, 'not refined')}")
+                        summary.errors.append(f"{ds}/{cat} {key.question_type}: {e.code.name}: {e.details}")
+                        return
+                    finally:
+                        bar.advance(task)
+                if resp.refined == "reviewed":
+                    summary.reviewed += 1
+                elif resp.refined:
+                    summary.refined += 1
+                else:
+                    summary.failed += 1
+                    why = degraded[0].removeprefix("knowledge: ") if degraded else "not refined"
+                    summary.errors.append(f"{ds}/{cat}: {why}")
 
-                await asyncio.gather(*(one(k, *v) for k, v in todo.items()))
+            await asyncio.gather(*(one(k, *v) for k, v in todo.items()))
     finally:
+        await client.close()
         if embedded is not None:
             await embedded.stop(grace=1.0)
     return summary
@@ -367,7 +364,7 @@ def refine_export(
 
 @app.command("refine-import")
 def refine_import(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A reviewed export (JSON)."),
+    file: Path = typer.Argument(..., callback=existing, dir_okay=False, help="A reviewed export (JSON)."),
     cache: str | None = typer.Option(None, help="The refinement cache (default: knowledge.refine_cache)."),
     config: Config = None,
 ) -> None:

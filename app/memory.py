@@ -1,6 +1,6 @@
 """Building the memory of normal images and the evidence banks from an MMAD-format dataset, in-process.
 
-The images take the one ingest path (services/gateway/ingest.py: Inspector.add_normal_images over the
+The images take the one ingest path (app/ingest.py: Inspector.add_normal_images over the
 ingest stages served in this process), so the memory and the banks hold the same images. Resumable and
 idempotent: images already there (same content hash, line, dataset and category) are skipped by both.
 """
@@ -71,8 +71,8 @@ def build_memory(
 async def _ingest(
     settings: EchoSettings, groups: dict[tuple[str, str], list[Path]], line_id: str, batch_size: int, progress: bool
 ) -> BuildReport:
-    from services.gateway.clients import Deadline
-    from services.gateway.ingest import ingest_inspector
+    from app.ingest import ingest_inspector
+    from services.common.stage_client import Deadline
 
     async with ingest_inspector(settings) as inspector:
         report = BuildReport(line_id, "", "", 0)
