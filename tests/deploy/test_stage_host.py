@@ -142,12 +142,12 @@ def test_every_rpc_of_every_echo_service_is_forwarded_by_the_deployment_hosting_
 async def test_a_generated_forwarder_carries_the_call_and_its_status_through_serves_context(tmp_path: Path) -> None:
     """RetrievalDeployment.Stats as Serve's proxy calls it: the servicer's answer, and a refusal's status."""
     from services.config import load_settings
-    from services.retrieval.server import build_stage
+    from services.stages import retrieval
 
     settings = load_settings(data_dir=str(tmp_path / "data"))
     cls = RetrievalDeployment.func_or_class
     host = cls.__new__(cls)  # no Ray: the replica's async __init__ only builds the stage, done here
-    host._host(await build_stage(settings), "retrieval", settings)
+    host._host(await retrieval(settings), "retrieval", settings)
     try:
         ok = RayServegRPCContext(_Call([]))
         stats = await host.Stats(retrieval_pb2.StatsRequest(line_id="line-a"), ok)
