@@ -58,6 +58,15 @@ def serve(
             "gRPC proxy listens on every interface while the apps check no tokens.",
         ),
     ] = False,
+    ingress: Annotated[
+        str | None,
+        typer.Option(
+            "--ingress",
+            help="With --ray: Serve's ingress, `proxy` (its Python gRPC proxy) or `haproxy` (HAProxy mode, bound "
+            "to the config's http_options.host). A local Ray started here gets it; a running cluster must have "
+            "been started with it (docs/cluster.md). Default: deploy.launch.DEFAULT_INGRESS.",
+        ),
+    ] = None,
 ) -> None:
     """Serve all six services (Inspector, Embedding, Retrieval, Knowledge, Decision, Evidence) on one gRPC port.
 
@@ -74,7 +83,7 @@ def serve(
     if ray is not None:
         from deploy.launch import serve_ray
 
-        serve_ray(ray, insecure=insecure)
+        serve_ray(ray, insecure=insecure, ingress=ingress)
         return
     overrides: dict = {"server": {"insecure": True} if insecure else {}}
     if host is not None:
