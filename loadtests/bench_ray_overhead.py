@@ -62,6 +62,7 @@ sys.path.insert(0, str(REPO))  # `deploy` and `services` when run from a checkou
 from bench_gateway import REFERENCE_BRANCH, SERIAL  # noqa: E402 (one definition of stage work)
 from bench_gateway import _compute_ms as critical_compute_ms  # noqa: E402
 
+from deploy.launch import ingress_env  # noqa: E402
 from echo.v1 import (  # noqa: E402
     common_pb2,
     decision_pb2,
@@ -345,7 +346,7 @@ def add_orchestration(phase: dict[str, Any], stage_work_ms: float) -> None:
 
 def run_ingress(args: argparse.Namespace, ingress: str) -> dict[str, Any]:
     """Both apps, both shapes, 1 and --clients clients, behind one ingress, in a local Ray session of its own."""
-    from deploy.launch import RAY_SYSTEM_CONFIG, deploy, ingress_env, wait_until_healthy
+    from deploy.launch import RAY_SYSTEM_CONFIG, deploy, wait_until_healthy
 
     os.environ.update(ingress_env(ingress))  # before Ray starts: its processes read the switch at import
     for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
@@ -437,28 +438,14 @@ def run_ingress(args: argparse.Namespace, ingress: str) -> dict[str, Any]:
 
 def run_child(args: argparse.Namespace, ingress: str) -> dict[str, Any]:
     """run_ingress in a fresh process: Serve's switch is read once per process, and each side gets its own Ray."""
-    cmd = [
-        sys.executable,
-        __file__,
-        "--ingress",
-        ingress,
-        "--clients",
-        str(args.clients),
-        "--seconds",
-        str(args.seconds),
-    ]
+    this = ["-m", __spec__.name] if __spec__ is not None else [__file__]  # as this run was started
+    cmd = [sys.executable, *this, "--ingress", ingress, "--clients", str(args.clients), "--seconds", str(args.seconds)]
     cmd += ["--cpus", str(args.cpus), "--rounds", str(args.rounds)] + (["--quick"] if args.quick else [])
-    done = subprocess.run(cmd, env={**os.environ, **ingress_env_of(ingress)}, capture_output=True, text=True)
+    done = subprocess.run(cmd, env={**os.environ, **ingress_env(ingress)}, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise SystemExit(f"{ingress}: the run failed (exit {done.returncode}): {done.stderr[-3000:]}")
     return json.loads(lines[-1])
-
-
-def ingress_env_of(ingress: str) -> dict[str, str]:
-    from deploy.launch import ingress_env
-
-    return ingress_env(ingress)
 
 
 def summarize(runs: dict[str, dict[str, Any]], clients: int) -> tuple[dict[str, Any], dict[str, Any]]:
