@@ -55,7 +55,11 @@ has no host). `haproxy`: RAY_SERVE_ENABLE_HA_PROXY=1, an HAProxy per node (the `
 else RAY_SERVE_HAPROXY_BINARY_PATH, else `haproxy` on PATH) whose gRPC frontend binds `http_options.host`:port
 and forwards to each application's ingress replicas, which then serve gRPC on a port of their own
 (40000 and up, bound on `[::]`), with no Ray call between ingress and replica. Ray's template terminates no TLS."""
-DEFAULT_INGRESS = "proxy"
+DEFAULT_INGRESS = "haproxy"
+"""What a Ray started here runs, and what the packaged cluster setups start their nodes with (KubeRay's
+ConfigMap, multi-node-gpu.yaml's instructions): HAProxy mode had the lower p50 and the higher throughput
+for both the bare app and Echo-IAD at 1 and 16 clients, at a tenth of the ingress CPU per request
+(loadtests/bench_ray_overhead.py, docs/results/ray_overhead.json)."""
 HAPROXY_SWITCH = "RAY_SERVE_ENABLE_HA_PROXY"
 """Read once by every Serve process (controller, proxies, replicas) when it starts: a cluster-wide setting,
 so it goes into every node's environment before `ray start` (a local Ray started here inherits it)."""
@@ -383,9 +387,9 @@ def serve_ray(
     """Deploy CONFIG on Ray Serve and wait until every stage is healthy (see the module docstring).
 
     `insecure`: deploy even though apps check no tokens (the proxy listens on every interface).
-    `ingress`: `proxy` or `haproxy` (INGRESSES; None: DEFAULT_INGRESS). A local Ray started here runs it; a
-    joined cluster runs what its nodes were started with, and a mismatch is a ConfigError once Serve is up
-    (the applications stay deployed).
+    `ingress`: `proxy` or `haproxy` (INGRESSES). A local Ray started here runs it (None: DEFAULT_INGRESS); a
+    joined cluster runs what its nodes were started with (None: whatever that is), and a mismatch with an
+    ingress asked for is a ConfigError once Serve is up (the applications stay deployed).
 
     With a local Ray started here, Ctrl-C or SIGTERM (also during start-up) removes the applications and stops
     that Ray, saying so, and ends without a traceback: Ray's own processes ignore the terminal's Ctrl-C, so they
@@ -394,12 +398,12 @@ def serve_ray(
     from services.common.telemetry import setup_logging
 
     setup_logging(os.environ.get("ECHO_IAD__TELEMETRY__LOG_LEVEL", "INFO"))
-    ingress = ingress or DEFAULT_INGRESS
-    ingress_env(ingress)  # an unknown name fails before anything starts
+    if ingress is not None:
+        ingress_env(ingress)  # an unknown name fails before anything starts
     config = prepare_config(read_config(resolve_config(config_path)), Path.cwd())
     validate_config(config)
     check_exposure(config, insecure)
-    started_local = connect(address, ingress=ingress)
+    started_local = connect(address, ingress=ingress or DEFAULT_INGRESS)
     stop = threading.Event()
     if started_local:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -412,15 +416,15 @@ def serve_ray(
         if stop.is_set():
             return
         running = running_ingress()
-        if running != ingress:
+        if ingress is not None and running != ingress:
             raise ConfigError(
                 f"the Ray cluster's Serve runs the {running} ingress, not {ingress}: start every node with "
                 f"{HAPROXY_SWITCH}={ingress_env(ingress)[HAPROXY_SWITCH]} in its environment (docs/cluster.md)"
             )
         apps = [a["name"] for a in config["applications"] if a.get("import_path") == "deploy.apps:inspector_app"]
         print(
-            f"Echo-IAD on Ray Serve: gRPC {'HAProxy' if ingress == 'haproxy' else 'proxy'} {proxy_address(config)}; "
-            f"send metadata application={apps[0] if apps else '<app>'}",
+            f"Echo-IAD on Ray Serve: gRPC proxy {proxy_address(config)}; "
+            f"send metadata application={apps[0] if apps else '<app>'} (ingress: {running})",
             flush=True,
         )
         if not started_local:

@@ -62,9 +62,9 @@ def serve(
         str | None,
         typer.Option(
             "--ingress",
-            help="With --ray: Serve's ingress, `proxy` (its Python gRPC proxy) or `haproxy` (HAProxy mode, bound "
-            "to the config's http_options.host). A local Ray started here gets it; a running cluster must have "
-            "been started with it (docs/cluster.md). Default: deploy.launch.DEFAULT_INGRESS.",
+            help="With --ray: Serve's ingress, `haproxy` (HAProxy mode, bound to the config's http_options.host; "
+            "the default for a Ray started here) or `proxy` (Serve's Python gRPC proxy). A running cluster keeps "
+            "the one its nodes were started with; naming another is an error (docs/cluster.md).",
         ),
     ] = None,
 ) -> None:
