@@ -83,6 +83,12 @@ INGRESSES = ("proxy", "haproxy")
 INGRESS_PROCESSES = ("proxy", "haproxy", "haproxy_manager")
 """CPU keys of the ingress: Serve's Python proxy (in HAProxy mode, the head's fallback proxy), the haproxy
 processes, and the actor that writes their config."""
+HAPROXY_SIDE_PORTS = (
+    "RAY_SERVE_HAPROXY_STATS_PORT",  # 8404
+    "RAY_SERVE_HAPROXY_METRICS_PORT",  # 9101
+    "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",  # 9500
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",  # 8500
+)
 STAGE_WORK = REFERENCE_BRANCH | SERIAL | {"knowledge", "evidence"}
 """Trace stages whose compute_ms is a stage's own work (the audit write and `total` are not)."""
 
@@ -349,8 +355,8 @@ def run_ingress(args: argparse.Namespace, ingress: str) -> dict[str, Any]:
     from deploy.launch import RAY_SYSTEM_CONFIG, deploy, wait_until_healthy
 
     os.environ.update(ingress_env(ingress))  # before Ray starts: its processes read the switch at import
-    for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
-        os.environ.setdefault(name, str(free_port()))  # fixed defaults (8404, 9101) would collide with a neighbour
+    for name in HAPROXY_SIDE_PORTS:
+        os.environ.setdefault(name, str(free_port()))  # their fixed defaults would collide with a neighbour's
     import ray
 
     from services.common.enums import QUESTION_TYPE_ENUM

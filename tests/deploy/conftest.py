@@ -1,9 +1,11 @@
-"""One local Ray (2 CPUs) running deploy/local-cpu.yaml with the offline models, shared by a test module."""
+"""One local Ray (2 CPUs, the default ingress) running deploy/local-cpu.yaml, offline models, per test module."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,37 @@ def local_config(
     return prepare_config(config, REPO)
 
 
+def ingress_environment(ingress: str) -> dict[str, str]:
+    """The environment a local Ray needs for this ingress, with HAProxy mode's fixed side ports (stats 8404,
+    Prometheus 9101, the fallback proxy's 8500/9500) moved to free ones, so neighbouring clusters do not collide."""
+    from deploy.launch import ingress_env
+
+    env = ingress_env(ingress)
+    for name in (
+        "RAY_SERVE_HAPROXY_STATS_PORT",
+        "RAY_SERVE_HAPROXY_METRICS_PORT",
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+    ):
+        env[name] = str(free_port())
+    return env
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """os.environ with `env` set (a local Ray and every process it starts inherit it), restored after."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @dataclass
 class Cluster:
     config: dict[str, Any]
@@ -62,7 +95,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
     import ray
     from ray import serve
 
-    from deploy.launch import RAY_SYSTEM_CONFIG, deploy, wait_until_healthy
+    from deploy.launch import DEFAULT_INGRESS, RAY_SYSTEM_CONFIG, deploy, wait_until_healthy
     from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc
     from services.mmad.loader import load_dataset
     from services.mmad.synth import synthesize
@@ -75,6 +108,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
 
     if ray.is_initialized():  # another module's session: this one needs its own 2-CPU instance
         ray.shutdown()
+    ingress = ExitStack()
+    ingress.enter_context(environment(ingress_environment(DEFAULT_INGRESS)))  # as `echo-iad serve --ray` starts it
     ray.init(
         num_cpus=2,
         include_dashboard=True,  # Serve's REST API, through which deploy() hands over the config
@@ -109,4 +144,5 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
         channel.close()
         serve.shutdown()
         ray.shutdown()
+        ingress.close()
         time.sleep(0.5)

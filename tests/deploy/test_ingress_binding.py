@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+from conftest import environment, ingress_environment
 from listening import Listener, listeners
 
 from echo.v1 import decision_pb2, decision_pb2_grpc
@@ -54,46 +55,32 @@ def haproxy_cluster() -> Iterator[dict[str, int]]:
     from ray import serve
     from ray.serve.config import HTTPOptions, gRPCOptions
 
-    from deploy.launch import ingress_env
-
+    env = ingress_environment("haproxy")
     ports = {
         "grpc": free_port(),
         "http": free_port(),
-        "fallback_grpc": free_port(),
-        "fallback_http": free_port(),
-        "stats": free_port(),
-        "metrics": free_port(),
+        "fallback_grpc": int(env["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"]),
+        "fallback_http": int(env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"]),
+        "stats": int(env["RAY_SERVE_HAPROXY_STATS_PORT"]),
+        "metrics": int(env["RAY_SERVE_HAPROXY_METRICS_PORT"]),
     }
-    env = {
-        **ingress_env("haproxy"),
-        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(ports["fallback_grpc"]),
-        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(ports["fallback_http"]),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(ports["stats"]),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(ports["metrics"]),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the raylet, and every Serve process it starts, inherit it
     if ray.is_initialized():  # another module's session
         ray.shutdown()
-    try:
+    with environment(env):  # the raylet, and every Serve process it starts, inherit it
         ray.init(num_cpus=1, namespace="serve", include_dashboard=True, dashboard_host="127.0.0.1",
                  dashboard_port=free_port(), log_to_driver=False)  # fmt: skip
-        serve.start(
-            http_options=HTTPOptions(host="127.0.0.1", port=ports["http"]),
-            grpc_options=gRPCOptions(port=ports["grpc"], grpc_servicer_functions=[SERVICER]),
-        )
-        serve.run(_noop_decision(), name="decision", route_prefix="/decision", blocking=False)
-        yield ports
-    finally:
         try:
-            serve.shutdown()
+            serve.start(
+                http_options=HTTPOptions(host="127.0.0.1", port=ports["http"]),
+                grpc_options=gRPCOptions(port=ports["grpc"], grpc_servicer_functions=[SERVICER]),
+            )
+            serve.run(_noop_decision(), name="decision", route_prefix="/decision", blocking=False)
+            yield ports
         finally:
-            ray.shutdown()
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
 
 
 def _wait_for_answer(address: str, timeout_s: float = 180.0) -> decision_pb2.DecideResponse:
