@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from otlp_collector import OtlpCollector
+from ray_ingress import environment, ingress_environment
 
 from services.common.ports import free_port
 
@@ -43,37 +43,6 @@ def local_config(
         if app["import_path"] == "deploy.apps:decision_app" and model_cache is not None:
             app["args"]["settings"]["decision"]["model_cache"] = str(model_cache)
     return prepare_config(config, REPO)
-
-
-def ingress_environment(ingress: str) -> dict[str, str]:
-    """The environment a local Ray needs for this ingress, with HAProxy mode's fixed side ports (stats 8404,
-    Prometheus 9101, the fallback proxy's 8500/9500) moved to free ones, so neighbouring clusters do not collide."""
-    from deploy.launch import ingress_env
-
-    env = ingress_env(ingress)
-    for name in (
-        "RAY_SERVE_HAPROXY_STATS_PORT",
-        "RAY_SERVE_HAPROXY_METRICS_PORT",
-        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
-        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
-    ):
-        env[name] = str(free_port())
-    return env
-
-
-@contextmanager
-def environment(env: dict[str, str]) -> Iterator[None]:
-    """os.environ with `env` set (a local Ray and every process it starts inherit it), restored after."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @dataclass

@@ -15,8 +15,8 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import environment, ingress_environment
 from listening import Listener, listeners
+from ray_ingress import environment, ingress_environment
 
 from echo.v1 import decision_pb2, decision_pb2_grpc
 from services.common.ports import free_port
