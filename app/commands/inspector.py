@@ -64,6 +64,15 @@ def serve(
             "gRPC proxy listens on every interface while the apps check no tokens.",
         ),
     ] = False,
+    ingress: Annotated[
+        str | None,
+        typer.Option(
+            "--ingress",
+            help="With --ray: Serve's ingress, `haproxy` (HAProxy mode, bound to the config's http_options.host; "
+            "the default for a Ray started here) or `proxy` (Serve's Python gRPC proxy). A running cluster keeps "
+            "the one its nodes were started with; naming another is an error (docs/cluster.md).",
+        ),
+    ] = None,
 ) -> None:
     """Serve all six services (Inspector, Embedding, Retrieval, Knowledge, Decision, Evidence) on one gRPC port.
 
@@ -80,7 +89,7 @@ def serve(
     if ray is not None:
         from deploy.launch import serve_ray
 
-        serve_ray(ray, insecure=insecure)
+        serve_ray(ray, insecure=insecure, ingress=ingress)
         return
     overrides: dict = {"server": {"insecure": True} if insecure else {}}
     if host is not None:

@@ -1,9 +1,10 @@
-"""One local Ray (2 CPUs) running deploy/local-cpu.yaml with the offline models, shared by a test module."""
+"""One local Ray (2 CPUs, the default ingress) running deploy/local-cpu.yaml, offline models, per test module."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from otlp_collector import OtlpCollector
+from ray_ingress import environment, ingress_environment
 
 from services.common.ports import free_port
 
@@ -62,7 +64,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
     import ray
     from ray import serve
 
-    from deploy.launch import RAY_SYSTEM_CONFIG, deploy, wait_until_healthy
+    from deploy.launch import DEFAULT_INGRESS, RAY_SYSTEM_CONFIG, deploy, wait_until_healthy
     from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc
     from services.mmad.loader import load_dataset
     from services.mmad.synth import synthesize
@@ -75,6 +77,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
 
     if ray.is_initialized():  # another module's session: this one needs its own 2-CPU instance
         ray.shutdown()
+    ingress = ExitStack()
+    ingress.enter_context(environment(ingress_environment(DEFAULT_INGRESS)))  # as `echo-iad serve --ray` starts it
     ray.init(
         num_cpus=2,
         include_dashboard=True,  # Serve's REST API, through which deploy() hands over the config
@@ -109,4 +113,5 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path)
         channel.close()
         serve.shutdown()
         ray.shutdown()
+        ingress.close()
         time.sleep(0.5)

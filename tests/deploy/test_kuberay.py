@@ -86,6 +86,15 @@ def test_every_ray_pod_sends_images_inline_as_a_ray_started_by_serve_ray_does() 
     assert f"export RAY_max_direct_call_object_size={inline}" in (DEPLOY / "multi-node-gpu.yaml").read_text()
 
 
+def test_every_ray_pod_runs_the_default_ingress_as_a_ray_started_by_serve_ray_does() -> None:
+    from deploy.launch import DEFAULT_INGRESS, ingress_env
+
+    env = one(docs("rayservice.yaml"), "ConfigMap", "echo-iad-env")["data"]
+    ((switch, value),) = ingress_env(DEFAULT_INGRESS).items()
+    assert env[switch] == value  # every Ray pod takes the ConfigMap
+    assert f"export {switch}={value}" in (DEPLOY / "multi-node-gpu.yaml").read_text()
+
+
 def test_grpc_proxy_is_exposed_and_gpu_workers_match_their_ray_resources() -> None:
     rs = one(docs("rayservice.yaml"), "RayService")
     grpc_port = yaml.safe_load(rs["spec"]["serveConfigV2"])["grpc_options"]["port"]

@@ -93,3 +93,21 @@ def test_packaged_configs_are_found_by_name_from_any_folder(tmp_path: Path, monk
     assert resolve_config("local-cpu.yaml") == Path("local-cpu.yaml")
     with pytest.raises(ConfigError, match=r"no Serve config 'local-gpu'.*\(local-cpu, multi-node-gpu, single-gpu\)"):
         resolve_config("local-gpu")
+
+
+def test_the_ingress_switch_is_serves_environment_variable_and_an_unknown_ingress_is_named() -> None:
+    from deploy.launch import INGRESSES, ingress_env
+
+    assert INGRESSES == ("proxy", "haproxy")
+    assert ingress_env("haproxy") == {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    assert ingress_env("proxy") == {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    with pytest.raises(ConfigError, match=r"unknown ingress 'envoy'; choose one of proxy, haproxy"):
+        ingress_env("envoy")
+
+
+def test_clients_reach_the_ingress_on_the_configured_host_or_loopback_when_it_binds_everywhere() -> None:
+    grpc = {"port": 9100}
+    assert proxy_address({"http_options": {"host": "10.0.0.5"}, "grpc_options": grpc}) == "10.0.0.5:9100"
+    assert proxy_address({"http_options": {"host": "0.0.0.0"}, "grpc_options": grpc}) == "127.0.0.1:9100"
+    assert proxy_address({"http_options": {"host": "::"}, "grpc_options": grpc}) == "127.0.0.1:9100"
+    assert proxy_address({"grpc_options": grpc}) == "127.0.0.1:9100"

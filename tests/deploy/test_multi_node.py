@@ -116,7 +116,7 @@ def _all_running(cluster: NetnsCluster) -> bool:
 
 @pytest.fixture(scope="module")
 def multinode(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path) -> Iterator[MultiNode]:
-    from deploy.launch import INLINE_ARGS_BYTES, prepare_config
+    from deploy.launch import DEFAULT_INGRESS, INLINE_ARGS_BYTES, ingress_env, prepare_config
     from services.mmad.loader import load_dataset
     from services.mmad.synth import synthesize
 
@@ -131,6 +131,7 @@ def multinode(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Pat
             stores = {"REDIS_URL": redis.url, "ECHO_IMAGE_STORE": str(root / "images")}  # a folder every node mounts
             cluster.env.update(stores)  # every node starts with the store addresses, as docs/cluster.md says
             cluster.env["RAY_max_direct_call_object_size"] = str(INLINE_ARGS_BYTES)  # and images inline
+            cluster.env.update(ingress_env(DEFAULT_INGRESS))  # and the ingress the packaged setups start
             config = prepare_config(config, REPO, environ={**os.environ, **stores})
             cluster.start_nodes("head")
             cluster.start_nodes("cpu-a", "cpu-b")

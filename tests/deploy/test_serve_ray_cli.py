@@ -7,20 +7,27 @@ by name from an empty folder, and Ctrl-C sent to the whole group, as a terminal 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from deploy.launch import DEFAULT_INGRESS
+
 pytestmark = pytest.mark.slow
 
 
 def test_serve_ray_by_name_from_any_folder_then_status_then_ctrl_c(tmp_path: Path, offline_model_cache: Path) -> None:
-    env = {**os.environ, "ECHO_IAD__DECISION__MODEL_CACHE": str(offline_model_cache)}
+    # A Ray temp dir of its own: `ray.init(address="auto")` would otherwise join another local Ray that a
+    # neighbour's test runs, and `serve deploy` would replace that Ray's applications. Short: Ray's socket paths.
+    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    env = {**os.environ, "ECHO_IAD__DECISION__MODEL_CACHE": str(offline_model_cache), "RAY_TMPDIR": ray_tmp}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
         [
@@ -48,8 +55,8 @@ def test_serve_ray_by_name_from_any_folder_then_status_then_ctrl_c(tmp_path: Pat
             assert proc.poll() is None, "".join(lines)
             assert time.monotonic() < deadline, "".join(lines[-40:])
             time.sleep(1)
-        assert any("Echo-IAD on Ray Serve: gRPC proxy 127.0.0.1:9000; send metadata application=inspector" in line
-                   for line in lines)  # fmt: skip
+        ready = "Echo-IAD on Ray Serve: gRPC proxy 127.0.0.1:9000; send metadata application=inspector"
+        assert any(f"{ready} (ingress: {DEFAULT_INGRESS})" in line for line in lines), "".join(lines[-40:])
         tools = {**env, "RAY_AUTH_MODE": "token"}  # the local cluster uses Ray's token auth (Ray 2.60's default)
         bin_dir = Path(sys.executable).parent
         ray_status = subprocess.run([bin_dir / "ray", "status"], env=tools, capture_output=True, text=True, timeout=120)
@@ -67,6 +74,7 @@ def test_serve_ray_by_name_from_any_folder_then_status_then_ctrl_c(tmp_path: Pat
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
         reader.join(10)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     log = "".join(lines)
     assert "stopping: removing the applications and the local Ray instance" in log and "\nstopped\n" in log
     assert "Traceback" not in log and "Task exception was never retrieved" not in log
