@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,6 +21,8 @@ from app.cli import app
 from services.client import InspectorClient
 from services.common.ports import free_port
 from services.mmad.types import QUESTION_TYPES
+
+pytestmark = pytest.mark.slow  # the whole demo end to end, twice its commands (about 40 s)
 
 
 def test_demo_runs_end_to_end_and_says_which_models_ran(tmp_path: Path, offline_model_cache: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from consolekit import LINE, images_loaded, screenshot
 
 from echo.v1 import common_pb2, inspector_pb2
 from services.client import InspectorClient
 from services.common.images import encode_png, sha256_hex
+
+pytestmark = pytest.mark.slow  # a real Chromium against a live console
 
 
 def _templates(dataset) -> list:  # type: ignore[no-untyped-def]

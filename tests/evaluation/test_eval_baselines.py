@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from statistics import fmean
 
+import pytest
 from evalkit import write_config
 from typer.testing import CliRunner
 
@@ -16,6 +17,8 @@ from services.evaluation.runner import RunOptions, evaluate, load_run
 from services.evaluation.stats import balanced_chance_interval, chance_interval
 from services.mmad.loader import load_dataset
 from services.mmad.types import ANOMALY_DETECTION, QUESTION_TYPES
+
+pytestmark = pytest.mark.slow  # full eval runs of every baseline
 
 # MMAD's "Random Chance" row (accuracy %): balanced AD is 50 whatever the option count; the other types have
 # four options in MMAD and in our synthetic data.

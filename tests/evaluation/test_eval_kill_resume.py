@@ -10,9 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from evalkit import ServerThread
 
 from services.mmad.loader import load_dataset
+
+pytestmark = pytest.mark.slow  # an eval run SIGKILLed midway and rerun
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -27,6 +27,7 @@ def served(tmp_path: Path, offline_model_cache: Path):  # type: ignore[no-untype
         proc.wait(10)
 
 
+@pytest.mark.slow  # a served process with real models, SIGTERMed
 def test_sigterm_lets_the_in_flight_inspection_finish(served) -> None:  # type: ignore[no-untyped-def]
     import numpy as np
 

@@ -49,6 +49,7 @@ def _all_entries(kb_dir: Path) -> list[Entry]:
     return [*load_dir(kb_dir).values(), *load_dir(default_root()).values()]
 
 
+@pytest.mark.slow  # MiniLM over every category's knowledge
 def test_classification_csk_holds_every_options_knowledge_in_half_the_size(extractor: Extractor, kb_dir: Path):
     checked = 0
     for entry in _all_entries(kb_dir):

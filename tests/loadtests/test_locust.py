@@ -18,6 +18,8 @@ from services.mmad.loader import load_dataset
 from services.mmad.synth import synthesize
 from services.mmad.types import QUESTION_TYPES
 
+pytestmark = pytest.mark.slow  # Locust runs against a live server
+
 REPO = Path(__file__).resolve().parents[2]
 LINE = "load-line"
 

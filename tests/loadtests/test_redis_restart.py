@@ -19,6 +19,8 @@ from services.common.images import encode_png
 from services.common.ports import free_port
 from services.mmad.synth import render_normal
 
+pytestmark = pytest.mark.slow  # a Redis stopped and restarted under load
+
 QUESTION = ("There is a defect in the object. What is the type of the defect?", {"A": "Scratch.", "B": "Crack."})
 LINE = "line-redis"
 

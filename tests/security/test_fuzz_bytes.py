@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # byte-level fuzzing of a live server
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -24,6 +24,8 @@ from services.client import InspectorClient
 from services.common.images import encode_png
 from services.mmad.render import render_normal
 
+pytestmark = pytest.mark.slow  # hundreds of fuzzed RPCs per service
+
 RPCS = rpcs()
 IMAGES = image_corpus()
 EXAMPLES = 20  # per RPC
