@@ -49,8 +49,9 @@ from services.gateway.domain import (
     Timing,
     Trace,
 )
+from services.gateway.limits import door_limits
 from services.gateway.planner import EXPERTS, Plan, QuestionTypeClassifier, TypeGuess, plan_experts
-from services.gateway.validation import check_question, check_request_id, check_settings
+from services.gateway.validation import check_question, check_references, check_request_id, check_settings
 from services.knowledge.entries import Entry, canonical_dataset
 
 T = TypeVar("T")
@@ -116,6 +117,7 @@ class Inspector:
         self.settings = settings
         self.image_store = image_store
         self.limits = limits
+        self.door = door_limits(settings, limits)  # the one table of limits validation reads
         self.keep_evidence_images = keep_evidence_images
         self.admission = Admission(
             settings.max_concurrent, settings.admission_deadline_share, horizon_s=settings.admission_horizon_s
@@ -125,13 +127,15 @@ class Inspector:
     # ------------------------------------------------------------------ inspect
     async def inspect(self, inspection: Inspection, grpc_time_remaining: float | None = None) -> InspectionResult:
         """One inspection: validate, plan, fan out, decide. `grpc_time_remaining`: the caller's deadline (s)."""
+        query_sha = self._validate(inspection)  # before the deadline and admission read its numbers
         deadline = self._deadline(inspection, grpc_time_remaining)
         ticket = self.admission.admit(deadline.remaining(), inspection.question_type)
         answered = False
         try:
             started = time.perf_counter()
-            run = _Run(inspection, deadline, self._validate(inspection))
+            run = _Run(inspection, deadline, query_sha)
             plan = await self._plan(run)
+            self._check_prompt_fits(run, plan)
             await self._fan_out(run, plan)
             result = await self._decide(run, plan)
             run.trace.timings.append(Timing("total", (time.perf_counter() - started) * 1000.0))
@@ -153,8 +157,9 @@ class Inspector:
         check_name(inspection.line_id, "line_id", required=True)
         check_name(inspection.dataset, "dataset", required=False)
         check_name(inspection.category, "category", required=False)
-        check_question(inspection.question, inspection.options)
-        check_settings(inspection.deadline_ms, inspection.k_shots)
+        check_question(inspection.question, inspection.options, self.door)
+        check_settings(inspection.deadline_ms, inspection.k_shots, self.door)
+        check_references(len(inspection.references), self.door)
         check_header(inspection.image, self.limits, field="image")  # the stages that need pixels decode them once
         for n, data in enumerate(inspection.references):
             check_header(data, self.limits, field=f"references[{n}]")
@@ -179,6 +184,26 @@ class Inspector:
         trace.dataset = i.dataset or self.settings.default_dataset
         trace.category = i.category
         return plan
+
+    def _check_prompt_fits(self, run: _Run, plan: Plan) -> None:
+        """The decision prompt's images (the query, references, heat map) within gateway.max_prompt_images, known
+        once the plan is: refused here rather than by the decision stage after the other experts ran."""
+        i, limit = run.inspection, self.settings.max_prompt_images
+        field, refs = "references", 0
+        if run.trace.reference_mode != "0-shot":
+            if i.references:
+                refs = len(i.references)
+            elif run.trace.reference_mode == "k-shot":
+                field, refs = "settings.k_shots", i.k_shots or self.settings.default_k_shots
+            else:
+                refs = 1
+        heat = self.settings.evidence_as_image and "evidence" in plan.experts
+        if 1 + refs + heat > limit:
+            raise InvalidArgument(
+                f"makes a prompt of {1 + refs + heat} images (the query, {refs} references"
+                f"{', the heat map' if heat else ''}); at most {limit} (gateway.max_prompt_images)",
+                field=field,
+            )
 
     async def _fan_out(self, run: _Run, plan: Plan) -> None:
         """The optional experts: reference (embed, infer the category if unknown, search), knowledge and the

@@ -26,6 +26,7 @@ from services.gateway.audit import AuditTrail
 from services.gateway.clients import STAGE_SERVICES, Deadline, StageClients, evidence_to_proto
 from services.gateway.core import EXPERTS, Inspector
 from services.gateway.domain import Inspection, InspectionResult, LineSummary, Product, Trace
+from services.gateway.validation import check_references
 from services.knowledge.servicer import entry_to_proto
 
 
@@ -44,6 +45,7 @@ async def _image(inspector: Inspector, line_id: str, image: common_pb2.Image, fi
 async def to_inspection(req: inspector_pb2.InspectRequest, inspector: Inspector) -> Inspection:
     """An InspectRequest as plain values; an enum value the contract lacks is INVALID_ARGUMENT naming it."""
     s = req.settings
+    check_references(len(req.references), inspector.door)  # before any reference is fetched
     deadline = Deadline.after_ms(10_000)
     return Inspection(
         line_id=req.line_id,
