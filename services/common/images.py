@@ -146,6 +146,14 @@ def jpeg_complete(data: bytes) -> bool:
     return i + 2 <= n and data[i : i + 2] == b"\xff\xd9"
 
 
+_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _reason(e: Exception) -> str:
+    """A decoder's error in words, without the object reprs PIL puts in them (`<_io.BytesIO object at 0x..>`)."""
+    return f"{type(e).__name__}: {_REPR.sub('', str(e)).strip() or 'unreadable'}"
+
+
 def check_header(data: bytes, limits: ImageLimits = ImageLimits(), field: str = "image") -> tuple[int, int]:
     """Refuse empty, oversized, unreadable or truncated images without decoding pixels; returns (w, h).
 
@@ -159,7 +167,7 @@ def check_header(data: bytes, limits: ImageLimits = ImageLimits(), field: str = 
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InvalidArgument(f"cannot be decoded as an image ({type(e).__name__}: {e})", field=field) from e
+        raise InvalidArgument(f"cannot be decoded as an image ({_reason(e)})", field=field) from e
     if w * h > limits.max_pixels:
         raise InvalidArgument(f"is {w}x{h} = {w * h} pixels, {limits.over('pixels', limits.max_pixels)}", field=field)
     if data[:3] == b"\xff\xd8\xff" and not jpeg_complete(data):  # every decoder, GPU or PIL, refuses it alike
@@ -182,7 +190,7 @@ def decode(data: bytes, limits: ImageLimits = ImageLimits(), *, field: str = "im
             )
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise InvalidArgument(f"cannot be decoded as an image ({type(e).__name__}: {e})", field=field) from e
+        raise InvalidArgument(f"cannot be decoded as an image ({_reason(e)})", field=field) from e
     return img.convert("RGB")
 
 
