@@ -268,7 +268,7 @@ def malformed(seed_bytes: bytes) -> Iterator[bytes]:
 
 LEAKS = re.compile(
     r"(?P<path>(?<![\w.:/])/(?:[\w.-]+/)+[\w.-]+|[A-Za-z]:\\[\w\\.-]+)"  # /srv/data/images/ef/x.png
-    r"|(?P<address>0x[0-9a-fA-F]{6,}|\b(?:\d{1,3}\.){3}\d{1,3}:\d+|\blocalhost:\d+|\b[A-Za-z][\w.-]*:\d{3,5}\b)"
+    r"|(?P<address>(?<!\w)0x[0-9a-fA-F]{6,}|\b(?:\d{1,3}\.){3}\d{1,3}:\d+|\blocalhost:\d+|\b[A-Za-z][\w.-]*:\d{3,5}\b)"
     r"|(?P<repr><[\w.]+ object at |<(?:class|function|module|bound method) )"
 )
 """What no message may carry: a server path, an address (heap, host:port, host:pid) or an object's repr."""

@@ -25,11 +25,23 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 _SERVED_AT: dict[str, float] = {}  # gRPC service -> when this process last answered one of its RPCs OK
+_WORKED_AT: dict[str, float] = {}  # stage label -> when its model last finished a batch
 
 
 def served(service: str) -> None:
     """A real RPC of `service` was answered OK: the stage makes progress (rpc_metrics calls this in every mode)."""
     _SERVED_AT[service] = time.monotonic()
+
+
+def worked(stage: str) -> None:
+    """The stage's model finished a batch (services/common/pipeline.py): progress even when every caller of that
+    batch had already left (a burst past its deadlines answers no RPC OK, yet the stage is busy, not stuck)."""
+    _WORKED_AT[stage] = time.monotonic()
+
+
+def _progressed_since(service: str, started: float) -> bool:
+    stage = service.rsplit(".", 1)[-1].lower()  # echo.v1.Evidence -> evidence, as telemetry.stage_label
+    return max(_SERVED_AT.get(service, 0.0), _WORKED_AT.get(stage, 0.0)) >= started
 
 
 class StageHealth:
@@ -39,8 +51,8 @@ class StageHealth:
         name: the stage's gRPC service name (what Health/Check is asked about).
         probe: the stage's tiny real request; raising means it cannot serve.
         timeout_s: a probe that takes longer counts as failed (a stalled store is not a healthy one), unless
-            the stage answered real RPCs OK meanwhile: then it is busy (the probe queued behind model work on
-            a loaded replica), not stalled.
+            the stage answered real RPCs OK or its model finished batches meanwhile: then it is busy (the probe
+            queued behind model work on a loaded replica), not stalled.
     """
 
     def __init__(self, name: str, probe: Callable[[], Awaitable[None]], timeout_s: float = 10.0) -> None:
@@ -82,7 +94,7 @@ class StageHealth:
                 await asyncio.wait_for(self.probe(), self.timeout_s)
                 error = None
             except TimeoutError:
-                busy = _SERVED_AT.get(self.name, 0.0) >= started
+                busy = _progressed_since(self.name, started)  # the probe queued behind real work that moves
                 error = None if busy else f"health check took over {self.timeout_s:g}s"
             except Exception as e:
                 error = f"{type(e).__name__}: {e}"

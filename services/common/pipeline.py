@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from services.common.batching import Batcher, BatcherFactory, Fill
 from services.common.errors import Unavailable
+from services.common.health import worked
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -191,6 +192,7 @@ class Pipeline:
                 results = list(self.run(prepared.payload))
                 if len(results) != len(futures):
                     raise RuntimeError(f"run gave {len(results)} results for a batch of {len(futures)}")
+                worked(self.stage)  # health: busy, not stuck, whether or not the callers still wait
             except Exception as e:  # the whole call failed: every item of the batch hears why
                 log.warning("%s: a model call on %d items failed: %s", self.stage, len(futures), e)
                 results = [e] * len(futures)

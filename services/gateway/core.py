@@ -28,6 +28,7 @@ from services.common.images import (
     image_suffix,
     sha256_hex,
 )
+from services.common.memory import trim_heap
 from services.common.names import check_name
 from services.common.telemetry import tracer
 from services.gateway.admission import Admission
@@ -49,7 +50,7 @@ from services.gateway.domain import (
     Timing,
     Trace,
 )
-from services.gateway.limits import door_limits
+from services.gateway.limits import decoded_bytes, door_limits
 from services.gateway.planner import EXPERTS, Plan, QuestionTypeClassifier, TypeGuess, plan_experts
 from services.gateway.validation import check_question, check_references, check_request_id, check_settings
 from services.knowledge.entries import Entry, canonical_dataset
@@ -58,6 +59,7 @@ T = TypeVar("T")
 
 _CATEGORY_CACHE_S = 30.0
 _EMBED_CHUNK = 32
+_TRIM_AFTER_BYTES = 256 * 1024 * 1024
 
 
 class KeptImages(Protocol):
@@ -120,16 +122,20 @@ class Inspector:
         self.door = door_limits(settings, limits)  # the one table of limits validation reads
         self.keep_evidence_images = keep_evidence_images
         self.admission = Admission(
-            settings.max_concurrent, settings.admission_deadline_share, horizon_s=settings.admission_horizon_s
+            settings.max_concurrent,
+            settings.admission_deadline_share,
+            horizon_s=settings.admission_horizon_s,
+            max_bytes=settings.max_inflight_bytes,
         )
+        self._burst_bytes = 0  # decoded bytes admitted since the heap was last trimmed
         self._category_vectors: dict[tuple[str, str], tuple[float, dict[str, list[float]]]] = {}
 
     # ------------------------------------------------------------------ inspect
     async def inspect(self, inspection: Inspection, grpc_time_remaining: float | None = None) -> InspectionResult:
         """One inspection: validate, plan, fan out, decide. `grpc_time_remaining`: the caller's deadline (s)."""
-        query_sha = self._validate(inspection)  # before the deadline and admission read its numbers
+        query_sha, charge = self._validate(inspection)  # before the deadline and admission read its numbers
         deadline = self._deadline(inspection, grpc_time_remaining)
-        ticket = self.admission.admit(deadline.remaining(), inspection.question_type)
+        ticket = self.admission.admit(deadline.remaining(), inspection.question_type, charge)
         answered = False
         try:
             started = time.perf_counter()
@@ -143,6 +149,15 @@ class Inspector:
             return result
         finally:
             self.admission.finished(ticket, answered=answered)
+            self._trim_after_burst(charge)
+
+    def _trim_after_burst(self, charge: int) -> None:
+        """Once a burst drains (nothing in flight) after decoding at least _TRIM_AFTER_BYTES, return the heap's
+        free pages to the OS, off the event loop: in embedded mode every stage's decoding happened in this process."""
+        self._burst_bytes += charge
+        if self.admission.in_flight == 0 and self._burst_bytes >= _TRIM_AFTER_BYTES:
+            self._burst_bytes = 0
+            asyncio.get_running_loop().run_in_executor(None, trim_heap)
 
     def _deadline(self, inspection: Inspection, grpc_time_remaining: float | None) -> Deadline:
         candidates = [inspection.deadline_ms or self.settings.default_deadline_ms]
@@ -150,8 +165,9 @@ class Inspector:
             candidates.append(grpc_time_remaining * 1000.0)
         return Deadline.after_ms(min(candidates))
 
-    def _validate(self, inspection: Inspection) -> str:
-        """Refuse what no stage could answer, naming the field; returns the query image's sha256."""
+    def _validate(self, inspection: Inspection) -> tuple[str, int]:
+        """Refuse what no stage could answer, naming the field; returns the query image's sha256 and the bytes its
+        images take decoded (what the memory budget charges, from their headers)."""
         if inspection.request_id:
             check_request_id(inspection.request_id)  # it names the audit record
         check_name(inspection.line_id, "line_id", required=True)
@@ -160,10 +176,13 @@ class Inspector:
         check_question(inspection.question, inspection.options, self.door)
         check_settings(inspection.deadline_ms, inspection.k_shots, self.door)
         check_references(len(inspection.references), self.door)
+        ratio = self.settings.max_pixels_per_byte
         check_header(inspection.image, self.limits, field="image")  # the stages that need pixels decode them once
+        charge = decoded_bytes(inspection.image, ratio, "image")
         for n, data in enumerate(inspection.references):
             check_header(data, self.limits, field=f"references[{n}]")
-        return sha256_hex(inspection.image)
+            charge += decoded_bytes(data, ratio, f"references[{n}]")
+        return sha256_hex(inspection.image), charge
 
     async def _plan(self, run: _Run) -> Plan:
         """The question type (the client's, or classified) and the experts it activates; the trace's settings."""
@@ -471,6 +490,7 @@ class Inspector:
             raise InvalidArgument("is empty: send at least one normal image", field="images")
         for i, data in enumerate(images):  # the embedding stage decodes before anything is stored
             check_header(data, self.limits, field=f"images[{i}]")
+            decoded_bytes(data, self.settings.max_pixels_per_byte, f"images[{i}]")  # no decompression bombs
         dataset = dataset or self.settings.default_dataset
         points: list[tuple[list[float], MemoryItem]] = []
         for start in range(0, len(images), _EMBED_CHUNK):

@@ -9,8 +9,11 @@ settings or the ImageLimits the composition root passes, never by importing that
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
+
+from PIL import Image
 
 from services.common.errors import InvalidArgument
 from services.common.images import ImageLimits
@@ -19,6 +22,7 @@ from services.gateway.config import GatewaySettings
 MAX_QUESTION_CHARS = 4000
 MAX_OPTION_CHARS = 1000
 MAX_OPTIONS = 5  # the letters A to E
+RATIO_FLOOR_PIXELS = 4_000_000  # below this an image costs little whatever it compresses to
 
 
 @dataclass(frozen=True)
@@ -70,3 +74,20 @@ def door_limits(gateway: GatewaySettings, images: ImageLimits = ImageLimits()) -
         options=Bound("question.options", 2, MAX_OPTIONS),
         images=images,
     )
+
+
+def decoded_bytes(data: bytes, max_pixels_per_byte: float, field: str) -> int:
+    """The bytes an image's pixels take once decoded (width x height x channels, at least RGB's 3, as the stages
+    decode to RGB), read from its header before any pixel is allocated; an image over RATIO_FLOOR_PIXELS that
+    decodes to more than `max_pixels_per_byte` pixels per encoded byte (a flat PNG bomb) is refused.
+    The header was checked (check_header) first, so it opens."""
+    with Image.open(io.BytesIO(data)) as img:
+        (w, h), bands = img.size, len(img.getbands())
+    pixels = w * h
+    if pixels > RATIO_FLOOR_PIXELS and pixels > max_pixels_per_byte * len(data):
+        raise InvalidArgument(
+            f"is {w}x{h} = {pixels} pixels from {len(data)} bytes, {pixels / len(data):.0f} pixels per byte, over "
+            f"the limit of {max_pixels_per_byte:g} (gateway.max_pixels_per_byte): a decompression bomb",
+            field=field,
+        )
+    return pixels * max(3, bands)
