@@ -112,7 +112,13 @@ class Watch:
 def burst(server: Server, image: bytes, n: int, category: str, dataset: str, deadline_s: float) -> dict[str, Any]:
     """N Inspects at once (one thread each), their statuses and how long the burst took."""
     req = build_inspect_request(
-        image, *QUESTION, line_id=LINE, category=category, dataset=dataset, question_type="Anomaly Detection"
+        image,
+        *QUESTION,
+        line_id=LINE,
+        category=category,
+        dataset=dataset,
+        question_type="Anomaly Detection",
+        deadline_ms=deadline_s * 1000,
     )
     codes: Counter[str] = Counter()
     messages: dict[str, str] = {}
@@ -141,7 +147,7 @@ def main() -> None:
     ap.add_argument("--bomb-mp", type=float, default=36.0, help="Megapixels of the flat PNG.")
     ap.add_argument("--budget-mb", type=float, default=2048, help="gateway.max_inflight_bytes, in MiB.")
     ap.add_argument("--deadline-s", type=float, default=120.0, help="Each Inspect's deadline.")
-    ap.add_argument("--idle-s", type=float, default=15.0, help="Idle time after each burst before RSS is read.")
+    ap.add_argument("--idle-s", type=float, default=20.0, help="Idle time after each burst before RSS is read.")
     ap.add_argument("--workdir", default="", help="Data and server state (default: a temp dir).")
     args = ap.parse_args()
 

@@ -26,6 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol, TypeVar
 
 from services.common.errors import Unavailable
+from services.common.health import working
 from services.common.telemetry import BATCH_SIZE, QUEUE_DEPTH
 
 log = logging.getLogger(__name__)
@@ -225,9 +226,10 @@ class MicroBatcher(BatcherBase):
             self._ran(len(batch))
             futures = [f for _, f in batch]
             try:
-                results: Sequence[Any] = await loop.run_in_executor(
-                    self._executor, self.fn, key, [i for i, _ in batch], functools.partial(_all_done, futures)
-                )
+                with working(self.stage):  # health: the stage is busy while a batch runs, not stuck
+                    results: Sequence[Any] = await loop.run_in_executor(
+                        self._executor, self.fn, key, [i for i, _ in batch], functools.partial(_all_done, futures)
+                    )
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch of {len(batch)} returned {len(results)} results")
             except Exception as e:  # the whole call failed: every caller hears why

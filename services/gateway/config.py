@@ -102,9 +102,9 @@ class GatewaySettings(Section):
         2 * 1024**3,
         ge=1,
         description=(
-            "Memory budget: decoded image bytes (width x height x channels from each image's header, before any "
-            "pixels are allocated) of the inspections in flight; one that would pass it gets RESOURCE_EXHAUSTED. "
-            "A lone inspection is always admitted."
+            "Memory budget: decoded image bytes of the inspections in flight (width x height x channels from each "
+            "image's header, before any pixels are allocated, times the three stages that decode it); one that "
+            "would pass it gets RESOURCE_EXHAUSTED. A lone inspection is always admitted."
         ),
     )
     max_pixels_per_byte: float = Field(

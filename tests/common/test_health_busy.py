@@ -1,5 +1,6 @@
 """Health that tells the truth while busy: a stage whose model works through a burst stays SERVING even though its
-tiny health request queues behind the burst; a stage whose model is stuck goes NOT_SERVING."""
+tiny health request queues behind the burst; a stage whose model is stuck (a batch running past stuck_after_s with
+nothing finished meanwhile) goes NOT_SERVING."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from services.common.health import StageHealth
 from services.common.pipeline import Pipeline, Prepared
 
 PROBE_TIMEOUT_S = 0.5
+STUCK_AFTER_S = 1.0  # a batch running longer, with nothing finished meanwhile, is stuck
 
 
 class _Model:
@@ -39,7 +41,8 @@ def _stage(model: _Model, stage: str) -> tuple[Pipeline, StageHealth]:
     async def probe() -> None:  # the stage's tiny real request, through the same pipeline as the work
         await pipeline.submit_many([0])
 
-    return pipeline, StageHealth(f"echo.v1.{stage.capitalize()}", probe, timeout_s=PROBE_TIMEOUT_S)
+    health = StageHealth(f"echo.v1.{stage.capitalize()}", probe, timeout_s=PROBE_TIMEOUT_S, stuck_after_s=STUCK_AFTER_S)
+    return pipeline, health
 
 
 async def test_a_stage_working_through_a_burst_stays_serving_though_its_probe_queues_behind_it() -> None:
@@ -63,7 +66,7 @@ async def test_a_stage_whose_model_is_stuck_goes_not_serving_under_the_same_load
     pipeline, health = _stage(model, "stuckburst")
     model.released.clear()  # the model hangs on its next batch
     burst = [asyncio.ensure_future(pipeline.submit_many([i])) for i in range(40)]
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(STUCK_AFTER_S)  # the hung batch has run this long
     try:
         problem = await health.check()
         assert problem is not None and "health check took over" in problem

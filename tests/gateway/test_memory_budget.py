@@ -52,11 +52,11 @@ def test_past_the_budget_an_inspection_is_resource_exhausted_naming_the_setting(
 
 
 def test_the_charge_is_read_from_the_header_before_any_stage_is_called(tmp_path: Path) -> None:
-    inspector = _inspector(tmp_path, max_inflight_bytes=1_000_000)
+    inspector = _inspector(tmp_path, max_inflight_bytes=3_000_000)
     held = inspector.admission.admit(10, charge=1)  # another inspection in flight
     with pytest.raises(ResourceExhausted) as e:
         asyncio.run(inspector.inspect(_inspection(_png(1000, 400))))  # 1000 x 400 x 3 = 1.2 MB decoded
-    assert "1200000" in str(e.value) and "gateway.max_inflight_bytes" in str(e.value)
+    assert "3600000" in str(e.value) and "gateway.max_inflight_bytes" in str(e.value)
     inspector.admission.finished(held, answered=False)
 
 
