@@ -103,7 +103,7 @@ class GatewaySettings(Section):
         ge=1,
         description=(
             "Memory budget: decoded image bytes of the inspections in flight (width x height x channels from each "
-            "image's header, before any pixels are allocated, times the three stages that decode it); one that "
+            "image's header, before any pixels are allocated, times the copies the stages decode: limits.py); one that "
             "would pass it gets RESOURCE_EXHAUSTED. A lone inspection is always admitted."
         ),
     )

@@ -56,7 +56,7 @@ def test_the_charge_is_read_from_the_header_before_any_stage_is_called(tmp_path:
     held = inspector.admission.admit(10, charge=1)  # another inspection in flight
     with pytest.raises(ResourceExhausted) as e:
         asyncio.run(inspector.inspect(_inspection(_png(1000, 400))))  # 1000 x 400 x 3 = 1.2 MB decoded
-    assert "3600000" in str(e.value) and "gateway.max_inflight_bytes" in str(e.value)
+    assert "4800000" in str(e.value) and "gateway.max_inflight_bytes" in str(e.value)
     inspector.admission.finished(held, answered=False)
 
 
