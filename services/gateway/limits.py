@@ -23,11 +23,14 @@ MAX_QUESTION_CHARS = 4000
 MAX_OPTION_CHARS = 1000
 MAX_OPTIONS = 5  # the letters A to E
 RATIO_FLOOR_PIXELS = 4_000_000  # below this an image costs little whatever it compresses to
-# Each image is decoded by three stages, each into its own full-size RGB copy: the embedding stage (CLIP), the
-# evidence stage (patch features) and the decision stage (the MLLM's processor); with the encoded bytes each stage
-# call copies (request, serialized message) and the resized copies, loadtests/drill_memory.py measured about 4.6
-# RGB copies per 16-megapixel inspection in flight on the embedded server while decode() still copied every RGB
-# image once more. One copy of headroom over the three decodes:
+# What one inspection holds in embedded mode, per image: the encoded bytes once per stage call (the Inspector's
+# request, then for each of the embedding, evidence and decision calls the request message, its serialized form on
+# the in-process channel and the stage's parsed copy), and three full-size RGB decodes, one per stage that needs
+# pixels (CLIP, patch features, the MLLM's processor), each resized to its own input size. Decoding once and
+# sharing the pixels would cross the stages' gRPC contracts (the in-process channel serializes on purpose, so
+# embedded mode behaves as the cluster), so it is not done. loadtests/drill_memory.py measured about 4.6 RGB copies
+# per 16-megapixel inspection in flight while decode() still copied every RGB image once more (since fixed); the
+# charge is the three decodes and one copy of headroom:
 DECODES_PER_IMAGE = 4
 
 
