@@ -61,8 +61,8 @@ def _busy(service: str, started: float, stuck_after_s: float) -> bool:
     stage = service.rsplit(".", 1)[-1].lower()  # echo.v1.Evidence -> evidence, as telemetry.stage_label
     if max(_SERVED_AT.get(service, 0.0), _WORKED_AT.get(stage, 0.0)) >= started:
         return True
-    running = _WORKING.get(stage) or [float("inf")]
-    return time.monotonic() - min(running) < stuck_after_s
+    running = _WORKING.get(stage)
+    return bool(running) and time.monotonic() - min(running) < stuck_after_s
 
 
 class StageHealth:
