@@ -21,6 +21,7 @@ from typing import Protocol
 from PIL import Image
 
 from services.common.errors import DeadlineExceeded, InvalidArgument
+from services.common.health import working
 from services.decision.backends.base import Backend, Reply
 from services.decision.config import DecisionSettings
 from services.decision.parsing import match_option, parse_letter, parse_yes_no
@@ -223,7 +224,8 @@ class DecisionMaker:
             fields += [(f"reference_images[{i}]", b) for i, b in enumerate(inp.reference_images)]
             if inp.overlay:
                 fields.append(("evidence.overlay_png", inp.overlay))
-            images = await asyncio.to_thread(prepare_images, fields, s.min_pixels, s.max_pixels)
+            with working("decision"):  # health: decoding queues on the shared threads; busy, not stuck
+                images = await asyncio.to_thread(prepare_images, fields, s.min_pixels, s.max_pixels)
             t1 = time.perf_counter()
             heatmap = images.pop() if inp.overlay else None
             query, refs = images[0], images[1:]
