@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.audit.config import AuditSettings
 from services.common.config import ServerSettings, SettingsTree, TelemetrySettings, load_tree
@@ -47,6 +47,17 @@ class EchoSettings(SettingsTree):
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @model_validator(mode="after")
+    def _one_prompt_limit(self) -> EchoSettings:
+        """The gateway refuses at the door what the decision stage would: both must hold the same limit. The
+        whole tree is loaded in both modes (one file), so a disagreement stops start-up wherever it runs."""
+        if self.gateway.max_prompt_images != self.decision.max_images:
+            raise ValueError(
+                f"gateway.max_prompt_images ({self.gateway.max_prompt_images}) must equal decision.max_images "
+                f"({self.decision.max_images}): set both"
+            )
+        return self
 
     def resolve_paths(self) -> EchoSettings:
         """State paths left at their defaults follow data_dir, so one flag moves all state."""

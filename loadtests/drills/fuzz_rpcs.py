@@ -126,7 +126,7 @@ def main() -> None:
             body = msg.SerializeToString()
         code, details = call(channel, rpc, body)
         statuses[code.name] += 1
-        problem = verdict(code, details)
+        problem = verdict(code, details, body)
         if problem:
             problems.append(f"{rpc.path}: {problem}")
         if sum(statuses.values()) >= args.runs or time.monotonic() - started >= args.seconds:

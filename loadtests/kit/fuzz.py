@@ -12,6 +12,7 @@ import importlib
 import io
 import math
 import random
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -265,8 +266,27 @@ def malformed(seed_bytes: bytes) -> Iterator[bytes]:
     yield b"\x07"  # wire type 7 does not exist
 
 
-def verdict(code: grpc.StatusCode, details: str) -> str | None:
-    """None when a reply is a defined status with a clear message; else what is wrong with it."""
+LEAKS = re.compile(
+    r"(?P<path>(?<![\w.:/])/(?:[\w.-]+/)+[\w.-]+|[A-Za-z]:\\[\w\\.-]+)"  # /srv/data/images/ef/x.png
+    r"|(?P<address>(?<!\w)0x[0-9a-fA-F]{6,}|\b(?:\d{1,3}\.){3}\d{1,3}:\d+|\blocalhost:\d+|\b[A-Za-z][\w.-]*:\d{3,5}\b)"
+    r"|(?P<repr><[\w.]+ object at |<(?:class|function|module|bound method) )"
+)
+"""What no message may carry: a server path, an address (heap, host:port, host:pid) or an object's repr."""
+
+
+def leak(details: str, sent: bytes = b"") -> str | None:
+    """The first path, address or repr in a message that the caller did not send itself (an echo is no leak)."""
+    for m in LEAKS.finditer(details):
+        if m.group().encode() not in sent:
+            return f"{m.lastgroup} {m.group()!r}"
+    return None
+
+
+def verdict(code: grpc.StatusCode, details: str, sent: bytes = b"") -> str | None:
+    """None when a reply is a defined status with a clear message; else what is wrong with it. `sent`: the
+    request's bytes, so that a message echoing the caller's own input is not counted as a leak."""
+    if code != grpc.StatusCode.OK and (found := leak(details, sent)):
+        return f"status {code.name} shows a {found}: {details[:300]}"
     if code not in ALLOWED:
         return f"status {code.name}: {details[:300]}"
     if code != grpc.StatusCode.OK:

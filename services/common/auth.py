@@ -31,6 +31,7 @@ import hmac
 import os
 import secrets
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,17 @@ def read_secret(file: str = "", env: str = "") -> str:
 def bearer(token: str) -> tuple[str, str]:
     """The metadata pair that carries a token."""
     return (AUTH_HEADER, f"Bearer {token}")
+
+
+# The identity of the call being served (set by the request guard; None: checks off or an open service), so a
+# servicer can shape an answer by who asks (a line token does not see which gateway replica answered).
+CALLER: ContextVar[Identity | None] = ContextVar("echo_iad_caller", default=None)
+
+
+def sees_internals() -> bool:
+    """Whether the caller may see server internals (replica host:pid): checks off, or a stage token."""
+    identity = CALLER.get()
+    return identity is None or identity.stages
 
 
 @dataclass(frozen=True)

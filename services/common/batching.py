@@ -26,6 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol, TypeVar
 
 from services.common.errors import Unavailable
+from services.common.health import working
 from services.common.telemetry import BATCH_SIZE, QUEUE_DEPTH
 
 log = logging.getLogger(__name__)
@@ -215,31 +216,38 @@ class MicroBatcher(BatcherBase):
         loop = asyncio.get_running_loop()
         while True:
             key, item, fut = await self._next()
-            batch = [(item, fut)]
-            await self._fill(key, batch)
-            batch = [(i, f) for i, f in batch if not f.done()]  # callers that gave up are skipped
-            QUEUE_DEPTH.set(self._depth(), stage=self.stage)
-            if not batch:
+            # health: from its first item on, a batch is work under way (filling one waits for the decisions in
+            # flight upstream), so a probe queued behind it finds the stage busy, not stuck (services/common/health.py)
+            with working(self.stage):
+                await self._batch(loop, key, [(item, fut)])
+
+    async def _batch(
+        self, loop: asyncio.AbstractEventLoop, key: Hashable, batch: list[tuple[Any, asyncio.Future[Any]]]
+    ) -> None:
+        await self._fill(key, batch)
+        batch = [(i, f) for i, f in batch if not f.done()]  # callers that gave up are skipped
+        QUEUE_DEPTH.set(self._depth(), stage=self.stage)
+        if not batch:
+            return
+        BATCH_SIZE.observe(len(batch), stage=self.stage)
+        self._ran(len(batch))
+        futures = [f for _, f in batch]
+        try:
+            results: Sequence[Any] = await loop.run_in_executor(
+                self._executor, self.fn, key, [i for i, _ in batch], functools.partial(_all_done, futures)
+            )
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch of {len(batch)} returned {len(results)} results")
+        except Exception as e:  # the whole call failed: every caller hears why
+            log.warning("%s batch of %d failed: %s", self.stage, len(batch), e)
+            results = [e] * len(batch)
+        for f, r in zip(futures, results, strict=True):
+            if f.done():
                 continue
-            BATCH_SIZE.observe(len(batch), stage=self.stage)
-            self._ran(len(batch))
-            futures = [f for _, f in batch]
-            try:
-                results: Sequence[Any] = await loop.run_in_executor(
-                    self._executor, self.fn, key, [i for i, _ in batch], functools.partial(_all_done, futures)
-                )
-                if len(results) != len(batch):
-                    raise RuntimeError(f"batch of {len(batch)} returned {len(results)} results")
-            except Exception as e:  # the whole call failed: every caller hears why
-                log.warning("%s batch of %d failed: %s", self.stage, len(batch), e)
-                results = [e] * len(batch)
-            for f, r in zip(futures, results, strict=True):
-                if f.done():
-                    continue
-                if isinstance(r, BaseException):
-                    f.set_exception(r)
-                else:
-                    f.set_result(r)
+            if isinstance(r, BaseException):
+                f.set_exception(r)
+            else:
+                f.set_result(r)
 
     async def close(self) -> None:
         self._closed = True

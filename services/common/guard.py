@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from services.common.auth import Authorizer
+from services.common.auth import CALLER, Authorizer
 from services.common.errors import EchoError, InvalidArgument
 from services.common.telemetry import split_method
 
@@ -76,7 +76,11 @@ class RequestGuard(grpc.aio.ServerInterceptor):
                 auth.authorize(identity, service, method, request)
             except EchoError as e:
                 await context.abort(e.code, e.message)
-            return await inner(request, context)
+            caller = CALLER.set(identity)  # the servicer reads who asks
+            try:
+                return await inner(request, context)
+            finally:  # an in-process call runs in its caller's task: give it back its own identity
+                CALLER.reset(caller)
 
         return grpc.unary_unary_rpc_method_handler(
             guarded, request_deserializer=safe_decode, response_serializer=handler.response_serializer

@@ -13,9 +13,10 @@ check and SERVING again once a check passes; each change is logged once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from grpc_health.v1 import health, health_pb2
 
@@ -25,11 +26,43 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 _SERVED_AT: dict[str, float] = {}  # gRPC service -> when this process last answered one of its RPCs OK
+_WORKED_AT: dict[str, float] = {}  # stage label -> when its model last finished a batch
+_WORKING: dict[str, list[float]] = {}  # stage label -> when each batch now running started
 
 
 def served(service: str) -> None:
     """A real RPC of `service` was answered OK: the stage makes progress (rpc_metrics calls this in every mode)."""
     _SERVED_AT[service] = time.monotonic()
+
+
+def worked(stage: str) -> None:
+    """The stage's model finished a batch (services/common/pipeline.py): progress even when every caller of that
+    batch had already left (a burst past its deadlines answers no RPC OK, yet the stage is busy, not stuck)."""
+    _WORKED_AT[stage] = time.monotonic()
+
+
+@contextlib.contextmanager
+def working(stage: str) -> Iterator[None]:
+    """Around one batch of the stage's real work (the batchers and the pipeline's model thread): while it runs
+    the stage is busy, and when it ends (answered or failed) the stage has made progress."""
+    started = time.monotonic()
+    running = _WORKING.setdefault(stage, [])
+    running.append(started)
+    try:
+        yield
+    finally:
+        running.remove(started)
+        worked(stage)
+
+
+def _busy(service: str, started: float, stuck_after_s: float) -> bool:
+    """Whether a stage whose probe timed out is busy rather than stuck: it answered an RPC or finished a batch
+    since the probe started, or a batch is running that started less than stuck_after_s ago."""
+    stage = service.rsplit(".", 1)[-1].lower()  # echo.v1.Evidence -> evidence, as telemetry.stage_label
+    if max(_SERVED_AT.get(service, 0.0), _WORKED_AT.get(stage, 0.0)) >= started:
+        return True
+    running = _WORKING.get(stage)
+    return bool(running) and time.monotonic() - min(running) < stuck_after_s
 
 
 class StageHealth:
@@ -39,14 +72,18 @@ class StageHealth:
         name: the stage's gRPC service name (what Health/Check is asked about).
         probe: the stage's tiny real request; raising means it cannot serve.
         timeout_s: a probe that takes longer counts as failed (a stalled store is not a healthy one), unless
-            the stage answered real RPCs OK meanwhile: then it is busy (the probe queued behind model work on
-            a loaded replica), not stalled.
+            the stage answered real RPCs OK or its model finished batches meanwhile, or runs a batch younger than
+            stuck_after_s: then it is busy (the probe queued behind model work on a loaded replica), not stalled.
+        stuck_after_s: a batch running longer than this, with nothing finished meanwhile, counts as stuck.
     """
 
-    def __init__(self, name: str, probe: Callable[[], Awaitable[None]], timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, name: str, probe: Callable[[], Awaitable[None]], timeout_s: float = 10.0, stuck_after_s: float = 60.0
+    ) -> None:
         self.name = name
         self.probe = probe
         self.timeout_s = timeout_s
+        self.stuck_after_s = stuck_after_s
         self.error: str | None = "not checked yet"
         self.checked_at = 0.0  # monotonic; 0: never
         self._lock = asyncio.Lock()  # concurrent callers share one real request
@@ -82,7 +119,7 @@ class StageHealth:
                 await asyncio.wait_for(self.probe(), self.timeout_s)
                 error = None
             except TimeoutError:
-                busy = _SERVED_AT.get(self.name, 0.0) >= started
+                busy = _busy(self.name, started, self.stuck_after_s)  # the probe queued behind real work
                 error = None if busy else f"health check took over {self.timeout_s:g}s"
             except Exception as e:
                 error = f"{type(e).__name__}: {e}"

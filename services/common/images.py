@@ -194,7 +194,7 @@ def decode(data: bytes, limits: ImageLimits = ImageLimits(), *, field: str = "im
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InvalidArgument(undecodable(e), field=field) from e
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")  # convert() copies even an RGB image: a full copy
 
 
 def encode_png(img: Image.Image) -> bytes:

@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from services.common.batching import Batcher, BatcherFactory, Fill
 from services.common.errors import Unavailable
+from services.common.health import working
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -188,7 +189,8 @@ class Pipeline:
             prepared, futures = job
             start = time.perf_counter()
             try:
-                results = list(self.run(prepared.payload))
+                with working(self.stage):  # health: busy, not stuck, whether or not the callers still wait
+                    results = list(self.run(prepared.payload))
                 if len(results) != len(futures):
                     raise RuntimeError(f"run gave {len(results)} results for a batch of {len(futures)}")
             except Exception as e:  # the whole call failed: every item of the batch hears why

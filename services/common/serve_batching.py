@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Any
 
 from services.common.batching import BatcherBase, BatchFn, Fill
+from services.common.health import working
 from services.common.telemetry import BATCH_SIZE, QUEUE_DEPTH
 
 
@@ -48,7 +49,8 @@ class ServeBatcher(BatcherBase):
                 BATCH_SIZE.observe(len(items), stage=self.stage)
                 loop = asyncio.get_running_loop()
                 try:
-                    results = list(await loop.run_in_executor(self._executor, self.fn, key, items, _never))
+                    with working(self.stage):  # health: busy while a batch runs, not stuck
+                        results = list(await loop.run_in_executor(self._executor, self.fn, key, items, _never))
                     if len(results) != len(items):
                         raise RuntimeError(f"batch of {len(items)} returned {len(results)} results")
                 except Exception as e:  # the whole call failed: every caller hears why

@@ -152,6 +152,12 @@ class StageCallError(EchoError):
         return self.code in _CALLER_ERRORS
 
 
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve an abandoned call's outcome: its caller already has its own error."""
+    if not task.cancelled():
+        task.exception()
+
+
 class StageClient:
     """Calls one stage's RPCs under a share of the request's deadline."""
 
@@ -243,6 +249,10 @@ class StageClient:
         finally:
             if not pending.done():
                 call.cancel()
+            # When its caller left (cancelled, or the deadline) the call still ends, often with the very
+            # DEADLINE_EXCEEDED that made the caller leave, maybe in the same turn of the loop, and nobody awaits
+            # it: consume that status, or the garbage collector prints it as "Task exception was never retrieved".
+            pending.add_done_callback(_consume)
 
     async def _why_not_serving(self, deadline: Deadline) -> str | None:
         """The stage's health problem if one is known before the deadline, else None."""

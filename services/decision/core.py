@@ -22,6 +22,7 @@ from PIL import Image
 
 from services.common.answers import match_option, parse_yes_no, read_letter
 from services.common.errors import DeadlineExceeded, InvalidArgument
+from services.common.health import working
 from services.decision.backends.base import Backend, Reply
 from services.decision.config import DecisionSettings
 from services.decision.preprocess import prepare_images
@@ -221,7 +222,8 @@ class DecisionMaker:
             fields += [(f"reference_images[{i}]", b) for i, b in enumerate(inp.reference_images)]
             if inp.overlay:
                 fields.append(("evidence.overlay_png", inp.overlay))
-            images = await asyncio.to_thread(prepare_images, fields, s.min_pixels, s.max_pixels)
+            with working("decision"):  # health: decoding queues on the shared threads; busy, not stuck
+                images = await asyncio.to_thread(prepare_images, fields, s.min_pixels, s.max_pixels)
             t1 = time.perf_counter()
             heatmap = images.pop() if inp.overlay else None
             query, refs = images[0], images[1:]

@@ -5,8 +5,12 @@ trace), `errors.jsonl` (questions that failed; a rerun retries them) and
 `run.json` (dataset, settings, models, sessions). Rerunning the same command
 skips the ids already answered, so a killed run resumes where it stopped.
 
-`evaluate()` is the whole flow: connect (or start the embedded server), make
-sure the memory holds each category's normal templates, then run each cell.
+`evaluate()` is the whole flow: refuse settings that cannot answer the dataset,
+connect (or start the embedded server), make sure the memory holds each
+category's normal templates, then run each cell. A transient failure (a stage
+restarting, a deadline under load, the server shedding load) is retried with
+backoff; a question that still fails is recorded in errors.jsonl and the run
+goes on, up to its failure budget (max_errors).
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -32,6 +37,27 @@ from services.evaluation.cells import Cell
 from services.mmad.loader import MMADDataset
 from services.mmad.scoring import Graded
 from services.mmad.types import ANOMALY_DETECTION, QUESTION_TYPES, Question, Sample
+
+T = TypeVar("T")
+
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+MAX_BACKOFF_S = 30.0
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], retries: int, backoff_s: float) -> T:
+    """`call()`, tried again on a transient status (RETRYABLE) at most `retries` more times, waiting a jittered
+    backoff_s, 2 x backoff_s, ... (at most MAX_BACKOFF_S) between tries; any other status is raised at once."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as e:
+            if e.code() not in RETRYABLE or attempt >= retries:
+                raise
+        attempt += 1
+        await asyncio.sleep(random.uniform(0.5, 1.0) * min(backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
 
 
 @dataclass
@@ -46,7 +72,10 @@ class RunOptions:
         max_qps: at most this many requests started per second (0: unlimited), to spare a shared server.
         seed: RequestSettings.seed (the 1-shot random reference's seed).
         limit: answer only the first N questions of the dataset (0: all), for quick checks.
-        max_errors: stop the run after this many failed requests (they are logged and retried on rerun).
+        max_errors: the failure budget: stop the run after this many questions failed past their retries (they
+            are logged in errors.jsonl and retried by a rerun).
+        retries: tries again of a request that failed with UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED.
+        backoff_s: the wait before the first retry; it doubles (jittered) for each next one.
         return_prompt: ask for the exact decision prompt in every trace (large).
         heatmaps: ask for the evidence heat map on one question per image (see heatmap_questions); each is
             kept as RUN_DIR/heatmaps/<image>.png for pixel AUROC and AUPRO, not inside answers.jsonl.
@@ -60,6 +89,8 @@ class RunOptions:
     seed: int = 0
     limit: int = 0
     max_errors: int = 20
+    retries: int = 4
+    backoff_s: float = 1.0
     return_prompt: bool = False
     heatmaps: bool = True
 
@@ -474,7 +505,9 @@ async def _answer_all(
             req = build_request(sample, q, image, cell, opts, refs, heatmap=q.id in wants_heatmap)
             start = time.perf_counter()
             try:
-                resp = await client.inspect_request(req, timeout_s=opts.timeout_s)
+                resp = await with_retries(
+                    lambda req=req: client.inspect_request(req, timeout_s=opts.timeout_s), opts.retries, opts.backoff_s
+                )
             except grpc.aio.AioRpcError as e:
                 msg = f"{e.code().name}: {e.details()}"
                 tally.errors.append(msg)
@@ -540,7 +573,14 @@ async def wait_ready(client: AsyncInspectorClient, timeout_s: float = 60.0) -> N
 
 
 async def ensure_memory(
-    client: AsyncInspectorClient, dataset: MMADDataset, line_id: str, *, batch: int = 16, console: Any | None = None
+    client: AsyncInspectorClient,
+    dataset: MMADDataset,
+    line_id: str,
+    *,
+    batch: int = 16,
+    console: Any | None = None,
+    retries: int = 4,
+    backoff_s: float = 1.0,
 ) -> dict[str, int]:
     """Give the line the dataset's normal templates for every category whose memory or evidence bank is missing.
 
@@ -549,13 +589,17 @@ async def ensure_memory(
     templates go through AddNormalImages again, which is idempotent and builds whichever of the two is missing
     (a memory built before the evidence stage existed gets its bank).
 
+    Every call is retried on a transient status (with_retries), so one slow answer under load does not end the
+    run before its first question.
+
     Returns:
         "dataset/category" -> images sent (0 for categories already complete).
     """
     by_cat: dict[tuple[str, str], list[str]] = defaultdict(list)
     for ds, cat, path in dataset.templates():
         by_cat[(ds, cat)].append(path)
-    products = {(p.dataset, p.category): p for p in (await client.list_products(line_id)).products}
+    listed = await with_retries(lambda: client.list_products(line_id), retries, backoff_s)
+    products = {(p.dataset, p.category): p for p in listed.products}
     added: dict[str, int] = {}
     for (ds, cat), paths in by_cat.items():
         key = f"{ds}/{cat}"
@@ -566,7 +610,11 @@ async def ensure_memory(
         n = 0
         for start in range(0, len(paths), batch):
             chunk = [await asyncio.to_thread(dataset.abspath(p).read_bytes) for p in paths[start : start + batch]]
-            resp = await client.add_normal_images(line_id, cat, chunk, dataset=ds)
+            resp = await with_retries(
+                lambda chunk=chunk, cat=cat, ds=ds: client.add_normal_images(line_id, cat, chunk, dataset=ds),
+                retries,
+                backoff_s,
+            )
             n += resp.added + resp.existing
         added[key] = n
         if console is not None:
@@ -612,6 +660,10 @@ async def evaluate(
     if address is None:
         if settings is None or start_embedded is None:
             raise ValueError("either an address, or settings and start_embedded for the embedded server, are needed")
+        types = {q.type for _, q in questions_in_scope(dataset, opts.limit)}
+        for cell, _ in runs:  # before the server starts and before the first request
+            if problem := incompatible(settings, types, cell):
+                raise FailedPrecondition(problem)
         if console is not None:
             console.print(f"starting the embedded server (decision backend: {settings.decision.backend})")
         embedded = await start_embedded(settings)
@@ -624,13 +676,43 @@ async def evaluate(
         async with AsyncInspectorClient(address, timeout_s=opts.timeout_s) as client:
             await wait_ready(client)
             if build_memory:
-                meta["memory_added"] = await ensure_memory(client, dataset, opts.line_id, console=console)
+                meta["memory_added"] = await ensure_memory(
+                    client, dataset, opts.line_id, console=console, retries=opts.retries, backoff_s=opts.backoff_s
+                )
             for cell, run_dir in runs:
                 results.append(await run_cell(client, dataset, run_dir, cell, opts, meta=meta, console=console))
     finally:
         if embedded is not None:
             await embedded.stop(grace=1.0)
     return results
+
+
+def incompatible(settings: Any, types: set[str], cell: Cell) -> str | None:
+    """Why these embedded-server settings cannot answer questions of these types under this cell, or None.
+
+    `decision.backend: evidence` answers Anomaly Detection and Defect Localization from the visual evidence
+    alone: every other type, and every type whose plan runs no evidence expert (the paper protocol's map), would
+    fail request after request; say so before the first one.
+    """
+    if settings.decision.backend != "evidence":
+        return None
+    from services.decision.evidence_answer import ANSWERS
+
+    if other := sorted(types - set(ANSWERS)):
+        return (
+            f"decision.backend 'evidence' (--backend evidence) answers {' and '.join(ANSWERS)} only, and this "
+            f"dataset also asks {', '.join(other)}: use an MLLM backend"
+        )
+    forced = dict(cell.experts).get("evidence")
+    expert_map = settings.gateway.expert_map
+    without = [t for t in sorted(types) if not (forced if forced is not None else "evidence" in expert_map.get(t, []))]
+    if without:
+        return (
+            f"decision.backend 'evidence' (--backend evidence) answers from the visual evidence expert, which "
+            f"protocol {settings.protocol!r} does not run for {', '.join(without)} (gateway.expert_map"
+            f"{'; this cell turns it off' if forced is False else ''}): use --protocol product or --experts evidence=on"
+        )
+    return None
 
 
 def load_run(run_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -40,8 +40,12 @@ class Admission:
         window: int = 256,
         min_samples: int = 8,
         horizon_s: float = 15.0,
+        max_bytes: int = 0,
     ) -> None:
+        """`max_bytes`: the memory budget, decoded image bytes in flight (gateway.max_inflight_bytes); 0: none."""
         self.max_in_flight = max_in_flight
+        self.max_bytes = max_bytes
+        self.bytes_in_flight = 0
         self.deadline_share = deadline_share
         self.min_samples = min_samples
         self.horizon_s = horizon_s
@@ -64,8 +68,14 @@ class Admission:
         concurrency = sum(s.in_flight for s in recent) / len(recent)
         return (self.in_flight + 1) * latency / max(1.0, concurrency)
 
-    def admit(self, deadline_s: float, kind: str = "") -> tuple[float, int, str]:
-        """Take a slot or raise ResourceExhausted; returns the ticket `finished` takes back."""
+    def admit(self, deadline_s: float, kind: str = "", charge: int = 0) -> tuple[float, int, str, int]:
+        """Take a slot and `charge` bytes of the memory budget, or raise ResourceExhausted; returns the ticket
+        `finished` takes back. A lone inspection is always admitted, so one within the image limits can run."""
+        if self.max_bytes and self.bytes_in_flight and self.bytes_in_flight + charge > self.max_bytes:
+            raise ResourceExhausted(
+                f"gateway: memory budget: {self.bytes_in_flight} decoded image bytes in flight and this inspection's "
+                f"{charge} would pass the limit of {self.max_bytes} (gateway.max_inflight_bytes); retry with backoff"
+            )
         if self.in_flight >= self.max_in_flight:
             raise ResourceExhausted(
                 f"gateway: {self.in_flight} inspections in flight, over the limit of {self.max_in_flight} "
@@ -78,11 +88,14 @@ class Admission:
                 f"{expected * 1000:.0f} ms of its {deadline_s * 1000:.0f} ms deadline_ms; retry with backoff"
             )
         self.in_flight += 1
-        return time.perf_counter(), self.in_flight, kind
+        self.bytes_in_flight += charge
+        return time.perf_counter(), self.in_flight, kind, charge
 
-    def finished(self, ticket: tuple[float, int, str], *, answered: bool) -> None:
-        """Give the slot back; an answered inspection's latency feeds the estimate (failures say little)."""
-        started, at_start, kind = ticket
+    def finished(self, ticket: tuple[float, int, str, int], *, answered: bool) -> None:
+        """Give the slot and the bytes back; an answered inspection's latency feeds the estimate (failures say
+        little)."""
+        started, at_start, kind, charge = ticket
+        self.bytes_in_flight -= charge
         now = time.perf_counter()
         if answered:  # the mean of the counts at its start and end stands for the count while it ran
             self._recent.append(_Sample(now, now - started, (at_start + self.in_flight) / 2, kind))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from services.common.protocol import PRODUCT_EXPERT_MAP
 from services.common.section import Section
@@ -67,6 +67,35 @@ class GatewaySettings(Section):
             "slow answers stop counting soon after the stage is back."
         ),
     )
+    max_deadline_ms: float = Field(
+        3_600_000, gt=0, description="Longest settings.deadline_ms a request may ask; longer is INVALID_ARGUMENT."
+    )
+    max_prompt_images: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Most images one decision prompt holds (the query, references, heat map): a request whose k_shots or "
+            "references cannot fit is refused at the door. Must agree with decision.max_images (the decision "
+            "stage's own limit); a settings tree where they differ is refused at start."
+        ),
+    )
+    max_inflight_bytes: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description=(
+            "Memory budget: decoded image bytes of the inspections in flight (width x height x channels from each "
+            "image's header, before any pixels are allocated, times the copies the stages decode: limits.py); one that "
+            "would pass it gets RESOURCE_EXHAUSTED. A lone inspection is always admitted."
+        ),
+    )
+    max_pixels_per_byte: float = Field(
+        100.0,
+        gt=0,
+        description=(
+            "Decompression-ratio guard: an image over 4 megapixels with more decoded pixels per encoded byte than "
+            "this (a flat PNG 'bomb': 36 MP in 120 KB is 300) is INVALID_ARGUMENT before it is decoded."
+        ),
+    )
     default_dataset: str = Field("", description="Dataset namespace used when a request names none (empty: any).")
     stage_token_file: str = Field(
         "",
@@ -93,3 +122,12 @@ class GatewaySettings(Section):
     planner_min_confidence: float = Field(
         0.35, ge=0, le=1, description="Below this, the free-form classifier's guess is flagged."
     )
+
+    @model_validator(mode="after")
+    def _k_fits_the_prompt(self) -> GatewaySettings:
+        if self.default_k_shots > self.max_prompt_images - 1:
+            raise ValueError(
+                f"default_k_shots ({self.default_k_shots}) leaves no room for the query in a prompt of "
+                f"max_prompt_images ({self.max_prompt_images})"
+            )
+        return self

@@ -28,6 +28,7 @@ from services.common.images import (
     image_suffix,
     sha256_hex,
 )
+from services.common.memory import trim_heap
 from services.common.names import check_name
 from services.common.stage_client import Deadline, StageCallError
 from services.common.telemetry import tracer
@@ -50,14 +51,16 @@ from services.gateway.domain import (
     Timing,
     Trace,
 )
+from services.gateway.limits import decoded_bytes, door_limits
 from services.gateway.planner import EXPERTS, Plan, QuestionTypeClassifier, TypeGuess, plan_experts
-from services.gateway.validation import check_question, check_request_id, check_settings
+from services.gateway.validation import check_question, check_references, check_request_id, check_settings
 from services.knowledge.entries import Entry, canonical_dataset
 
 T = TypeVar("T")
 
 _CATEGORY_CACHE_S = 30.0
 _EMBED_CHUNK = 32
+_TRIM_AFTER_BYTES = 256 * 1024 * 1024
 
 
 class KeptImages(Protocol):
@@ -117,22 +120,29 @@ class Inspector:
         self.settings = settings
         self.image_store = image_store
         self.limits = limits
+        self.door = door_limits(settings, limits)  # the one table of limits validation reads
         self.keep_evidence_images = keep_evidence_images
         self.admission = Admission(
-            settings.max_concurrent, settings.admission_deadline_share, horizon_s=settings.admission_horizon_s
+            settings.max_concurrent,
+            settings.admission_deadline_share,
+            horizon_s=settings.admission_horizon_s,
+            max_bytes=settings.max_inflight_bytes,
         )
+        self._burst_bytes = 0  # decoded bytes admitted since the heap was last trimmed
         self._category_vectors: dict[tuple[str, str], tuple[float, dict[str, list[float]]]] = {}
 
     # ------------------------------------------------------------------ inspect
     async def inspect(self, inspection: Inspection, grpc_time_remaining: float | None = None) -> InspectionResult:
         """One inspection: validate, plan, fan out, decide. `grpc_time_remaining`: the caller's deadline (s)."""
+        query_sha, charge = self._validate(inspection)  # before the deadline and admission read its numbers
         deadline = self._deadline(inspection, grpc_time_remaining)
-        ticket = self.admission.admit(deadline.remaining(), inspection.question_type)
+        ticket = self.admission.admit(deadline.remaining(), inspection.question_type, charge)
         answered = False
         try:
             started = time.perf_counter()
-            run = _Run(inspection, deadline, self._validate(inspection))
+            run = _Run(inspection, deadline, query_sha)
             plan = await self._plan(run)
+            self._check_prompt_fits(run, plan)
             await self._fan_out(run, plan)
             result = await self._decide(run, plan)
             run.trace.timings.append(Timing("total", (time.perf_counter() - started) * 1000.0))
@@ -140,6 +150,15 @@ class Inspector:
             return result
         finally:
             self.admission.finished(ticket, answered=answered)
+            self._trim_after_burst(charge)
+
+    def _trim_after_burst(self, charge: int) -> None:
+        """Once a burst drains (nothing in flight) after decoding at least _TRIM_AFTER_BYTES, return the heap's
+        free pages to the OS, off the event loop: in embedded mode every stage's decoding happened in this process."""
+        self._burst_bytes += charge
+        if self.admission.in_flight == 0 and self._burst_bytes >= _TRIM_AFTER_BYTES:
+            self._burst_bytes = 0
+            asyncio.get_running_loop().run_in_executor(None, trim_heap)
 
     def _deadline(self, inspection: Inspection, grpc_time_remaining: float | None) -> Deadline:
         candidates = [inspection.deadline_ms or self.settings.default_deadline_ms]
@@ -147,19 +166,24 @@ class Inspector:
             candidates.append(grpc_time_remaining * 1000.0)
         return Deadline.after_ms(min(candidates))
 
-    def _validate(self, inspection: Inspection) -> str:
-        """Refuse what no stage could answer, naming the field; returns the query image's sha256."""
+    def _validate(self, inspection: Inspection) -> tuple[str, int]:
+        """Refuse what no stage could answer, naming the field; returns the query image's sha256 and the bytes its
+        images take decoded (what the memory budget charges, from their headers)."""
         if inspection.request_id:
             check_request_id(inspection.request_id)  # it names the audit record
         check_name(inspection.line_id, "line_id", required=True)
         check_name(inspection.dataset, "dataset", required=False)
         check_name(inspection.category, "category", required=False)
-        check_question(inspection.question, inspection.options)
-        check_settings(inspection.deadline_ms, inspection.k_shots)
+        check_question(inspection.question, inspection.options, self.door)
+        check_settings(inspection.deadline_ms, inspection.k_shots, self.door)
+        check_references(len(inspection.references), self.door)
+        ratio = self.settings.max_pixels_per_byte
         check_header(inspection.image, self.limits, field="image")  # the stages that need pixels decode them once
+        charge = decoded_bytes(inspection.image, ratio, "image")
         for n, data in enumerate(inspection.references):
             check_header(data, self.limits, field=f"references[{n}]")
-        return sha256_hex(inspection.image)
+            charge += decoded_bytes(data, ratio, f"references[{n}]")
+        return sha256_hex(inspection.image), charge
 
     async def _plan(self, run: _Run) -> Plan:
         """The question type (the client's, or classified) and the experts it activates; the trace's settings."""
@@ -180,6 +204,26 @@ class Inspector:
         trace.dataset = i.dataset or self.settings.default_dataset
         trace.category = i.category
         return plan
+
+    def _check_prompt_fits(self, run: _Run, plan: Plan) -> None:
+        """The decision prompt's images (the query, references, heat map) within gateway.max_prompt_images, known
+        once the plan is: refused here rather than by the decision stage after the other experts ran."""
+        i, limit = run.inspection, self.settings.max_prompt_images
+        field, refs = "references", 0
+        if run.trace.reference_mode != "0-shot":
+            if i.references:
+                refs = len(i.references)
+            elif run.trace.reference_mode == "k-shot":
+                field, refs = "settings.k_shots", i.k_shots or self.settings.default_k_shots
+            else:
+                refs = 1
+        heat = self.settings.evidence_as_image and "evidence" in plan.experts
+        if 1 + refs + heat > limit:
+            raise InvalidArgument(
+                f"makes a prompt of {1 + refs + heat} images (the query, {refs} references"
+                f"{', the heat map' if heat else ''}); at most {limit} (gateway.max_prompt_images)",
+                field=field,
+            )
 
     async def _fan_out(self, run: _Run, plan: Plan) -> None:
         """The optional experts: reference (embed, infer the category if unknown, search), knowledge and the
@@ -447,6 +491,7 @@ class Inspector:
             raise InvalidArgument("is empty: send at least one normal image", field="images")
         for i, data in enumerate(images):  # the embedding stage decodes before anything is stored
             check_header(data, self.limits, field=f"images[{i}]")
+            decoded_bytes(data, self.settings.max_pixels_per_byte, f"images[{i}]")  # no decompression bombs
         dataset = dataset or self.settings.default_dataset
         points: list[tuple[list[float], MemoryItem]] = []
         for start in range(0, len(images), _EMBED_CHUNK):

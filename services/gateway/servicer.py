@@ -7,11 +7,13 @@ response as sent) before the answer leaves, and the audit queries go to it direc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 import grpc
 
 from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc, knowledge_pb2
 from services.audit.record import Kept
+from services.common.auth import sees_internals
 from services.common.enums import (
     ANSWER_FORMAT_ENUM,
     KNOWLEDGE_MODE_ENUM,
@@ -27,6 +29,7 @@ from services.gateway.audit import AuditTrail
 from services.gateway.clients import StageClients, evidence_to_proto
 from services.gateway.core import EXPERTS, Inspector
 from services.gateway.domain import Inspection, InspectionResult, LineSummary, Product, Trace
+from services.gateway.validation import check_references
 from services.knowledge.servicer import entry_to_proto
 
 
@@ -45,6 +48,7 @@ async def _image(inspector: Inspector, line_id: str, image: common_pb2.Image, fi
 async def to_inspection(req: inspector_pb2.InspectRequest, inspector: Inspector) -> Inspection:
     """An InspectRequest as plain values; an enum value the contract lacks is INVALID_ARGUMENT naming it."""
     s = req.settings
+    check_references(len(req.references), inspector.door)  # before any reference is fetched
     deadline = Deadline.after_ms(10_000)
     return Inspection(
         line_id=req.line_id,
@@ -68,6 +72,13 @@ async def to_inspection(req: inspector_pb2.InspectRequest, inspector: Inspector)
             await _image(inspector, req.line_id, r, f"references[{i}]", deadline) for i, r in enumerate(req.references)
         ],
     )
+
+
+def _hide_internals(records: Iterable[inspector_pb2.InspectionRecord]) -> None:
+    """A line token does not see which replica (host:pid) answered: that names the server's machines."""
+    if not sees_internals():
+        for record in records:
+            record.ClearField("gateway")
 
 
 def trace_to_proto(t: Trace) -> common_pb2.Trace:
@@ -212,13 +223,17 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
     async def ListInspections(
         self, request: inspector_pb2.ListInspectionsRequest, context: grpc.aio.ServicerContext
     ) -> inspector_pb2.ListInspectionsResponse:
-        return await self._audit().list_inspections(request)
+        response = await self._audit().list_inspections(request)
+        _hide_internals(response.records)
+        return response
 
     @grpc_errors
     async def GetInspection(
         self, request: inspector_pb2.GetInspectionRequest, context: grpc.aio.ServicerContext
     ) -> inspector_pb2.GetInspectionResponse:
-        return await self._audit().get_inspection(request)
+        response = await self._audit().get_inspection(request)
+        _hide_internals([response.record])
+        return response
 
     @grpc_errors
     async def GetImage(

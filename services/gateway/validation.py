@@ -5,34 +5,33 @@ from __future__ import annotations
 import re
 
 from services.common.errors import InvalidArgument
+from services.gateway.limits import DoorLimits
 
 _LETTER = re.compile(r"^[A-E]$")
-MAX_QUESTION_CHARS = 4000
-MAX_OPTION_CHARS = 1000
-MAX_K_SHOTS = 8
 
 
-def check_question(text: str, options: dict[str, str], field: str = "question") -> None:
+def check_question(text: str, options: dict[str, str], limits: DoorLimits, field: str = "question") -> None:
     if not text.strip():
         raise InvalidArgument("is empty", field=f"{field}.text")
-    if len(text) > MAX_QUESTION_CHARS:
-        raise InvalidArgument(f"has {len(text)} characters, over {MAX_QUESTION_CHARS}", field=f"{field}.text")
-    if len(options) < 2:
-        raise InvalidArgument(f"needs at least 2 options, got {len(options)}", field=f"{field}.options")
+    limits.question_chars.check(len(text), field=f"{field}.text", what=" characters")
+    limits.options.check(len(options), field=f"{field}.options", what=" options")
     for letter, option in options.items():
         if not _LETTER.match(letter):
             raise InvalidArgument(f"key {letter!r} must be one letter A to E", field=f"{field}.options")
         if not option.strip():
             raise InvalidArgument("is empty", field=f"{field}.options[{letter}]")
-        if len(option) > MAX_OPTION_CHARS:
-            raise InvalidArgument(f"is over {MAX_OPTION_CHARS} characters", field=f"{field}.options[{letter}]")
+        limits.option_chars.check(len(option), field=f"{field}.options[{letter}]", what=" characters")
 
 
-def check_settings(deadline_ms: float, k_shots: int, field: str = "settings") -> None:
-    if deadline_ms < 0:
-        raise InvalidArgument(f"must be >= 0, got {deadline_ms}", field=f"{field}.deadline_ms")
-    if not 0 <= k_shots <= MAX_K_SHOTS:
-        raise InvalidArgument(f"must be between 0 and {MAX_K_SHOTS}, got {k_shots}", field=f"{field}.k_shots")
+def check_settings(deadline_ms: float, k_shots: int, limits: DoorLimits) -> None:
+    """The request's numbers: NaN, infinities, negatives and values past what a later stage accepts."""
+    limits.deadline_ms.check(deadline_ms)
+    limits.k_shots.check(k_shots)
+
+
+def check_references(count: int, limits: DoorLimits) -> None:
+    """How many references the caller sent, checked before any is read or decoded."""
+    limits.references.check(count, what=" images")
 
 
 MAX_REQUEST_ID_CHARS = 128

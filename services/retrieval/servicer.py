@@ -19,6 +19,7 @@ import numpy as np
 from echo.v1 import common_pb2, retrieval_pb2, retrieval_pb2_grpc
 from services.common.enums import REFERENCE_MODE_ENUM, to_name
 from services.common.errors import grpc_errors
+from services.common.images import content_id
 from services.retrieval.core import Memory
 from services.retrieval.store import Hit, MemoryFilter, MemoryPoint
 
@@ -38,7 +39,13 @@ def _reference(hit: Hit) -> common_pb2.Reference:
 
 def _point_pb(p: MemoryPoint) -> retrieval_pb2.MemoryPoint:
     return retrieval_pb2.MemoryPoint(
-        id=p.id, uri=p.uri, sha256=p.sha256, label=p.label, line_id=p.line_id, dataset=p.dataset, category=p.category
+        id=p.id,
+        uri=content_id(p.sha256),
+        sha256=p.sha256,
+        label=p.label,
+        line_id=p.line_id,
+        dataset=p.dataset,
+        category=p.category,
     )
 
 

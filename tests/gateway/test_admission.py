@@ -15,7 +15,7 @@ def _fill(admission: Admission, latency_s: float, concurrency: float, kind: str 
     for _ in range(n):
         admission.in_flight = round(concurrency)
         started = time.perf_counter() - latency_s
-        admission.finished((started, round(concurrency), kind), answered=True)
+        admission.finished((started, round(concurrency), kind, 0), answered=True)
         admission.in_flight += 1
     admission.in_flight = 0
 

@@ -221,7 +221,7 @@ def test_past_capacity_an_inspection_that_cannot_meet_its_deadline_is_refused_at
     admission._recent.clear()  # of every question type, the recent ones took 2 s each, one at a time
     for kind in ("", q.type):
         for _ in range(admission.min_samples):
-            admission.finished((time.perf_counter() - 2.0, 1, kind), answered=True)
+            admission.finished((time.perf_counter() - 2.0, 1, kind, 0), answered=True)
             admission.in_flight += 1
     admission.in_flight = 1  # so the next would take about 4 s: over half its 5 s deadline
     try:

@@ -89,7 +89,7 @@ def test_fuzzed_requests_get_a_defined_status_with_a_clear_message(channel: grpc
         body = build(rpc.request, _Drawn(data), IMAGES).SerializeToString()
         code, details = call(channel, rpc, body)
         seen[code.name] = seen.get(code.name, 0) + 1
-        problem = verdict(code, details)
+        problem = verdict(code, details, body)
         assert problem is None, f"{rpc.path}: {problem}"
 
     run()
@@ -100,7 +100,7 @@ def test_fuzzed_requests_get_a_defined_status_with_a_clear_message(channel: grpc
 def test_malformed_protobuf_is_invalid_argument_naming_the_request(channel: grpc.Channel, rpc: Rpc) -> None:
     for body in malformed(b"\xff" * 7):
         code, details = call(channel, rpc, body)
-        assert verdict(code, details) is None, (rpc.path, body, code, details)
+        assert verdict(code, details, body) is None, (rpc.path, body, code, details)
         if code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("request:"):
             assert rpc.path.lstrip("/") in details
 
@@ -124,3 +124,20 @@ def test_the_server_is_still_healthy_after_the_fuzzing(channel: grpc.Channel) ->
 
     resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("image: cannot be decoded (cannot identify image file <_io.BytesIO object at 0x7f3a2b1c0d90>)", "repr"),
+        ("uri: /srv/echo-data/images/ef/0a1b.png was not found", "path"),
+        ("gateway replica build-7:41234 is draining", "address"),
+        ("stage at 10.0.0.7:50051 did not answer", "address"),
+    ],
+)
+def test_the_leak_check_finds_paths_addresses_and_reprs_but_not_the_callers_own_words(message: str, kind: str) -> None:
+    from loadtests.fuzzkit import leak
+
+    found = leak(message)
+    assert found is not None and found.startswith(kind)
+    assert leak("image.uri: '/etc/passwd' is not a content id", b"\x12\x0b/etc/passwd") is None

@@ -63,9 +63,10 @@ def secure(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path) 
     ca = Authority(root / "ca")
     server_pem, client_pem = ca.issue("server", server=True), ca.issue("client", server=False)
     rogue_pem = Authority(root / "rogue", "rogue-ca").issue("rogue", server=False)
-    tokens = {"a": new_token(), "b": new_token(), "admin": new_token()}
+    tokens = {"a": new_token(), "b": new_token(), "admin": new_token(), "stage": new_token()}
     names = {"a": ("cam-a", ["line-a"]), "b": ("cam-b", ["line-b"]), "admin": ("operator", ["*"])}
     entries = [{"name": n, "sha256": token_sha256(tokens[k]), "lines": lines} for k, (n, lines) in names.items()]
+    entries.append({"name": "ops-stage", "sha256": token_sha256(tokens["stage"]), "lines": ["*"], "stages": True})
     write_tokens(root / "tokens.yaml", entries)
     settings = load_settings(
         data_dir=str(root / "data"),
@@ -211,6 +212,20 @@ def test_content_ids_resolve_only_in_the_callers_line_and_traces_carry_no_server
                 lambda uri=uri: a.inspect(uri, *QUESTION, line_id="line-a", category="round_part", send_uri=True)
             )
             assert code == grpc.StatusCode.INVALID_ARGUMENT and "content id" in details
+
+
+def test_no_answer_shows_server_paths_for_any_token_nor_replica_addresses_to_line_tokens(secure: Secure) -> None:
+    with secure.client(secure.tokens["a"]) as a:
+        a.inspect(_png("round_part", 70), *QUESTION, line_id="line-a", category="round_part", dataset="Synthetic")
+        records = a.list_inspections("line-a").records
+        assert records and all(r.gateway == "" for r in records)
+        assert a.get_inspection("line-a", records[0].request_id).record.gateway == ""
+    with secure.client(secure.tokens["stage"]) as ops:
+        stats = retrieval_pb2_grpc.RetrievalStub(ops.channel).Stats(
+            retrieval_pb2.StatsRequest(line_id="line-a", list_limit=10), metadata=ops.auth_metadata
+        )
+        assert stats.points and all(p.uri == f"sha256:{p.sha256}" for p in stats.points)
+        assert all(r.gateway for r in ops.list_inspections("line-a").records)  # the operator's view keeps it
 
 
 def test_the_operator_token_reaches_every_line_and_undecodable_bodies_are_invalid_argument(secure: Secure) -> None:
