@@ -658,12 +658,14 @@ async def evaluate(
     embedded = None
     extra = dict(meta or {})
     if address is None:
-        if settings is None or start_embedded is None:
+        if settings is None:
             raise ValueError("either an address, or settings and start_embedded for the embedded server, are needed")
         types = {q.type for _, q in questions_in_scope(dataset, opts.limit)}
         for cell, _ in runs:  # before the server starts and before the first request
             if problem := incompatible(settings, types, cell):
                 raise FailedPrecondition(problem)
+        if start_embedded is None:
+            raise ValueError("either an address, or settings and start_embedded for the embedded server, are needed")
         if console is not None:
             console.print(f"starting the embedded server (decision backend: {settings.decision.backend})")
         embedded = await start_embedded(settings)

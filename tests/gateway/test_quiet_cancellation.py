@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from services.common.inprocess import InProcessChannel
-from services.gateway.clients import Deadline, StageClient
+from services.common.stage_client import Deadline, StageClient
 from services.gateway.config import StageEndpoint
 
 

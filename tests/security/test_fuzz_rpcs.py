@@ -136,7 +136,7 @@ def test_the_server_is_still_healthy_after_the_fuzzing(channel: grpc.Channel) ->
     ],
 )
 def test_the_leak_check_finds_paths_addresses_and_reprs_but_not_the_callers_own_words(message: str, kind: str) -> None:
-    from loadtests.fuzzkit import leak
+    from loadtests.kit.fuzz import leak
 
     found = leak(message)
     assert found is not None and found.startswith(kind)
