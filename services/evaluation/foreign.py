@@ -232,3 +232,88 @@ def product(texture: str, split: str, scale: float = 1.0) -> ForeignProduct:
     queries += [make_image(texture, split, "local", i, photo) for i in range(n("local"))]
     queries += [make_image(texture, split, "global", i, photo) for i in range(n("global"))]
     return ForeignProduct(texture, normals, queries)
+
+
+# --- evaluation through the stage --------------------------------------------------------------------------
+
+LINE = "bench"
+
+
+def self_config_summary(record: dict[str, Any] | None) -> dict[str, Any]:
+    """The choice and why: each candidate's self-test AUROC (local, global) and latency, and what was skipped."""
+    if not record:
+        return {}
+    keys = ("status", "chosen", "image_score", "global_score", "auroc", "latency_ms", "seconds", "note")
+    out = {k: record[k] for k in keys if k in record}
+    out["candidates"] = {
+        c["name"]: {k: c[k] for k in ("auroc", "auroc_local", "auroc_global", "latency_ms", "status", "seconds")}
+        for c in record.get("candidates", [])
+    }
+    return out
+
+
+def _kind_auroc(kinds: list[str], scores: list[float], kind: str) -> float:
+    """Image AUROC of one defect kind against the held-out normals."""
+    from services.evaluation.anomaly_metrics import auroc
+
+    idx = [i for i, k in enumerate(kinds) if k in ("normal", kind)]
+    return round(auroc([int(kinds[i] == kind) for i in idx], [scores[i] for i in idx]), 4)
+
+
+def evaluate(settings: Any, split: str, textures: tuple[str, ...] = TEXTURES, scale: float = 1.0) -> dict[str, Any]:
+    """Onboard each texture's normals through the evidence stage, analyze its queries; metrics per product.
+
+    Image AUROC is reported separately for local and for global defects (each against the held-out normals);
+    pixel AUROC and AUPRO over the held-out normals and the local defects (a global defect's mask is the whole
+    image). Verdicts: balanced accuracy over normals and defects, and false alarms on the held-out normals.
+    """
+    import time
+
+    from services.common.images import encode_png
+    from services.evaluation.anomaly_metrics import aupro, pixel_auroc
+    from services.evidence.core import EvidenceService
+
+    service = EvidenceService.from_settings(settings)
+    per: dict[str, Any] = {}
+    for texture in textures:
+        p = product(texture, split, scale)
+        start = time.perf_counter()
+        service.add_normal_images(LINE, DATASET, texture, [encode_png(im.image()) for im in p.normals])
+        onboard_s = time.perf_counter() - start
+        info = service.stats(LINE, DATASET, texture)[0]
+        scores, maps, verdicts = [], [], []
+        start = time.perf_counter()
+        for q in p.queries:
+            r = service.analyze_sync(LINE, DATASET, texture, q.image(), keep_map=True)
+            scores.append(r.score)
+            maps.append(r.anomaly_map)
+            verdicts.append(r.anomalous)
+        analyze_ms = 1000 * (time.perf_counter() - start) / len(p.queries)
+        kinds = [q.kind for q in p.queries]
+        normal = [i for i, k in enumerate(kinds) if k == "normal"]
+
+        loc = normal + [i for i, k in enumerate(kinds) if k == "local"]
+        bad = [i for i, k in enumerate(kinds) if k != "normal"]
+        far = float(np.mean([verdicts[i] for i in normal]))
+        recall = float(np.mean([verdicts[i] for i in bad]))
+        per[texture] = {
+            "image_auroc_local": _kind_auroc(kinds, scores, "local"),
+            "image_auroc_global": _kind_auroc(kinds, scores, "global"),
+            "pixel_auroc": round(pixel_auroc([p.queries[i].mask for i in loc], [maps[i] for i in loc]), 4),
+            "aupro": round(aupro([p.queries[i].mask for i in loc], [maps[i] for i in loc]), 4),
+            "balanced_accuracy": round((1 - far + recall) / 2, 4),
+            "far_measured": round(far, 4),
+            "onboard_s": round(onboard_s, 1),
+            "analyze_ms_per_image": round(analyze_ms, 1),
+            "backbone_id": info.backbone_id,
+            "self_config": self_config_summary(info.self_config),
+        }
+    keys = ("image_auroc_local", "image_auroc_global", "pixel_auroc", "aupro", "balanced_accuracy", "far_measured")
+    mean = {k: round(float(np.mean([v[k] for v in per.values()])), 4) for k in keys}
+    return {
+        "split": split,
+        **{k: FOREIGN_SPLITS[split][k] for k in ("seed", "normals", "held_out")},
+        "mean": mean,
+        "far_configured": settings.false_alarm_rate,
+        "per_product": per,
+    }

@@ -305,6 +305,12 @@ def choose(
     forward_ms: dict[int, float] = {}
     for size in sorted({c.input_size for c in family}):
         group = [c for c in family if c.input_size == size]
+        nblocks = len(base.model.blocks)
+        bad = [c for c in group if not c.blocks or min(c.blocks) < 0 or max(c.blocks) >= nblocks]
+        outcomes += [Outcome(c, status="failed: ConfigError (no such block)") for c in bad]
+        group = [c for c in group if c not in bad]
+        if not group:
+            continue
         try:
             t0 = time.perf_counter()
             prep = Preprocessor(size, settings.resize_mode, base.mean, base.std, _limits(settings), base.device)
