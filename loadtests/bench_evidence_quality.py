@@ -264,9 +264,12 @@ def run_variant(
     base: dict[str, Any],
     extra_normals: int = 0,
     foreign: str = "",
+    foreign_scale: float = 1.0,
+    generator: bool = True,
 ) -> dict[str, Any]:
     """One variant over every category: its row of the JSON line (and, for `real`, its settings and verdicts)."""
     cats = load_categories(split_data(split, Path(cache)), only, extra_normals if variant == "real" else 0)
+    cats = cats if generator else []  # a foreign-only job (the generator's runs in another worker)
     out: dict[str, Any] = {}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -275,16 +278,24 @@ def run_variant(
         else:
             over = VARIANT_SETTINGS[variant]
             settings = EvidenceSettings(**{**base, **over, "bank_store": f"{tmp}/{variant}", "device": "cpu"})
-            outcomes, timing = run_stage(settings, cats)
+            outcomes, timing = run_stage(settings, cats) if cats else ({}, {})
             if foreign:
                 start_f = time.perf_counter()
                 fs = settings.model_copy(update={"bank_store": f"{tmp}/{variant}-foreign"})
-                out["foreign"] = {**evaluate_foreign(fs, foreign), "wall_s": round(time.perf_counter() - start_f, 1)}
-            if variant == "real":
+                out["foreign"] = {
+                    **evaluate_foreign(fs, foreign, scale=foreign_scale),
+                    "wall_s": round(time.perf_counter() - start_f, 1),
+                }
+            if variant == "real" and cats:
                 out["settings"] = settings.model_dump(exclude={"bank_store"})
                 out["verdict"] = verdict_scores(cats, outcomes, settings.false_alarm_rate)
-    out["row"] = {**summarize(cats, outcomes), **timing, "wall_s": round(time.perf_counter() - start, 1)}
+    if cats:
+        out["row"] = {**summarize(cats, outcomes), **timing, "wall_s": round(time.perf_counter() - start, 1)}
     return out
+
+
+def _run_job(job: tuple[Any, ...]) -> dict[str, Any]:
+    return run_variant(*job)
 
 
 def main() -> None:
@@ -292,6 +303,7 @@ def main() -> None:
     ap.add_argument("--split", choices=sorted(SPLITS), default="eval", help="eval (reported) or tuning.")
     ap.add_argument("--variants", default="real,fixed,random", help="Comma-separated: real, fixed, random, baseline.")
     ap.add_argument("--foreign", choices=["", "eval", "tuning"], default="", help="Also run this foreign-set split.")
+    ap.add_argument("--foreign-scale", type=float, default=1.0, help="Shrink the foreign queries (tuning runs).")
     ap.add_argument("--categories", default="", help="Comma-separated subset (default: all).")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "echo-evidence-bench"), help="Data cache.")
     ap.add_argument("--config", default="", help="YAML of evidence settings to evaluate (default: the defaults).")
@@ -318,18 +330,35 @@ def main() -> None:
     line["categories"] = [c.name for c in cats]
     if args.extra_normals:
         line["extra_normals_per_category"] = args.extra_normals
-    jobs = [(v, args.split, args.cache, only, base, args.extra_normals, args.foreign) for v in variants]
+    # with several workers and --foreign, each variant's generator and foreign runs are separate jobs
+    split_sets = bool(args.foreign) and args.jobs > len(variants)
+    jobs = [
+        (
+            v,
+            args.split,
+            args.cache,
+            only,
+            base,
+            args.extra_normals,
+            "" if split_sets else args.foreign,
+            args.foreign_scale,
+        )
+        for v in variants
+    ]
+    if split_sets:
+        jobs += [(v, args.split, args.cache, only, base, 0, args.foreign, args.foreign_scale, False) for v in variants]
     if args.jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(run_variant, *zip(*jobs, strict=True)))
+            results = list(pool.map(_run_job, jobs))
     else:
-        results = [run_variant(*job) for job in jobs]
+        results = [_run_job(job) for job in jobs]
     rows: dict[str, Any] = {}
-    for v, res in zip(variants, results, strict=True):
-        rows[v] = res["row"]
+    for v, res in zip([j[0] for j in jobs], results, strict=True):
+        if "row" in res:
+            rows[v] = res["row"]
         if "foreign" in res:
             line.setdefault("foreign", {})[v] = res["foreign"]
         line.update({k: res[k] for k in ("settings", "verdict") if k in res})

@@ -174,7 +174,7 @@ class EvidenceSettings(Section):
         384, ge=0, description="Images whose larger side is at most this also try their own size (rounded to 32)."
     )
     auto_config_patches: int = Field(
-        8192,
+        4096,
         ge=256,
         description=(
             "The self-test's bank: at most this many patches of the kept normal images (an even random share; "
@@ -186,9 +186,9 @@ class EvidenceSettings(Section):
         gt=0,
         description=(
             "Analyze latency per image a chosen configuration may take (backbone forward plus nearest-patch "
-            "search, measured during the self-test on this machine). Candidates over it are named 'over "
-            "budget' and not chosen. The fixed default (448 px) measured about 300-500 ms on the 2-core CI "
-            "machine (README)."
+            "search, measured during the self-test on this machine as CPU time per compute thread, so that "
+            "other processes' load does not decide). Candidates over it are named 'over budget' and not chosen. "
+            "The fixed default (448 px) meets it on the 2-core CI machine (docs/results/evidence_quality.json)."
         ),
     )
     # --- output ------------------------------------------------------------------------------------------

@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 IMAGE_SCORES = ("topk_mean", "max_patch")
 GLOBAL_SCORES = ("mahalanobis", "mean_distance")
 HOLD_OUT_SHARE = 0.25
-MIN_ANOMALIES = 6  # per family group (local, global): fewer make the AUROC too coarse to choose by
-MAX_FIT_IMAGES = 20  # the self-test's bank draws on at most this many kept images (forward cost)
+MAX_HELD_OUT = 8  # held-out normals at most (each costs a forward per input size)
+MIN_ANOMALIES = 8  # per family group (local, global): fewer make the AUROC too coarse to choose by
+MAX_FIT_IMAGES = 12  # the self-test's bank draws on at most this many kept images (forward cost)
 TIE = 0.005  # self-test AUROCs closer than this are a tie: the fixed default, then the faster one wins
 
 
@@ -198,7 +199,7 @@ def candidates(settings: EvidenceSettings, stage_blocks: Sequence[int], native: 
     stage = default.blocks
     for size in sorted({*settings.auto_config_sizes, *([native] if native else [])}):
         choices = [FeatureChoice(stage, size, 3), FeatureChoice((2, 3), size, 3)]
-        if size >= 448:
+        if size >= 512:
             choices.append(FeatureChoice((2, 3), size, 1))
         if size <= 320:
             choices.append(FeatureChoice((1, 2), size, 3))
@@ -288,7 +289,7 @@ def choose(
     family = list(family) if family is not None else candidates(settings, stage, native)
     rng = np.random.default_rng(settings.seed)
     order = rng.permutation(n)
-    h = max(2, round(n * HOLD_OUT_SHARE))
+    h = min(MAX_HELD_OUT, max(2, round(n * HOLD_OUT_SHARE)))
     held_idx, fit_idx = sorted(order[:h].tolist()), sorted(order[h:].tolist())
     arrays = [np.asarray(img.convert("RGB"), np.float32) for img in images]
     held = [arrays[i] for i in held_idx]
@@ -316,9 +317,9 @@ def choose(
             prep = Preprocessor(size, settings.resize_mode, base.mean, base.std, _limits(settings), base.device)
             blocks = sorted({b for c in group for b in c.blocks})
             raw_fit = _forward(base, prep, fit_images, blocks, settings.ingest_batch_size)
-            t1 = time.perf_counter()
+            t1 = cpu_clock()
             raw_q = _forward(base, prep, queries, blocks, settings.ingest_batch_size)
-            forward_ms[size] = 1000 * (time.perf_counter() - t1) / len(queries)
+            forward_ms[size] = 1000 * (cpu_clock() - t1) / len(queries)
             shared_s = time.perf_counter() - t0
         except Exception as e:  # out of memory, a block the model lacks: every candidate of this size is skipped
             log.warning("self-configuration: input size %d failed: %s", size, e)
@@ -335,9 +336,9 @@ def choose(
                 mem = mem[np.sort(rng.choice(mem.shape[0], keep, replace=False))]
                 index = faiss.IndexFlatL2(mem.shape[1])
                 index.add(np.ascontiguousarray(mem, np.float32))
-                t3 = time.perf_counter()
+                t3 = cpu_clock()
                 d, _ = index.search(np.ascontiguousarray(q_f.reshape(-1, q_f.shape[-1]), np.float32), 1)
-                search_ms = 1000 * (time.perf_counter() - t3) / len(queries)
+                search_ms = 1000 * (cpu_clock() - t3) / len(queries)
                 dist = np.sqrt(np.maximum(d[:, 0], 0)).reshape(q_f.shape[:3])
                 o.image_score, o.auroc_local = _best(
                     {s: [_image_score(m, s, settings.topk_patches) for m in dist[: h + count]] for s in IMAGE_SCORES},
@@ -401,6 +402,18 @@ def choose(
         }
     )
     return Choice(best.choice, best.image_score, glob_kind, record)
+
+
+def cpu_clock() -> float:
+    """Seconds of this process's CPU time per compute thread: the latency an unloaded machine would see.
+
+    Wall time on a shared machine swings several-fold with other processes' load (the 2-core CI machine ran
+    one 160 px candidate at 45 ms and at 2,500 ms per image in the same hour), which would make the budget
+    choose by the neighbours' load rather than by the candidate's cost.
+    """
+    import torch
+
+    return time.process_time() / max(1, torch.get_num_threads())
 
 
 def _limits(settings: EvidenceSettings) -> Any:
