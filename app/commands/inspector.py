@@ -486,6 +486,9 @@ def product_check(
             for d in t.degraded:
                 typer.echo(f"  degraded: {d}")
             ok &= bool(t.references) and not t.degraded
+        products = client.list_products(line, dataset=dataset, category=category).products
+        if products and products[0].evidence_features:
+            typer.echo(f"evidence        {products[0].evidence_features}")
     typer.echo("READY" if ok else "NOT READY")
     if not ok:
         raise typer.Exit(1)

@@ -3,8 +3,10 @@
 One run, one JSON line. For every synthetic category (with its defect masks), per category and averaged:
 image AUROC, pixel AUROC and AUPRO of
 
-- `real`: the evidence stage as configured (EfficientNet-Lite0 with the packaged ImageNet weights);
-- `random`: the same stage, same code, with random weights (what the pretrained weights bring);
+- `real`: the evidence stage as configured (EfficientNet-Lite0 with the packaged ImageNet weights), which
+  self-configures each product's features from its normal images (evidence.auto_config) and adds the global score;
+- `fixed`: today's fixed default (evidence.auto_config off, evidence.global_score off);
+- `random`: the fixed default, same code, with random weights (what the pretrained weights bring);
 - `baseline`: a plain PatchCore-style scorer: EfficientNet-Lite0 levels 2+3 at 320 px, 3x3 average-pooled,
   every normal patch kept (no coreset), the image score the largest nearest-patch distance, the pixel map
   the patch distances upsampled and Gaussian-smoothed (sigma 4).
@@ -14,10 +16,14 @@ half normal, half defective. For `real` it also reports Anomaly Detection balanc
 stage's calibrated verdict answers MMAD's "Is there any defect?" questions, and the false-alarm rate
 measured on the normal test images (and `--extra-normals` more per category) against the configured one.
 
+With `--foreign eval|tuning` every stage variant also runs the foreign set (services/evaluation/foreign.py:
+crops of scikit-image's real texture photographs, local and global defects drawn in, its split frozen before any
+tuning), reported under `foreign` with image AUROC for local and global defects apart.
+
 Never tuned on what it reports: the evaluation set (`--split eval`, the default) was frozen below before
 any tuning; tuning used `--split tuning` only. Report both.
 
-    python -m loadtests.bench.evidence_quality [--split eval|tuning] [--variants real,random,baseline] [--jobs 3]
+    python -m loadtests.bench.evidence_quality [--split eval|tuning] [--variants real,fixed,random] [--foreign eval]
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ import numpy as np
 from PIL import Image
 
 from services.evaluation.anomaly_metrics import aupro, auroc, pixel_auroc
+from services.evaluation.foreign import evaluate as evaluate_foreign
+from services.evaluation.foreign import self_config_summary
 from services.evidence.config import EvidenceSettings
 from services.mmad.loader import load_dataset
 from services.mmad.synth import synthesize
@@ -74,6 +82,7 @@ class Outcome:
     verdicts: list[bool] = field(default_factory=list)
     extra_verdicts: list[bool] = field(default_factory=list)
     threshold: float = float("nan")
+    self_config: dict[str, Any] = field(default_factory=dict)  # the product's choice and why (stage variants)
 
 
 def split_data(split: str, cache: Path, categories: list[str] | None = None) -> Path:
@@ -136,6 +145,7 @@ def run_stage(settings: EvidenceSettings, cats: list[Category]) -> tuple[dict[st
         build_s += time.perf_counter() - start
         n_templates += len(c.templates)
         o = Outcome()
+        o.self_config = self_config_summary(service.stats(LINE, c.dataset, c.name)[0].self_config)
         start = time.perf_counter()
         for q in c.queries:
             r = service.analyze_sync(LINE, c.dataset, c.name, q.data, keep_map=True)
@@ -200,6 +210,9 @@ def metrics(cat: Category, o: Outcome) -> dict[str, float]:
 
 def summarize(cats: list[Category], outcomes: dict[str, Outcome]) -> dict[str, Any]:
     per = {c.name: metrics(c, outcomes[c.name]) for c in cats}
+    for c in cats:
+        if outcomes[c.name].self_config:
+            per[c.name]["self_config"] = outcomes[c.name].self_config
     keys = ("image_auroc", "pixel_auroc", "aupro")
     mean = {k: round(float(np.mean([p[k] for p in per.values()])), 4) for k in keys}
     return {"mean": mean, "min_image_auroc": min(p["image_auroc"] for p in per.values()), "per_category": per}
@@ -233,31 +246,61 @@ def verdict_scores(cats: list[Category], outcomes: dict[str, Outcome], far_targe
     }
 
 
+VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
+    "real": {},
+    "fixed": {"auto_config": False, "global_score": "off"},
+    "random": {"weights": "random", "auto_config": False, "global_score": "off"},
+}
+
+
 def run_variant(
-    variant: str, split: str, cache: str, only: list[str] | None, base: dict[str, Any], extra_normals: int = 0
+    variant: str,
+    split: str,
+    cache: str,
+    only: list[str] | None,
+    base: dict[str, Any],
+    extra_normals: int = 0,
+    foreign: str = "",
+    foreign_scale: float = 1.0,
+    generator: bool = True,
 ) -> dict[str, Any]:
     """One variant over every category: its row of the JSON line (and, for `real`, its settings and verdicts)."""
     cats = load_categories(split_data(split, Path(cache)), only, extra_normals if variant == "real" else 0)
+    cats = cats if generator else []  # a foreign-only job (the generator's runs in another worker)
     out: dict[str, Any] = {}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         if variant == "baseline":
             outcomes, timing = run_baseline(cats), {}
         else:
-            weights = {"weights": "random"} if variant == "random" else {}
-            settings = EvidenceSettings(**{**base, **weights, "bank_store": f"{tmp}/{variant}", "device": "cpu"})
-            outcomes, timing = run_stage(settings, cats)
-            if variant == "real":
+            over = VARIANT_SETTINGS[variant]
+            settings = EvidenceSettings(**{**base, **over, "bank_store": f"{tmp}/{variant}", "device": "cpu"})
+            outcomes, timing = run_stage(settings, cats) if cats else ({}, {})
+            if foreign:
+                start_f = time.perf_counter()
+                fs = settings.model_copy(update={"bank_store": f"{tmp}/{variant}-foreign"})
+                out["foreign"] = {
+                    **evaluate_foreign(fs, foreign, scale=foreign_scale),
+                    "wall_s": round(time.perf_counter() - start_f, 1),
+                }
+            if variant == "real" and cats:
                 out["settings"] = settings.model_dump(exclude={"bank_store"})
                 out["verdict"] = verdict_scores(cats, outcomes, settings.false_alarm_rate)
-    out["row"] = {**summarize(cats, outcomes), **timing, "wall_s": round(time.perf_counter() - start, 1)}
+    if cats:
+        out["row"] = {**summarize(cats, outcomes), **timing, "wall_s": round(time.perf_counter() - start, 1)}
     return out
+
+
+def _run_job(job: tuple[Any, ...]) -> dict[str, Any]:
+    return run_variant(*job)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=sorted(SPLITS), default="eval", help="eval (reported) or tuning.")
-    ap.add_argument("--variants", default="real,random,baseline", help="Comma-separated: real, random, baseline.")
+    ap.add_argument("--variants", default="real,fixed,random", help="Comma-separated: real, fixed, random, baseline.")
+    ap.add_argument("--foreign", choices=["", "eval", "tuning"], default="", help="Also run this foreign-set split.")
+    ap.add_argument("--foreign-scale", type=float, default=1.0, help="Shrink the foreign queries (tuning runs).")
     ap.add_argument("--categories", default="", help="Comma-separated subset (default: all).")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "echo-evidence-bench"), help="Data cache.")
     ap.add_argument("--config", default="", help="YAML of evidence settings to evaluate (default: the defaults).")
@@ -284,18 +327,37 @@ def main() -> None:
     line["categories"] = [c.name for c in cats]
     if args.extra_normals:
         line["extra_normals_per_category"] = args.extra_normals
-    jobs = [(v, args.split, args.cache, only, base, args.extra_normals) for v in variants]
+    # with several workers and --foreign, each variant's generator and foreign runs are separate jobs
+    split_sets = bool(args.foreign) and args.jobs > len(variants)
+    jobs = [
+        (
+            v,
+            args.split,
+            args.cache,
+            only,
+            base,
+            args.extra_normals,
+            "" if split_sets else args.foreign,
+            args.foreign_scale,
+        )
+        for v in variants
+    ]
+    if split_sets:
+        jobs += [(v, args.split, args.cache, only, base, 0, args.foreign, args.foreign_scale, False) for v in variants]
     if args.jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(run_variant, *zip(*jobs, strict=True)))
+            results = list(pool.map(_run_job, jobs))
     else:
-        results = [run_variant(*job) for job in jobs]
+        results = [_run_job(job) for job in jobs]
     rows: dict[str, Any] = {}
-    for v, res in zip(variants, results, strict=True):
-        rows[v] = res["row"]
+    for v, res in zip([j[0] for j in jobs], results, strict=True):
+        if "row" in res:
+            rows[v] = res["row"]
+        if "foreign" in res:
+            line.setdefault("foreign", {})[v] = res["foreign"]
         line.update({k: res[k] for k in ("settings", "verdict") if k in res})
     line["rows"] = rows
     if "real" in rows:

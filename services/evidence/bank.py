@@ -213,6 +213,15 @@ class Bank:
     generation: int = 0
     updated_at: float = 0.0
     index: PatchIndex | None = None
+    # self-configuration: the features chosen (None: the stage's configured ones), the image and global scores,
+    # the choice's record, and how many images it was made on (it is made again when the bank grows enough)
+    feature_choice: dict[str, Any] | None = None
+    scoring: dict[str, str] = field(default_factory=dict)
+    self_config: dict[str, Any] | None = None
+    auto_images: int = 0
+    global_calibration: Calibration | None = None
+    global_loo_scores: list[float] = field(default_factory=list)
+    global_model: Any = None  # fitted from `features` when needed, never stored
 
     @property
     def patches_per_image(self) -> int:
@@ -327,6 +336,12 @@ class Bank:
             "loo_scores": self.loo_scores,
             "generation": self.generation,
             "updated_at": self.updated_at,
+            "feature_choice": self.feature_choice,
+            "scoring": self.scoring,
+            "self_config": self.self_config,
+            "auto_images": self.auto_images,
+            "global_calibration": self.global_calibration.to_dict() if self.global_calibration else None,
+            "global_loo_scores": self.global_loo_scores,
         }
 
 
@@ -409,8 +424,39 @@ class BankStore:
                 loo_scores=list(meta.get("loo_scores", [])),
                 generation=int(meta["generation"]),
                 updated_at=float(meta.get("updated_at", 0.0)),
+                feature_choice=meta.get("feature_choice"),
+                scoring=dict(meta.get("scoring") or {}),
+                self_config=meta.get("self_config"),
+                auto_images=int(meta.get("auto_images", 0)),
+                global_calibration=Calibration.from_dict(gcal) if (gcal := meta.get("global_calibration")) else None,
+                global_loo_scores=list(meta.get("global_loo_scores", [])),
             )
         return None
+
+    def put_images(self, key: BankKey, images: dict[str, bytes]) -> None:
+        """Keep the encoded normal images (by sha256): a later self-configuration re-reads them in new features."""
+        folder = f"{self._dir(key)}/images"
+        self.fs.makedirs(folder, exist_ok=True)
+        for sha, data in images.items():
+            with self.fs.open(f"{folder}/{sha}", "wb") as f:
+                f.write(data)
+
+    def get_images(self, key: BankKey, shas: list[str]) -> list[bytes] | None:
+        """The kept encoded images, in order; None when any is missing (a bank built before they were kept)."""
+        out = []
+        for sha in shas:
+            try:
+                with self.fs.open(f"{self._dir(key)}/images/{sha}", "rb") as f:
+                    out.append(f.read())
+            except FileNotFoundError:
+                return None
+        return out
+
+    def drop_images(self, key: BankKey, shas: set[str]) -> None:
+        for sha in shas:
+            path = f"{self._dir(key)}/images/{sha}"
+            if self.fs.exists(path):
+                self.fs.rm(path)
 
     def save(self, bank: Bank) -> None:
         """Commit the bank as a new generation: arrays first, then meta.json (the commit), then old arrays go."""

@@ -139,6 +139,58 @@ class EvidenceSettings(Section):
     max_calibration_images: int = Field(
         100, ge=2, description="Leave-one-out scoring uses at most this many normal images (an even spread)."
     )
+    global_score: Literal["auto", "mahalanobis", "mean_distance", "off"] = Field(
+        "auto",
+        description=(
+            "An image-level score beside the nearest-patch one, for textures that changed a little everywhere "
+            "(no single patch stands out): mahalanobis (distance of the image's pooled feature statistics, the "
+            "per-channel mean and spread of its patches, to the normal images' Gaussian, shrunk toward the "
+            "diagonal), mean_distance (the mean nearest-patch distance over the whole image), auto (the one the "
+            "self-configuration separates best; mahalanobis without it), off (the nearest-patch score alone). "
+            "Each score gets its own threshold at half the false-alarm budget; the image is anomalous when "
+            "either fires, and the trace says which."
+        ),
+    )
+    # --- self-configuration per product -------------------------------------------------------------------
+    auto_config: bool = Field(
+        True,
+        description=(
+            "Choose each product's features (blocks, input size, pooling, image score, global score) from its "
+            "normal images when its bank is built: hold some out, draw synthetic local and global anomalies "
+            "into them, keep the candidate that separates them best within latency_budget_ms. off: every "
+            "product uses the fixed configuration above."
+        ),
+    )
+    auto_config_min_images: int = Field(
+        8, ge=4, description="Fewer normal images than this: too few to hold some out; the fixed configuration."
+    )
+    auto_config_regrow: float = Field(
+        2.0, gt=1, description="Choose again when the bank has grown to this factor of the images it chose on."
+    )
+    auto_config_sizes: list[int] = Field(
+        [448, 512], min_length=1, description="Input sizes tried (besides the images' own size when small)."
+    )
+    auto_config_native_max: int = Field(
+        384, ge=0, description="Images whose larger side is at most this also try their own size (rounded to 32)."
+    )
+    auto_config_patches: int = Field(
+        4096,
+        ge=256,
+        description=(
+            "The self-test's bank: at most this many patches of the kept normal images (an even random share; "
+            "bounds the cost of each candidate's nearest-patch search)."
+        ),
+    )
+    latency_budget_ms: float = Field(
+        900.0,
+        gt=0,
+        description=(
+            "Analyze latency per image a chosen configuration may take (backbone forward plus nearest-patch "
+            "search, measured during the self-test on this machine as CPU time per compute thread, so that "
+            "other processes' load does not decide). Candidates over it are named 'over budget' and not chosen. "
+            "The fixed default (448 px) meets it on the 2-core CI machine (docs/results/evidence_quality.json)."
+        ),
+    )
     # --- output ------------------------------------------------------------------------------------------
     max_boxes: int = Field(3, ge=0, description="Boxes returned when a request leaves max_boxes at 0.")
     box_min_area: float = Field(

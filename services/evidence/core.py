@@ -36,17 +36,23 @@ from services.common.images import check_sha256, sha256_hex
 from services.common.names import check_name
 from services.common.pipeline import Pipeline, Prepared
 from services.common.values import Box
+from services.evidence import selfconfig
 from services.evidence.bank import Bank, BankKey, BankStore, choose_engine, key_of
 from services.evidence.calibration import Calibration, calibrate
 from services.evidence.config import EvidenceSettings
 from services.evidence.features import (
+    FeatureChoice,
     Geometry,
     PatchFeatures,
     PixelBatch,
+    Preprocessor,
+    TimmPatchFeatures,
     build_features,
     make_preprocessor,
     poses,
+    weights_prefix,
 )
+from services.evidence.global_score import GaussianModel, descriptor, mahalanobis_loo, mean_distance
 from services.mmad.catalogue import region_of
 
 log = logging.getLogger(__name__)
@@ -71,6 +77,10 @@ class EvidenceResult:
     overlay_png: bytes | None = None
     anomaly_map: np.ndarray | None = None  # float32 (height, width), only when asked (evaluation)
     summary: str = ""
+    local_score: float = 0.0  # the nearest-patch image score (`score` is the combined one)
+    global_score: float = 0.0  # the image-level score (0 when the bank has none)
+    global_threshold: float = 0.0  # its own threshold (0: no global score)
+    fired: str = "none"  # which score is over its threshold: none, local, global or both
 
 
 @dataclass
@@ -93,10 +103,13 @@ class BankInfo:
     updated_at: float
     calibration: Calibration | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    self_config: dict[str, Any] | None = None  # the self-configuration's record (selfconfig.choose)
+    global_calibration: Calibration | None = None
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> BankInfo:
         cal = meta.get("calibration")
+        gcal = meta.get("global_calibration")
         return cls(
             meta["line_id"],
             meta["dataset"],
@@ -108,6 +121,8 @@ class BankInfo:
             int(meta["generation"]),
             float(meta.get("updated_at", 0.0)),
             Calibration.from_dict(cal) if cal else None,
+            self_config=meta.get("self_config"),
+            global_calibration=Calibration.from_dict(gcal) if gcal else None,
         )
 
 
@@ -244,6 +259,17 @@ def summarize(r: EvidenceResult) -> str:
         f"Visual evidence (patch features compared with {r.bank_images} normal images of this product): "
         f"anomaly score {r.score:.3g}, {ratio:.2f}x the threshold {r.threshold:.3g}: {verdict}."
     )
+    if r.global_threshold > 0:
+        fired = {
+            "local": "the local (nearest-patch) score fired",
+            "global": "the global (whole-image) score fired: the texture differs everywhere, not in one spot",
+            "both": "both the local and the global (whole-image) scores fired",
+            "none": "neither the local nor the global score fired",
+        }[r.fired]
+        text += (
+            f" Local {r.local_score:.3g} (threshold {r.threshold:.3g}), global {r.global_score:.3g} "
+            f"(threshold {r.global_threshold:.3g}): {fired}."
+        )
     if r.boxes and r.anomalous:
         where = "; ".join(f"{b.region} (x {b.x0}-{b.x1}, y {b.y0}-{b.y1}, {b.area:.1%} of the image)" for b in r.boxes)
         text += f" Most anomalous regions: {where}."
@@ -292,8 +318,17 @@ class EvidenceService:
         self._write_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(settings.preprocess_workers, thread_name_prefix="evidence-pre")
         self._pipeline: Pipeline | None = None
+        # self-configuration needs single blocks of a timm CNN; other sources keep the fixed configuration
+        self.default_choice: FeatureChoice | None = None
+        if isinstance(features, TimmPatchFeatures) and features.block_taps:
+            stage = features.stage_blocks()
+            self.default_choice = FeatureChoice(
+                tuple(stage[i] for i in features.layers), self.input_size, features.pool
+            )
+        self._views: dict[str, tuple[PatchFeatures, Preprocessor]] = {self.backbone_id: (features, self.preprocess)}
+        self._views_lock = threading.Lock()
         for meta in store.list_metas():
-            if meta.get("backbone_id") != self.backbone_id:
+            if not self._compatible(meta):
                 raise mismatch_error(key_of(meta), meta.get("backbone_id", "?"), self.backbone_id)
 
     @classmethod
@@ -324,15 +359,46 @@ class EvidenceService:
             feats = self.features.extract(batch.pixels)
         return list(zip(feats, batch.geoms, strict=True))
 
-    def features_batch(self, pixels: list[Any]) -> list[np.ndarray]:
+    def features_batch(self, pixels: list[Any], features: PatchFeatures | None = None) -> list[np.ndarray]:
         """Normalised CHW tensors (already on the backbone's device) -> one (h, w, D) patch grid each."""
         import torch
 
         with self.streams.running():
-            out = self.features.extract(torch.stack(pixels))
+            out = (features or self.features).extract(torch.stack(pixels))
         return list(out)
 
-    def _bank_features(self, pixels: list[Any]) -> list[np.ndarray]:
+    # --- per-product features (self-configuration) -----------------------------------------------------
+    def _compatible(self, meta: dict[str, Any]) -> bool:
+        """A stored bank this stage can serve: its own features, or a self-configured choice on the same model."""
+        bid = meta.get("backbone_id", "")
+        if bid == self.backbone_id:
+            return True
+        return (
+            self.default_choice is not None
+            and meta.get("feature_choice") is not None
+            and weights_prefix(bid) == weights_prefix(self.backbone_id)
+        )
+
+    def view_for(self, choice: FeatureChoice | None) -> tuple[PatchFeatures, Preprocessor]:
+        """The features and preprocessing of a choice (the stage's own for the fixed default or None)."""
+        if choice is None or choice == self.default_choice:
+            return self.features, self.preprocess
+        assert isinstance(self.features, TimmPatchFeatures)
+        with self._views_lock:
+            for feats, prep in self._views.values():
+                if getattr(feats, "choice", None) == choice:
+                    return feats, prep
+            feats = self.features.view(choice)
+            prep = make_preprocessor(self.settings, feats)
+            self._views[feats.backbone_id] = (feats, prep)
+            return feats, prep
+
+    def bank_view(self, bank: Bank) -> tuple[PatchFeatures, Preprocessor]:
+        if bank.backbone_id == self.backbone_id or bank.feature_choice is None:
+            return self.features, self.preprocess
+        return self.view_for(FeatureChoice.from_dict(bank.feature_choice))
+
+    def _bank_features(self, pixels: list[Any], features: PatchFeatures | None = None) -> list[np.ndarray]:
         """Each normal image in every configured pose -> (poses, h, w, D) each (pose 0: the image as it is)."""
         import torch
 
@@ -344,7 +410,7 @@ class EvidenceService:
         out: list[np.ndarray] = []
         step = self.settings.ingest_batch_size
         for s in range(0, len(stacked), step):
-            out.extend(self.features_batch(stacked[s : s + step]))
+            out.extend(self.features_batch(stacked[s : s + step], features))
         k = len(self.poses)
         return [np.stack(out[i * k : (i + 1) * k]) for i in range(len(pixels))]
 
@@ -377,7 +443,7 @@ class EvidenceService:
                 "(AddNormalImages, `echo-iad product add` or `echo-iad memory build`)"
             )
         if cached is None or meta["generation"] != cached.generation:
-            if meta["backbone_id"] != self.backbone_id:
+            if not self._compatible(meta):
                 raise FailedPrecondition(mismatch_error(key, meta["backbone_id"], self.backbone_id).message)
             loaded = self.store.load(key)
             if loaded is None:
@@ -421,7 +487,7 @@ class EvidenceService:
         shas = [sha256_hex(d) for d in images]
         with self._write_lock:
             current = self.store.load(key)  # the committed state, which another replica may have moved on
-            if current is not None and current.backbone_id != self.backbone_id:
+            if current is not None and not self._compatible(current.meta()):
                 raise FailedPrecondition(mismatch_error(key, current.backbone_id, self.backbone_id).message)
             known = set(current.images) if current else set()
             fresh: dict[str, int] = {}
@@ -431,49 +497,158 @@ class EvidenceService:
             if not fresh:
                 assert current is not None
                 return AddResult(0, len(images), self._info(current))
-            prepared = self.prepare_batch([(images[i], f"images[{i}]") for i in fresh.values()])
-            for e in prepared.errors:
-                if e is not None:
-                    raise e
-            batch = prepared.payload
-            with self.streams.running([batch.ready], [batch.pixels]):
-                feats = self._bank_features(list(batch.pixels))
-            grid = feats[0].shape[1:3]
-            if current is None:
-                bank = Bank(key, self.backbone_id, int(feats[0].shape[-1]), (int(grid[0]), int(grid[1])))
+            total = len(known) + len(fresh)
+            kept = self._kept_images(key, current) if self._should_choose(current, total) else None
+            if kept is not None:
+                datas = kept + [images[i] for i in fresh.values()]
+                fields = [f"bank image {j}" for j in range(len(kept))] + [f"images[{i}]" for i in fresh.values()]
+                bank = self._build(key, (current.images if current else []) + list(fresh), datas, fields)
             else:
-                with self._cache_lock:
-                    cached = self._banks.get(key)
-                same = cached is not None and cached.generation == current.generation
-                bank = dataclasses.replace(current, images=list(current.images), index=cached.index if same else None)
-                if bank.index is None:
-                    self._index(bank)  # the coreset grows from the new patches' distances to the bank
-            device = getattr(self.features, "device", None)
-            s = self.settings
-            bank.append(list(fresh), feats, s.coreset_ratio, s.coreset_projection, s.seed, device)
+                bank = self._append(key, current, fresh, images)
+            self.store.put_images(key, {sha: images[i] for sha, i in fresh.items()})
             self._commit(bank)
         return AddResult(len(fresh), len(images) - len(fresh), self._info(bank))
 
+    def _should_choose(self, current: Bank | None, total: int) -> bool:
+        """Whether this addition (re)builds the bank with a fresh choice: a new bank, one that had too few images
+        to choose, or one grown to auto_config_regrow times the images it chose on."""
+        if current is None:
+            return True
+        if not self.settings.auto_config or self.default_choice is None:
+            return False
+        record = current.self_config or {}
+        if record.get("status") == "too few images":
+            return total >= self.settings.auto_config_min_images
+        return current.auto_images > 0 and total >= self.settings.auto_config_regrow * current.auto_images
+
+    def _kept_images(self, key: BankKey, current: Bank | None) -> list[bytes] | None:
+        """The bank's kept encoded images (none for a new bank); None when they are not all kept."""
+        return [] if current is None else self.store.get_images(key, current.images)
+
+    def _choose(self, pil: list[Image.Image]) -> selfconfig.Choice:
+        s = self.settings
+        if self.default_choice is None:
+            glob = "off" if s.global_score == "off" else "mahalanobis"
+            return selfconfig.Choice(
+                FeatureChoice((), self.input_size, s.pool),
+                s.image_score,
+                glob,
+                {
+                    "status": "fixed",
+                    "note": f"evidence.source {s.source!r}: the fixed configuration",
+                    "images": len(pil),
+                },
+            )
+        if not s.auto_config:
+            return selfconfig.fixed(s, self.default_choice, "off", "evidence.auto_config is off", len(pil))
+        return selfconfig.choose(self.features, pil, s)  # type: ignore[arg-type]
+
+    def _build(self, key: BankKey, shas: list[str], datas: list[bytes], fields: list[str]) -> Bank:
+        """A bank built from scratch in the features the self-configuration chooses on these images."""
+        pil = [self._decoded(d, f) for d, f in zip(datas, fields, strict=True)]
+        choice = self._choose(pil)
+        features, prep = self.view_for(choice.choice if self.default_choice is not None else None)
+        feats: list[np.ndarray] = []
+        step = self.settings.ingest_batch_size
+        for s0 in range(0, len(pil), step):
+            batch = prep.batch([(img, f) for img, f in zip(pil[s0 : s0 + step], fields[s0 : s0 + step], strict=True)])
+            with self.streams.running([batch.payload.ready], [batch.payload.pixels]):
+                feats += self._bank_features(list(batch.payload.pixels), features)
+        grid = feats[0].shape[1:3]
+        bank = Bank(key, features.backbone_id, int(feats[0].shape[-1]), (int(grid[0]), int(grid[1])))
+        if features is not self.features:
+            bank.feature_choice = choice.choice.to_dict()
+        bank.scoring = {"image_score": choice.image_score, "global_score": choice.global_score}
+        bank.self_config = choice.record
+        bank.auto_images = len(shas) if choice.record.get("status") == "chosen" else 0
+        s = self.settings
+        bank.append(shas, feats, s.coreset_ratio, s.coreset_projection, s.seed, getattr(features, "device", None))
+        return bank
+
+    def _decoded(self, data: bytes, field_name: str) -> Image.Image:
+        from services.common.images import decode
+
+        return decode(data, self.preprocess.limits, field=field_name)
+
+    def _append(self, key: BankKey, current: Bank | None, fresh: dict[str, int], images: list[bytes]) -> Bank:
+        """Add images to the bank in its own features (the coreset grows from their distances to it)."""
+        assert current is not None
+        features, prep = self.bank_view(current)
+        prepared = prep.batch([(images[i], f"images[{i}]") for i in fresh.values()], self.tensor_path, self._pool)
+        for e in prepared.errors:
+            if e is not None:
+                raise e
+        batch = prepared.payload
+        with self.streams.running([batch.ready], [batch.pixels]):
+            feats = self._bank_features(list(batch.pixels), features)
+        with self._cache_lock:
+            cached = self._banks.get(key)
+        same = cached is not None and cached.generation == current.generation
+        bank = dataclasses.replace(current, images=list(current.images), index=cached.index if same else None)
+        if bank.index is None:
+            self._index(bank)
+        s = self.settings
+        device = getattr(features, "device", None)
+        bank.append(list(fresh), feats, s.coreset_ratio, s.coreset_projection, s.seed, device)
+        return bank
+
     def loo_scores(self, bank: Bank) -> list[float]:
         """Each (sampled) normal image scored against the bank without its own patches."""
+        return self._loo(bank)[0]
+
+    def _loo(self, bank: Bank) -> tuple[list[float], list[float]]:
+        """Leave-one-out local and global scores of the (sampled) normal images (global: [] when the bank has none)."""
         n = len(bank.images)
         m = min(n, self.settings.max_calibration_images)
         owners = np.unique(np.linspace(0, n - 1, m).round().astype(int))
         assert bank.index is not None
-        out = []
+        local, dists = [], []
         for o in owners:
             dist = bank.index.search(bank.image_features(int(o)), exclude=bank.owner_range(int(o)))
-            out.append(self._image_score(dist.reshape(bank.grid))[0])
-        return out
+            local.append(self._image_score(dist.reshape(bank.grid), bank)[0])
+            dists.append(dist)
+        kind = self._global_kind(bank)
+        if kind == "mean_distance":
+            return local, [mean_distance(d) for d in dists]
+        if kind == "mahalanobis":
+            if n <= 2:
+                return local, []
+            loo = mahalanobis_loo(self._descriptors(bank))
+            return local, [loo[int(o)] for o in owners]
+        return local, []
+
+    def _global_kind(self, bank: Bank) -> str:
+        kind = bank.scoring.get("global_score") if bank.scoring else None
+        if kind is None:  # a bank from before global scores: the configured one (auto: mahalanobis)
+            kind = "mahalanobis" if self.settings.global_score == "auto" else self.settings.global_score
+        return kind
+
+    def _descriptors(self, bank: Bank) -> np.ndarray:
+        p, dim = bank.patches_per_image, bank.dim
+        feats = bank.features.reshape(-1, p, dim)
+        return np.stack([descriptor(f.reshape(bank.grid[0], bank.grid[1], dim)) for f in feats])
+
+    def _global_model(self, bank: Bank) -> GaussianModel:
+        if bank.global_model is None:
+            bank.global_model = GaussianModel.fit(self._descriptors(bank))
+        return bank.global_model
 
     def recalibrate(self, bank: Bank) -> None:
+        """Thresholds from leave-one-out scores: the local score's, and the global score's when the bank has one;
+        with both, each gets half the false-alarm budget (the image is anomalous when either fires)."""
         s = self.settings
+        bank.global_model = None
         if len(bank.images) < 2:
             bank.calibration, bank.loo_scores = None, []
+            bank.global_calibration, bank.global_loo_scores = None, []
             return
-        bank.loo_scores = self.loo_scores(bank)
-        bank.calibration = calibrate(
-            bank.loo_scores, s.false_alarm_rate, s.threshold_policy, s.margin, s.min_fit_images
+        bank.loo_scores, bank.global_loo_scores = self._loo(bank)
+        far = s.false_alarm_rate / 2 if bank.global_loo_scores else s.false_alarm_rate
+        bank.calibration = calibrate(bank.loo_scores, far, s.threshold_policy, s.margin, s.min_fit_images)
+        bank.global_calibration = (
+            calibrate(bank.global_loo_scores, far, s.threshold_policy, s.margin, s.min_fit_images)
+            if bank.global_loo_scores
+            else None
         )
 
     def _info(self, bank: Bank) -> BankInfo:
@@ -541,10 +716,14 @@ class EvidenceService:
             self._checked.pop(key, None)
 
     # --- scoring ---------------------------------------------------------------------------------------
-    def _image_score(self, patch_dist: np.ndarray) -> tuple[float, np.ndarray]:
+    def _image_score(self, patch_dist: np.ndarray, bank: Bank | None = None) -> tuple[float, np.ndarray]:
         s = self.settings
-        smoothed = smooth_map(patch_dist, self.input_size, s.smoothing_sigma)
-        return image_score(smoothed, patch_dist, s.image_score, s.topk_patches), smoothed
+        size = self.input_size
+        if bank is not None and bank.feature_choice is not None:
+            size = int(bank.feature_choice["input_size"])
+        mode = (bank.scoring.get("image_score") if bank is not None and bank.scoring else None) or s.image_score
+        smoothed = smooth_map(patch_dist, size, s.smoothing_sigma)
+        return image_score(smoothed, patch_dist, mode, s.topk_patches), smoothed
 
     def score(
         self,
@@ -561,20 +740,34 @@ class EvidenceService:
         """A query's (h, w, D) patch grid against the bank -> score, verdict, boxes, heat map."""
         assert bank.index is not None and bank.calibration is not None
         dist = bank.index.search(feats.reshape(-1, feats.shape[-1])).reshape(feats.shape[:2])
-        score, smoothed = self._image_score(dist)
+        local, smoothed = self._image_score(dist, bank)
         thr = threshold if threshold > 0 else bank.calibration.threshold
+        glob, gthr = 0.0, 0.0
+        if bank.global_calibration is not None:
+            kind = self._global_kind(bank)
+            glob = mean_distance(dist) if kind == "mean_distance" else self._global_model(bank).score(descriptor(feats))
+            gthr = bank.global_calibration.threshold
+        # one score on the local threshold's scale: over it exactly when either score is over its own threshold
+        score = max(local, glob * thr / gthr) if gthr > 0 else local
+        fired = {(False, False): "none", (True, False): "local", (False, True): "global", (True, True): "both"}[
+            (local > thr, gthr > 0 and glob > gthr)
+        ]
         x0, y0, x1, y1 = geom.box
         crop = smoothed[y0:y1, x0:x1]
         s = self.settings
-        boxes = find_boxes(crop, thr, geom, max_boxes or s.max_boxes, s.box_min_area, s.box_peak_ratio, score)
+        boxes = find_boxes(crop, thr, geom, max_boxes or s.max_boxes, s.box_min_area, s.box_peak_ratio, local)
         result = EvidenceResult(
             score=score,
             threshold=thr,
             anomalous=score > thr,
+            local_score=local,
+            global_score=glob,
+            global_threshold=gthr,
+            fired=fired,
             boxes=boxes,
             width=geom.width,
             height=geom.height,
-            backbone_id=self.backbone_id,
+            backbone_id=bank.backbone_id,
             bank_images=len(bank.images),
             calibration=bank.calibration,
             heatmap_scale=HEATMAP_SCALE * thr,
@@ -613,10 +806,7 @@ class EvidenceService:
         self._check_request(max_boxes, threshold)
         bank = self._ready_bank(self._key(line_id, dataset, category))
         start = time.perf_counter()
-        prepared = self.prepare_batch([(image, "image")])
-        if prepared.errors[0] is not None:
-            raise prepared.errors[0]
-        feats, geom = self.run_batch(prepared.payload)[0]
+        feats, geom = self._extract_for(bank, image)
         query = _as_image(image) if return_overlay else None
         r = self.score(bank, feats, geom, query, return_heatmap, return_overlay, max_boxes, threshold, keep_map)
         r.compute_ms = (time.perf_counter() - start) * 1000.0
@@ -638,13 +828,31 @@ class EvidenceService:
         key = self._key(line_id, dataset, category)
         bank = self._fresh_bank(key) or await asyncio.to_thread(self._ready_bank, key)
         start = time.perf_counter()
-        feats, geom = await self.extract(image)
+        if bank.backbone_id == self.backbone_id:
+            feats, geom = await self.extract(image)
+        else:  # a self-configured product: its own features, outside the shared batches of the stage's default
+            feats, geom = await asyncio.to_thread(self._extract_for, bank, image)
         query = _as_image(image) if return_overlay else None
         r = await asyncio.to_thread(
             self.score, bank, feats, geom, query, return_heatmap, return_overlay, max_boxes, threshold
         )
         r.compute_ms = (time.perf_counter() - start) * 1000.0
         return r
+
+    def _extract_for(self, bank: Bank, image: bytes | Image.Image) -> tuple[np.ndarray, Geometry]:
+        """One image's patch grid in the features of this bank, synchronously."""
+        if bank.backbone_id == self.backbone_id:
+            prepared = self.prepare_batch([(image, "image")])
+            if prepared.errors[0] is not None:
+                raise prepared.errors[0]
+            return self.run_batch(prepared.payload)[0]
+        features, prep = self.bank_view(bank)
+        prepared = prep.batch([(image, "image")], self.tensor_path, self._pool)
+        if prepared.errors[0] is not None:
+            raise prepared.errors[0]
+        batch = prepared.payload
+        with self.streams.running([batch.ready], [batch.pixels]):
+            return features.extract(batch.pixels)[0], batch.geoms[0]
 
     async def extract(self, image: bytes, field: str = "image") -> tuple[np.ndarray, Geometry]:
         """One image's patch grid and Geometry through the pipeline; INVALID_ARGUMENT names `field` if it is bad."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -414,6 +414,41 @@ class TimmPatchFeatures:
         x = pixels.to(self.device, self.dtype, memory_format=self.memory_format)
         return self.model.forward_intermediates(x, indices=self.layers, intermediates_only=True, stop_early=True)
 
+    @property
+    def block_taps(self) -> bool:
+        """Whether single blocks can be tapped (an EfficientNet-style stem + `blocks` sequence)."""
+        return all(hasattr(self.model, a) for a in ("conv_stem", "bn1", "blocks"))
+
+    def forward_blocks(self, pixels: Any, blocks: Sequence[int]) -> list[Any]:
+        """The outputs of these blocks (indices into the model's `blocks`, mid-stage ones included), finest first.
+
+        timm's `forward_intermediates` gives stage outputs only (EfficientNet-Lite0: blocks 0, 1, 2, 4, 6); the
+        mid-stage blocks (e.g. block 3, 80 channels at stride 16) are read here by running the blocks one by one.
+        """
+        if not self.block_taps:
+            raise ConfigError(f"evidence.backbone {self.settings.backbone!r} has no block sequence to tap")
+        want = sorted(set(blocks))
+        if want and (want[0] < 0 or want[-1] >= len(self.model.blocks)):
+            raise ConfigError(f"blocks {want}: {self.settings.backbone} has blocks 0-{len(self.model.blocks) - 1}")
+        x = pixels.to(self.device, self.dtype, memory_format=self.memory_format)
+        x = self.model.bn1(self.model.conv_stem(x))
+        out = {}
+        for i, block in enumerate(self.model.blocks):
+            x = block(x)
+            if i in want:
+                out[i] = x
+            if i >= want[-1]:
+                break
+        return [out[i] for i in want]
+
+    def stage_blocks(self) -> list[int]:
+        """The block index behind each feature_info level (the `layers` setting's indices)."""
+        return [int(str(f["module"]).split(".")[-1]) for f in self.model.feature_info]
+
+    def view(self, choice: FeatureChoice) -> ChoiceFeatures:
+        """Patch features of another choice (blocks, input size, pooling) on this same loaded model."""
+        return ChoiceFeatures(self, choice)
+
     def classify(self, pixels: Any) -> np.ndarray:
         """ImageNet class probabilities of the whole network (proves the weights are real); (n, 1000)."""
         import torch
@@ -421,6 +456,67 @@ class TimmPatchFeatures:
         with torch.inference_mode():
             x = pixels.to(self.device, self.dtype, memory_format=self.memory_format)
             return self.model(x).float().softmax(-1).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class FeatureChoice:
+    """Which features a bank uses: backbone blocks (mid-stage ones included), input size, pooling.
+
+    `blocks` are indices into the backbone's block sequence; a choice whose blocks are the configured `layers`'
+    stage outputs at the configured size and pooling is the fixed default, and gets the same backbone id.
+    """
+
+    blocks: tuple[int, ...]
+    input_size: int
+    pool: int
+
+    @property
+    def name(self) -> str:
+        return f"blocks={','.join(map(str, self.blocks))}/size={self.input_size}/pool={self.pool}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"blocks": list(self.blocks), "input_size": self.input_size, "pool": self.pool}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureChoice:
+        return cls(tuple(int(b) for b in d["blocks"]), int(d["input_size"]), int(d["pool"]))
+
+
+class ChoiceFeatures:
+    """A FeatureChoice's patch features on a shared TimmPatchFeatures model (the PatchFeatures protocol)."""
+
+    def __init__(self, base: TimmPatchFeatures, choice: FeatureChoice) -> None:
+        import torch
+
+        self.base = base
+        self.choice = choice
+        self.input_size = choice.input_size
+        self.device, self.dtype, self.streams = base.device, base.dtype, base.streams
+        self.mean, self.std = base.mean, base.std
+        self.pool = choice.pool
+        self.feature_dim = base.feature_dim
+        with torch.inference_mode():
+            self.dim = int(self.extract(torch.zeros(1, 3, 64, 64)).shape[-1])
+        s = base.settings
+        self.backbone_id = (
+            f"{s.backbone}[{base.weights_id}]/blocks={','.join(map(str, choice.blocks))}"
+            f"/size={self.input_size}/{s.resize_mode}/pool={self.pool}/dim={self.dim}"
+        )
+
+    def maps(self, pixels: Any) -> list[Any]:
+        return self.base.forward_blocks(pixels, self.choice.blocks)
+
+    def extract(self, pixels: Any) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            feats = aggregate(self.maps(pixels), self.pool, self.feature_dim)
+            return self.streams.to_host(feats).numpy()
+
+
+def weights_prefix(backbone_id: str) -> str:
+    """The model-and-weights part of a backbone id (what every choice on one loaded model shares)."""
+    return backbone_id.split("/", 1)[0]
 
 
 class ClipPatchFeatures:

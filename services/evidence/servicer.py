@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 
@@ -26,6 +27,40 @@ def _calibration(c: Calibration | None) -> evidence_pb2.Calibration | None:
     )
 
 
+def _self_config(r: dict[str, Any] | None) -> evidence_pb2.SelfConfig | None:
+    if not r:
+        return None
+
+    def num(v: Any) -> float:
+        return float(v) if v is not None else 0.0
+
+    return evidence_pb2.SelfConfig(
+        status=r.get("status", ""),
+        chosen=r.get("chosen", ""),
+        image_score=r.get("image_score", ""),
+        global_score=r.get("global_score", ""),
+        auroc=num(r.get("auroc")),
+        latency_ms=num(r.get("latency_ms")),
+        seconds=num(r.get("seconds")),
+        needs_more_images=int(r.get("needs_more_images", 0)),
+        note=r.get("note", ""),
+        latency_budget_ms=num(r.get("latency_budget_ms")),
+        candidates=[
+            evidence_pb2.SelfConfigCandidate(
+                name=c["name"],
+                auroc=num(c.get("auroc")),
+                auroc_local=num(c.get("auroc_local")),
+                auroc_global=num(c.get("auroc_global")),
+                latency_ms=num(c.get("latency_ms")),
+                status=c.get("status", ""),
+                image_score=c.get("image_score", ""),
+                global_score=c.get("global_score", ""),
+            )
+            for c in r.get("candidates", [])
+        ],
+    )
+
+
 def _bank(b: BankInfo) -> evidence_pb2.BankInfo:
     return evidence_pb2.BankInfo(
         line_id=b.line_id,
@@ -38,6 +73,8 @@ def _bank(b: BankInfo) -> evidence_pb2.BankInfo:
         generation=b.generation,
         updated_at=b.updated_at,
         calibration=_calibration(b.calibration),
+        self_config=_self_config(b.self_config),
+        global_calibration=_calibration(b.global_calibration),
     )
 
 
@@ -71,6 +108,10 @@ def _response(r: EvidenceResult) -> evidence_pb2.AnalyzeResponse:
         summary=r.summary,
         width=r.width,
         height=r.height,
+        local_score=r.local_score,
+        global_score=r.global_score,
+        global_threshold=r.global_threshold,
+        fired=r.fired,
     )
 
 

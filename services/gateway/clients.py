@@ -327,7 +327,10 @@ class StageClients:
         """Each of the line's banks, keyed by (dataset, category); added/existing are 0 (nothing was added)."""
         req = evidence_pb2.BankStatsRequest(line_id=line_id, dataset=dataset, category=category)
         r = await self["evidence"].call("BankStats", req, deadline)
-        return {(b.dataset, b.category): BankState(b.images, b.calibration.threshold, 0, 0) for b in r.banks}
+        return {
+            (b.dataset, b.category): BankState(b.images, b.calibration.threshold, 0, 0, features_line(b))
+            for b in r.banks
+        }
 
     async def delete_bank(
         self, line_id: str, dataset: str, category: str, deadline: Deadline, shas: Sequence[str] = ()
@@ -364,3 +367,21 @@ class StageClients:
             r.answer, r.unparsed, r.raw_reply, r.reasoning, r.prompt, r.model_id, r.compute_ms, r.preprocess_ms,
             dict(r.scores), r.prompt_sha256,
         )  # fmt: skip
+
+
+def features_line(bank: evidence_pb2.BankInfo) -> str:
+    """One line about a bank's features: the self-configuration's choice and why, or why the fixed ones."""
+    sc = bank.self_config
+    if not bank.HasField("self_config"):
+        return f"fixed features ({bank.backbone_id})"
+    if sc.status == "chosen":
+        ok = sum(c.status == "ok" for c in sc.candidates)
+        tried = "; ".join(
+            f"{c.name} {c.auroc:.3f}" if c.status == "ok" else f"{c.name} {c.status}" for c in sc.candidates
+        )
+        return (
+            f"self-configured {sc.chosen} ({sc.image_score}, global {sc.global_score}): self-test AUROC "
+            f"{sc.auroc:.3f}, {sc.latency_ms:.0f} ms per image, {ok} of {len(sc.candidates)} candidates within "
+            f"{sc.latency_budget_ms:.0f} ms, chosen in {sc.seconds:.0f} s [{tried}]"
+        )
+    return f"fixed features {sc.chosen} ({sc.status}: {sc.note})"

@@ -579,13 +579,16 @@ class Inspector:
             bank = banks.get((ds, cat))
             readiness = f"ready: {n} normal images to compare with"
             if bank is not None and bank.images:
-                readiness += f"; evidence bank of {bank.images} (threshold {bank.threshold:.2f})"
+                readiness += f"; evidence bank of {bank.images} (threshold {bank.threshold:.2f}; {bank.features})"
             elif not banks_unknown:
                 readiness += "; no evidence bank yet (add the same normal images again to build it)"
             if entry is None and not unknown:
                 readiness += "; no knowledge entry (optional: `echo-iad product add --knowledge`)"
             images, threshold = (bank.images, bank.threshold) if bank is not None else (0, 0.0)
-            products.append(Product(ds, cat, n, entry, n > 0, readiness + unknown + banks_unknown, images, threshold))
+            features = bank.features if bank is not None else ""
+            products.append(
+                Product(ds, cat, n, entry, n > 0, readiness + unknown + banks_unknown, images, threshold, features)
+            )
         return products
 
     async def get_image(self, line_id: str, sha256: str, deadline: Deadline, kept: KeptImages | None = None) -> bytes:

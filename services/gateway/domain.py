@@ -179,6 +179,7 @@ class BankState:
     threshold: float
     added: int
     existing: int
+    features: str = ""  # one line: the features the bank uses and why (its self-configuration record)
 
 
 @dataclass
@@ -193,6 +194,7 @@ class Product:
     readiness: str  # one line a person reads: why (not) ready, what to do
     evidence_bank_images: int = 0  # the evidence expert's bank of the same images (0: none, or the stage is down)
     evidence_threshold: float = 0.0
+    evidence_features: str = ""  # the evidence bank's features and why (BankState.features)
 
 
 # ---- what the stages answer (the stage-client layer turns their protos into these) -----------------------------

@@ -143,6 +143,7 @@ def product_to_proto(p: Product) -> inspector_pb2.Product:
         readiness=p.readiness,
         evidence_bank_images=p.evidence_bank_images,
         evidence_threshold=p.evidence_threshold,
+        evidence_features=p.evidence_features,
     )
 
 

@@ -96,6 +96,9 @@ def test_onboarding_a_product_makes_it_ready_and_inspectable(server: BackgroundS
     assert "normal images   4 (ready)" in out and "READY" in out
     # the version the server stored, said the one way the console and `product add` say it
     assert f"knowledge       present (Custom/brake_disc, version {stored[1]})" in out and " v0" not in out
+    # four images are too few for the self-configuration to hold some out: it says so, and how many more
+    assert "evidence        fixed features blocks=2,4/size=160/pool=3 (too few images:" in out
+    assert "4 more would let it choose" in out
 
     out = _run("inspect", str(product["part"]), "--line", "line-9", "--category", "brake_disc", "--dataset",
                "Custom", "-q", "There is a defect in the object. What is the type of the defect?",

@@ -24,7 +24,12 @@ DATASET = "Synthetic"
 
 def small_settings(root: Path, **overrides: Any) -> EvidenceSettings:
     """Settings for a small, fast stage whose banks live under root."""
-    base: dict[str, Any] = {"device": "cpu", "input_size": INPUT, "bank_store": str(root / "banks")}
+    base: dict[str, Any] = {
+        "device": "cpu",
+        "input_size": INPUT,
+        "bank_store": str(root / "banks"),
+        "auto_config": False,  # the fixed configuration; tests/evidence/test_self_config.py turns it on
+    }
     return EvidenceSettings(**{**base, **overrides})
 
 

@@ -20,7 +20,9 @@ from tests.evidence.conftest import DATASET, INPUT, Product
 
 @pytest.fixture
 async def stub(tmp_path: Path) -> AsyncIterator[evidence_pb2_grpc.EvidenceStub]:
-    settings = load_settings(None, data_dir=str(tmp_path), evidence={"device": "cpu", "input_size": INPUT})
+    settings = load_settings(
+        None, data_dir=str(tmp_path), evidence={"device": "cpu", "input_size": INPUT, "auto_config": False}
+    )
     stage = await build_stage(settings.evidence, settings.embedding)
     server, port, _ = await start_server([stage], "127.0.0.1", 0)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=channel_options()) as ch:
@@ -66,6 +68,10 @@ async def test_a_product_is_onboarded_analyzed_listed_and_deleted_over_grpc(
     stats = await stub.BankStats(evidence_pb2.BankStatsRequest(line_id="line-7"))
     assert [(b.category, b.images) for b in stats.banks] == [("woven_fabric", 8)]
     assert stats.backbone_id == resp.backbone_id
+    record = stats.banks[0].self_config  # the fixture's stage has auto_config off: it says so
+    assert record.status == "off" and record.chosen.startswith("blocks=2,4/") and not record.candidates
+    assert stats.banks[0].global_calibration.far_target == pytest.approx(0.005)
+    assert resp.fired in ("local", "both") and resp.local_score > 0 and resp.global_threshold > 0
     gone = await stub.DeleteBank(
         evidence_pb2.DeleteBankRequest(line_id="line-7", dataset=DATASET, category="woven_fabric")
     )

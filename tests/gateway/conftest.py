@@ -37,7 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, offline_model_cache: Path, 
         data_dir=str(tmp_path_factory.mktemp("state")),
         server={"port": 0},
         decision={"model_cache": str(offline_model_cache)},
-        evidence={"input_size": 160},  # small: the banks are built on every add and tests stay fast
+        evidence={"input_size": 160, "auto_config": False},  # small and fixed: banks are built on every add
     )
     srv = BackgroundServer(settings).start()
     with InspectorClient(srv.address) as client:

@@ -59,7 +59,7 @@ def evidence_server(tmp_path_factory: pytest.TempPathFactory, fabric) -> Iterato
         data_dir=str(tmp_path_factory.mktemp("ev-state")),
         server={"port": 0},
         decision={"backend": "evidence"},
-        evidence={"device": "cpu", "input_size": 160},
+        evidence={"device": "cpu", "input_size": 160, "auto_config": False},
     )
     srv = BackgroundServer(settings).start()
     try:

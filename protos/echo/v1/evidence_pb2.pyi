@@ -50,7 +50,7 @@ class Calibration(_message.Message):
     def __init__(self, threshold: _Optional[float] = ..., policy: _Optional[str] = ..., images: _Optional[int] = ..., far_target: _Optional[float] = ..., far_in_sample: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
 
 class AnalyzeResponse(_message.Message):
-    __slots__ = ("score", "threshold", "anomalous", "boxes", "heatmap", "overlay_png", "backbone_id", "compute_ms", "bank_images", "calibration", "summary", "width", "height")
+    __slots__ = ("score", "threshold", "anomalous", "boxes", "heatmap", "overlay_png", "backbone_id", "compute_ms", "bank_images", "calibration", "summary", "width", "height", "local_score", "global_score", "global_threshold", "fired")
     SCORE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ANOMALOUS_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,10 @@ class AnalyzeResponse(_message.Message):
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_SCORE_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_SCORE_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FIRED_FIELD_NUMBER: _ClassVar[int]
     score: float
     threshold: float
     anomalous: bool
@@ -77,7 +81,57 @@ class AnalyzeResponse(_message.Message):
     summary: str
     width: int
     height: int
-    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.EvidenceBox, _Mapping]]] = ..., heatmap: _Optional[_Union[_common_pb2.HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ..., backbone_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., bank_images: _Optional[int] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., summary: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+    local_score: float
+    global_score: float
+    global_threshold: float
+    fired: str
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.EvidenceBox, _Mapping]]] = ..., heatmap: _Optional[_Union[_common_pb2.HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ..., backbone_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., bank_images: _Optional[int] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., summary: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., local_score: _Optional[float] = ..., global_score: _Optional[float] = ..., global_threshold: _Optional[float] = ..., fired: _Optional[str] = ...) -> None: ...
+
+class SelfConfigCandidate(_message.Message):
+    __slots__ = ("name", "auroc", "auroc_local", "auroc_global", "latency_ms", "status", "image_score", "global_score")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AUROC_FIELD_NUMBER: _ClassVar[int]
+    AUROC_LOCAL_FIELD_NUMBER: _ClassVar[int]
+    AUROC_GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_SCORE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    auroc: float
+    auroc_local: float
+    auroc_global: float
+    latency_ms: float
+    status: str
+    image_score: str
+    global_score: str
+    def __init__(self, name: _Optional[str] = ..., auroc: _Optional[float] = ..., auroc_local: _Optional[float] = ..., auroc_global: _Optional[float] = ..., latency_ms: _Optional[float] = ..., status: _Optional[str] = ..., image_score: _Optional[str] = ..., global_score: _Optional[str] = ...) -> None: ...
+
+class SelfConfig(_message.Message):
+    __slots__ = ("status", "chosen", "image_score", "global_score", "auroc", "latency_ms", "seconds", "needs_more_images", "note", "candidates", "latency_budget_ms")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_SCORE_FIELD_NUMBER: _ClassVar[int]
+    AUROC_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_MORE_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    chosen: str
+    image_score: str
+    global_score: str
+    auroc: float
+    latency_ms: float
+    seconds: float
+    needs_more_images: int
+    note: str
+    candidates: _containers.RepeatedCompositeFieldContainer[SelfConfigCandidate]
+    latency_budget_ms: float
+    def __init__(self, status: _Optional[str] = ..., chosen: _Optional[str] = ..., image_score: _Optional[str] = ..., global_score: _Optional[str] = ..., auroc: _Optional[float] = ..., latency_ms: _Optional[float] = ..., seconds: _Optional[float] = ..., needs_more_images: _Optional[int] = ..., note: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[SelfConfigCandidate, _Mapping]]] = ..., latency_budget_ms: _Optional[float] = ...) -> None: ...
 
 class AddBankImagesRequest(_message.Message):
     __slots__ = ("line_id", "dataset", "category", "images")
@@ -92,7 +146,7 @@ class AddBankImagesRequest(_message.Message):
     def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ...) -> None: ...
 
 class BankInfo(_message.Message):
-    __slots__ = ("line_id", "dataset", "category", "images", "memory_patches", "patches_seen", "backbone_id", "generation", "updated_at", "calibration")
+    __slots__ = ("line_id", "dataset", "category", "images", "memory_patches", "patches_seen", "backbone_id", "generation", "updated_at", "calibration", "self_config", "global_calibration")
     LINE_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +157,8 @@ class BankInfo(_message.Message):
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    SELF_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     line_id: str
     dataset: str
     category: str
@@ -113,7 +169,9 @@ class BankInfo(_message.Message):
     generation: int
     updated_at: float
     calibration: Calibration
-    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., images: _Optional[int] = ..., memory_patches: _Optional[int] = ..., patches_seen: _Optional[int] = ..., backbone_id: _Optional[str] = ..., generation: _Optional[int] = ..., updated_at: _Optional[float] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ...) -> None: ...
+    self_config: SelfConfig
+    global_calibration: Calibration
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., images: _Optional[int] = ..., memory_patches: _Optional[int] = ..., patches_seen: _Optional[int] = ..., backbone_id: _Optional[str] = ..., generation: _Optional[int] = ..., updated_at: _Optional[float] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., self_config: _Optional[_Union[SelfConfig, _Mapping]] = ..., global_calibration: _Optional[_Union[Calibration, _Mapping]] = ...) -> None: ...
 
 class AddBankImagesResponse(_message.Message):
     __slots__ = ("added", "existing", "bank")

@@ -27,15 +27,15 @@ from echo.v1 import evidence_pb2 as echo_dot_v1_dot_evidence__pb2
 from echo.v1 import knowledge_pb2 as echo_dot_v1_dot_knowledge__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x63ho/v1/inspector.proto\x12\x07\x65\x63ho.v1\x1a\x14\x65\x63ho/v1/common.proto\x1a\x16\x65\x63ho/v1/evidence.proto\x1a\x17\x65\x63ho/v1/knowledge.proto\"\xec\x01\n\x0eInspectRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x1d\n\x05image\x18\x03 \x01(\x0b\x32\x0e.echo.v1.Image\x12#\n\x08question\x18\x04 \x01(\x0b\x32\x11.echo.v1.Question\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12*\n\x08settings\x18\x07 \x01(\x0b\x32\x18.echo.v1.RequestSettings\x12\"\n\nreferences\x18\x08 \x03(\x0b\x32\x0e.echo.v1.Image\"i\n\x0fInspectResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x13\n\x0b\x61nswer_text\x18\x03 \x01(\t\x12\x1d\n\x05trace\x18\x04 \x01(\x0b\x32\x0e.echo.v1.Trace\"l\n\x16\x41\x64\x64NormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x1e\n\x06images\x18\x04 \x03(\x0b\x32\x0e.echo.v1.Image\"\x81\x01\n\x17\x41\x64\x64NormalImagesResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x05\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x05\x12\x1c\n\x14\x65vidence_bank_images\x18\x04 \x01(\x05\x12\x1a\n\x12\x65vidence_threshold\x18\x05 \x01(\x02\"x\n\nMemoryItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0f\n\x07line_id\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\r\n\x05label\x18\x07 \x01(\t\"p\n\x17ListNormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"f\n\x18ListNormalImagesResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.echo.v1.MemoryItem\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\\\n\x19\x44\x65leteNormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0b\n\x03ids\x18\x04 \x03(\t\"-\n\x1a\x44\x65leteNormalImagesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\"\xe2\x01\n\x07Product\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x15\n\rnormal_images\x18\x03 \x01(\x03\x12\x15\n\rhas_knowledge\x18\x04 \x01(\x08\x12*\n\tknowledge\x18\x05 \x01(\x0b\x32\x17.echo.v1.KnowledgeEntry\x12\r\n\x05ready\x18\x06 \x01(\x08\x12\x11\n\treadiness\x18\x07 \x01(\t\x12\x1c\n\x14\x65vidence_bank_images\x18\x08 \x01(\x05\x12\x1a\n\x12\x65vidence_threshold\x18\t \x01(\x02\"I\n\x13ListProductsRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\":\n\x14ListProductsResponse\x12\"\n\x08products\x18\x01 \x03(\x0b\x32\x10.echo.v1.Product\"\xae\x01\n\x10RecordedEvidence\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x11\n\tanomalous\x18\x03 \x01(\x08\x12#\n\x05\x62oxes\x18\x04 \x03(\x0b\x32\x14.echo.v1.EvidenceBox\x12\x16\n\x0eheatmap_sha256\x18\x05 \x01(\t\x12\x16\n\x0eoverlay_sha256\x18\x06 \x01(\t\x12\x10\n\x08model_id\x18\x07 \x01(\t\"\x9b\x03\n\x10InspectionRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0ctime_unix_ms\x18\x02 \x01(\x03\x12\x0f\n\x07line_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x14\n\x0cimage_sha256\x18\x06 \x01(\t\x12(\n\x07request\x18\x07 \x01(\x0b\x32\x17.echo.v1.InspectRequest\x12\x0e\n\x06\x61nswer\x18\x08 \x01(\t\x12\x13\n\x0b\x61nswer_text\x18\t \x01(\t\x12!\n\x07verdict\x18\n \x01(\x0e\x32\x10.echo.v1.Verdict\x12\x1d\n\x05trace\x18\x0b \x01(\x0b\x32\x0e.echo.v1.Trace\x12,\n\x12knowledge_passages\x18\x0c \x03(\x0b\x32\x10.echo.v1.Passage\x12\x16\n\x0eknowledge_text\x18\r \x01(\t\x12+\n\x08\x65vidence\x18\x0e \x01(\x0b\x32\x19.echo.v1.RecordedEvidence\x12\x0f\n\x07gateway\x18\x0f \x01(\t\"\xd6\x01\n\x16ListInspectionsRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12!\n\x07verdict\x18\x04 \x01(\x0e\x32\x10.echo.v1.Verdict\x12\x15\n\rsince_unix_ms\x18\x05 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x06 \x01(\x03\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\x12\x14\n\x0coldest_first\x18\t \x01(\x08\"^\n\x17ListInspectionsResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.echo.v1.InspectionRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14GetInspectionRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"B\n\x15GetInspectionResponse\x12)\n\x06record\x18\x01 \x01(\x0b\x32\x19.echo.v1.InspectionRecord\"2\n\x0fGetImageRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"F\n\x10GetImageResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x12\n\x10ListLinesRequest\"G\n\x0bLineProduct\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x15\n\rnormal_images\x18\x03 \x01(\x03\"V\n\x04Line\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x15\n\rnormal_images\x18\x02 \x01(\x03\x12&\n\x08products\x18\x03 \x03(\x0b\x32\x14.echo.v1.LineProduct\"1\n\x11ListLinesResponse\x12\x1c\n\x05lines\x18\x01 \x03(\x0b\x32\r.echo.v1.Line\"=\n\x13PutKnowledgeRequest\x12&\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x17.echo.v1.KnowledgeEntry\"3\n\x14PutKnowledgeResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"8\n\x13GetKnowledgeRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\"P\n\x14GetKnowledgeResponse\x12&\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x17.echo.v1.KnowledgeEntry\x12\x10\n\x08\x64\x65graded\x18\x02 \x03(\t*t\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_GOOD\x10\x01\x12\x12\n\x0eVERDICT_DEFECT\x10\x02\x12\x14\n\x10VERDICT_ANSWERED\x10\x03\x12\x14\n\x10VERDICT_UNPARSED\x10\x04\x32\xe9\x06\n\tInspector\x12<\n\x07Inspect\x12\x17.echo.v1.InspectRequest\x1a\x18.echo.v1.InspectResponse\x12T\n\x0f\x41\x64\x64NormalImages\x12\x1f.echo.v1.AddNormalImagesRequest\x1a .echo.v1.AddNormalImagesResponse\x12W\n\x10ListNormalImages\x12 .echo.v1.ListNormalImagesRequest\x1a!.echo.v1.ListNormalImagesResponse\x12]\n\x12\x44\x65leteNormalImages\x12\".echo.v1.DeleteNormalImagesRequest\x1a#.echo.v1.DeleteNormalImagesResponse\x12K\n\x0cListProducts\x12\x1c.echo.v1.ListProductsRequest\x1a\x1d.echo.v1.ListProductsResponse\x12T\n\x0fListInspections\x12\x1f.echo.v1.ListInspectionsRequest\x1a .echo.v1.ListInspectionsResponse\x12N\n\rGetInspection\x12\x1d.echo.v1.GetInspectionRequest\x1a\x1e.echo.v1.GetInspectionResponse\x12?\n\x08GetImage\x12\x18.echo.v1.GetImageRequest\x1a\x19.echo.v1.GetImageResponse\x12\x42\n\tListLines\x12\x19.echo.v1.ListLinesRequest\x1a\x1a.echo.v1.ListLinesResponse\x12K\n\x0cPutKnowledge\x12\x1c.echo.v1.PutKnowledgeRequest\x1a\x1d.echo.v1.PutKnowledgeResponse\x12K\n\x0cGetKnowledge\x12\x1c.echo.v1.GetKnowledgeRequest\x1a\x1d.echo.v1.GetKnowledgeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x63ho/v1/inspector.proto\x12\x07\x65\x63ho.v1\x1a\x14\x65\x63ho/v1/common.proto\x1a\x16\x65\x63ho/v1/evidence.proto\x1a\x17\x65\x63ho/v1/knowledge.proto\"\xec\x01\n\x0eInspectRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x1d\n\x05image\x18\x03 \x01(\x0b\x32\x0e.echo.v1.Image\x12#\n\x08question\x18\x04 \x01(\x0b\x32\x11.echo.v1.Question\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12*\n\x08settings\x18\x07 \x01(\x0b\x32\x18.echo.v1.RequestSettings\x12\"\n\nreferences\x18\x08 \x03(\x0b\x32\x0e.echo.v1.Image\"i\n\x0fInspectResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x13\n\x0b\x61nswer_text\x18\x03 \x01(\t\x12\x1d\n\x05trace\x18\x04 \x01(\x0b\x32\x0e.echo.v1.Trace\"l\n\x16\x41\x64\x64NormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x1e\n\x06images\x18\x04 \x03(\x0b\x32\x0e.echo.v1.Image\"\x81\x01\n\x17\x41\x64\x64NormalImagesResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x01(\x05\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x05\x12\x1c\n\x14\x65vidence_bank_images\x18\x04 \x01(\x05\x12\x1a\n\x12\x65vidence_threshold\x18\x05 \x01(\x02\"x\n\nMemoryItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0f\n\x07line_id\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\r\n\x05label\x18\x07 \x01(\t\"p\n\x17ListNormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"f\n\x18ListNormalImagesResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.echo.v1.MemoryItem\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"\\\n\x19\x44\x65leteNormalImagesRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0b\n\x03ids\x18\x04 \x03(\t\"-\n\x1a\x44\x65leteNormalImagesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x03\"\xfd\x01\n\x07Product\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x15\n\rnormal_images\x18\x03 \x01(\x03\x12\x15\n\rhas_knowledge\x18\x04 \x01(\x08\x12*\n\tknowledge\x18\x05 \x01(\x0b\x32\x17.echo.v1.KnowledgeEntry\x12\r\n\x05ready\x18\x06 \x01(\x08\x12\x11\n\treadiness\x18\x07 \x01(\t\x12\x1c\n\x14\x65vidence_bank_images\x18\x08 \x01(\x05\x12\x1a\n\x12\x65vidence_threshold\x18\t \x01(\x02\x12\x19\n\x11\x65vidence_features\x18\n \x01(\t\"I\n\x13ListProductsRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\":\n\x14ListProductsResponse\x12\"\n\x08products\x18\x01 \x03(\x0b\x32\x10.echo.v1.Product\"\xae\x01\n\x10RecordedEvidence\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x11\n\tthreshold\x18\x02 \x01(\x02\x12\x11\n\tanomalous\x18\x03 \x01(\x08\x12#\n\x05\x62oxes\x18\x04 \x03(\x0b\x32\x14.echo.v1.EvidenceBox\x12\x16\n\x0eheatmap_sha256\x18\x05 \x01(\t\x12\x16\n\x0eoverlay_sha256\x18\x06 \x01(\t\x12\x10\n\x08model_id\x18\x07 \x01(\t\"\x9b\x03\n\x10InspectionRecord\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0ctime_unix_ms\x18\x02 \x01(\x03\x12\x0f\n\x07line_id\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x14\n\x0cimage_sha256\x18\x06 \x01(\t\x12(\n\x07request\x18\x07 \x01(\x0b\x32\x17.echo.v1.InspectRequest\x12\x0e\n\x06\x61nswer\x18\x08 \x01(\t\x12\x13\n\x0b\x61nswer_text\x18\t \x01(\t\x12!\n\x07verdict\x18\n \x01(\x0e\x32\x10.echo.v1.Verdict\x12\x1d\n\x05trace\x18\x0b \x01(\x0b\x32\x0e.echo.v1.Trace\x12,\n\x12knowledge_passages\x18\x0c \x03(\x0b\x32\x10.echo.v1.Passage\x12\x16\n\x0eknowledge_text\x18\r \x01(\t\x12+\n\x08\x65vidence\x18\x0e \x01(\x0b\x32\x19.echo.v1.RecordedEvidence\x12\x0f\n\x07gateway\x18\x0f \x01(\t\"\xd6\x01\n\x16ListInspectionsRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12!\n\x07verdict\x18\x04 \x01(\x0e\x32\x10.echo.v1.Verdict\x12\x15\n\rsince_unix_ms\x18\x05 \x01(\x03\x12\x15\n\runtil_unix_ms\x18\x06 \x01(\x03\x12\r\n\x05limit\x18\x07 \x01(\x05\x12\x12\n\npage_token\x18\x08 \x01(\t\x12\x14\n\x0coldest_first\x18\t \x01(\x08\"^\n\x17ListInspectionsResponse\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.echo.v1.InspectionRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x14GetInspectionRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"B\n\x15GetInspectionResponse\x12)\n\x06record\x18\x01 \x01(\x0b\x32\x19.echo.v1.InspectionRecord\"2\n\x0fGetImageRequest\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"F\n\x10GetImageResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x12\n\x10ListLinesRequest\"G\n\x0bLineProduct\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x15\n\rnormal_images\x18\x03 \x01(\x03\"V\n\x04Line\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x15\n\rnormal_images\x18\x02 \x01(\x03\x12&\n\x08products\x18\x03 \x03(\x0b\x32\x14.echo.v1.LineProduct\"1\n\x11ListLinesResponse\x12\x1c\n\x05lines\x18\x01 \x03(\x0b\x32\r.echo.v1.Line\"=\n\x13PutKnowledgeRequest\x12&\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x17.echo.v1.KnowledgeEntry\"3\n\x14PutKnowledgeResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"8\n\x13GetKnowledgeRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\"P\n\x14GetKnowledgeResponse\x12&\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x17.echo.v1.KnowledgeEntry\x12\x10\n\x08\x64\x65graded\x18\x02 \x03(\t*t\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n\x0cVERDICT_GOOD\x10\x01\x12\x12\n\x0eVERDICT_DEFECT\x10\x02\x12\x14\n\x10VERDICT_ANSWERED\x10\x03\x12\x14\n\x10VERDICT_UNPARSED\x10\x04\x32\xe9\x06\n\tInspector\x12<\n\x07Inspect\x12\x17.echo.v1.InspectRequest\x1a\x18.echo.v1.InspectResponse\x12T\n\x0f\x41\x64\x64NormalImages\x12\x1f.echo.v1.AddNormalImagesRequest\x1a .echo.v1.AddNormalImagesResponse\x12W\n\x10ListNormalImages\x12 .echo.v1.ListNormalImagesRequest\x1a!.echo.v1.ListNormalImagesResponse\x12]\n\x12\x44\x65leteNormalImages\x12\".echo.v1.DeleteNormalImagesRequest\x1a#.echo.v1.DeleteNormalImagesResponse\x12K\n\x0cListProducts\x12\x1c.echo.v1.ListProductsRequest\x1a\x1d.echo.v1.ListProductsResponse\x12T\n\x0fListInspections\x12\x1f.echo.v1.ListInspectionsRequest\x1a .echo.v1.ListInspectionsResponse\x12N\n\rGetInspection\x12\x1d.echo.v1.GetInspectionRequest\x1a\x1e.echo.v1.GetInspectionResponse\x12?\n\x08GetImage\x12\x18.echo.v1.GetImageRequest\x1a\x19.echo.v1.GetImageResponse\x12\x42\n\tListLines\x12\x19.echo.v1.ListLinesRequest\x1a\x1a.echo.v1.ListLinesResponse\x12K\n\x0cPutKnowledge\x12\x1c.echo.v1.PutKnowledgeRequest\x1a\x1d.echo.v1.PutKnowledgeResponse\x12K\n\x0cGetKnowledge\x12\x1c.echo.v1.GetKnowledgeRequest\x1a\x1d.echo.v1.GetKnowledgeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'echo.v1.inspector_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERDICT']._serialized_start=3185
-  _globals['_VERDICT']._serialized_end=3301
+  _globals['_VERDICT']._serialized_start=3212
+  _globals['_VERDICT']._serialized_end=3328
   _globals['_INSPECTREQUEST']._serialized_start=108
   _globals['_INSPECTREQUEST']._serialized_end=344
   _globals['_INSPECTRESPONSE']._serialized_start=346
@@ -55,43 +55,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETENORMALIMAGESRESPONSE']._serialized_start=1129
   _globals['_DELETENORMALIMAGESRESPONSE']._serialized_end=1174
   _globals['_PRODUCT']._serialized_start=1177
-  _globals['_PRODUCT']._serialized_end=1403
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1405
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1478
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1480
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1538
-  _globals['_RECORDEDEVIDENCE']._serialized_start=1541
-  _globals['_RECORDEDEVIDENCE']._serialized_end=1715
-  _globals['_INSPECTIONRECORD']._serialized_start=1718
-  _globals['_INSPECTIONRECORD']._serialized_end=2129
-  _globals['_LISTINSPECTIONSREQUEST']._serialized_start=2132
-  _globals['_LISTINSPECTIONSREQUEST']._serialized_end=2346
-  _globals['_LISTINSPECTIONSRESPONSE']._serialized_start=2348
-  _globals['_LISTINSPECTIONSRESPONSE']._serialized_end=2442
-  _globals['_GETINSPECTIONREQUEST']._serialized_start=2444
-  _globals['_GETINSPECTIONREQUEST']._serialized_end=2503
-  _globals['_GETINSPECTIONRESPONSE']._serialized_start=2505
-  _globals['_GETINSPECTIONRESPONSE']._serialized_end=2571
-  _globals['_GETIMAGEREQUEST']._serialized_start=2573
-  _globals['_GETIMAGEREQUEST']._serialized_end=2623
-  _globals['_GETIMAGERESPONSE']._serialized_start=2625
-  _globals['_GETIMAGERESPONSE']._serialized_end=2695
-  _globals['_LISTLINESREQUEST']._serialized_start=2697
-  _globals['_LISTLINESREQUEST']._serialized_end=2715
-  _globals['_LINEPRODUCT']._serialized_start=2717
-  _globals['_LINEPRODUCT']._serialized_end=2788
-  _globals['_LINE']._serialized_start=2790
-  _globals['_LINE']._serialized_end=2876
-  _globals['_LISTLINESRESPONSE']._serialized_start=2878
-  _globals['_LISTLINESRESPONSE']._serialized_end=2927
-  _globals['_PUTKNOWLEDGEREQUEST']._serialized_start=2929
-  _globals['_PUTKNOWLEDGEREQUEST']._serialized_end=2990
-  _globals['_PUTKNOWLEDGERESPONSE']._serialized_start=2992
-  _globals['_PUTKNOWLEDGERESPONSE']._serialized_end=3043
-  _globals['_GETKNOWLEDGEREQUEST']._serialized_start=3045
-  _globals['_GETKNOWLEDGEREQUEST']._serialized_end=3101
-  _globals['_GETKNOWLEDGERESPONSE']._serialized_start=3103
-  _globals['_GETKNOWLEDGERESPONSE']._serialized_end=3183
-  _globals['_INSPECTOR']._serialized_start=3304
-  _globals['_INSPECTOR']._serialized_end=4177
+  _globals['_PRODUCT']._serialized_end=1430
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=1432
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1505
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1507
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1565
+  _globals['_RECORDEDEVIDENCE']._serialized_start=1568
+  _globals['_RECORDEDEVIDENCE']._serialized_end=1742
+  _globals['_INSPECTIONRECORD']._serialized_start=1745
+  _globals['_INSPECTIONRECORD']._serialized_end=2156
+  _globals['_LISTINSPECTIONSREQUEST']._serialized_start=2159
+  _globals['_LISTINSPECTIONSREQUEST']._serialized_end=2373
+  _globals['_LISTINSPECTIONSRESPONSE']._serialized_start=2375
+  _globals['_LISTINSPECTIONSRESPONSE']._serialized_end=2469
+  _globals['_GETINSPECTIONREQUEST']._serialized_start=2471
+  _globals['_GETINSPECTIONREQUEST']._serialized_end=2530
+  _globals['_GETINSPECTIONRESPONSE']._serialized_start=2532
+  _globals['_GETINSPECTIONRESPONSE']._serialized_end=2598
+  _globals['_GETIMAGEREQUEST']._serialized_start=2600
+  _globals['_GETIMAGEREQUEST']._serialized_end=2650
+  _globals['_GETIMAGERESPONSE']._serialized_start=2652
+  _globals['_GETIMAGERESPONSE']._serialized_end=2722
+  _globals['_LISTLINESREQUEST']._serialized_start=2724
+  _globals['_LISTLINESREQUEST']._serialized_end=2742
+  _globals['_LINEPRODUCT']._serialized_start=2744
+  _globals['_LINEPRODUCT']._serialized_end=2815
+  _globals['_LINE']._serialized_start=2817
+  _globals['_LINE']._serialized_end=2903
+  _globals['_LISTLINESRESPONSE']._serialized_start=2905
+  _globals['_LISTLINESRESPONSE']._serialized_end=2954
+  _globals['_PUTKNOWLEDGEREQUEST']._serialized_start=2956
+  _globals['_PUTKNOWLEDGEREQUEST']._serialized_end=3017
+  _globals['_PUTKNOWLEDGERESPONSE']._serialized_start=3019
+  _globals['_PUTKNOWLEDGERESPONSE']._serialized_end=3070
+  _globals['_GETKNOWLEDGEREQUEST']._serialized_start=3072
+  _globals['_GETKNOWLEDGEREQUEST']._serialized_end=3128
+  _globals['_GETKNOWLEDGERESPONSE']._serialized_start=3130
+  _globals['_GETKNOWLEDGERESPONSE']._serialized_end=3210
+  _globals['_INSPECTOR']._serialized_start=3331
+  _globals['_INSPECTOR']._serialized_end=4204
 # @@protoc_insertion_point(module_scope)

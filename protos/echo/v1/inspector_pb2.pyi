@@ -142,7 +142,7 @@ class DeleteNormalImagesResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ...) -> None: ...
 
 class Product(_message.Message):
-    __slots__ = ("dataset", "category", "normal_images", "has_knowledge", "knowledge", "ready", "readiness", "evidence_bank_images", "evidence_threshold")
+    __slots__ = ("dataset", "category", "normal_images", "has_knowledge", "knowledge", "ready", "readiness", "evidence_bank_images", "evidence_threshold", "evidence_features")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     NORMAL_IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +152,7 @@ class Product(_message.Message):
     READINESS_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_BANK_IMAGES_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FEATURES_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     category: str
     normal_images: int
@@ -161,7 +162,8 @@ class Product(_message.Message):
     readiness: str
     evidence_bank_images: int
     evidence_threshold: float
-    def __init__(self, dataset: _Optional[str] = ..., category: _Optional[str] = ..., normal_images: _Optional[int] = ..., has_knowledge: _Optional[bool] = ..., knowledge: _Optional[_Union[_knowledge_pb2.KnowledgeEntry, _Mapping]] = ..., ready: _Optional[bool] = ..., readiness: _Optional[str] = ..., evidence_bank_images: _Optional[int] = ..., evidence_threshold: _Optional[float] = ...) -> None: ...
+    evidence_features: str
+    def __init__(self, dataset: _Optional[str] = ..., category: _Optional[str] = ..., normal_images: _Optional[int] = ..., has_knowledge: _Optional[bool] = ..., knowledge: _Optional[_Union[_knowledge_pb2.KnowledgeEntry, _Mapping]] = ..., ready: _Optional[bool] = ..., readiness: _Optional[str] = ..., evidence_bank_images: _Optional[int] = ..., evidence_threshold: _Optional[float] = ..., evidence_features: _Optional[str] = ...) -> None: ...
 
 class ListProductsRequest(_message.Message):
     __slots__ = ("line_id", "dataset", "category")
