@@ -39,14 +39,11 @@ def evidence_letter(evidence: Evidence, options: dict[str, str]) -> str:
     return next((k for k in sorted(options) if parse_yes_no(options[k]) is evidence.anomalous), "")
 
 
-def evidence_words(evidence: Evidence) -> str:
-    """One line a person reads: "anomalous: score 44.9 > threshold 39.0, top region top left"."""
-    sign = ">" if evidence.anomalous else "<="
-    line = f"{'anomalous' if evidence.anomalous else 'normal'}: score {evidence.score:.4g} {sign} threshold "
-    line += f"{evidence.threshold:.4g}"
-    if evidence.boxes:
-        line += f", top region {evidence.boxes[0].region}"
-    return line
+def evidence_words(score: float, threshold: float, anomalous: bool, top_region: str = "") -> str:
+    """One line a person reads: "anomalous: score 44.9 > threshold 39, top region top left" (the CLI's too)."""
+    line = f"{'anomalous' if anomalous else 'normal'}: score {score:.4g} {'>' if anomalous else '<='} threshold "
+    line += f"{threshold:.4g}"
+    return line + (f", top region {top_region}" if top_region else "")
 
 
 def settle(
@@ -85,4 +82,8 @@ def settle(
     model_says_defect = parse_yes_no(options.get(model_answer, ""))
     if model_says_defect is None or model_says_defect is evidence.anomalous:
         return Settled(model_answer, f"{model}; the evidence agrees")
-    return Settled(model_answer, f"{model}; the evidence disagrees ({evidence_words(evidence)})", disagrees=True)
+    return Settled(model_answer, f"{model}; the evidence disagrees ({_words(evidence)})", disagrees=True)
+
+
+def _words(e: Evidence) -> str:
+    return evidence_words(e.score, e.threshold, e.anomalous, e.boxes[0].region if e.boxes else "")

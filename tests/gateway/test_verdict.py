@@ -74,4 +74,5 @@ def test_the_evidence_backend_and_the_baselines_keep_their_answers() -> None:
 
 
 def test_evidence_words_name_score_threshold_verdict_and_top_region() -> None:
-    assert evidence_words(_evidence(False)) == "normal: score 20 <= threshold 39, top region top left"
+    assert evidence_words(20.0, 39.0, False, "top left") == "normal: score 20 <= threshold 39, top region top left"
+    assert evidence_words(44.9, 39.0, True) == "anomalous: score 44.9 > threshold 39"
