@@ -101,6 +101,7 @@ async def run_demo(
 
     console.rule("5. results")
     summary = _table(console, results)
+    summary["verdicts"] = _say_verdicts(console, results)
     _say_models(console, results)
     _write_overlays(console, results, workdir / OVERLAY_DIR, overlays)
     console.rule("next")
@@ -158,6 +159,7 @@ async def _ask(address: str, dataset, line: str, per_type: int, concurrency: int
                         "experts": "+".join(SHORT.get(e, e) for e in resp.trace.experts_used),
                         "models": dict(resp.trace.model_ids),
                         "degraded": list(resp.trace.degraded),
+                        "source": resp.trace.verdict_source,
                         "image": sample.image_path,
                         "category": sample.category,
                         "defect": sample.defect_type,
@@ -251,6 +253,31 @@ def _write_overlays(console, results: list[dict], out: Path, limit: int) -> list
     for p in paths:
         console.print(f"  {p}", highlight=False, soft_wrap=True)
     return paths
+
+
+def _say_verdicts(console, results: list[dict]) -> dict:  # type: ignore[no-untyped-def]
+    """Anomaly Detection as a line sees it: defective parts shown defective, good parts shown good, and whose
+    verdict it was (the evidence answers when the decision model is the offline random one)."""
+    rows = [r for r in results if r["type"] == ANOMALY_DETECTION]
+    if not rows:
+        return {}
+    defective = [r for r in rows if not r["is_normal"]]
+    normal = [r for r in rows if r["is_normal"]]
+    shown = {
+        "defective_shown_defective": sum(r["answer"] == r["gold"] for r in defective),
+        "defective": len(defective),
+        "good_shown_good": sum(r["answer"] == r["gold"] for r in normal),
+        "good": len(normal),
+        "sources": dict(Counter(r["source"] for r in rows)),
+    }
+    console.print(
+        f"Anomaly Detection: {shown['defective_shown_defective']}/{len(defective)} defective parts shown defective, "
+        f"{shown['good_shown_good']}/{len(normal)} good parts shown good; verdict from "
+        + "; ".join(f"{src or '-'} ({n})" for src, n in shown["sources"].items()),
+        highlight=False,
+        soft_wrap=True,
+    )
+    return shown
 
 
 def _say_models(console, results: list[dict]) -> None:  # type: ignore[no-untyped-def]

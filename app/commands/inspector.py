@@ -173,6 +173,8 @@ def print_response(resp) -> None:  # type: ignore[no-untyped-def]
     console = Console()
     answer = f"{resp.answer}. {resp.answer_text}" if resp.answer else "(unparseable reply: no option chosen)"
     console.print(f"[bold]answer[/bold]        {answer}")
+    for line in verdict_lines(t):
+        console.print(line)
     qtype = common_pb2.QuestionType.Name(t.question_type)
     how = "client" if t.type_from_client else f"planned, confidence {t.type_confidence:.2f}"
     console.print(f"question type {qtype} ({how})")
@@ -194,6 +196,22 @@ def print_response(resp) -> None:  # type: ignore[no-untyped-def]
         console.print(f"[bold]reasoning[/bold]\n{t.reasoning}")
     if t.prompt:
         console.print(f"[bold]prompt[/bold]\n{t.prompt}")
+
+
+def verdict_lines(t) -> list[str]:  # type: ignore[no-untyped-def]
+    """Where the verdict comes from, the evidence (score, threshold, verdict, top region) and a disagreement."""
+    from services.gateway.verdict import evidence_words
+
+    lines = [f"verdict from  {t.verdict_source}"] if t.verdict_source else []
+    if t.HasField("evidence"):
+        e = t.evidence
+        words = evidence_words(e.score, e.threshold, e.anomalous, e.boxes[0].region if e.boxes else "")
+        lines.append(f"evidence      {words}")
+    if t.model_answer:
+        lines.append(f"model answer  {t.model_answer} (the evidence answered instead)")
+    if t.evidence_disagrees:
+        lines.append("[bold red]DISAGREEMENT[/bold red]  the decision model's answer and the evidence disagree")
+    return lines
 
 
 def _images_in(folder: Path) -> list[Path]:

@@ -47,12 +47,18 @@ class ConsoleSettings:
     timeout_s: float = 60.0
 
 
+def _source_label(source: str) -> str:
+    """The verdict's source in one word for the list ("evidence" or "model"); the whole source is its tooltip."""
+    return "evidence" if source.startswith("evidence") else "model" if source else "-"
+
+
 def _local(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
 TEMPLATES.env.globals.update(
     verdict_name=verdict_name,
+    source_label=_source_label,
     local_time=_local,
     type_label=lambda v: question_type_name(v) or "-",
     total_ms=total_ms,

@@ -53,6 +53,7 @@ class RandomDecider:
             raw_reply=letter,
             model_id=self.model_id,
             compute_ms=(time.perf_counter() - t0) * 1000,
+            model_kind="baseline",
         )
 
     async def complete_text(self, prompt: str, **_: object) -> TextResult:
@@ -118,6 +119,7 @@ class OracleDecider:
             raw_reply=answer,
             model_id=self.model_id,
             compute_ms=(time.perf_counter() - t0) * 1000,
+            model_kind="baseline",
         )
 
     async def complete_text(self, prompt: str, **_: object) -> TextResult:

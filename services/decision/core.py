@@ -25,6 +25,7 @@ from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.health import working
 from services.decision.backends.base import Backend, Reply
 from services.decision.config import DecisionSettings
+from services.decision.offline_model import OFFLINE_MODEL
 from services.decision.preprocess import prepare_images
 from services.decision.prompt import (
     ANSWER_FORMATS,
@@ -91,6 +92,9 @@ class DecisionResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     scores: dict[str, float] = field(default_factory=dict)  # per option, when the backend gives probabilities
+    # what answered (DecideResponse.model_kind): "mllm", "random-weights", "evidence" or "baseline"; the gateway
+    # lets the evidence answer Anomaly Detection when a random-weight model could only guess
+    model_kind: str = "mllm"
 
 
 @dataclass
@@ -205,6 +209,7 @@ class DecisionMaker:
         self.settings = settings
         self.backend_name = backend.name
         self.model_id = backend.model_id
+        self.model_kind = "random-weights" if settings.model == OFFLINE_MODEL else "mllm"
 
     async def decide(self, inp: DecisionInput, *, timeout_s: float | None = None) -> DecisionResult:
         validate_input(inp, self.backend.max_images)
@@ -293,6 +298,7 @@ class DecisionMaker:
             prompt_tokens=sum(r.prompt_tokens for r in replies),
             completion_tokens=sum(r.completion_tokens for r in replies),
             scores=scores,
+            model_kind=self.model_kind,
         )
 
     async def complete_text(

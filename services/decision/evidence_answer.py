@@ -81,6 +81,7 @@ class EvidenceDecider:
             raw_reply=raw,
             model_id=self.model_id,
             compute_ms=(time.perf_counter() - t0) * 1000,
+            model_kind="evidence",
         )
 
     @staticmethod

@@ -76,6 +76,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServicer):
             prompt_tokens=r.prompt_tokens,
             completion_tokens=r.completion_tokens,
             scores=r.scores,
+            model_kind=r.model_kind,
         )
 
     @grpc_errors

@@ -365,7 +365,7 @@ class StageClients:
         r = await self["decision"].call("Decide", req, deadline)
         return Decided(
             r.answer, r.unparsed, r.raw_reply, r.reasoning, r.prompt, r.model_id, r.compute_ms, r.preprocess_ms,
-            dict(r.scores), r.prompt_sha256,
+            dict(r.scores), r.prompt_sha256, r.model_kind or "mllm",
         )  # fmt: skip
 
 

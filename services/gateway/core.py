@@ -37,6 +37,7 @@ from services.gateway.clients import StageClients
 from services.gateway.config import GatewaySettings
 from services.gateway.domain import (
     Added,
+    Decided,
     DecisionAsk,
     EvidenceImages,
     Inspection,
@@ -54,6 +55,7 @@ from services.gateway.domain import (
 from services.gateway.limits import decoded_bytes, door_limits
 from services.gateway.planner import EXPERTS, Plan, QuestionTypeClassifier, TypeGuess, plan_experts
 from services.gateway.validation import check_question, check_references, check_request_id, check_settings
+from services.gateway.verdict import settle
 from services.knowledge.entries import Entry, canonical_dataset
 
 T = TypeVar("T")
@@ -334,11 +336,22 @@ class Inspector:
         trace.option_scores.update(decided.scores)
         if decided.preprocess_ms:
             trace.timings.append(Timing("decision.preprocess", decided.preprocess_ms, decided.preprocess_ms))
-        answer = decided.answer if decided.answer in i.options else ""
+        answer = self._settle(trace, i.options, decided)
         return InspectionResult(
             request_id, answer, i.options.get(answer, ""), trace, run.query_sha, run.knowledge, run.passages,
             run.evidence_images,
         )  # fmt: skip
+
+    @staticmethod
+    def _settle(trace: Trace, options: dict[str, str], decided: Decided) -> str:
+        """The verdict that counts (services/gateway/verdict.py): its answer, and its source in the trace."""
+        why_none = "; ".join(d.removeprefix("evidence: ") for d in trace.degraded if d.startswith("evidence:"))
+        model_answer = decided.answer if decided.answer in options else ""
+        settled = settle(trace.question_type, options, model_answer, decided.model_kind, trace.evidence, why_none)
+        trace.verdict_source = settled.source
+        trace.evidence_disagrees = settled.disagrees
+        trace.model_answer = settled.model_answer
+        return settled.answer
 
     async def _optional(self, run: _Run, expert: str, aw: Awaitable[None]) -> None:
         """Run an optional expert; a stage outage degrades the answer, a refused request fails it."""

@@ -111,6 +111,9 @@ class Trace:
     option_scores: dict[str, float] = field(default_factory=dict)
     prompt_sha256: str = ""
     evidence: Evidence | None = None
+    verdict_source: str = ""  # where the answer's verdict comes from (services/gateway/verdict.py)
+    evidence_disagrees: bool = False  # Anomaly Detection: a real model and the evidence disagree
+    model_answer: str = ""  # the decision model's own letter when the evidence's replaced it
 
 
 @dataclass
@@ -293,3 +296,4 @@ class Decided:
     preprocess_ms: float
     scores: dict[str, float]
     prompt_sha256: str = ""
+    model_kind: str = "mllm"  # DecideResponse.model_kind: "mllm", "random-weights", "evidence" or "baseline"

@@ -50,6 +50,13 @@ def test_demo_runs_end_to_end_and_says_which_models_ran(tmp_path: Path, offline_
     assert "VE accuracy" in out and "evidence=efficientnet_lite0" in out
     assert re.search(r"Anomaly Detection .*\d+% \(\d/2\)", out) and re.search(r"Localization .*\d+% \(\d/2\)", out)
     assert re.search(r"Object Analysis +│ 2 +│ \d +│ +\d+% +│ – ", out)
+    # Anomaly Detection is the evidence's verdict (the decision model is the offline random one), and says so
+    ad = re.search(r"Anomaly Detection +│ 2 +│ (\d) +│ +\d+% +│ \d+% \((\d)/2\)", out)
+    assert ad and ad[1] == ad[2], out  # the answers that count are the evidence's verdicts
+    offline = re.escape("verdict from evidence (the decision model is the offline random model) (2)")
+    shown = re.search(r"Anomaly Detection: (\d)/(\d) defective parts shown defective, (\d)/(\d) good parts shown good; "
+                      + offline, out)  # fmt: skip
+    assert shown and int(shown[2]) + int(shown[4]) == 2 and int(shown[1]) + int(shown[3]) == int(ad[1]), out
     # a few heat-map overlays, written where the demo says, each the query's size
     overlays = sorted((tmp_path / "overlays").glob("*.png"))
     assert 1 <= len(overlays) <= 4 and f"overlays written to {tmp_path / 'overlays'}\n" in out

@@ -120,6 +120,18 @@ def test_inspect_prints_a_readable_trace(server: BackgroundServer, product) -> N
         assert label in out
 
 
+def test_inspect_prints_the_evidence_line_and_where_the_verdict_comes_from(server: BackgroundServer, product) -> None:  # type: ignore[no-untyped-def]
+    out = _run("inspect", str(product["part"]), "--line", "line-9", "--category", "brake_disc", "--dataset",
+               "Custom", "-q", "Is there any defect in the object?", "--server", server.address)  # fmt: skip
+    evidence = re.search(r"evidence +(anomalous|normal): score ([\d.]+) (>|<=) threshold ([\d.]+), top region \w", out)
+    assert evidence, out
+    anomalous = evidence[1] == "anomalous"
+    assert anomalous == (float(evidence[2]) > float(evidence[4])) and (evidence[3] == ">") == anomalous
+    assert "verdict from  evidence (the decision model is the offline random model)" in out
+    assert re.search(r"answer +A\. Yes\." if anomalous else r"answer +B\. No\.", out)  # the evidence's verdict
+    assert re.search(r"model answer +[AB] \(the evidence answered instead\)", out)
+
+
 def test_inspect_refuses_a_malformed_option(server: BackgroundServer, product) -> None:  # type: ignore[no-untyped-def]
     result = runner.invoke(app, ["inspect", str(product["part"]), "-q", "Is it ok?", "-o", "Yes",
                                  "--server", server.address])  # fmt: skip

@@ -13,6 +13,8 @@ from services.common.images import encode_png, sha256_hex
 
 pytestmark = pytest.mark.slow  # a real Chromium against a live console
 
+YES_NO = {"A": "Yes.", "B": "No."}
+
 
 def _templates(dataset) -> list:  # type: ignore[no-untyped-def]
     return [dataset.abspath(r) for d, c, r in dataset.templates() if c == "screw"]
@@ -140,4 +142,48 @@ def test_the_list_is_live_filters_by_verdict_and_colours_it(page, console, serve
     other = "good" if name == "defect" else "defect"
     page.goto(f"{console}/inspections?line={LINE}&verdict={other}")
     assert page.query_selector(f"tr[data-id='{resp.request_id}']") is None
-    assert all(b.inner_text() == other for b in page.query_selector_all("#rows .badge"))
+    assert all(b.inner_text() == other for b in page.query_selector_all("#rows .badge:not(.disagree)"))
+
+
+def test_the_list_shows_each_verdicts_source_and_a_disagreement_without_opening_the_detail(
+    page, console, server, dataset, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from services.decision.servicer import DecisionServicer
+
+    _ensure_memory(server, dataset)
+    asked = [(s, q) for s, q in dataset.questions() if q.type == "Anomaly Detection"]
+    decider = next(s.servicer for s in server.embedded.stages if isinstance(s.servicer, DecisionServicer)).decider
+    with InspectorClient(server.address) as client:
+
+        def ask(sample, options: dict[str, str], tag: str):  # type: ignore[no-untyped-def]
+            return client.inspect(dataset.abspath(sample.image_path), "Is there any defect in the object?", options,
+                                  line_id=LINE, category="screw", dataset="Synthetic",
+                                  request_id=f"{tag}-{time.time_ns()}")  # fmt: skip
+
+        offline = ask(asked[0][0], YES_NO, "offline")  # the offline random model: the evidence answers
+        decider.model_kind = "mllm"  # what a served MLLM reports: its answer stands, a disagreement is carried
+        try:  # both option orders: a model that answers blindly then disagrees with the evidence somewhere
+            real = [ask(s, opts, "real") for s, _ in asked for opts in (YES_NO, {"A": "No.", "B": "Yes."})]
+        finally:
+            decider.model_kind = "random-weights"
+    disagreeing = [r for r in real if r.trace.evidence_disagrees]
+    assert disagreeing, "the random-weight model, taken as a real one, should disagree with the evidence somewhere"
+    page.goto(f"{console}/inspections?line={LINE}")
+    row = page.wait_for_selector(f"tr[data-id='{offline.request_id}']")
+    assert row.query_selector("td.source").inner_text() == "evidence"
+    assert row.query_selector("td.source").get_attribute("title") == offline.trace.verdict_source
+    assert row.query_selector(".disagree") is None
+    flagged = page.wait_for_selector(f"tr[data-id='{disagreeing[0].request_id}']")
+    badge = flagged.query_selector(".badge.disagree")
+    assert badge.inner_text() == "disagreement" and "the evidence disagrees" in badge.get_attribute("title")
+    assert flagged.query_selector("td.source").inner_text() == "model"
+    for r in real:
+        if not r.trace.evidence_disagrees:
+            assert page.query_selector(f"tr[data-id='{r.request_id}'] .disagree") is None
+    shot = tmp_path / "inspections-source.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
+    screenshot(page, "inspections-source")
+    page.goto(f"{console}/inspection?line={LINE}&id={disagreeing[0].request_id}")
+    assert "the evidence disagrees" in page.inner_text("#verdict-source")
+    assert page.query_selector("h1 .badge.disagree") is not None

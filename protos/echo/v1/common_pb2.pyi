@@ -207,7 +207,7 @@ class TraceEvidence(_message.Message):
     def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[EvidenceBox, _Mapping]]] = ..., backbone_id: _Optional[str] = ..., summary: _Optional[str] = ..., sent_as_text: _Optional[bool] = ..., sent_as_image: _Optional[bool] = ..., heatmap: _Optional[_Union[HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ...) -> None: ...
 
 class Trace(_message.Message):
-    __slots__ = ("question_type", "type_confidence", "type_from_client", "dataset", "category", "category_confidence", "category_inferred", "experts_used", "references", "knowledge_entry_ids", "knowledge_passage_ids", "timings", "model_ids", "degraded", "prompt", "unparsed", "raw_reply", "reasoning", "reference_mode", "knowledge_mode", "answer_format", "option_scores", "prompt_sha256", "evidence")
+    __slots__ = ("question_type", "type_confidence", "type_from_client", "dataset", "category", "category_confidence", "category_inferred", "experts_used", "references", "knowledge_entry_ids", "knowledge_passage_ids", "timings", "model_ids", "degraded", "prompt", "unparsed", "raw_reply", "reasoning", "reference_mode", "knowledge_mode", "answer_format", "option_scores", "prompt_sha256", "evidence", "verdict_source", "evidence_disagrees", "model_answer")
     class ModelIdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +246,9 @@ class Trace(_message.Message):
     OPTION_SCORES_FIELD_NUMBER: _ClassVar[int]
     PROMPT_SHA256_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_DISAGREES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ANSWER_FIELD_NUMBER: _ClassVar[int]
     question_type: QuestionType
     type_confidence: float
     type_from_client: bool
@@ -270,4 +273,7 @@ class Trace(_message.Message):
     option_scores: _containers.ScalarMap[str, float]
     prompt_sha256: str
     evidence: TraceEvidence
-    def __init__(self, question_type: _Optional[_Union[QuestionType, str]] = ..., type_confidence: _Optional[float] = ..., type_from_client: _Optional[bool] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., category_confidence: _Optional[float] = ..., category_inferred: _Optional[bool] = ..., experts_used: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., knowledge_entry_ids: _Optional[_Iterable[str]] = ..., knowledge_passage_ids: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., model_ids: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., reference_mode: _Optional[_Union[ReferenceMode, str]] = ..., knowledge_mode: _Optional[_Union[KnowledgeMode, str]] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., option_scores: _Optional[_Mapping[str, float]] = ..., prompt_sha256: _Optional[str] = ..., evidence: _Optional[_Union[TraceEvidence, _Mapping]] = ...) -> None: ...
+    verdict_source: str
+    evidence_disagrees: bool
+    model_answer: str
+    def __init__(self, question_type: _Optional[_Union[QuestionType, str]] = ..., type_confidence: _Optional[float] = ..., type_from_client: _Optional[bool] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., category_confidence: _Optional[float] = ..., category_inferred: _Optional[bool] = ..., experts_used: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., knowledge_entry_ids: _Optional[_Iterable[str]] = ..., knowledge_passage_ids: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., model_ids: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., reference_mode: _Optional[_Union[ReferenceMode, str]] = ..., knowledge_mode: _Optional[_Union[KnowledgeMode, str]] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., option_scores: _Optional[_Mapping[str, float]] = ..., prompt_sha256: _Optional[str] = ..., evidence: _Optional[_Union[TraceEvidence, _Mapping]] = ..., verdict_source: _Optional[str] = ..., evidence_disagrees: _Optional[bool] = ..., model_answer: _Optional[str] = ...) -> None: ...

@@ -34,7 +34,7 @@ class DecideRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., query_image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., reference_images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., knowledge: _Optional[str] = ..., question: _Optional[_Union[_common_pb2.Question, _Mapping]] = ..., reasoning: _Optional[bool] = ..., answer_format: _Optional[_Union[_common_pb2.AnswerFormat, str]] = ..., return_prompt: _Optional[bool] = ..., max_reasoning_tokens: _Optional[int] = ..., category: _Optional[str] = ..., evidence: _Optional[_Union[_common_pb2.TraceEvidence, _Mapping]] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("answer", "unparsed", "raw_reply", "reasoning", "prompt", "model_id", "compute_ms", "preprocess_ms", "prompt_tokens", "completion_tokens", "scores", "prompt_sha256")
+    __slots__ = ("answer", "unparsed", "raw_reply", "reasoning", "prompt", "model_id", "compute_ms", "preprocess_ms", "prompt_tokens", "completion_tokens", "scores", "prompt_sha256", "model_kind")
     class ScoresEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class DecideResponse(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     PROMPT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MODEL_KIND_FIELD_NUMBER: _ClassVar[int]
     answer: str
     unparsed: bool
     raw_reply: str
@@ -66,7 +67,8 @@ class DecideResponse(_message.Message):
     completion_tokens: int
     scores: _containers.ScalarMap[str, float]
     prompt_sha256: str
-    def __init__(self, answer: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., prompt: _Optional[str] = ..., model_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., scores: _Optional[_Mapping[str, float]] = ..., prompt_sha256: _Optional[str] = ...) -> None: ...
+    model_kind: str
+    def __init__(self, answer: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., prompt: _Optional[str] = ..., model_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., scores: _Optional[_Mapping[str, float]] = ..., prompt_sha256: _Optional[str] = ..., model_kind: _Optional[str] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
     __slots__ = ("request_id", "prompt", "max_tokens")
