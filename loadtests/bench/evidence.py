@@ -43,8 +43,8 @@ import numpy as np
 
 from loadtests.bench.evidence_quality import Category, load_categories, split_data
 from loadtests.kit.bench import img_per_s, make_images, pipeline_stats, step_profile
+from services.common.anomaly_metrics import auroc
 from services.common.pipeline import StageTimes
-from services.evaluation.anomaly_metrics import auroc
 from services.evidence.config import EvidenceSettings
 from services.evidence.core import EvidenceService
 

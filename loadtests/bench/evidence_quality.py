@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from services.evaluation.anomaly_metrics import aupro, auroc, pixel_auroc
+from services.common.anomaly_metrics import aupro, auroc, pixel_auroc
 from services.evaluation.foreign import evaluate as evaluate_foreign
 from services.evaluation.foreign import self_config_summary
 from services.evidence.config import EvidenceSettings

@@ -6,7 +6,7 @@ or `--experts evidence=on`):
 - image AUROC: `trace.evidence.score` of each image's Anomaly Detection answer against MMAD's ground truth
   (the image is anomalous), one score per image; beside it the verdict's balanced accuracy and false alarms
   (normal images judged anomalous) at the product's calibrated threshold.
-- pixel AUROC and AUPRO (services/evaluation/anomaly_metrics.py): the heat maps the run kept
+- pixel AUROC and AUPRO (services/common/anomaly_metrics.py): the heat maps the run kept
   (RUN_DIR/heatmaps/, one per image, see runner.heatmap_questions), decoded with their scale, against the
   dataset's masks; a normal image's mask is empty, an anomalous image without a mask is left out, and a
   category whose anomalous images have no mask gets none.
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from services.evaluation.anomaly_metrics import aupro, auroc, pixel_auroc
+from services.common.anomaly_metrics import aupro, auroc, pixel_auroc
 from services.mmad.types import ANOMALY_DETECTION
 
 PIXEL_MAX_SIDE = 256

@@ -254,7 +254,7 @@ def self_config_summary(record: dict[str, Any] | None) -> dict[str, Any]:
 
 def _kind_auroc(kinds: list[str], scores: list[float], kind: str) -> float:
     """Image AUROC of one defect kind against the held-out normals."""
-    from services.evaluation.anomaly_metrics import auroc
+    from services.common.anomaly_metrics import auroc
 
     idx = [i for i, k in enumerate(kinds) if k in ("normal", kind)]
     return round(auroc([int(kinds[i] == kind) for i in idx], [scores[i] for i in idx]), 4)
@@ -269,8 +269,8 @@ def evaluate(settings: Any, split: str, textures: tuple[str, ...] = TEXTURES, sc
     """
     import time
 
+    from services.common.anomaly_metrics import aupro, pixel_auroc
     from services.common.images import encode_png
-    from services.evaluation.anomaly_metrics import aupro, pixel_auroc
     from services.evidence.core import EvidenceService
 
     service = EvidenceService.from_settings(settings)

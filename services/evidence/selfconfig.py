@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from services.evaluation.anomaly_metrics import auroc
+from services.common.anomaly_metrics import auroc
 from services.evidence.config import EvidenceSettings
 from services.evidence.features import FeatureChoice, Preprocessor, TimmPatchFeatures, aggregate
 from services.evidence.global_score import GaussianModel, descriptor, mean_distance

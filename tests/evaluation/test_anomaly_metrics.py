@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.evaluation.anomaly_metrics import aupro, auroc, pixel_auroc, pro_curve
+from services.common.anomaly_metrics import aupro, auroc, pixel_auroc, pro_curve
 
 
 def test_auroc_counts_the_pairs_ranked_correctly() -> None:

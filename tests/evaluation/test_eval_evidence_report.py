@@ -18,7 +18,7 @@ from google.protobuf.json_format import MessageToDict
 from PIL import Image
 
 from echo.v1 import common_pb2, inspector_pb2
-from services.evaluation.anomaly_metrics import aupro, pixel_auroc
+from services.common.anomaly_metrics import aupro, pixel_auroc
 from services.evaluation.evidence_report import evidence_report, load_heatmap
 from services.evaluation.report import build_report, header_lines, write_report
 from services.evaluation.runner import heatmap_questions, keep_heatmap

@@ -18,9 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
+from services.common.anomaly_metrics import auroc
 from services.common.errors import InvalidArgument
 from services.common.images import encode_jpeg
-from services.evaluation.anomaly_metrics import auroc
 from services.evidence.bank import BankStore
 from services.evidence.core import EvidenceService
 from services.evidence.features import TimmPatchFeatures
