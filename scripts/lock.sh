@@ -5,6 +5,8 @@
 # Needs `uv` (pip install uv); the lock itself installs with plain pip. torch stays at the README's pin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the current lock is the starting point: uv keeps its versions where they still fit (add --upgrade to move them)
+cp requirements/lock.txt requirements/lock.txt.new
 uv pip compile pyproject.toml --extra dev --extra load --extra docs \
   --constraint <(printf 'torch==2.14.1\ntorchvision==0.29.1\n') \
   --python-version 3.11 --python-platform x86_64-manylinux_2_28 \

@@ -34,23 +34,27 @@ class AnalyzeRequest(_message.Message):
     def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., options: _Optional[_Union[AnalyzeOptions, _Mapping]] = ...) -> None: ...
 
 class Calibration(_message.Message):
-    __slots__ = ("threshold", "policy", "images", "far_target", "far_in_sample", "note")
+    __slots__ = ("threshold", "policy", "images", "far_target", "far_in_sample", "note", "review_threshold", "method")
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     FAR_TARGET_FIELD_NUMBER: _ClassVar[int]
     FAR_IN_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
     threshold: float
     policy: str
     images: int
     far_target: float
     far_in_sample: float
     note: str
-    def __init__(self, threshold: _Optional[float] = ..., policy: _Optional[str] = ..., images: _Optional[int] = ..., far_target: _Optional[float] = ..., far_in_sample: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
+    review_threshold: float
+    method: str
+    def __init__(self, threshold: _Optional[float] = ..., policy: _Optional[str] = ..., images: _Optional[int] = ..., far_target: _Optional[float] = ..., far_in_sample: _Optional[float] = ..., note: _Optional[str] = ..., review_threshold: _Optional[float] = ..., method: _Optional[str] = ...) -> None: ...
 
 class AnalyzeResponse(_message.Message):
-    __slots__ = ("score", "threshold", "anomalous", "boxes", "heatmap", "overlay_png", "backbone_id", "compute_ms", "bank_images", "calibration", "summary", "width", "height", "local_score", "global_score", "global_threshold", "fired")
+    __slots__ = ("score", "threshold", "anomalous", "boxes", "heatmap", "overlay_png", "backbone_id", "compute_ms", "bank_images", "calibration", "summary", "width", "height", "local_score", "global_score", "global_threshold", "fired", "review_threshold", "band")
     SCORE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ANOMALOUS_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +72,8 @@ class AnalyzeResponse(_message.Message):
     GLOBAL_SCORE_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     FIRED_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    BAND_FIELD_NUMBER: _ClassVar[int]
     score: float
     threshold: float
     anomalous: bool
@@ -85,7 +91,9 @@ class AnalyzeResponse(_message.Message):
     global_score: float
     global_threshold: float
     fired: str
-    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.EvidenceBox, _Mapping]]] = ..., heatmap: _Optional[_Union[_common_pb2.HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ..., backbone_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., bank_images: _Optional[int] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., summary: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., local_score: _Optional[float] = ..., global_score: _Optional[float] = ..., global_threshold: _Optional[float] = ..., fired: _Optional[str] = ...) -> None: ...
+    review_threshold: float
+    band: str
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.EvidenceBox, _Mapping]]] = ..., heatmap: _Optional[_Union[_common_pb2.HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ..., backbone_id: _Optional[str] = ..., compute_ms: _Optional[float] = ..., bank_images: _Optional[int] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., summary: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., local_score: _Optional[float] = ..., global_score: _Optional[float] = ..., global_threshold: _Optional[float] = ..., fired: _Optional[str] = ..., review_threshold: _Optional[float] = ..., band: _Optional[str] = ...) -> None: ...
 
 class SelfConfigCandidate(_message.Message):
     __slots__ = ("name", "auroc", "auroc_local", "auroc_global", "latency_ms", "status", "image_score", "global_score")
@@ -218,3 +226,114 @@ class DeleteBankResponse(_message.Message):
     DELETED_IMAGES_FIELD_NUMBER: _ClassVar[int]
     deleted_images: int
     def __init__(self, deleted_images: _Optional[int] = ...) -> None: ...
+
+class DefectEntry(_message.Message):
+    __slots__ = ("sha256", "defect_type", "box", "inspection_id", "added_at")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    DEFECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    INSPECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDED_AT_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    defect_type: str
+    box: _common_pb2.EvidenceBox
+    inspection_id: str
+    added_at: float
+    def __init__(self, sha256: _Optional[str] = ..., defect_type: _Optional[str] = ..., box: _Optional[_Union[_common_pb2.EvidenceBox, _Mapping]] = ..., inspection_id: _Optional[str] = ..., added_at: _Optional[float] = ...) -> None: ...
+
+class AddDefectRequest(_message.Message):
+    __slots__ = ("line_id", "dataset", "category", "image", "defect_type", "box", "inspection_id")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DEFECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    INSPECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    dataset: str
+    category: str
+    image: _common_pb2.Image
+    defect_type: str
+    box: _common_pb2.EvidenceBox
+    inspection_id: str
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., defect_type: _Optional[str] = ..., box: _Optional[_Union[_common_pb2.EvidenceBox, _Mapping]] = ..., inspection_id: _Optional[str] = ...) -> None: ...
+
+class AddDefectResponse(_message.Message):
+    __slots__ = ("added", "entry", "library_size", "types")
+    class TypesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    added: bool
+    entry: DefectEntry
+    library_size: int
+    types: _containers.ScalarMap[str, int]
+    def __init__(self, added: _Optional[bool] = ..., entry: _Optional[_Union[DefectEntry, _Mapping]] = ..., library_size: _Optional[int] = ..., types: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class RemoveDefectRequest(_message.Message):
+    __slots__ = ("line_id", "dataset", "category", "sha256")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    dataset: str
+    category: str
+    sha256: str
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class RemoveDefectResponse(_message.Message):
+    __slots__ = ("removed", "library_size")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_SIZE_FIELD_NUMBER: _ClassVar[int]
+    removed: int
+    library_size: int
+    def __init__(self, removed: _Optional[int] = ..., library_size: _Optional[int] = ...) -> None: ...
+
+class ClassifyDefectRequest(_message.Message):
+    __slots__ = ("line_id", "dataset", "category", "image", "box", "candidate_types", "k")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_TYPES_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    dataset: str
+    category: str
+    image: _common_pb2.Image
+    box: _common_pb2.EvidenceBox
+    candidate_types: _containers.RepeatedScalarFieldContainer[str]
+    k: int
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.EvidenceBox, _Mapping]] = ..., candidate_types: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ...) -> None: ...
+
+class DefectVote(_message.Message):
+    __slots__ = ("defect_type", "weight", "distance")
+    DEFECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    defect_type: str
+    weight: float
+    distance: float
+    def __init__(self, defect_type: _Optional[str] = ..., weight: _Optional[float] = ..., distance: _Optional[float] = ...) -> None: ...
+
+class ClassifyDefectResponse(_message.Message):
+    __slots__ = ("defect_type", "votes", "library_size", "box")
+    DEFECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    VOTES_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    defect_type: str
+    votes: _containers.RepeatedCompositeFieldContainer[DefectVote]
+    library_size: int
+    box: _common_pb2.EvidenceBox
+    def __init__(self, defect_type: _Optional[str] = ..., votes: _Optional[_Iterable[_Union[DefectVote, _Mapping]]] = ..., library_size: _Optional[int] = ..., box: _Optional[_Union[_common_pb2.EvidenceBox, _Mapping]] = ...) -> None: ...

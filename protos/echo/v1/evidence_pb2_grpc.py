@@ -54,6 +54,21 @@ class EvidenceStub:
                 request_serializer=echo_dot_v1_dot_evidence__pb2.DeleteBankRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_evidence__pb2.DeleteBankResponse.FromString,
                 _registered_method=True)
+        self.AddDefect = channel.unary_unary(
+                '/echo.v1.Evidence/AddDefect',
+                request_serializer=echo_dot_v1_dot_evidence__pb2.AddDefectRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_evidence__pb2.AddDefectResponse.FromString,
+                _registered_method=True)
+        self.RemoveDefect = channel.unary_unary(
+                '/echo.v1.Evidence/RemoveDefect',
+                request_serializer=echo_dot_v1_dot_evidence__pb2.RemoveDefectRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_evidence__pb2.RemoveDefectResponse.FromString,
+                _registered_method=True)
+        self.ClassifyDefect = channel.unary_unary(
+                '/echo.v1.Evidence/ClassifyDefect',
+                request_serializer=echo_dot_v1_dot_evidence__pb2.ClassifyDefectRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_evidence__pb2.ClassifyDefectResponse.FromString,
+                _registered_method=True)
 
 
 class EvidenceServicer:
@@ -85,6 +100,30 @@ class EvidenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddDefect(self, request, context):
+        """A product's defect library: operator-confirmed defects, each with its type, its box and the patch features
+        of that box. It answers Defect Classification without an MLLM (nearest confirmed defects) and can give an
+        MLLM its nearest confirmed defect as an example. Idempotent by (image content hash, type, box).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveDefect(self, request, context):
+        """Take an image's entries out of the library (an operator changed their mind: it was good after all).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClassifyDefect(self, request, context):
+        """The defect type of the query's box (its top evidence box when none is given) by kNN over the library.
+        FAILED_PRECONDITION, naming what to add, while the product's library is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvidenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +146,21 @@ def add_EvidenceServicer_to_server(servicer, server):
                     servicer.DeleteBank,
                     request_deserializer=echo_dot_v1_dot_evidence__pb2.DeleteBankRequest.FromString,
                     response_serializer=echo_dot_v1_dot_evidence__pb2.DeleteBankResponse.SerializeToString,
+            ),
+            'AddDefect': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddDefect,
+                    request_deserializer=echo_dot_v1_dot_evidence__pb2.AddDefectRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_evidence__pb2.AddDefectResponse.SerializeToString,
+            ),
+            'RemoveDefect': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveDefect,
+                    request_deserializer=echo_dot_v1_dot_evidence__pb2.RemoveDefectRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_evidence__pb2.RemoveDefectResponse.SerializeToString,
+            ),
+            'ClassifyDefect': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClassifyDefect,
+                    request_deserializer=echo_dot_v1_dot_evidence__pb2.ClassifyDefectRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_evidence__pb2.ClassifyDefectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +271,87 @@ class Evidence:
             '/echo.v1.Evidence/DeleteBank',
             echo_dot_v1_dot_evidence__pb2.DeleteBankRequest.SerializeToString,
             echo_dot_v1_dot_evidence__pb2.DeleteBankResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddDefect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Evidence/AddDefect',
+            echo_dot_v1_dot_evidence__pb2.AddDefectRequest.SerializeToString,
+            echo_dot_v1_dot_evidence__pb2.AddDefectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveDefect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Evidence/RemoveDefect',
+            echo_dot_v1_dot_evidence__pb2.RemoveDefectRequest.SerializeToString,
+            echo_dot_v1_dot_evidence__pb2.RemoveDefectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClassifyDefect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Evidence/ClassifyDefect',
+            echo_dot_v1_dot_evidence__pb2.ClassifyDefectRequest.SerializeToString,
+            echo_dot_v1_dot_evidence__pb2.ClassifyDefectResponse.FromString,
             options,
             channel_credentials,
             insecure,
