@@ -2,6 +2,7 @@
 
     <dir>/seg-0000000000000001.jsonl   one JSON record per line; the name is the first record's sequence number
     <dir>/index.sqlite                 where each record is, and what it is about (rebuilt from the segments)
+    <dir>/reviews.jsonl                operator confirmations, one JSON line each (few; never dropped)
     <dir>/LOCK                         one process owns the folder
 
 The segments are the truth. A record is acknowledged only after its line is
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from echo.v1 import inspector_pb2
-from services.audit.record import from_json, image_shas, to_json
+from services.audit.record import confirmation_from_json, confirmation_to_json, from_json, image_shas, to_json
 from services.audit.store import EMPTY, AuditQuery
 from services.common.errors import ConfigError, InvalidArgument
 from services.common.images import ImageStore, fsync_dir, image_suffix
@@ -60,7 +61,12 @@ CREATE TABLE IF NOT EXISTS images (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS images_by_sha ON images (sha256);
 CREATE INDEX IF NOT EXISTS images_by_seq ON images (seq);
+CREATE TABLE IF NOT EXISTS review_queue (
+    seq INTEGER PRIMARY KEY,
+    line_id TEXT NOT NULL
+);
 """
+REVIEWS_FILE = "reviews.jsonl"
 
 
 def _segment_name(first_seq: int) -> str:
@@ -131,6 +137,7 @@ class FileAuditLog:
         with self._io:
             self._recover()
             self._retain()
+        self._confirmations = self._load_confirmations()
         self._syncer: threading.Thread | None = None
         if not self.always:
             self._stop = threading.Event()
@@ -183,6 +190,10 @@ class FileAuditLog:
             self._db.execute("BEGIN")
             self._db.execute(
                 "DELETE FROM images WHERE seq IN (SELECT seq FROM records WHERE segment=? AND offset>=?)", (first, size)
+            )
+            self._db.execute(
+                "DELETE FROM review_queue WHERE seq IN (SELECT seq FROM records WHERE segment=? AND offset>=?)",
+                (first, size),
             )
             self._db.execute("DELETE FROM records WHERE segment = ? AND offset >= ?", (first, size))
             self._db.execute("COMMIT")
@@ -310,6 +321,10 @@ class FileAuditLog:
             "INSERT OR IGNORE INTO images VALUES (?, ?, ?)",
             [(r.line_id, sha, seq) for seq, r, _, _ in rows for sha in image_shas(r)],
         )
+        self._db.executemany(
+            "INSERT OR REPLACE INTO review_queue VALUES (?, ?)",
+            [(seq, r.line_id) for seq, r, _, _ in rows if r.trace.review],
+        )
         self._db.execute("COMMIT")
 
     def _roll(self) -> None:
@@ -350,6 +365,7 @@ class FileAuditLog:
         }
         self._db.execute("BEGIN")
         self._db.execute("DELETE FROM images WHERE seq IN (SELECT seq FROM records WHERE segment = ?)", (first,))
+        self._db.execute("DELETE FROM review_queue WHERE seq IN (SELECT seq FROM records WHERE segment = ?)", (first,))
         n = self._db.execute("DELETE FROM records WHERE segment = ?", (first,)).rowcount
         self._db.execute("COMMIT")
         if delete_file:
@@ -372,6 +388,9 @@ class FileAuditLog:
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if q.review_only:
+            where.append("seq IN (SELECT seq FROM review_queue WHERE line_id = ?)")
+            args.append(q.line_id)
         if q.since_ms:
             where.append("ts_ms >= ?")
             args.append(q.since_ms)
@@ -422,6 +441,62 @@ class FileAuditLog:
                 )
 
         return await asyncio.to_thread(find)
+
+    # ------------------------------------------------------------------ operator confirmations
+    def _load_confirmations(self) -> list[inspector_pb2.ReviewConfirmation]:
+        """Every confirmation in reviews.jsonl; a torn last line (never acknowledged) is cut off."""
+        path = self.folder / REVIEWS_FILE
+        if not path.exists():
+            return []
+        data = path.read_bytes()
+        kept: list[inspector_pb2.ReviewConfirmation] = []
+        offset = 0
+        for line in data.splitlines(keepends=True):
+            try:
+                kept.append(confirmation_from_json(line))
+            except ValueError:
+                if offset + len(line) == len(data) and not line.endswith(b"\n"):
+                    log.warning("audit log %s: cut a torn last confirmation (it was never acknowledged)", path)
+                    with open(path, "r+b") as f:
+                        f.truncate(offset)
+                        os.fsync(f.fileno())
+                    break
+                log.error("audit log %s: unreadable confirmation at byte %d left out", path, offset)
+            offset += len(line)
+        return kept
+
+    async def append_confirmation(self, confirmation: inspector_pb2.ReviewConfirmation) -> None:
+        """Appended to reviews.jsonl by the single writer; fsynced before it returns (confirmations are rare, so
+        every policy fsyncs them: an operator's acknowledged click is never lost)."""
+        line = (confirmation_to_json(confirmation) + "\n").encode()
+
+        def write() -> None:
+            path = self.folder / REVIEWS_FILE
+            new = not path.exists()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if new:
+                fsync_dir(self.folder)
+            with self._io:
+                self._confirmations.append(confirmation)
+
+        if self._closed:
+            raise RuntimeError("the audit log is closed")
+        await asyncio.get_running_loop().run_in_executor(self._writer, write)
+
+    async def confirmations(self, line_id: str, inspection_id: str = "") -> list[inspector_pb2.ReviewConfirmation]:
+        with self._io:
+            return [
+                c
+                for c in self._confirmations
+                if c.line_id == line_id and (not inspection_id or c.inspection_id == inspection_id)
+            ]
 
     # ------------------------------------------------------------------ closing
     async def close(self) -> None:

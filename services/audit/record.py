@@ -195,3 +195,12 @@ def csv_row(r: inspector_pb2.InspectionRecord) -> dict[str, str]:
         "image_sha256": r.image_sha256,
         "raw_reply": t.raw_reply,
     }
+
+
+def confirmation_to_json(c: inspector_pb2.ReviewConfirmation) -> str:
+    """One line of JSON, as the audit log keeps a confirmation."""
+    return json.dumps(MessageToDict(c, preserving_proto_field_name=True), ensure_ascii=False, separators=(",", ":"))
+
+
+def confirmation_from_json(text: str | bytes) -> inspector_pb2.ReviewConfirmation:
+    return ParseDict(json.loads(text), inspector_pb2.ReviewConfirmation(), ignore_unknown_fields=True)

@@ -1,6 +1,8 @@
 """The cluster audit log: one Redis stream per line, shared by every gateway replica.
 
-    {prefix}:{<line>}:log     stream: r = the record's JSON, d / c / v = dataset, category, verdict (for filters)
+    {prefix}:{<line>}:log     stream: r = the record's JSON, d / c / v / p = dataset, category, verdict, flagged
+                              for review (for filters)
+    {prefix}:{<line>}:reviews stream: r = an operator confirmation's JSON, q = its inspection id (never trimmed)
     {prefix}:{<line>}:ids     hash: request id -> stream id of its latest record
     {prefix}:{<line>}:images  sorted set: image sha256 -> when a record last pointed at it
     {prefix}:lines            set: lines that have records
@@ -30,7 +32,7 @@ import redis
 import redis.asyncio as aioredis
 
 from echo.v1 import inspector_pb2
-from services.audit.record import from_json, image_shas, to_json
+from services.audit.record import confirmation_from_json, confirmation_to_json, from_json, image_shas, to_json
 from services.audit.store import EMPTY, AuditQuery
 from services.common.errors import ConfigError, InvalidArgument
 from services.common.images import ImageStore, image_suffix
@@ -39,9 +41,9 @@ log = logging.getLogger(__name__)
 
 _APPEND = """
 local id = redis.call('XADD', KEYS[1], '*', 'r', ARGV[1], 'q', ARGV[2], 'd', ARGV[3], 'c', ARGV[4], 'v', ARGV[5],
-  't', ARGV[6])
+  't', ARGV[6], 'p', ARGV[7])
 redis.call('HSET', KEYS[2], ARGV[2], id)
-for i = 7, #ARGV do redis.call('ZADD', KEYS[3], ARGV[6], ARGV[i]) end
+for i = 8, #ARGV do redis.call('ZADD', KEYS[3], ARGV[6], ARGV[i]) end
 return id
 """
 _EXPIRE = """
@@ -128,6 +130,7 @@ class RedisAuditLog:
                 record.category,
                 record.verdict,
                 record.time_unix_ms,
+                1 if record.trace.review else 0,
                 *sorted(image_shas(record)),
             ],
         )
@@ -206,6 +209,7 @@ class RedisAuditLog:
             and (not q.verdict or int(fields[b"v"]) == q.verdict)
             and (not q.since_ms or t >= q.since_ms)
             and (not q.until_ms or t < q.until_ms)
+            and (not q.review_only or fields.get(b"p") == b"1")
         )
 
     async def get(self, line_id: str, request_id: str) -> inspector_pb2.InspectionRecord | None:
@@ -217,6 +221,25 @@ class RedisAuditLog:
 
     async def has_image(self, line_id: str, sha256: str) -> bool:
         return await self.redis.zscore(self._key(line_id, "images"), sha256) is not None
+
+    async def append_confirmation(self, confirmation: inspector_pb2.ReviewConfirmation) -> None:
+        """One stream entry; durable as the records are (the server's append-only file, checked at start)."""
+        key = self._key(confirmation.line_id, "reviews")
+        await self.redis.xadd(key, {"r": confirmation_to_json(confirmation), "q": confirmation.inspection_id})
+        await self.redis.sadd(f"{self.prefix}:lines", confirmation.line_id)
+
+    async def confirmations(self, line_id: str, inspection_id: str = "") -> list[inspector_pb2.ReviewConfirmation]:
+        found, low = [], "-"
+        while True:
+            entries = await self.redis.xrange(self._key(line_id, "reviews"), low, "+", count=_CHUNK)
+            found += [
+                confirmation_from_json(fields[b"r"])
+                for _, fields in entries
+                if not inspection_id or _text(fields[b"q"]) == inspection_id
+            ]
+            if len(entries) < _CHUNK:
+                return found
+            low = f"({_text(entries[-1][0])}"
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -4,7 +4,9 @@ Two stores behind one interface: append-only segment files under data_dir (embed
 mode, the default; services/audit/files.py) and Redis streams that every gateway
 replica shares (cluster mode; services/audit/redis_store.py). Both acknowledge an
 append only once the record is durable per `audit.fsync`, and both answer the same
-queries, always within one line.
+queries, always within one line. Operator confirmations of reviews are records of their own beside the
+inspections (every one kept, the latest of an inspection standing); they are few, so they are not subject to
+the inspections' retention.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ class AuditQuery:
     limit: int = DEFAULT_LIMIT
     cursor: str = ""  # a next_page_token from a previous page
     oldest_first: bool = False
+    review_only: bool = False  # only records flagged for a person (trace.review "pending")
 
     def matches(self, r: inspector_pb2.InspectionRecord) -> bool:
         return (
             (not self.dataset or r.dataset == self.dataset)
             and (not self.category or r.category == self.category)
             and (not self.verdict or r.verdict == self.verdict)
+            and (not self.review_only or bool(r.trace.review))
         )
 
 
@@ -62,6 +66,14 @@ class AuditLog(Protocol):
 
     async def has_image(self, line_id: str, sha256: str) -> bool:
         """Does a record of this line point at this image (query, reference, heat map)?"""
+        ...
+
+    async def append_confirmation(self, confirmation: inspector_pb2.ReviewConfirmation) -> None:
+        """Keep an operator's confirmation as its own record; returns once durable per the configured policy."""
+        ...
+
+    async def confirmations(self, line_id: str, inspection_id: str = "") -> list[inspector_pb2.ReviewConfirmation]:
+        """Every confirmation of this line (of one inspection when given), oldest first."""
         ...
 
     async def close(self) -> None: ...

@@ -29,6 +29,7 @@ from services.common.enums import (
     KNOWLEDGE_MODE_ENUM,
     QUESTION_TYPE_ENUM,
     REFERENCE_MODE_ENUM,
+    REVIEW_STATE_ENUM,
     VERDICT_ENUM,
     to_enum,
 )
@@ -289,6 +290,52 @@ class _Client:
         """A product's knowledge entry (GetKnowledgeResponse); NOT_FOUND when it has none."""
         req = inspector_pb2.GetKnowledgeRequest(dataset=dataset, category=category)
         return self._stub.GetKnowledge(req, timeout=self.timeout_s, metadata=self.metadata)
+
+    def list_reviews(
+        self,
+        line_id: str,
+        *,
+        state: str = "",
+        dataset: str = "",
+        category: str = "",
+        inspection_id: str = "",
+        limit: int = 0,
+        page_token: str = "",
+    ) -> Any:
+        """The review queue of a line (ListReviewsResponse), pending first; state: pending, confirmed or '' (both)."""
+        req = inspector_pb2.ListReviewsRequest(
+            line_id=line_id,
+            state=to_enum(REVIEW_STATE_ENUM, state, "state"),
+            dataset=dataset,
+            category=category,
+            inspection_id=inspection_id,
+            limit=limit,
+            page_token=page_token,
+        )
+        return self._stub.ListReviews(req, timeout=self.timeout_s, metadata=self.metadata)
+
+    def confirm_review(
+        self,
+        line_id: str,
+        inspection_id: str,
+        verdict: str,
+        *,
+        defect_type: str = "",
+        box: tuple[int, int, int, int] | None = None,
+        force: bool = False,
+        note: str = "",
+    ) -> Any:
+        """An operator's confirmation (ConfirmReviewResponse); verdict good or defect; needs a `review: true` token."""
+        req = inspector_pb2.ConfirmReviewRequest(
+            line_id=line_id,
+            inspection_id=inspection_id,
+            verdict=to_enum(VERDICT_ENUM, verdict, "verdict"),
+            defect_type=defect_type,
+            box=common_pb2.EvidenceBox(x0=box[0], y0=box[1], x1=box[2], y1=box[3]) if box else None,
+            force=force,
+            note=note,
+        )
+        return self._stub.ConfirmReview(req, timeout=self.timeout_s, metadata=self.metadata)
 
     def _health_check(self, service: str, timeout_s: float) -> Any:
         return health_pb2_grpc.HealthStub(self._channel).Check(

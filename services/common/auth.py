@@ -13,6 +13,10 @@ A tokens file (YAML, `server.auth.tokens_file`) lists who may call a server:
         sha256: ...
         lines: ["*"]
         stages: true          # may call the stage services (Embedding, Retrieval, ...), not only the Inspector
+      - name: shift-lead
+        sha256: ...
+        lines: [line-7]
+        review: true          # may confirm inspections (ConfirmReview): what teaches a product normal or defect
 
 Rules, the same in embedded mode, a stage run alone and a Ray Serve replica:
 - no token, or one not in the file: UNAUTHENTICATED;
@@ -20,6 +24,8 @@ Rules, the same in embedded mode, a stage run alone and a Ray Serve replica:
 - an Inspector request whose `line_id` the token does not hold: PERMISSION_DENIED, with the same words
   whether or not that line exists; a request without a line_id field (not scoped to a line) needs `lines: ["*"]`,
   except the few that read what no line owns (a product type's knowledge: the stage says which);
+- ConfirmReview needs `review: true` besides the line (PERMISSION_DENIED naming the right): a line's camera
+  token must not teach the product what is normal;
 - grpc.health.v1 answers everyone (probes carry no token); reflection needs a valid token.
 Secrets come from files or the environment, never the command line.
 """
@@ -81,13 +87,28 @@ def sees_internals() -> bool:
     return identity is None or identity.stages
 
 
+def require_review_right() -> str:
+    """The name of who confirms a review ("local" with checks off); PermissionDenied for a token without
+    `review: true` (a line token answers parts, it does not teach the product what is normal)."""
+    identity = CALLER.get()
+    if identity is None:
+        return "local"
+    if not identity.review:
+        raise PermissionDenied(
+            f"token {identity.name!r} lacks the right review: true (confirming an inspection teaches the product; "
+            "line tokens cannot)"
+        )
+    return identity.name
+
+
 @dataclass(frozen=True)
 class Identity:
-    """Who is calling: a token's name, its lines, and whether it may call the stage services."""
+    """Who is calling: a token's name, its lines, and its rights (the stage services; confirming reviews)."""
 
     name: str
     lines: frozenset[str]
     stages: bool = False
+    review: bool = False
 
     def holds(self, line_id: str) -> bool:
         return ANY_LINE in self.lines or line_id in self.lines
@@ -101,6 +122,7 @@ class _Entry(BaseModel):
     token: str = Field("", description="The token itself (prefer sha256: the file then holds no secret).")
     lines: list[str] = Field(min_length=1, description='Lines this token may use; ["*"]: every line.')
     stages: bool = Field(False, description="May call the stage services, not only the Inspector.")
+    review: bool = Field(False, description="May confirm inspections (ConfirmReview): good or defect.")
 
     @model_validator(mode="after")
     def _one_secret(self) -> _Entry:
@@ -149,7 +171,7 @@ class TokenBook:
             raise ConfigError(f"tokens file {path}: {bad}") from None
         book = cls()
         for e in parsed.tokens:
-            identity = Identity(e.name, frozenset(e.lines), e.stages)
+            identity = Identity(e.name, frozenset(e.lines), e.stages, e.review)
             book.add(e.sha256 or e.token, identity, digest=bool(e.sha256))
         return book
 

@@ -37,6 +37,13 @@ VERDICT_ENUM: dict[str, int] = {
 }
 """good, defect, answered, unparsed (the audit trail's verdicts)."""
 
+REVIEW_STATE_ENUM: dict[str, int] = {
+    inspector_pb2.ReviewState.Name(v).removeprefix("REVIEW_").lower(): v
+    for v in inspector_pb2.ReviewState.values()
+    if v
+}
+"""pending, confirmed (the review queue's states)."""
+
 
 def to_name(table: Mapping[str, int], value: int, field: str) -> str:
     """An enum value -> its name ("" for 0, unspecified); INVALID_ARGUMENT naming `field` for a value it lacks."""

@@ -304,7 +304,8 @@ class StageClients:
             options=evidence_pb2.AnalyzeOptions(return_heatmap=images, return_overlay=images),
         )
         r = await self["evidence"].call("Analyze", req, deadline)
-        evidence = Evidence(r.score, r.threshold, r.anomalous, [_box(b) for b in r.boxes], r.backbone_id, r.summary)
+        evidence = Evidence(r.score, r.threshold, r.anomalous, [_box(b) for b in r.boxes], r.backbone_id, r.summary,
+                            review_threshold=r.review_threshold, band=r.band)  # fmt: skip
         kept = None
         if images and r.HasField("heatmap"):
             h = r.heatmap
@@ -338,6 +339,29 @@ class StageClients:
         """The whole bank, or only these images (by content hash); the images it removed."""
         req = evidence_pb2.DeleteBankRequest(line_id=line_id, dataset=dataset, category=category, sha256=shas)
         return (await self["evidence"].call("DeleteBank", req, deadline)).deleted_images
+
+    async def add_defect(
+        self,
+        line_id: str,
+        dataset: str,
+        category: str,
+        image: bytes,
+        defect_type: str,
+        box: common_pb2.EvidenceBox | None,
+        inspection_id: str,
+        deadline: Deadline,
+    ) -> int:
+        """A confirmed defect into the product's library (idempotent by image, type and box); the library's size."""
+        req = evidence_pb2.AddDefectRequest(
+            line_id=line_id, dataset=dataset, category=category, image=common_pb2.Image(data=image),
+            defect_type=defect_type, box=box, inspection_id=inspection_id,
+        )  # fmt: skip
+        return (await self["evidence"].call("AddDefect", req, deadline)).library_size
+
+    async def remove_defect(self, line_id: str, dataset: str, category: str, sha256: str, deadline: Deadline) -> int:
+        """Every library entry of this image leaves (an operator changed their mind); how many did."""
+        req = evidence_pb2.RemoveDefectRequest(line_id=line_id, dataset=dataset, category=category, sha256=sha256)
+        return (await self["evidence"].call("RemoveDefect", req, deadline)).removed
 
     # ---- decision ----------------------------------------------------------------------------------------------
     async def decide(self, ask: DecisionAsk, deadline: Deadline) -> Decided:

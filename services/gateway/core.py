@@ -55,7 +55,7 @@ from services.gateway.domain import (
 from services.gateway.limits import decoded_bytes, door_limits
 from services.gateway.planner import EXPERTS, Plan, QuestionTypeClassifier, TypeGuess, plan_experts
 from services.gateway.validation import check_question, check_references, check_request_id, check_settings
-from services.gateway.verdict import settle
+from services.gateway.verdict import PENDING, review_of, settle
 from services.knowledge.entries import Entry, canonical_dataset
 
 T = TypeVar("T")
@@ -351,6 +351,8 @@ class Inspector:
         trace.verdict_source = settled.source
         trace.evidence_disagrees = settled.disagrees
         trace.model_answer = settled.model_answer
+        if reason := review_of(trace.evidence, settled.disagrees):
+            trace.review, trace.review_reason = PENDING, reason
         return settled.answer
 
     async def _optional(self, run: _Run, expert: str, aw: Awaitable[None]) -> None:

@@ -81,6 +81,8 @@ class Evidence:
     sent_as_image: bool = False
     heatmap: HeatMap | None = None  # in the trace only when the request asks (settings.return_heatmap)
     overlay_png: bytes = b""  # likewise
+    review_threshold: float = 0.0  # the review band's lower edge (== threshold, or 0: no band)
+    band: str = ""  # pass, review or fail; "" when the evidence stage gives no band
 
 
 @dataclass
@@ -114,6 +116,8 @@ class Trace:
     verdict_source: str = ""  # where the answer's verdict comes from (services/gateway/verdict.py)
     evidence_disagrees: bool = False  # Anomaly Detection: a real model and the evidence disagree
     model_answer: str = ""  # the decision model's own letter when the evidence's replaced it
+    review: str = ""  # "pending": a person should confirm this answer (services/gateway/review.py)
+    review_reason: str = ""
 
 
 @dataclass

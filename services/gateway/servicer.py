@@ -13,7 +13,7 @@ import grpc
 
 from echo.v1 import common_pb2, inspector_pb2, inspector_pb2_grpc, knowledge_pb2
 from services.audit.record import Kept
-from services.common.auth import sees_internals
+from services.common.auth import require_review_right, sees_internals
 from services.common.enums import (
     ANSWER_FORMAT_ENUM,
     KNOWLEDGE_MODE_ENUM,
@@ -29,6 +29,7 @@ from services.gateway.audit import AuditTrail
 from services.gateway.clients import StageClients, evidence_to_proto
 from services.gateway.core import EXPERTS, Inspector
 from services.gateway.domain import Inspection, InspectionResult, LineSummary, Product, Trace
+from services.gateway.review import Reviews
 from services.gateway.validation import check_references
 from services.knowledge.servicer import entry_to_proto
 
@@ -157,6 +158,7 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
     def __init__(self, inspector: Inspector, audit: AuditTrail | None = None) -> None:
         self.inspector = inspector
         self.audit = audit
+        self._reviews: Reviews | None = None  # made on first use: embedded mode sets the inspector once bound
 
     @grpc_errors
     async def Inspect(
@@ -247,6 +249,26 @@ class InspectorServicer(inspector_pb2_grpc.InspectorServicer):
         if self.audit is None:
             raise FailedPrecondition("the audit log is off on this server (audit.enabled: false)")
         return self.audit
+
+    def _review_desk(self) -> Reviews:
+        if self._reviews is None:
+            self._reviews = Reviews(self.inspector, self._audit())
+        return self._reviews
+
+    @grpc_errors
+    async def ListReviews(
+        self, request: inspector_pb2.ListReviewsRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.ListReviewsResponse:
+        response = await self._review_desk().list(request)
+        _hide_internals(item.record for item in response.items)
+        return response
+
+    @grpc_errors
+    async def ConfirmReview(
+        self, request: inspector_pb2.ConfirmReviewRequest, context: grpc.aio.ServicerContext
+    ) -> inspector_pb2.ConfirmReviewResponse:
+        by = require_review_right()  # the right before anything is read: a line token learns nothing here
+        return await self._review_desk().confirm(request, by, _deadline(context, 300_000))
 
     @grpc_errors
     async def ListLines(

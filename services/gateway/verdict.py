@@ -87,3 +87,21 @@ def settle(
 
 def _words(e: Evidence) -> str:
     return evidence_words(e.score, e.threshold, e.anomalous, e.boxes[0].region if e.boxes else "")
+
+
+PENDING = "pending"
+
+
+def review_of(evidence: Evidence | None, disagrees: bool) -> str:
+    """Why a person should confirm this answer ("" when nothing asks for it): the evidence scored the part in its
+    review band (between review_threshold and threshold), or a real model and the evidence disagree. The line gets
+    its answer at once either way; the review happens later."""
+    reasons = []
+    if evidence is not None and evidence.band == "review":
+        reasons.append(
+            f"the evidence scored {evidence.score:.4g} in the review band "
+            f"({evidence.review_threshold:.4g} to {evidence.threshold:.4g})"
+        )
+    if disagrees:
+        reasons.append("the decision model and the evidence disagree")
+    return "; ".join(reasons)

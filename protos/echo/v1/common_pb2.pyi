@@ -183,7 +183,7 @@ class HeatMap(_message.Message):
     def __init__(self, png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scale: _Optional[float] = ...) -> None: ...
 
 class TraceEvidence(_message.Message):
-    __slots__ = ("score", "threshold", "anomalous", "boxes", "backbone_id", "summary", "sent_as_text", "sent_as_image", "heatmap", "overlay_png")
+    __slots__ = ("score", "threshold", "anomalous", "boxes", "backbone_id", "summary", "sent_as_text", "sent_as_image", "heatmap", "overlay_png", "review_threshold", "band")
     SCORE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ANOMALOUS_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +194,8 @@ class TraceEvidence(_message.Message):
     SENT_AS_IMAGE_FIELD_NUMBER: _ClassVar[int]
     HEATMAP_FIELD_NUMBER: _ClassVar[int]
     OVERLAY_PNG_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    BAND_FIELD_NUMBER: _ClassVar[int]
     score: float
     threshold: float
     anomalous: bool
@@ -204,10 +206,12 @@ class TraceEvidence(_message.Message):
     sent_as_image: bool
     heatmap: HeatMap
     overlay_png: bytes
-    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[EvidenceBox, _Mapping]]] = ..., backbone_id: _Optional[str] = ..., summary: _Optional[str] = ..., sent_as_text: _Optional[bool] = ..., sent_as_image: _Optional[bool] = ..., heatmap: _Optional[_Union[HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ...) -> None: ...
+    review_threshold: float
+    band: str
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[EvidenceBox, _Mapping]]] = ..., backbone_id: _Optional[str] = ..., summary: _Optional[str] = ..., sent_as_text: _Optional[bool] = ..., sent_as_image: _Optional[bool] = ..., heatmap: _Optional[_Union[HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ..., review_threshold: _Optional[float] = ..., band: _Optional[str] = ...) -> None: ...
 
 class Trace(_message.Message):
-    __slots__ = ("question_type", "type_confidence", "type_from_client", "dataset", "category", "category_confidence", "category_inferred", "experts_used", "references", "knowledge_entry_ids", "knowledge_passage_ids", "timings", "model_ids", "degraded", "prompt", "unparsed", "raw_reply", "reasoning", "reference_mode", "knowledge_mode", "answer_format", "option_scores", "prompt_sha256", "evidence", "verdict_source", "evidence_disagrees", "model_answer")
+    __slots__ = ("question_type", "type_confidence", "type_from_client", "dataset", "category", "category_confidence", "category_inferred", "experts_used", "references", "knowledge_entry_ids", "knowledge_passage_ids", "timings", "model_ids", "degraded", "prompt", "unparsed", "raw_reply", "reasoning", "reference_mode", "knowledge_mode", "answer_format", "option_scores", "prompt_sha256", "evidence", "verdict_source", "evidence_disagrees", "model_answer", "review", "review_reason")
     class ModelIdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +253,8 @@ class Trace(_message.Message):
     VERDICT_SOURCE_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_DISAGREES_FIELD_NUMBER: _ClassVar[int]
     MODEL_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_REASON_FIELD_NUMBER: _ClassVar[int]
     question_type: QuestionType
     type_confidence: float
     type_from_client: bool
@@ -276,4 +282,6 @@ class Trace(_message.Message):
     verdict_source: str
     evidence_disagrees: bool
     model_answer: str
-    def __init__(self, question_type: _Optional[_Union[QuestionType, str]] = ..., type_confidence: _Optional[float] = ..., type_from_client: _Optional[bool] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., category_confidence: _Optional[float] = ..., category_inferred: _Optional[bool] = ..., experts_used: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., knowledge_entry_ids: _Optional[_Iterable[str]] = ..., knowledge_passage_ids: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., model_ids: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., reference_mode: _Optional[_Union[ReferenceMode, str]] = ..., knowledge_mode: _Optional[_Union[KnowledgeMode, str]] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., option_scores: _Optional[_Mapping[str, float]] = ..., prompt_sha256: _Optional[str] = ..., evidence: _Optional[_Union[TraceEvidence, _Mapping]] = ..., verdict_source: _Optional[str] = ..., evidence_disagrees: _Optional[bool] = ..., model_answer: _Optional[str] = ...) -> None: ...
+    review: str
+    review_reason: str
+    def __init__(self, question_type: _Optional[_Union[QuestionType, str]] = ..., type_confidence: _Optional[float] = ..., type_from_client: _Optional[bool] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., category_confidence: _Optional[float] = ..., category_inferred: _Optional[bool] = ..., experts_used: _Optional[_Iterable[str]] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., knowledge_entry_ids: _Optional[_Iterable[str]] = ..., knowledge_passage_ids: _Optional[_Iterable[str]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., model_ids: _Optional[_Mapping[str, str]] = ..., degraded: _Optional[_Iterable[str]] = ..., prompt: _Optional[str] = ..., unparsed: _Optional[bool] = ..., raw_reply: _Optional[str] = ..., reasoning: _Optional[str] = ..., reference_mode: _Optional[_Union[ReferenceMode, str]] = ..., knowledge_mode: _Optional[_Union[KnowledgeMode, str]] = ..., answer_format: _Optional[_Union[AnswerFormat, str]] = ..., option_scores: _Optional[_Mapping[str, float]] = ..., prompt_sha256: _Optional[str] = ..., evidence: _Optional[_Union[TraceEvidence, _Mapping]] = ..., verdict_source: _Optional[str] = ..., evidence_disagrees: _Optional[bool] = ..., model_answer: _Optional[str] = ..., review: _Optional[str] = ..., review_reason: _Optional[str] = ...) -> None: ...

@@ -17,11 +17,20 @@ class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERDICT_DEFECT: _ClassVar[Verdict]
     VERDICT_ANSWERED: _ClassVar[Verdict]
     VERDICT_UNPARSED: _ClassVar[Verdict]
+
+class ReviewState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVIEW_STATE_UNSPECIFIED: _ClassVar[ReviewState]
+    REVIEW_PENDING: _ClassVar[ReviewState]
+    REVIEW_CONFIRMED: _ClassVar[ReviewState]
 VERDICT_UNSPECIFIED: Verdict
 VERDICT_GOOD: Verdict
 VERDICT_DEFECT: Verdict
 VERDICT_ANSWERED: Verdict
 VERDICT_UNPARSED: Verdict
+REVIEW_STATE_UNSPECIFIED: ReviewState
+REVIEW_PENDING: ReviewState
+REVIEW_CONFIRMED: ReviewState
 
 class InspectRequest(_message.Message):
     __slots__ = ("request_id", "line_id", "image", "question", "dataset", "category", "settings", "references")
@@ -354,3 +363,105 @@ class GetKnowledgeResponse(_message.Message):
     entry: _knowledge_pb2.KnowledgeEntry
     degraded: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, entry: _Optional[_Union[_knowledge_pb2.KnowledgeEntry, _Mapping]] = ..., degraded: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReviewConfirmation(_message.Message):
+    __slots__ = ("line_id", "inspection_id", "verdict", "defect_type", "box", "note", "forced", "by", "time_unix_ms", "dataset", "category", "image_sha256", "outcome")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    INSPECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    DEFECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    FORCED_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    inspection_id: str
+    verdict: Verdict
+    defect_type: str
+    box: _common_pb2.EvidenceBox
+    note: str
+    forced: bool
+    by: str
+    time_unix_ms: int
+    dataset: str
+    category: str
+    image_sha256: str
+    outcome: str
+    def __init__(self, line_id: _Optional[str] = ..., inspection_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., defect_type: _Optional[str] = ..., box: _Optional[_Union[_common_pb2.EvidenceBox, _Mapping]] = ..., note: _Optional[str] = ..., forced: _Optional[bool] = ..., by: _Optional[str] = ..., time_unix_ms: _Optional[int] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., image_sha256: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class ReviewItem(_message.Message):
+    __slots__ = ("record", "state", "confirmations")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMATIONS_FIELD_NUMBER: _ClassVar[int]
+    record: InspectionRecord
+    state: ReviewState
+    confirmations: _containers.RepeatedCompositeFieldContainer[ReviewConfirmation]
+    def __init__(self, record: _Optional[_Union[InspectionRecord, _Mapping]] = ..., state: _Optional[_Union[ReviewState, str]] = ..., confirmations: _Optional[_Iterable[_Union[ReviewConfirmation, _Mapping]]] = ...) -> None: ...
+
+class ListReviewsRequest(_message.Message):
+    __slots__ = ("line_id", "state", "dataset", "category", "inspection_id", "limit", "page_token")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    INSPECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    state: ReviewState
+    dataset: str
+    category: str
+    inspection_id: str
+    limit: int
+    page_token: str
+    def __init__(self, line_id: _Optional[str] = ..., state: _Optional[_Union[ReviewState, str]] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., inspection_id: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListReviewsResponse(_message.Message):
+    __slots__ = ("items", "next_page_token", "pending")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ReviewItem]
+    next_page_token: str
+    pending: int
+    def __init__(self, items: _Optional[_Iterable[_Union[ReviewItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., pending: _Optional[int] = ...) -> None: ...
+
+class ConfirmReviewRequest(_message.Message):
+    __slots__ = ("line_id", "inspection_id", "verdict", "defect_type", "box", "force", "note")
+    LINE_ID_FIELD_NUMBER: _ClassVar[int]
+    INSPECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    DEFECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    line_id: str
+    inspection_id: str
+    verdict: Verdict
+    defect_type: str
+    box: _common_pb2.EvidenceBox
+    force: bool
+    note: str
+    def __init__(self, line_id: _Optional[str] = ..., inspection_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., defect_type: _Optional[str] = ..., box: _Optional[_Union[_common_pb2.EvidenceBox, _Mapping]] = ..., force: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ConfirmReviewResponse(_message.Message):
+    __slots__ = ("confirmation", "changed", "message", "evidence_bank_images", "evidence_threshold", "defect_library_size")
+    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_BANK_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DEFECT_LIBRARY_SIZE_FIELD_NUMBER: _ClassVar[int]
+    confirmation: ReviewConfirmation
+    changed: bool
+    message: str
+    evidence_bank_images: int
+    evidence_threshold: float
+    defect_library_size: int
+    def __init__(self, confirmation: _Optional[_Union[ReviewConfirmation, _Mapping]] = ..., changed: _Optional[bool] = ..., message: _Optional[str] = ..., evidence_bank_images: _Optional[int] = ..., evidence_threshold: _Optional[float] = ..., defect_library_size: _Optional[int] = ...) -> None: ...

@@ -89,6 +89,16 @@ class InspectorStub:
                 request_serializer=echo_dot_v1_dot_inspector__pb2.GetKnowledgeRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_inspector__pb2.GetKnowledgeResponse.FromString,
                 _registered_method=True)
+        self.ListReviews = channel.unary_unary(
+                '/echo.v1.Inspector/ListReviews',
+                request_serializer=echo_dot_v1_dot_inspector__pb2.ListReviewsRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_inspector__pb2.ListReviewsResponse.FromString,
+                _registered_method=True)
+        self.ConfirmReview = channel.unary_unary(
+                '/echo.v1.Inspector/ConfirmReview',
+                request_serializer=echo_dot_v1_dot_inspector__pb2.ConfirmReviewRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_inspector__pb2.ConfirmReviewResponse.FromString,
+                _registered_method=True)
 
 
 class InspectorServicer:
@@ -168,6 +178,23 @@ class InspectorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReviews(self, request, context):
+        """The review queue of a line: inspections whose answer a person should confirm (trace.review "pending"), and
+        those already confirmed; pending first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmReview(self, request, context):
+        """An operator's confirmation of one inspection (needs a token with `review: true`): "good" teaches the product
+        that the part is normal (its normal memory and evidence bank), "defect" adds it to the defect library.
+        Kept in the audit trail with who and when; the latest confirmation of an inspection stands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InspectorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -225,6 +252,16 @@ def add_InspectorServicer_to_server(servicer, server):
                     servicer.GetKnowledge,
                     request_deserializer=echo_dot_v1_dot_inspector__pb2.GetKnowledgeRequest.FromString,
                     response_serializer=echo_dot_v1_dot_inspector__pb2.GetKnowledgeResponse.SerializeToString,
+            ),
+            'ListReviews': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReviews,
+                    request_deserializer=echo_dot_v1_dot_inspector__pb2.ListReviewsRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_inspector__pb2.ListReviewsResponse.SerializeToString,
+            ),
+            'ConfirmReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmReview,
+                    request_deserializer=echo_dot_v1_dot_inspector__pb2.ConfirmReviewRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_inspector__pb2.ConfirmReviewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -524,6 +561,60 @@ class Inspector:
             '/echo.v1.Inspector/GetKnowledge',
             echo_dot_v1_dot_inspector__pb2.GetKnowledgeRequest.SerializeToString,
             echo_dot_v1_dot_inspector__pb2.GetKnowledgeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReviews(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Inspector/ListReviews',
+            echo_dot_v1_dot_inspector__pb2.ListReviewsRequest.SerializeToString,
+            echo_dot_v1_dot_inspector__pb2.ListReviewsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Inspector/ConfirmReview',
+            echo_dot_v1_dot_inspector__pb2.ConfirmReviewRequest.SerializeToString,
+            echo_dot_v1_dot_inspector__pb2.ConfirmReviewResponse.FromString,
             options,
             channel_credentials,
             insecure,
