@@ -21,6 +21,7 @@ from app.commands.evaluation import app as eval_app
 from app.commands.inspector import register as register_gateway_commands
 from app.commands.knowledge import app as knowledge_app
 from app.commands.memory import app as memory_app
+from app.commands.review import app as review_app
 from services.client.errors import BY_STATUS, EXIT_CODE_HELP, CliError, ExitCode, Problem
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(decision_app, name="decision")
 app.add_typer(eval_app, name="eval")
 app.add_typer(audit_app, name="audit")
+app.add_typer(review_app, name="review")
 register_gateway_commands(app)  # serve, inspect, product, demo
 register_console(app)
 

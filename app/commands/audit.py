@@ -151,10 +151,14 @@ def export(
     server: Server = "127.0.0.1:50051",
     application: Application = "",
 ) -> None:
-    """Every matching inspection, oldest first, as JSON lines or CSV (for the quality system)."""
+    """Every matching inspection, oldest first, as JSON lines or CSV (for the quality system).
+
+    The CSV says whose verdict each answer is (verdict_source) and its review state (pending, or the standing
+    operator confirmation); the JSON lines carry the record as kept (`echo-iad review show` has the confirmations).
+    """
     import csv
 
-    from services.audit.record import CSV_COLUMNS, csv_row, to_json
+    from services.audit.record import CSV_COLUMNS, csv_row, review_words, to_json
     from services.client import InspectorClient
 
     if fmt not in ("jsonl", "csv"):
@@ -167,9 +171,10 @@ def export(
         if writer is not None:
             writer.writeheader()
         with InspectorClient(server, application=application) as client:
+            reviews = _reviews(client, line) if writer is not None else {}
             for record in client.iter_inspections(line, oldest_first=True, limit=500, **filters):
                 if writer is not None:
-                    writer.writerow(csv_row(record))
+                    writer.writerow(csv_row(record, review_words(reviews.get(record.request_id), record)))
                 else:
                     stream.write(to_json(record) + "\n")
                 n += 1
@@ -177,6 +182,17 @@ def export(
         if out:
             stream.close()
     typer.echo(f"exported {n} inspections of line {line!r}" + (f" to {out}" if out else ""), err=True)
+
+
+def _reviews(client, line: str) -> dict:  # type: ignore[no-untyped-def]
+    """Every review item of the line by inspection id (the queue and the confirmed ones)."""
+    found, token = {}, ""
+    while True:
+        page = client.list_reviews(line, limit=1000, page_token=token)
+        found.update((item.record.request_id, item) for item in page.items)
+        token = page.next_page_token
+        if not token:
+            return found
 
 
 @app.command("replay")

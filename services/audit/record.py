@@ -151,6 +151,8 @@ CSV_COLUMNS = (
     "answer",
     "answer_text",
     "verdict",
+    "verdict_source",
+    "review",
     "experts_used",
     "references",
     "knowledge_entries",
@@ -165,8 +167,20 @@ CSV_COLUMNS = (
 )
 
 
-def csv_row(r: inspector_pb2.InspectionRecord) -> dict[str, str]:
-    """One flat row per record for spreadsheets; list fields joined with ';'. The jsonl export keeps everything."""
+def review_words(item: inspector_pb2.ReviewItem | None, record: inspector_pb2.InspectionRecord) -> str:
+    """A record's review state in a few words: "confirmed defect: crack by lead-1", "pending", or ""."""
+    if item is not None and item.confirmations:
+        c = item.confirmations[-1]
+        return f"confirmed {verdict_name(c.verdict)}" + (f": {c.defect_type}" if c.defect_type else "") + f" by {c.by}"
+    return record.trace.review
+
+
+def csv_row(r: inspector_pb2.InspectionRecord, review: str = "") -> dict[str, str]:
+    """One flat row per record for spreadsheets; list fields joined with ';'. The jsonl export keeps everything.
+
+    Args:
+        review: the record's review state (review_words); "" takes the trace's ("pending" or "").
+    """
     t = r.trace
 
     def join(items: Iterable[str]) -> str:
@@ -183,6 +197,8 @@ def csv_row(r: inspector_pb2.InspectionRecord) -> dict[str, str]:
         "answer": r.answer,
         "answer_text": r.answer_text,
         "verdict": verdict_name(r.verdict),
+        "verdict_source": t.verdict_source,
+        "review": review or t.review,
         "experts_used": join(t.experts_used),
         "references": join(ref.id for ref in t.references),
         "knowledge_entries": join(t.knowledge_entry_ids),

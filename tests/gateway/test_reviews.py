@@ -200,3 +200,42 @@ def test_confirmations_and_the_queue_survive_a_restart(desk: Desk, as_real_model
         (i.record.request_id, i.state, len(i.confirmations)) for i in before.items
     ]
     assert after.pending == before.pending
+
+
+def test_the_cli_lists_shows_and_confirms_and_the_export_says_whose_verdict_and_the_review(desk: Desk) -> None:
+    import csv
+    import io
+
+    from typer.testing import CliRunner
+
+    from app.cli import app, problem_of
+
+    with desk.client("lead") as lead:
+        _inspect(lead, _normal_png(5000), "cli-part")
+    lead_env = {"COLUMNS": "250", "ECHO_IAD_TOKEN": desk.tokens["lead"]}
+    common = ["--line", LINE, "--server", desk.server.address]
+    run = CliRunner(env=lead_env).invoke
+    confirmed = run(app, ["review", "confirm", "cli-part", "good", *common, "--note", "checked by hand"])
+    assert confirmed.exit_code == 0, confirmed.output
+    assert confirmed.output.startswith("confirmed good by shift-lead") and "evidence bank" in confirmed.output
+    again = run(app, ["review", "confirm", "cli-part", "good", *common])
+    assert again.exit_code == 0 and "nothing changed" in again.output
+    shown = run(app, ["review", "show", "cli-part", *common])
+    assert (
+        shown.exit_code == 0
+        and "confirmed     good by shift-lead" in shown.output
+        and "checked by hand" in shown.output
+    )
+    listed = run(app, ["review", "list", *common, "--state", "confirmed"])
+    assert listed.exit_code == 0 and "cli-part" in listed.output and "good (shift-lead)" in listed.output
+    camera = CliRunner(env={**lead_env, "ECHO_IAD_TOKEN": desk.tokens["camera"]}).invoke
+    refused = camera(app, ["review", "confirm", "cli-part", "defect", "--type", "crack", *common])
+    line = problem_of(refused.exception).line()  # what `echo-iad` prints: one line, no traceback
+    assert line.startswith("PERMISSION_DENIED: token 'camera-r' lacks the right review: true") and "\n" not in line
+    missing = run(app, ["review", "confirm", "cli-part", "defect", *common])
+    assert problem_of(missing.exception).line().startswith("INVALID_ARGUMENT: defect_type: is required")
+    exported = run(app, ["audit", "export", "--format", "csv", *common])
+    assert exported.exit_code == 0
+    rows = {r["request_id"]: r for r in csv.DictReader(io.StringIO(exported.stdout))}
+    assert rows["cli-part"]["review"] == "confirmed good by shift-lead"
+    assert rows["cli-part"]["verdict_source"].startswith("evidence")
