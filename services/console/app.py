@@ -3,7 +3,9 @@
 It is a client like any other (embedded server or Ray Serve's proxy alike): the
 inspection list and details come from the audit RPCs, pictures from GetImage,
 products from ListProducts / ListNormalImages, uploads go through
-AddNormalImages and the inspect form through Inspect. No state of its own.
+AddNormalImages, the inspect form through Inspect, the review queue through
+ListReviews and the Good / Defect buttons through ConfirmReview (the console's
+token then needs `review: true`). No state of its own.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from starlette.templating import Jinja2Templates
 
 from services.audit.record import parse_time, question_type_name, total_ms, verdict_name
 from services.client import AsyncInspectorClient
-from services.common.enums import QUESTION_TYPE_ENUM, VERDICT_ENUM
+from services.common.enums import QUESTION_TYPE_ENUM, REVIEW_STATE_ENUM, VERDICT_ENUM
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 DEFAULT_QUESTION = "Is there any defect in the object?"
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.FAILED_PRECONDITION: 409,
     grpc.StatusCode.UNAVAILABLE: 503,
@@ -56,8 +59,13 @@ def _local(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _state_name(value: int) -> str:
+    return next((k for k, v in REVIEW_STATE_ENUM.items() if v == value), "")
+
+
 TEMPLATES.env.globals.update(
     verdict_name=verdict_name,
+    state_name=_state_name,
     source_label=_source_label,
     local_time=_local,
     type_label=lambda v: question_type_name(v) or "-",
@@ -135,8 +143,38 @@ def create_app(settings: ConsoleSettings) -> Starlette:
         timings = [s for s in t.timings if s.stage != "total"]
         longest = max((s.ms for s in timings), default=1.0) or 1.0
         options = sorted(record.request.question.options.items())
+        try:
+            found = await client(request).list_reviews(line, inspection_id=request_id)
+        except grpc.aio.AioRpcError:  # the page is still worth showing without its review
+            found = None
+        review = found.items[0] if found is not None and found.items else None
         return page(request, "inspection.html", r=record, t=t, line=line, timings=timings, longest=longest,
-                    options=options)  # fmt: skip
+                    options=options, review=review, confirmed=request.query_params.get("confirmed"))  # fmt: skip
+
+    async def reviews(request: Request) -> Response:
+        state = request.query_params.get("state", "")
+        if state and state not in REVIEW_STATE_ENUM:
+            return failure(request, ValueError(f"state: {state!r} is not one of {', '.join(REVIEW_STATE_ENUM)}"))
+        try:
+            found = await client(request).list_reviews(line_of(request), state=state, limit=200)
+        except grpc.aio.AioRpcError as e:
+            return failure(request, e)
+        return page(request, "reviews.html", items=found.items, pending=found.pending, state=state)
+
+    async def confirm(request: Request) -> Response:
+        form = await request.form()
+        line, request_id = str(form.get("line") or settings.line), str(form.get("id", ""))
+        verdict = str(form.get("verdict", ""))
+        try:
+            resp = await client(request).confirm_review(
+                line, request_id, verdict if verdict in ("good", "defect") else "",
+                defect_type=str(form.get("defect_type", "")).strip() if verdict == "defect" else "",
+                force=form.get("force") == "on", note=str(form.get("note", "")),
+            )  # fmt: skip
+        except grpc.aio.AioRpcError as e:
+            return failure(request, e)
+        query = urlencode({"line": line, "id": request_id, "confirmed": resp.message})
+        return RedirectResponse(f"/inspection?{query}", status_code=303)
 
     async def image(request: Request) -> Response:
         line, sha = line_of(request), request.query_params.get("sha256", "")
@@ -219,6 +257,8 @@ def create_app(settings: ConsoleSettings) -> Starlette:
         Route("/inspections", inspections),
         Route("/inspections/rows", inspections),
         Route("/inspection", inspection),
+        Route("/reviews", reviews),
+        Route("/reviews/confirm", confirm, methods=["POST"]),
         Route("/image", image),
         Route("/products", products),
         Route("/product", product),
