@@ -366,6 +366,10 @@ class BankStore:
     def _dir(self, key: BankKey) -> str:
         return f"{self.root}/{key.folder()}"
 
+    def folder(self, key: BankKey) -> str:
+        """The bank's folder in the store (what lives beside a bank, its defect library, goes under it)."""
+        return self._dir(key)
+
     def read_meta(self, key: BankKey) -> dict[str, Any] | None:
         path = f"{self._dir(key)}/meta.json"
         try:

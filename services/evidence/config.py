@@ -205,6 +205,19 @@ class EvidenceSettings(Section):
             "least this share of the peak. Defect Localization needs a place even for a faint defect."
         ),
     )
+    # --- defect library ----------------------------------------------------------------------------------
+    defect_k: int = Field(
+        3, ge=1, le=50, description="Defect Classification: confirmed defects that vote when a request leaves k at 0."
+    )
+    defect_top_patches: int = Field(
+        1,
+        ge=1,
+        description=(
+            "A box's descriptor in the defect library: the mean of its this many most anomalous patches (the "
+            "defect itself, not the normal background the box also covers). 1 led 4 and 16 on a small tuning run "
+            "(generator seed 3, woven_fabric and screw; docs/defects.md)."
+        ),
+    )
     # --- runtime -----------------------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(

@@ -40,6 +40,7 @@ from services.evidence import selfconfig
 from services.evidence.bank import Bank, BankKey, BankStore, choose_engine, key_of
 from services.evidence.calibration import Calibration, calibrate
 from services.evidence.config import EvidenceSettings
+from services.evidence.defects import DefectLibraries
 from services.evidence.features import (
     FeatureChoice,
     Geometry,
@@ -330,6 +331,7 @@ class EvidenceService:
         for meta in store.list_metas():
             if not self._compatible(meta):
                 raise mismatch_error(key_of(meta), meta.get("backbone_id", "?"), self.backbone_id)
+        self.defects = DefectLibraries(self)  # each product's confirmed defects, beside its bank
 
     @classmethod
     def from_settings(

@@ -10,8 +10,10 @@ import grpc
 from echo.v1 import common_pb2, evidence_pb2, evidence_pb2_grpc
 from services.common.errors import grpc_errors
 from services.common.images import encode_png, image_bytes
+from services.common.values import Box
 from services.evidence.calibration import Calibration
 from services.evidence.core import BankInfo, EvidenceResult, EvidenceService
+from services.evidence.defects import DefectEntry
 
 
 def _calibration(c: Calibration | None) -> evidence_pb2.Calibration | None:
@@ -75,6 +77,24 @@ def _bank(b: BankInfo) -> evidence_pb2.BankInfo:
         calibration=_calibration(b.calibration),
         self_config=_self_config(b.self_config),
         global_calibration=_calibration(b.global_calibration),
+    )
+
+
+def _box(b: Box) -> common_pb2.EvidenceBox:
+    return common_pb2.EvidenceBox(**vars(b))
+
+
+def _box_in(request: evidence_pb2.AddDefectRequest | evidence_pb2.ClassifyDefectRequest) -> Box | None:
+    """The request's box, None when unset (the evidence's top box then)."""
+    if not request.HasField("box"):
+        return None
+    b = request.box
+    return Box(b.x0, b.y0, b.x1, b.y1, b.score, b.region, b.area, b.above_threshold)
+
+
+def _entry(e: DefectEntry) -> evidence_pb2.DefectEntry:
+    return evidence_pb2.DefectEntry(
+        sha256=e.sha256, defect_type=e.defect_type, box=_box(e.box), inspection_id=e.inspection_id, added_at=e.added_at
     )
 
 
@@ -157,6 +177,54 @@ class EvidenceServicer(evidence_pb2_grpc.EvidenceServicer):
         r = request
         n = await asyncio.to_thread(self.service.delete_bank, r.line_id, r.dataset, r.category, list(r.sha256))
         return evidence_pb2.DeleteBankResponse(deleted_images=n)
+
+    @grpc_errors
+    async def AddDefect(
+        self, request: evidence_pb2.AddDefectRequest, context: grpc.aio.ServicerContext
+    ) -> evidence_pb2.AddDefectResponse:
+        r = request
+        image = await asyncio.to_thread(image_bytes, r.image, field="image")
+        res = await asyncio.to_thread(
+            self.service.defects.add,
+            r.line_id, r.dataset, r.category, image, r.defect_type, _box_in(r), r.inspection_id,
+        )  # fmt: skip
+        return evidence_pb2.AddDefectResponse(
+            added=res.added, entry=_entry(res.entry), library_size=res.library_size, types=res.types
+        )
+
+    @grpc_errors
+    async def RemoveDefect(
+        self, request: evidence_pb2.RemoveDefectRequest, context: grpc.aio.ServicerContext
+    ) -> evidence_pb2.RemoveDefectResponse:
+        r = request
+        removed, size = await asyncio.to_thread(self.service.defects.remove, r.line_id, r.dataset, r.category, r.sha256)
+        return evidence_pb2.RemoveDefectResponse(removed=removed, library_size=size)
+
+    @grpc_errors
+    async def ClassifyDefect(
+        self, request: evidence_pb2.ClassifyDefectRequest, context: grpc.aio.ServicerContext
+    ) -> evidence_pb2.ClassifyDefectResponse:
+        r = request
+        image = await asyncio.to_thread(image_bytes, r.image, field="image")
+        res = await self.service.defects.classify(
+            r.line_id, r.dataset, r.category, image, _box_in(r), list(r.candidate_types), r.k
+        )
+        c = res.classified
+        nearest_image = b""
+        if r.return_nearest_image:
+            key = self.service._key(r.line_id, r.dataset, r.category)
+            nearest_image = await asyncio.to_thread(self.service.defects.store.get_image, key, c.nearest.sha256) or b""
+        return evidence_pb2.ClassifyDefectResponse(
+            nearest_image=nearest_image,
+            defect_type=c.defect_type,
+            votes=[
+                evidence_pb2.DefectVote(defect_type=v.defect_type, weight=v.weight, distance=v.distance)
+                for v in c.votes
+            ],
+            library_size=c.library_size,
+            box=_box(res.box),
+            nearest=_entry(c.nearest),
+        )
 
     async def close(self) -> None:
         """Stop the pipeline and its threads."""

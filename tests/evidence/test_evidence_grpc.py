@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from echo.v1 import common_pb2, evidence_pb2, evidence_pb2_grpc
+from services.common.images import sha256_hex
 from services.common.serving import channel_options, start_server
 from services.config import load_settings
 from services.evidence.server import SERVICE_NAME, build_stage
@@ -79,7 +80,55 @@ async def test_a_product_is_onboarded_analyzed_listed_and_deleted_over_grpc(
     assert not (await stub.BankStats(evidence_pb2.BankStatsRequest())).banks
 
 
+async def test_defects_are_added_classified_and_removed_over_grpc(
+    stub: evidence_pb2_grpc.EvidenceStub, fabric: Product
+) -> None:
+    where = {"line_id": "line-7", "dataset": DATASET, "category": "woven_fabric"}
+    await stub.AddNormalImages(evidence_pb2.AddBankImagesRequest(**where, images=images(fabric.normals)))
+    for d in fabric.defective:  # no box: the evidence's top box on the image
+        added = await stub.AddDefect(
+            evidence_pb2.AddDefectRequest(**where, image=common_pb2.Image(data=d.image), defect_type=d.defect)
+        )
+        assert added.added and added.entry.box.x1 > added.entry.box.x0
+    assert dict(added.types) == {d.defect: 1 for d in fabric.defective} and added.library_size == 3
+    d = fabric.defective[0]
+    res = await stub.ClassifyDefect(
+        evidence_pb2.ClassifyDefectRequest(**where, image=common_pb2.Image(data=d.image), return_nearest_image=True)
+    )
+    assert res.defect_type == d.defect and res.nearest_image == d.image and res.nearest.sha256 == sha256_hex(d.image)
+    assert res.votes[0].defect_type == d.defect and res.library_size == 3
+    gone = await stub.RemoveDefect(evidence_pb2.RemoveDefectRequest(**where, sha256=res.nearest.sha256))
+    assert (gone.removed, gone.library_size) == (1, 2)
+
+
 BAD_REQUESTS = [
+    (
+        evidence_pb2.AddDefectRequest(
+            dataset=DATASET, category="screw", image=common_pb2.Image(data=b"x"), defect_type="crack"
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "no evidence bank for line 'default', dataset 'Synthetic', category 'screw': add normal images",
+    ),
+    (
+        evidence_pb2.AddDefectRequest(dataset=DATASET, category="screw", image=common_pb2.Image(data=b"x")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "defect_type: '' is not a defect type",
+    ),
+    (
+        evidence_pb2.AddDefectRequest(dataset=DATASET, category="screw", defect_type="crack"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "image: is missing",
+    ),
+    (
+        evidence_pb2.ClassifyDefectRequest(dataset=DATASET, category="screw", image=common_pb2.Image(data=b"")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "image: data is empty",
+    ),
+    (
+        evidence_pb2.RemoveDefectRequest(dataset=DATASET, category="screw", sha256="abc"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "sha256:",
+    ),
     (
         evidence_pb2.AnalyzeRequest(dataset=DATASET, category="screw", image=common_pb2.Image(data=b"x")),
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -135,6 +184,9 @@ async def test_bad_requests_get_a_status_naming_the_field(stub: evidence_pb2_grp
         evidence_pb2.AnalyzeRequest: stub.Analyze,
         evidence_pb2.AddBankImagesRequest: stub.AddNormalImages,
         evidence_pb2.DeleteBankRequest: stub.DeleteBank,
+        evidence_pb2.AddDefectRequest: stub.AddDefect,
+        evidence_pb2.RemoveDefectRequest: stub.RemoveDefect,
+        evidence_pb2.ClassifyDefectRequest: stub.ClassifyDefect,
     }
     for request, code, message in BAD_REQUESTS:
         with pytest.raises(grpc.aio.AioRpcError) as e:

@@ -183,7 +183,7 @@ class HeatMap(_message.Message):
     def __init__(self, png: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., scale: _Optional[float] = ...) -> None: ...
 
 class TraceEvidence(_message.Message):
-    __slots__ = ("score", "threshold", "anomalous", "boxes", "backbone_id", "summary", "sent_as_text", "sent_as_image", "heatmap", "overlay_png", "review_threshold", "band")
+    __slots__ = ("score", "threshold", "anomalous", "boxes", "backbone_id", "summary", "sent_as_text", "sent_as_image", "heatmap", "overlay_png", "defect_type", "defect_summary", "review_threshold", "band")
     SCORE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ANOMALOUS_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +194,8 @@ class TraceEvidence(_message.Message):
     SENT_AS_IMAGE_FIELD_NUMBER: _ClassVar[int]
     HEATMAP_FIELD_NUMBER: _ClassVar[int]
     OVERLAY_PNG_FIELD_NUMBER: _ClassVar[int]
+    DEFECT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFECT_SUMMARY_FIELD_NUMBER: _ClassVar[int]
     REVIEW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     BAND_FIELD_NUMBER: _ClassVar[int]
     score: float
@@ -206,9 +208,11 @@ class TraceEvidence(_message.Message):
     sent_as_image: bool
     heatmap: HeatMap
     overlay_png: bytes
+    defect_type: str
+    defect_summary: str
     review_threshold: float
     band: str
-    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[EvidenceBox, _Mapping]]] = ..., backbone_id: _Optional[str] = ..., summary: _Optional[str] = ..., sent_as_text: _Optional[bool] = ..., sent_as_image: _Optional[bool] = ..., heatmap: _Optional[_Union[HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ..., review_threshold: _Optional[float] = ..., band: _Optional[str] = ...) -> None: ...
+    def __init__(self, score: _Optional[float] = ..., threshold: _Optional[float] = ..., anomalous: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[EvidenceBox, _Mapping]]] = ..., backbone_id: _Optional[str] = ..., summary: _Optional[str] = ..., sent_as_text: _Optional[bool] = ..., sent_as_image: _Optional[bool] = ..., heatmap: _Optional[_Union[HeatMap, _Mapping]] = ..., overlay_png: _Optional[bytes] = ..., defect_type: _Optional[str] = ..., defect_summary: _Optional[str] = ..., review_threshold: _Optional[float] = ..., band: _Optional[str] = ...) -> None: ...
 
 class Trace(_message.Message):
     __slots__ = ("question_type", "type_confidence", "type_from_client", "dataset", "category", "category_confidence", "category_inferred", "experts_used", "references", "knowledge_entry_ids", "knowledge_passage_ids", "timings", "model_ids", "degraded", "prompt", "unparsed", "raw_reply", "reasoning", "reference_mode", "knowledge_mode", "answer_format", "option_scores", "prompt_sha256", "evidence", "verdict_source", "evidence_disagrees", "model_answer", "review", "review_reason")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from echo.v1 import common_pb2 as echo_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65\x63ho/v1/decision.proto\x12\x07\x65\x63ho.v1\x1a\x14\x65\x63ho/v1/common.proto\"\xdc\x02\n\rDecideRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x0bquery_image\x18\x02 \x01(\x0b\x32\x0e.echo.v1.Image\x12(\n\x10reference_images\x18\x03 \x03(\x0b\x32\x0e.echo.v1.Image\x12\x11\n\tknowledge\x18\x04 \x01(\t\x12#\n\x08question\x18\x05 \x01(\x0b\x32\x11.echo.v1.Question\x12\x11\n\treasoning\x18\x06 \x01(\x08\x12,\n\ranswer_format\x18\x07 \x01(\x0e\x32\x15.echo.v1.AnswerFormat\x12\x15\n\rreturn_prompt\x18\x08 \x01(\x08\x12\x1c\n\x14max_reasoning_tokens\x18\t \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\n \x01(\t\x12(\n\x08\x65vidence\x18\x0b \x01(\x0b\x32\x16.echo.v1.TraceEvidence\"\xe6\x02\n\x0e\x44\x65\x63ideResponse\x12\x0e\n\x06\x61nswer\x18\x01 \x01(\t\x12\x10\n\x08unparsed\x18\x02 \x01(\x08\x12\x11\n\traw_reply\x18\x03 \x01(\t\x12\x11\n\treasoning\x18\x04 \x01(\t\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x10\n\x08model_id\x18\x06 \x01(\t\x12\x12\n\ncompute_ms\x18\x07 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x08 \x01(\x01\x12\x15\n\rprompt_tokens\x18\t \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\n \x01(\x05\x12\x33\n\x06scores\x18\x0b \x03(\x0b\x32#.echo.v1.DecideResponse.ScoresEntry\x12\x15\n\rprompt_sha256\x18\x0c \x01(\t\x12\x12\n\nmodel_kind\x18\r \x01(\t\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"I\n\x0f\x43ompleteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\"x\n\x10\x43ompleteResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x15\n\rprompt_tokens\x18\x03 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x05\x12\x12\n\ncompute_ms\x18\x05 \x01(\x01\x32\x86\x01\n\x08\x44\x65\x63ision\x12\x39\n\x06\x44\x65\x63ide\x12\x16.echo.v1.DecideRequest\x1a\x17.echo.v1.DecideResponse\x12?\n\x08\x43omplete\x12\x18.echo.v1.CompleteRequest\x1a\x19.echo.v1.CompleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65\x63ho/v1/decision.proto\x12\x07\x65\x63ho.v1\x1a\x14\x65\x63ho/v1/common.proto\"\xa1\x03\n\rDecideRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x0bquery_image\x18\x02 \x01(\x0b\x32\x0e.echo.v1.Image\x12(\n\x10reference_images\x18\x03 \x03(\x0b\x32\x0e.echo.v1.Image\x12\x11\n\tknowledge\x18\x04 \x01(\t\x12#\n\x08question\x18\x05 \x01(\x0b\x32\x11.echo.v1.Question\x12\x11\n\treasoning\x18\x06 \x01(\x08\x12,\n\ranswer_format\x18\x07 \x01(\x0e\x32\x15.echo.v1.AnswerFormat\x12\x15\n\rreturn_prompt\x18\x08 \x01(\x08\x12\x1c\n\x14max_reasoning_tokens\x18\t \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\n \x01(\t\x12(\n\x08\x65vidence\x18\x0b \x01(\x0b\x32\x16.echo.v1.TraceEvidence\x12&\n\x0e\x64\x65\x66\x65\x63t_example\x18\x0c \x01(\x0b\x32\x0e.echo.v1.Image\x12\x1b\n\x13\x64\x65\x66\x65\x63t_example_type\x18\r \x01(\t\"\xe6\x02\n\x0e\x44\x65\x63ideResponse\x12\x0e\n\x06\x61nswer\x18\x01 \x01(\t\x12\x10\n\x08unparsed\x18\x02 \x01(\x08\x12\x11\n\traw_reply\x18\x03 \x01(\t\x12\x11\n\treasoning\x18\x04 \x01(\t\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x10\n\x08model_id\x18\x06 \x01(\t\x12\x12\n\ncompute_ms\x18\x07 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x08 \x01(\x01\x12\x15\n\rprompt_tokens\x18\t \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\n \x01(\x05\x12\x33\n\x06scores\x18\x0b \x03(\x0b\x32#.echo.v1.DecideResponse.ScoresEntry\x12\x15\n\rprompt_sha256\x18\x0c \x01(\t\x12\x12\n\nmodel_kind\x18\r \x01(\t\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"I\n\x0f\x43ompleteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\"x\n\x10\x43ompleteResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x15\n\rprompt_tokens\x18\x03 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x05\x12\x12\n\ncompute_ms\x18\x05 \x01(\x01\x32\x86\x01\n\x08\x44\x65\x63ision\x12\x39\n\x06\x44\x65\x63ide\x12\x16.echo.v1.DecideRequest\x1a\x17.echo.v1.DecideResponse\x12?\n\x08\x43omplete\x12\x18.echo.v1.CompleteRequest\x1a\x19.echo.v1.CompleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,15 +35,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECIDERESPONSE_SCORESENTRY']._loaded_options = None
   _globals['_DECIDERESPONSE_SCORESENTRY']._serialized_options = b'8\001'
   _globals['_DECIDEREQUEST']._serialized_start=58
-  _globals['_DECIDEREQUEST']._serialized_end=406
-  _globals['_DECIDERESPONSE']._serialized_start=409
-  _globals['_DECIDERESPONSE']._serialized_end=767
-  _globals['_DECIDERESPONSE_SCORESENTRY']._serialized_start=722
-  _globals['_DECIDERESPONSE_SCORESENTRY']._serialized_end=767
-  _globals['_COMPLETEREQUEST']._serialized_start=769
-  _globals['_COMPLETEREQUEST']._serialized_end=842
-  _globals['_COMPLETERESPONSE']._serialized_start=844
-  _globals['_COMPLETERESPONSE']._serialized_end=964
-  _globals['_DECISION']._serialized_start=967
-  _globals['_DECISION']._serialized_end=1101
+  _globals['_DECIDEREQUEST']._serialized_end=475
+  _globals['_DECIDERESPONSE']._serialized_start=478
+  _globals['_DECIDERESPONSE']._serialized_end=836
+  _globals['_DECIDERESPONSE_SCORESENTRY']._serialized_start=791
+  _globals['_DECIDERESPONSE_SCORESENTRY']._serialized_end=836
+  _globals['_COMPLETEREQUEST']._serialized_start=838
+  _globals['_COMPLETEREQUEST']._serialized_end=911
+  _globals['_COMPLETERESPONSE']._serialized_start=913
+  _globals['_COMPLETERESPONSE']._serialized_end=1033
+  _globals['_DECISION']._serialized_start=1036
+  _globals['_DECISION']._serialized_end=1170
 # @@protoc_insertion_point(module_scope)

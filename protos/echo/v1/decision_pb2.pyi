@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DecideRequest(_message.Message):
-    __slots__ = ("request_id", "query_image", "reference_images", "knowledge", "question", "reasoning", "answer_format", "return_prompt", "max_reasoning_tokens", "category", "evidence")
+    __slots__ = ("request_id", "query_image", "reference_images", "knowledge", "question", "reasoning", "answer_format", "return_prompt", "max_reasoning_tokens", "category", "evidence", "defect_example", "defect_example_type")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_IMAGE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,8 @@ class DecideRequest(_message.Message):
     MAX_REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    DEFECT_EXAMPLE_FIELD_NUMBER: _ClassVar[int]
+    DEFECT_EXAMPLE_TYPE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     query_image: _common_pb2.Image
     reference_images: _containers.RepeatedCompositeFieldContainer[_common_pb2.Image]
@@ -31,7 +33,9 @@ class DecideRequest(_message.Message):
     max_reasoning_tokens: int
     category: str
     evidence: _common_pb2.TraceEvidence
-    def __init__(self, request_id: _Optional[str] = ..., query_image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., reference_images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., knowledge: _Optional[str] = ..., question: _Optional[_Union[_common_pb2.Question, _Mapping]] = ..., reasoning: _Optional[bool] = ..., answer_format: _Optional[_Union[_common_pb2.AnswerFormat, str]] = ..., return_prompt: _Optional[bool] = ..., max_reasoning_tokens: _Optional[int] = ..., category: _Optional[str] = ..., evidence: _Optional[_Union[_common_pb2.TraceEvidence, _Mapping]] = ...) -> None: ...
+    defect_example: _common_pb2.Image
+    defect_example_type: str
+    def __init__(self, request_id: _Optional[str] = ..., query_image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., reference_images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., knowledge: _Optional[str] = ..., question: _Optional[_Union[_common_pb2.Question, _Mapping]] = ..., reasoning: _Optional[bool] = ..., answer_format: _Optional[_Union[_common_pb2.AnswerFormat, str]] = ..., return_prompt: _Optional[bool] = ..., max_reasoning_tokens: _Optional[int] = ..., category: _Optional[str] = ..., evidence: _Optional[_Union[_common_pb2.TraceEvidence, _Mapping]] = ..., defect_example: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., defect_example_type: _Optional[str] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("answer", "unparsed", "raw_reply", "reasoning", "prompt", "model_id", "compute_ms", "preprocess_ms", "prompt_tokens", "completion_tokens", "scores", "prompt_sha256", "model_kind")

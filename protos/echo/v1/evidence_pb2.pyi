@@ -299,7 +299,7 @@ class RemoveDefectResponse(_message.Message):
     def __init__(self, removed: _Optional[int] = ..., library_size: _Optional[int] = ...) -> None: ...
 
 class ClassifyDefectRequest(_message.Message):
-    __slots__ = ("line_id", "dataset", "category", "image", "box", "candidate_types", "k")
+    __slots__ = ("line_id", "dataset", "category", "image", "box", "candidate_types", "k", "return_nearest_image")
     LINE_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -307,6 +307,7 @@ class ClassifyDefectRequest(_message.Message):
     BOX_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_TYPES_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
+    RETURN_NEAREST_IMAGE_FIELD_NUMBER: _ClassVar[int]
     line_id: str
     dataset: str
     category: str
@@ -314,7 +315,8 @@ class ClassifyDefectRequest(_message.Message):
     box: _common_pb2.EvidenceBox
     candidate_types: _containers.RepeatedScalarFieldContainer[str]
     k: int
-    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.EvidenceBox, _Mapping]] = ..., candidate_types: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ...) -> None: ...
+    return_nearest_image: bool
+    def __init__(self, line_id: _Optional[str] = ..., dataset: _Optional[str] = ..., category: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., box: _Optional[_Union[_common_pb2.EvidenceBox, _Mapping]] = ..., candidate_types: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., return_nearest_image: _Optional[bool] = ...) -> None: ...
 
 class DefectVote(_message.Message):
     __slots__ = ("defect_type", "weight", "distance")
@@ -327,13 +329,17 @@ class DefectVote(_message.Message):
     def __init__(self, defect_type: _Optional[str] = ..., weight: _Optional[float] = ..., distance: _Optional[float] = ...) -> None: ...
 
 class ClassifyDefectResponse(_message.Message):
-    __slots__ = ("defect_type", "votes", "library_size", "box")
+    __slots__ = ("defect_type", "votes", "library_size", "box", "nearest", "nearest_image")
     DEFECT_TYPE_FIELD_NUMBER: _ClassVar[int]
     VOTES_FIELD_NUMBER: _ClassVar[int]
     LIBRARY_SIZE_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
+    NEAREST_FIELD_NUMBER: _ClassVar[int]
+    NEAREST_IMAGE_FIELD_NUMBER: _ClassVar[int]
     defect_type: str
     votes: _containers.RepeatedCompositeFieldContainer[DefectVote]
     library_size: int
     box: _common_pb2.EvidenceBox
-    def __init__(self, defect_type: _Optional[str] = ..., votes: _Optional[_Iterable[_Union[DefectVote, _Mapping]]] = ..., library_size: _Optional[int] = ..., box: _Optional[_Union[_common_pb2.EvidenceBox, _Mapping]] = ...) -> None: ...
+    nearest: DefectEntry
+    nearest_image: bytes
+    def __init__(self, defect_type: _Optional[str] = ..., votes: _Optional[_Iterable[_Union[DefectVote, _Mapping]]] = ..., library_size: _Optional[int] = ..., box: _Optional[_Union[_common_pb2.EvidenceBox, _Mapping]] = ..., nearest: _Optional[_Union[DefectEntry, _Mapping]] = ..., nearest_image: _Optional[bytes] = ...) -> None: ...
