@@ -239,3 +239,27 @@ def test_the_cli_lists_shows_and_confirms_and_the_export_says_whose_verdict_and_
     rows = {r["request_id"]: r for r in csv.DictReader(io.StringIO(exported.stdout))}
     assert rows["cli-part"]["review"] == "confirmed good by shift-lead"
     assert rows["cli-part"]["verdict_source"].startswith("evidence")
+
+
+def test_good_then_defect_the_later_stands_the_bank_and_library_follow_and_the_audit_keeps_both(desk: Desk) -> None:
+    def bank() -> tuple[int, int]:
+        p = next(p for p in lead.list_products(LINE).products if p.category == "screw")
+        return p.normal_images, p.evidence_bank_images
+
+    with desk.client("lead") as lead:
+        resp = _inspect(lead, _normal_png(6000), "changed-mind")
+        top = resp.trace.evidence.boxes[0]
+        before = bank()
+        lead.confirm_review(LINE, "changed-mind", "good")
+        assert bank() == (before[0] + 1, before[1] + 1)
+        defect = lead.confirm_review(LINE, "changed-mind", "defect", defect_type="crack")
+        assert defect.changed and defect.defect_library_size >= 1
+        assert "it was good by shift-lead" in defect.message and "left the normal memory" in defect.message
+        assert bank() == before  # the image left the memory and the bank again (the existing delete path)
+        box = defect.confirmation.box  # no box given: the evidence's top box
+        assert (box.x0, box.y0, box.x1, box.y1) == (top.x0, top.y0, top.x1, top.y1)
+        item = lead.list_reviews(LINE, inspection_id="changed-mind").items[0]
+        assert [(c.verdict, c.defect_type) for c in item.confirmations] == [(1, ""), (2, "crack")]
+        good_again = lead.confirm_review(LINE, "changed-mind", "good")
+        assert "left the defect library" in good_again.message and bank() == (before[0] + 1, before[1] + 1)
+        assert len(lead.list_reviews(LINE, inspection_id="changed-mind").items[0].confirmations) == 3
