@@ -199,7 +199,8 @@ def print_response(resp) -> None:  # type: ignore[no-untyped-def]
 
 
 def verdict_lines(t) -> list[str]:  # type: ignore[no-untyped-def]
-    """Where the verdict comes from, the evidence (score, threshold, verdict, top region) and a disagreement."""
+    """Where the verdict comes from, the evidence (score, threshold, verdict, top region), a disagreement, and
+    whether the answer waits for a person's review."""
     from services.gateway.verdict import evidence_words
 
     lines = [f"verdict from  {t.verdict_source}"] if t.verdict_source else []
@@ -211,6 +212,8 @@ def verdict_lines(t) -> list[str]:  # type: ignore[no-untyped-def]
         lines.append(f"model answer  {t.model_answer} (the evidence answered instead)")
     if t.evidence_disagrees:
         lines.append("[bold red]DISAGREEMENT[/bold red]  the decision model's answer and the evidence disagree")
+    if t.review:
+        lines.append(f"[bold yellow]review[/bold yellow]        {t.review}: {t.review_reason} (`echo-iad review list`)")
     return lines
 
 
