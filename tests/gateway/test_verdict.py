@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.common.values import Box
 from services.gateway.domain import Evidence
-from services.gateway.verdict import evidence_words, settle
+from services.gateway.verdict import evidence_words, review_of, settle
 from services.mmad.types import ANOMALY_DETECTION, DEFECT_CLASSIFICATION
 
 AD = {"A": "Yes.", "B": "No."}
@@ -76,3 +76,14 @@ def test_the_evidence_backend_and_the_baselines_keep_their_answers() -> None:
 def test_evidence_words_name_score_threshold_verdict_and_top_region() -> None:
     assert evidence_words(20.0, 39.0, False, "top left") == "normal: score 20 <= threshold 39, top region top left"
     assert evidence_words(44.9, 39.0, True) == "anomalous: score 44.9 > threshold 39"
+
+
+def test_a_part_in_the_review_band_or_a_disagreement_is_queued_for_review_and_says_why() -> None:
+    in_band = Evidence(36.0, 39.0, False, [], "wrn50", "summary", review_threshold=33.0, band="review")
+    assert review_of(in_band, disagrees=False) == "the evidence scored 36 in the review band (33 to 39)"
+    both = review_of(in_band, disagrees=True)
+    assert both.startswith("the evidence scored 36") and both.endswith("the decision model and the evidence disagree")
+    passed = Evidence(20.0, 39.0, False, [], "wrn50", "summary", review_threshold=33.0, band="pass")
+    assert review_of(passed, disagrees=False) == "" and review_of(None, disagrees=False) == ""
+    no_band = _evidence(True)  # band "": the evidence stage gives none, nothing is queued for it
+    assert review_of(no_band, disagrees=False) == ""
