@@ -29,7 +29,7 @@ with atheris.instrument_imports(include=["services"]):
     import grpc
 
     from loadtests.kit.app import BackgroundServer
-    from loadtests.kit.fuzz import BAD_STRINGS, build, call, image_corpus, rpcs, verdict
+    from loadtests.kit.fuzz import BAD_STRINGS, Rpc, answer_leak, build, call_reply, image_corpus, rpcs, verdict
     from services.client import InspectorClient
     from services.common.images import encode_png
     from services.config import load_settings
@@ -57,6 +57,36 @@ class _Provided:
         return self.fdp.ConsumeBytes(self.fdp.ConsumeIntInRange(0, 2048))
 
 
+def _known_answers(channel: grpc.Channel, targets: list[Rpc], image: bytes) -> list[str]:
+    """Search and Stats over the memory just built, checked like every fuzzed answer: random line ids seldom
+    find that memory, and these are the answers that carry stored images' ids (never their paths)."""
+    from echo.v1 import common_pb2, embedding_pb2, retrieval_pb2
+
+    by_path = {r.path: r for r in targets}
+    embed = by_path["/echo.v1.Embedding/EmbedImages"]
+    code, details, reply = call_reply(
+        channel, embed, embedding_pb2.EmbedImagesRequest(images=[common_pb2.Image(data=image)]).SerializeToString()
+    )
+    if code != grpc.StatusCode.OK:
+        return [f"{embed.path}: the known image was refused ({code.name}: {details[:200]})"]
+    vector = embedding_pb2.EmbedImagesResponse.FromString(reply).embeddings[0].values
+    asks = {
+        "/echo.v1.Retrieval/Search": retrieval_pb2.SearchRequest(
+            vector=vector, line_id="line-1", category="screw", mode=common_pb2.K_SHOT, k=3
+        ),
+        "/echo.v1.Retrieval/Stats": retrieval_pb2.StatsRequest(line_id="line-1", list_limit=10),
+    }
+    problems = []
+    for path, req in asks.items():
+        body = req.SerializeToString()
+        code, details, reply = call_reply(channel, by_path[path], body)
+        if problem := verdict(code, details, body) or answer_leak(by_path[path], reply, body):
+            problems.append(f"{path}: {problem}")
+        elif not reply:
+            problems.append(f"{path}: the memory just built gave an empty answer")
+    return problems
+
+
 def main() -> None:
     import numpy as np
 
@@ -79,7 +109,7 @@ def main() -> None:
     channel = grpc.insecure_channel(server.address)
     targets, corpus = rpcs(), image_corpus()
     statuses: Counter[str] = Counter()
-    problems: list[str] = []
+    problems = _known_answers(channel, targets, images[0])
     started = time.monotonic()
 
     def finish() -> None:
@@ -124,9 +154,9 @@ def main() -> None:
                         else:
                             field.data = raw
             body = msg.SerializeToString()
-        code, details = call(channel, rpc, body)
+        code, details, reply = call_reply(channel, rpc, body)
         statuses[code.name] += 1
-        problem = verdict(code, details, body)
+        problem = verdict(code, details, body) or answer_leak(rpc, reply, body)
         if problem:
             problems.append(f"{rpc.path}: {problem}")
         if sum(statuses.values()) >= args.runs or time.monotonic() - started >= args.seconds:

@@ -368,10 +368,7 @@ class StageClients:
         req = decision_pb2.DecideRequest(
             request_id=ask.request_id,
             query_image=common_pb2.Image(data=ask.image),
-            reference_images=(
-                [common_pb2.Image(data=b) for b in ask.reference_images]
-                or [common_pb2.Image(uri=u) for u in ask.reference_uris]
-            ),
+            reference_images=[common_pb2.Image(data=b) for b in ask.reference_images],
             knowledge=ask.knowledge,
             question=common_pb2.Question(
                 text=ask.question,

@@ -25,6 +25,7 @@ from services.common.images import (
     ImageStore,
     check_header,
     check_sha256,
+    content_id,
     image_suffix,
     sha256_hex,
 )
@@ -80,6 +81,7 @@ class _Run:
     query_sha: str
     trace: Trace = field(default_factory=Trace)
     references: list[Reference] = field(default_factory=list)
+    reference_images: list[bytes] = field(default_factory=list)  # their bytes, as the decision stage gets them
     knowledge: str = ""
     passages: list[Passage] = field(default_factory=list)
     evidence_images: EvidenceImages | None = None
@@ -260,7 +262,7 @@ class Inspector:
             if need_category:
                 await self._infer_category(run, vector)
             if use_search:
-                run.references = await self._search(run, vector)
+                run.references, run.reference_images = await self._search(run, vector)
 
         if need_category or use_search:
             if use_knowledge and not need_category:  # both at once; every failure reaches the caller
@@ -284,6 +286,7 @@ class Inspector:
             run.references = [
                 Reference(f"request:{n}", 0.0, "", trace.category, sha256_hex(b)) for n, b in enumerate(refs)
             ]
+            run.reference_images = list(refs)
             trace.reference_mode = "1-shot" if len(refs) == 1 else "k-shot"
         if use_reference and run.references:
             trace.experts_used.append("reference")
@@ -299,8 +302,7 @@ class Inspector:
         ask = DecisionAsk(
             request_id=request_id,
             image=i.image,
-            reference_uris=[r.uri for r in run.references],
-            reference_images=list(i.references) if "reference" in trace.experts_used else [],
+            reference_images=run.reference_images if "reference" in trace.experts_used else [],
             knowledge=run.knowledge,
             question=i.question,
             options=i.options,
@@ -426,7 +428,8 @@ class Inspector:
         self._category_vectors[key] = (time.monotonic(), vectors)
         return vectors
 
-    async def _search(self, run: _Run, vector: list[float]) -> list[Reference]:
+    async def _search(self, run: _Run, vector: list[float]) -> tuple[list[Reference], list[bytes]]:
+        """The memory's references for this query and their bytes (see `_reference_bytes`)."""
         i, trace = run.inspection, run.trace
         mode = trace.reference_mode
         k = (i.k_shots or self.settings.default_k_shots) if mode == "k-shot" else 1
@@ -445,7 +448,24 @@ class Inspector:
             ),
         )
         run.set_compute("retrieval", compute_ms)
-        return hits
+        return await run.timed("retrieval.images", self._reference_bytes(run, hits))
+
+    async def _reference_bytes(self, run: _Run, hits: list[Reference]) -> tuple[list[Reference], list[bytes]]:
+        """Each hit's bytes, read here by content id and sent to the decision stage as reference_images.
+
+        Search answers content ids only (no server path in any answer, issue 25), so the gateway resolves them:
+        it already holds the image store (it writes every normal image there), while the decision stage has no
+        store of its own and, under Ray Serve, runs on another node that may not mount it. Bytes travel to the
+        decision stage the way a caller's own references do. The hits come from this line's memory, so the
+        Stats membership check of `get_image` would be a redundant round trip. A hit whose image is gone from
+        the store (or unreadable) is left out and the trace says so, rather than failing the inspection.
+        """
+        found = await asyncio.to_thread(_read_by_sha256, self.image_store, [h.sha256 for h in hits])
+        kept = [(h, data) for h, data in zip(hits, found, strict=True) if data is not None]
+        missing = [content_id(h.sha256) for h, data in zip(hits, found, strict=True) if data is None]
+        if missing:
+            run.trace.degraded.append(f"reference: {', '.join(missing)} missing from the image store, left out")
+        return [h for h, _ in kept], [data for _, data in kept]
 
     async def _knowledge(self, run: _Run) -> None:
         i, trace = run.inspection, run.trace
@@ -647,6 +667,18 @@ class Inspector:
             why = f" (the knowledge stage is degraded: {'; '.join(found.degraded)})" if found.degraded else ""
             raise NotFound(f"no knowledge entry for {dataset}/{category}{why}")
         return found
+
+
+def _read_by_sha256(store: ImageStore, shas: list[str]) -> list[bytes | None]:
+    """Each image's bytes from the store; None where it is missing or the store cannot read it (a store outage
+    leaves references out, as a retrieval outage does, instead of failing the inspection)."""
+    out: list[bytes | None] = []
+    for sha in shas:
+        try:
+            out.append(store.get_by_sha256(sha))
+        except (OSError, InvalidArgument):
+            out.append(None)
+    return out
 
 
 def _knowledge_for(entries: list[Entry], dataset: str, category: str) -> Entry | None:

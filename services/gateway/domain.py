@@ -265,7 +265,6 @@ class DecisionAsk:
 
     request_id: str
     image: bytes
-    reference_uris: list[str]
     knowledge: str
     question: str
     options: dict[str, str]
@@ -274,7 +273,7 @@ class DecisionAsk:
     answer_format: str
     return_prompt: bool
     category: str
-    reference_images: list[bytes] = field(default_factory=list)  # sent as bytes instead of reference_uris
+    reference_images: list[bytes] = field(default_factory=list)  # bytes, never paths: stages may not share a disk
     evidence: Evidence | None = None  # sent_as_text / sent_as_image say what the prompt shows
     evidence_overlay: bytes = b""  # the overlay as the extra image, when sent_as_image
 

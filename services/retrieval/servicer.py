@@ -33,8 +33,11 @@ def _timed_call(fn: Callable[[], T]) -> tuple[T, float]:
 
 
 def _reference(hit: Hit) -> common_pb2.Reference:
+    """A hit as callers see it: its content id, never where the image store keeps the file (issue 25)."""
     p = hit.point
-    return common_pb2.Reference(id=p.id, score=hit.score, uri=p.uri, category=p.category, sha256=p.sha256)
+    return common_pb2.Reference(
+        id=p.id, score=hit.score, uri=content_id(p.sha256), category=p.category, sha256=p.sha256
+    )
 
 
 def _point_pb(p: MemoryPoint) -> retrieval_pb2.MemoryPoint:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -140,6 +141,36 @@ def test_the_callers_own_references_replace_the_memory_search(client, dataset) -
     with pytest.raises(grpc.RpcError) as err:
         _ask(client, dataset, sample, q, references=[b"not an image"])
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and err.value.details().startswith("references[0]")
+
+
+def test_memory_references_reach_the_decision_model_as_the_stored_bytes(client, dataset) -> None:  # type: ignore[no-untyped-def]
+    """Search answers content ids only; the gateway sends the images themselves, so the decision stage sees the
+    same prompt (text and image hashes) as when the caller sends those bytes as its own reference."""
+    sample, q = _first(dataset, "Anomaly Detection", normal=False)
+    searched = _ask(client, dataset, sample, q, reference_mode="1-shot*", return_prompt=True).trace
+    ref = searched.references[0]
+    assert ref.uri == f"sha256:{ref.sha256}" and "reference" in searched.experts_used and not searched.degraded
+    assert searched.prompt.count("<|image_pad|>") >= 2  # the reference and the query
+    stored = client.get_image(LINE, ref.sha256).data
+    sent = _ask(client, dataset, sample, q, references=[stored], return_prompt=True).trace
+    assert sent.prompt == searched.prompt and sent.prompt_sha256 == searched.prompt_sha256
+
+
+def test_a_reference_gone_from_the_image_store_is_left_out_and_said(client, dataset, server) -> None:  # type: ignore[no-untyped-def]
+    sample, q = _first(dataset, "Anomaly Detection", normal=False)
+    ref = _ask(client, dataset, sample, q, reference_mode="1-shot*").trace.references[0]
+    (path,) = Path(server.settings.retrieval.image_store).glob(f"{ref.sha256[:2]}/{ref.sha256}.*")
+    aside = path.parent.parent / f"{path.name}.aside"  # out of the folder the store looks in
+    path.rename(aside)
+    try:
+        t = _ask(client, dataset, sample, q, reference_mode="1-shot*").trace
+    finally:
+        aside.rename(path)
+    assert not t.references and "reference" not in t.experts_used
+    assert [d for d in t.degraded if d.startswith("reference:")] == [
+        f"reference: sha256:{ref.sha256} missing from the image store, left out"
+    ]
+    assert not any(str(path.parent) in d for d in t.degraded)
 
 
 def test_an_object_classification_prompt_never_names_the_category(client, dataset) -> None:  # type: ignore[no-untyped-def]

@@ -73,6 +73,7 @@ async def test_upsert_search_stats_infer_and_delete_over_grpc(
     assert [h.sha256 for h in best.hits] == [sha256_hex(target.normal)] and best.hits[0].score > 0.5
     k_shot = await stub.Search(retrieval_pb2.SearchRequest(**base, mode=common_pb2.K_SHOT, k=3))
     assert len(k_shot.hits) == 3 and {h.category for h in k_shot.hits} == {target.category}
+    assert [h.uri for h in k_shot.hits] == [f"sha256:{h.sha256}" for h in k_shot.hits]  # never the stored path
     rand = [
         await stub.Search(retrieval_pb2.SearchRequest(**base, mode=common_pb2.ONE_SHOT_RANDOM, seed=s)) for s in (7, 7)
     ]
@@ -83,6 +84,7 @@ async def test_upsert_search_stats_infer_and_delete_over_grpc(
     assert stats.total == len(scenes) and stats.dim == encoder.dim and stats.engine.startswith("qdrant")
     assert {c.category: c.count for c in stats.counts} == {s.category: 6 for s in scenes}
     seen = [p.id for p in stats.points]
+    assert stats.points and all(p.uri == f"sha256:{p.sha256}" for p in stats.points)
     while stats.next_page_token:
         stats = await stub.Stats(
             retrieval_pb2.StatsRequest(line_id="line-1", list_limit=5, page_token=stats.next_page_token)

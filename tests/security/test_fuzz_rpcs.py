@@ -18,8 +18,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.background import BackgroundServer
-from echo.v1 import common_pb2, embedding_pb2
-from loadtests.kit.fuzz import BAD_STRINGS, Rpc, build, call, image_corpus, malformed, png_bomb, rpcs, verdict
+from echo.v1 import common_pb2, embedding_pb2, retrieval_pb2
+from loadtests.kit.fuzz import (
+    BAD_STRINGS,
+    Rpc,
+    answer_leak,
+    build,
+    call,
+    image_corpus,
+    malformed,
+    png_bomb,
+    rpcs,
+    verdict,
+)
 from services.client import InspectorClient
 from services.common.images import encode_png
 from services.mmad.render import render_normal
@@ -141,3 +152,17 @@ def test_the_leak_check_finds_paths_addresses_and_reprs_but_not_the_callers_own_
     found = leak(message)
     assert found is not None and found.startswith(kind)
     assert leak("image.uri: '/etc/passwd' is not a content id", b"\x12\x0b/etc/passwd") is None
+
+
+def test_the_answer_check_flags_a_server_path_in_a_search_answer_but_not_a_content_id() -> None:
+    search = next(r for r in RPCS if r.path == "/echo.v1.Retrieval/Search")
+    sha = "ef" * 32
+
+    def hits(uri: str) -> bytes:
+        hit = common_pb2.Reference(id="a", uri=uri, sha256=sha)
+        return retrieval_pb2.SearchResponse(hits=[hit]).SerializeToString()
+
+    found = answer_leak(search, hits(f"/srv/echo-data/images/ef/{sha}.png"))
+    assert found is not None and found.startswith("answer shows a path")
+    assert answer_leak(search, hits(f"sha256:{sha}")) is None
+    assert answer_leak(search, hits("/data/mine.png"), b"\x12\x0d/data/mine.png") is None  # the caller's own words
