@@ -58,7 +58,7 @@ _HINTS: dict[ExitCode, str] = {
     ExitCode.PRECONDITION: "the server cannot do this yet: see the message",
     ExitCode.TIMEOUT: "the server is slow or overloaded: retry, or raise --deadline-ms",
     ExitCode.STAGE_DOWN: "a stage of the server is down or restarting: check the server's log, then retry",
-    ExitCode.DENIED: "the server refused these credentials",
+    ExitCode.DENIED: "the server refused these credentials",  # UNAUTHENTICATED; PERMISSION_DENIED: see below
     ExitCode.SERVER_ERROR: "this is a server bug: its log has the traceback",
 }
 
@@ -71,6 +71,7 @@ _NO_CONNECTION = re.compile(
 _SETTING = re.compile(r"over the limit of [^()]*\(([a-z_]+(?:\.[a-z_]+)+)\)")
 _FIELD = re.compile(r"^(?P<prefix>(?:[a-z]+ stage: [A-Z_]+: )?)(?P<field>[A-Za-z_][\w.]*(?:\[\d+\])?[\w.]*): ")
 _MESSAGE_TOO_LARGE = re.compile(r"(larger than max|message too large)", re.IGNORECASE)
+_NO_REVIEW_RIGHT = re.compile(r"lacks the right review: true")  # services/common/auth.py require_review_right
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,14 @@ def explain_rpc_error(
         return Problem(status, message, hint, ExitCode.LIMIT)
     if status == "RESOURCE_EXHAUSTED":
         return Problem(status, message, "the server is busy: retry with backoff", ExitCode.LIMIT)
+    if status == "PERMISSION_DENIED" and _NO_REVIEW_RIGHT.search(details):
+        hint = (
+            "the token is valid but lacks `review: true`: confirm with a token whose entry in the server's tokens "
+            "file (server.auth.tokens_file) has `review: true` for this line"
+        )
+        return Problem(status, message, hint, ExitCode.DENIED)
+    if status == "PERMISSION_DENIED":  # the token was accepted; this call is outside its rights
+        return Problem(status, message, "the token is valid but may not do this: see the message", ExitCode.DENIED)
     if status == "FAILED_PRECONDITION" and "no normal images" in details:
         return Problem(status, message, "add them first with `echo-iad product add`", ExitCode.PRECONDITION)
     kind = BY_STATUS.get(status, ExitCode.SERVER_ERROR)

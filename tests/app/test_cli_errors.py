@@ -215,3 +215,41 @@ def test_local_configuration_errors_name_the_file(tmp_path: Path) -> None:
     result = echo_iad("serve", "--ray", "local-gpu")
     assert result.returncode == ExitCode.CONFIG
     assert "no Serve config 'local-gpu': not a file here, nor a packaged config (local-cpu, " in error_line(result)
+
+
+class _Refusal:
+    """What a grpc.RpcError offers explain_rpc_error: a status and the server's message."""
+
+    def __init__(self, status: str, details: str) -> None:
+        import grpc
+
+        self._code, self._details = getattr(grpc.StatusCode, status), details
+
+    def code(self):  # type: ignore[no-untyped-def]
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+@pytest.mark.parametrize(
+    ("status", "details", "hint"),
+    [
+        (
+            "PERMISSION_DENIED",
+            "token 'camera-r' lacks the right review: true (confirming an inspection teaches the product; line "
+            "tokens cannot)",
+            "lacks `review: true`",
+        ),
+        ("PERMISSION_DENIED", "line_id: token 'camera-r' may not use line 'line-9'", "the token is valid but may not"),
+        ("UNAUTHENTICATED", "the bearer token is not valid for this server", "the server refused these credentials"),
+    ],
+)
+def test_a_refusal_hint_names_what_is_missing_not_just_refused_credentials(
+    status: str, details: str, hint: str
+) -> None:
+    from services.client.errors import explain_rpc_error
+
+    problem = explain_rpc_error(_Refusal(status, details), "127.0.0.1:50051")
+    assert problem.exit_code == ExitCode.DENIED and problem.message == details and hint in problem.hint
+    assert ("refused these credentials" in problem.line()) == (status == "UNAUTHENTICATED")

@@ -232,6 +232,7 @@ def test_the_cli_lists_shows_and_confirms_and_the_export_says_whose_verdict_and_
     refused = camera(app, ["review", "confirm", "cli-part", "defect", "--type", "crack", *common])
     line = problem_of(refused.exception).line()  # what `echo-iad` prints: one line, no traceback
     assert line.startswith("PERMISSION_DENIED: token 'camera-r' lacks the right review: true") and "\n" not in line
+    assert line.endswith("has `review: true` for this line") and "refused these credentials" not in line
     missing = run(app, ["review", "confirm", "cli-part", "defect", *common])
     assert problem_of(missing.exception).line().startswith("INVALID_ARGUMENT: defect_type: is required")
     exported = run(app, ["audit", "export", "--format", "csv", *common])
@@ -263,3 +264,18 @@ def test_good_then_defect_the_later_stands_the_bank_and_library_follow_and_the_a
         good_again = lead.confirm_review(LINE, "changed-mind", "good")
         assert "left the defect library" in good_again.message and bank() == (before[0] + 1, before[1] + 1)
         assert len(lead.list_reviews(LINE, inspection_id="changed-mind").items[0].confirmations) == 3
+
+
+def test_the_same_defect_type_in_other_words_changes_nothing(desk: Desk) -> None:
+    """ "Color defect." and "color-defect" are one type to the defect library (type_key), so to idempotence too."""
+    with desk.client("lead") as lead:
+        _inspect(lead, _normal_png(7000), "same-type")
+        first = lead.confirm_review(LINE, "same-type", "defect", defect_type="Color defect.")
+        assert first.changed
+        for words in ("color-defect", "color_defect", " COLOR DEFECT "):
+            again = lead.confirm_review(LINE, "same-type", "defect", defect_type=words)
+            assert not again.changed and "nothing changed" in again.message, (words, again.message)
+        other = lead.confirm_review(LINE, "same-type", "defect", defect_type="crack")
+        assert other.changed
+        item = lead.list_reviews(LINE, inspection_id="same-type").items[0]
+    assert [c.defect_type for c in item.confirmations] == ["Color defect.", "crack"]
