@@ -215,6 +215,19 @@ class EvidenceSettings(Section):
             "bf16 (7-bit mantissa) moved scores by up to 4.5% of the threshold in the same test (docs/evidence.md)."
         ),
     )
+    runtime: Literal["torch", "onnxruntime", "openvino"] = Field(
+        "torch",
+        description=(
+            "What runs the backbone on the CPU: torch, or the feature graph of each product's choice exported "
+            "once to ONNX (cached under runtime_cache, checked against torch when loaded) and run by ONNX Runtime "
+            "or OpenVINO, in fp32. On CUDA the torch path runs whatever this says. Measured here: "
+            "docs/results/evidence_runtime.json."
+        ),
+    )
+    runtime_cache: str = Field(
+        "./echo-data/evidence-runtime",
+        description="A local folder for the exported feature graphs (one file per backbone id; rebuilt if corrupt).",
+    )
     gpu_decode: bool = Field(
         True,
         description=(

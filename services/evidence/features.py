@@ -33,6 +33,7 @@ from services.common.errors import ConfigError, EchoError, FailedPrecondition, I
 from services.common.images import ImageLimits, check_header, decode
 from services.common.pipeline import Prepared
 from services.evidence.config import PACKAGED_WEIGHTS, EvidenceSettings
+from services.evidence.runtime import Runner, compile_features
 
 log = logging.getLogger(__name__)
 
@@ -369,13 +370,29 @@ class TimmPatchFeatures:
         cfg = getattr(model, "pretrained_cfg", {}) or {}
         self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(cfg.get("std", IMAGENET_STD))
+        self.runner: Runner | None = None
         with torch.inference_mode():  # warm up and learn the feature size
             self.dim = int(self.extract(torch.zeros(1, 3, self.input_size, self.input_size)).shape[-1])
         self.backbone_id = (
             f"{settings.backbone}[{self.weights_id}]/levels={','.join(map(str, self.layers))}"
             f"/size={self.input_size}/{settings.resize_mode}/pool={self.pool}/dim={self.dim}"
         )
-        log.info("evidence backbone %s on %s", self.backbone_id, self.device)
+        self.runner = self.compiled(self._torch_features, self.input_size, self.backbone_id)
+        log.info("evidence backbone %s on %s (%s)", self.backbone_id, self.device, self.runtime)
+
+    @property
+    def runtime(self) -> str:
+        """What runs the backbone: evidence.runtime on the CPU; torch on CUDA."""
+        return self.settings.runtime if self.device.type == "cpu" else "torch"
+
+    def compiled(self, fn: Callable[[Any], Any], input_size: int, backbone_id: str) -> Runner | None:
+        """The configured CPU runtime's runner of a feature graph (None: torch runs it)."""
+        if self.runtime == "torch":
+            return None
+        return compile_features(self.runtime, fn, self.model, input_size, backbone_id, self.settings.runtime_cache)
+
+    def _torch_features(self, pixels: Any) -> Any:
+        return aggregate(list(self.forward(pixels)), self.pool, self.feature_dim)
 
     @staticmethod
     def _load(model: Any, settings: EvidenceSettings) -> str:
@@ -400,8 +417,10 @@ class TimmPatchFeatures:
         """(n, 3, S, S) normalised pixels -> (n, h, w, dim) float32 patch features."""
         import torch
 
+        if self.runner is not None:
+            return self.runner(np.ascontiguousarray(pixels.numpy(), np.float32))
         with torch.inference_mode():
-            feats = aggregate(list(self.forward(pixels)), self.pool, self.feature_dim)
+            feats = self._torch_features(pixels)
             if self.dtype == torch.float16 and not bool(torch.isfinite(feats).all()):
                 raise FailedPrecondition(
                     f"evidence.precision fp16: {self.settings.backbone} overflowed fp16's range on this batch "
@@ -495,6 +514,7 @@ class ChoiceFeatures:
         self.mean, self.std = base.mean, base.std
         self.pool = choice.pool
         self.feature_dim = base.feature_dim
+        self.runner: Runner | None = None
         with torch.inference_mode():
             self.dim = int(self.extract(torch.zeros(1, 3, 64, 64)).shape[-1])
         s = base.settings
@@ -502,15 +522,21 @@ class ChoiceFeatures:
             f"{s.backbone}[{base.weights_id}]/blocks={','.join(map(str, choice.blocks))}"
             f"/size={self.input_size}/{s.resize_mode}/pool={self.pool}/dim={self.dim}"
         )
+        self.runner = base.compiled(self._torch_features, self.input_size, self.backbone_id)
 
     def maps(self, pixels: Any) -> list[Any]:
         return self.base.forward_blocks(pixels, self.choice.blocks)
 
+    def _torch_features(self, pixels: Any) -> Any:
+        return aggregate(self.maps(pixels), self.pool, self.feature_dim)
+
     def extract(self, pixels: Any) -> np.ndarray:
         import torch
 
+        if self.runner is not None:
+            return self.runner(np.ascontiguousarray(pixels.numpy(), np.float32))
         with torch.inference_mode():
-            feats = aggregate(self.maps(pixels), self.pool, self.feature_dim)
+            feats = self._torch_features(pixels)
             return self.streams.to_host(feats).numpy()
 
 
