@@ -85,12 +85,25 @@ class EvidenceSettings(Section):
     coreset_projection: int = Field(
         128, ge=0, description="Greedy coreset: distances on a random projection to this many dims (0: none)."
     )
-    nn_engine: Literal["auto", "flat", "hnsw"] = Field(
+    nn_engine: Literal["auto", "flat", "ivf", "hnsw"] = Field(
         "auto",
         description=(
-            "Nearest-patch search (Faiss): flat is exact; hnsw is approximate and holds at millions of patches; "
-            "auto picks flat below hnsw_min_patches and hnsw from there."
+            "Nearest-patch search (Faiss): flat is exact; ivf (inverted lists, nprobe raised at build until "
+            "ivf_min_recall holds on the bank's own patches) and hnsw are approximate; hnsw holds at millions of "
+            "patches. auto: flat below ivf_min_patches, ivf up to hnsw_min_patches, hnsw from there."
         ),
+    )
+    ivf_min_patches: int = Field(
+        50_000,
+        ge=1,
+        description="auto: banks with at least this many patches use IVF (docs/results/evidence_nn.json).",
+    )
+    ivf_nprobe: int = Field(8, ge=1, description="IVF: lists searched per query to start the build-time check with.")
+    ivf_min_recall: float = Field(
+        0.99,
+        gt=0,
+        le=1,
+        description="IVF: share of the bank's own patches whose IVF nearest distance must equal the exact one.",
     )
     hnsw_min_patches: int = Field(200_000, ge=1, description="auto: banks with at least this many patches use HNSW.")
     hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
