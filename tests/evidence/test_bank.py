@@ -106,6 +106,19 @@ def test_a_coreset_bank_still_knows_which_image_each_patch_came_from() -> None:
         assert np.all(bank.owners[a:b] == owner)
 
 
+def test_a_banks_ivf_index_is_checked_on_its_own_images_patches() -> None:
+    bank = small_bank(images=60, grid=(8, 8), dim=8, ratio=0.5)  # 3,840 coreset patches: 98 lists
+    index = bank.build_index("ivf", (16, 40, 16), ivf=(1, 0.99))
+    assert index.engine == "ivf" and index.recall >= 0.99 and index.index.nlist > 1
+    queries = np.asarray(bank.features, np.float32)
+    exact = PatchIndex(bank.memory, "flat").search(queries)
+    assert np.mean(np.isclose(index.search(queries), exact, rtol=1e-4)) >= 0.99
+    a, b = bank.owner_range(0)  # leave-one-out: image 0's patches searched without its own
+    np.testing.assert_allclose(
+        index.search(queries[:5], exclude=(a, b)), PatchIndex(bank.memory, "flat").search(queries[:5], (a, b)), 1e-4
+    )
+
+
 def test_store_round_trips_a_bank_and_commits_a_new_generation_each_time(tmp_path: Path) -> None:
     store = BankStore(str(tmp_path / "banks"))
     bank = small_bank()
