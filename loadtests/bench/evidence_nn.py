@@ -10,6 +10,10 @@ queries from the same mixture plus a few far-off "defect" patches. Measured in o
 - ms per image (one batch of an image's patch queries; Qdrant Edge through `query_batch`), two threads;
 - recall@1 against exact search, and the mean relative error of the nearest distance.
 
+IVF is the stage's own (services/evidence/bank.py `PatchIndex`): nlist ~4 sqrt(N), nprobe raised at build from
+`evidence.ivf_nprobe` until `evidence.ivf_min_recall` holds on a sample of the bank (its build time includes
+that check).
+
 Prints one JSON line.
 
     python -m loadtests.bench.evidence_nn [--sizes 10000,100000,1000000] [--engines flat,hnsw,ivf,qdrant_edge]

@@ -307,8 +307,10 @@ class TimmPatchFeatures:
 
     @property
     def runtime(self) -> str:
-        """What runs the backbone: evidence.runtime on the CPU; torch on CUDA."""
-        return self.settings.runtime if self.device.type == "cpu" else "torch"
+        """What runs the backbone: evidence.runtime on the CPU in fp32; torch on CUDA or at a half precision."""
+        import torch
+
+        return self.settings.runtime if self.device.type == "cpu" and self.dtype == torch.float32 else "torch"
 
     def compiled(self, fn: Callable[[Any], Any], input_size: int, backbone_id: str) -> Runner | None:
         """The configured CPU runtime's runner of a feature graph (None: torch runs it)."""

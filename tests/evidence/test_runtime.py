@@ -28,6 +28,12 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("runtime-cache")
 
 
+@pytest.fixture(scope="module")
+def torch_features() -> TimmPatchFeatures:
+    """The reference: the same backbone run by torch."""
+    return TimmPatchFeatures(EvidenceSettings(device="cpu", input_size=INPUT, runtime="torch"))
+
+
 def runtime_features(runtime: str, cache: Path, **overrides: object) -> TimmPatchFeatures:
     return TimmPatchFeatures(
         EvidenceSettings(device="cpu", input_size=INPUT, runtime=runtime, runtime_cache=str(cache), **overrides)
@@ -44,12 +50,12 @@ def results(features: TimmPatchFeatures, root: Path, product: Product) -> list:
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_real_weights_score_within_half_a_percent_of_the_threshold_of_torch_with_equal_verdicts(
-    runtime: str, real_features: TimmPatchFeatures, product: Product, cache: Path, tmp_path: Path
+    runtime: str, torch_features: TimmPatchFeatures, product: Product, cache: Path, tmp_path: Path
 ) -> None:
     feats = runtime_features(runtime, cache)
     assert feats.runner is not None and feats.runner.name == runtime
-    assert feats.backbone_id == real_features.backbone_id  # a bank built on one runtime serves the others
-    base = results(real_features, tmp_path / "torch", product)
+    assert feats.backbone_id == torch_features.backbone_id  # a bank built on one runtime serves the others
+    base = results(torch_features, tmp_path / "torch", product)
     got = results(feats, tmp_path / runtime, product)
     threshold = base[0].threshold
     shifts = [abs(a.score - b.score) / threshold for a, b in zip(got, base, strict=True)]
@@ -67,32 +73,32 @@ def test_the_export_is_cached_and_reused_by_the_next_start(cache: Path) -> None:
     assert sorted(p.suffix for p in cache.iterdir()) == [".onnx"] * len(list(cache.iterdir()))  # no temp files left
 
 
-def test_a_corrupt_cached_export_is_rebuilt(tmp_path: Path, real_features: TimmPatchFeatures) -> None:
-    path = cache_path(tmp_path, real_features.backbone_id)
+def test_a_corrupt_cached_export_is_rebuilt(tmp_path: Path, torch_features: TimmPatchFeatures) -> None:
+    path = cache_path(tmp_path, torch_features.backbone_id)
     path.write_bytes(b"\x08\x07 half an onnx file")
     feats = runtime_features("onnxruntime", tmp_path)
     x = torch.randn(2, 3, INPUT, INPUT)
-    np.testing.assert_allclose(feats.extract(x), real_features.extract(x), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(feats.extract(x), torch_features.extract(x), rtol=0, atol=1e-3)
     assert path.stat().st_size > 100_000
 
 
 def test_a_cached_export_of_other_weights_is_caught_by_the_probe_and_rebuilt(
-    tmp_path: Path, real_features: TimmPatchFeatures
+    tmp_path: Path, torch_features: TimmPatchFeatures
 ) -> None:
     other = runtime_features("onnxruntime", tmp_path / "random", weights="random")
     stale = cache_path(tmp_path / "random", other.backbone_id).read_bytes()
-    path = cache_path(tmp_path / "real", real_features.backbone_id)
+    path = cache_path(tmp_path / "real", torch_features.backbone_id)
     path.parent.mkdir()
     path.write_bytes(stale)  # a valid ONNX graph, but of random weights
     feats = runtime_features("onnxruntime", tmp_path / "real")
     assert path.read_bytes() != stale
     x = torch.randn(1, 3, INPUT, INPUT)
-    np.testing.assert_allclose(feats.extract(x), real_features.extract(x), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(feats.extract(x), torch_features.extract(x), rtol=0, atol=1e-3)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_self_configured_choice_gets_its_own_export_matching_torch(
-    runtime: str, cache: Path, real_features: TimmPatchFeatures
+    runtime: str, cache: Path, torch_features: TimmPatchFeatures
 ) -> None:
     choice = FeatureChoice((1, 2), 192, 1)
     feats = runtime_features(runtime, cache)
@@ -101,8 +107,11 @@ def test_a_self_configured_choice_gets_its_own_export_matching_torch(
     assert cache_path(cache, view.backbone_id).is_file()
     assert cache_path(cache, view.backbone_id) != cache_path(cache, feats.backbone_id)
     x = torch.randn(3, 3, 192, 192)  # any batch size: the export's batch axis is dynamic
-    np.testing.assert_allclose(view.extract(x), real_features.view(choice).extract(x), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(view.extract(x), torch_features.view(choice).extract(x), rtol=0, atol=1e-3)
 
 
-def test_torch_stays_the_runtime_unless_configured(real_features: TimmPatchFeatures) -> None:
-    assert real_features.runtime == "torch" and real_features.runner is None
+def test_onnxruntime_is_the_cpu_default_and_torch_stays_on_request(
+    real_features: TimmPatchFeatures, torch_features: TimmPatchFeatures
+) -> None:
+    assert EvidenceSettings().runtime == "onnxruntime" and real_features.runtime == "onnxruntime"
+    assert torch_features.runtime == "torch" and torch_features.runner is None
