@@ -78,6 +78,8 @@ class EchoSettings(SettingsTree):
             self.audit.image_store = str(root / "audit-images")
         if self.evidence.bank_store == EvidenceSettings().bank_store:
             self.evidence.bank_store = str(root / "evidence")
+        if self.evidence.runtime_cache == EvidenceSettings().runtime_cache:
+            self.evidence.runtime_cache = str(root / "evidence-runtime")
         return self
 
 

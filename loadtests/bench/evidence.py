@@ -22,10 +22,18 @@ like `bench_embedding --gpu`, the image path against the raw backbone from the s
   same queries.
 
 `--gpu --device cpu` runs the same path on the CPU to check the benchmark itself (its figures say cpu).
+
+`--runtimes torch,onnxruntime,openvino` compares the CPU runtimes of the backbone (evidence.runtime) instead,
+all in one run, each building its own banks on the same `--templates` normal images per category: per-image
+analyze latency (decode, features, nearest patches, map, boxes; p50, p99, images/s), the backbone alone
+(features of one pre-made 448 px tensor, p50), bank build time, image AUROC, and against torch the largest
+score shift (|score - torch's| / torch's threshold) and verdict agreement; ratios are torch's ms over each
+runtime's. Self-configuration is off (the fixed 448 px configuration), so every runtime runs the same graph.
 Prints one JSON line.
 
     python -m loadtests.bench.evidence [--queries 20] [--clients 8]
     python -m loadtests.bench.evidence --gpu [--batch 64] [--images 4096]
+    python -m loadtests.bench.evidence --runtimes torch,onnxruntime,openvino [--templates 10] [--queries 12]
 """
 
 from __future__ import annotations
@@ -192,6 +200,86 @@ def gpu_figures(args: argparse.Namespace, service: EvidenceService) -> dict[str,
     return out
 
 
+def ms_stats(ms: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(float(np.percentile(ms, 50)), 1),
+        "p99": round(float(np.percentile(ms, 99)), 1),
+        "images_per_s": round(1000 / float(np.mean(ms)), 2),
+    }
+
+
+def runtime_comparison(args: argparse.Namespace, cats: list[Category], tmp: str) -> dict[str, Any]:
+    """Each runtime on the same banks' images and queries, in this one run (see the module docstring)."""
+    import torch
+
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    if runtimes[0] != "torch":
+        raise SystemExit("bench_evidence: --runtimes must start with torch (the baseline of the ratios)")
+    out: dict[str, Any] = {}
+    base: dict[str, list[float]] = {}
+    base_verdicts: list[bool] = []
+    thresholds: dict[str, float] = {}
+    x = torch.randn(1, 3, 448, 448)
+    for rt in runtimes:
+        settings = EvidenceSettings(
+            device="cpu",
+            runtime=rt,
+            runtime_cache=f"{tmp}/runtime-cache",
+            bank_store=f"{tmp}/{rt}",
+            auto_config=False,
+        )
+        t0 = time.perf_counter()
+        service = EvidenceService.from_settings(settings)
+        start_s = time.perf_counter() - t0
+        build_s = build(service, cats)
+        service.analyze_sync(LINE, cats[0].dataset, cats[0].name, cats[0].queries[0].data)  # warm up
+        got: dict[str, list[float]] = {}
+        verdicts: list[bool] = []
+        lat: list[float] = []
+        for c in cats:
+            got[c.name] = []
+            for q in c.queries[: args.queries]:
+                t = time.perf_counter()
+                r = service.analyze_sync(LINE, c.dataset, c.name, q.data)
+                lat.append((time.perf_counter() - t) * 1000)
+                got[c.name].append(r.score)
+                verdicts.append(r.anomalous)
+        backbone = []
+        for _ in range(args.backbone_reps):
+            t = time.perf_counter()
+            service.features.extract(x)
+            backbone.append((time.perf_counter() - t) * 1000)
+        aurocs = [auroc([q.label for q in c.queries[: args.queries]], got[c.name]) for c in cats]
+        entry: dict[str, Any] = {
+            "analyze_ms": ms_stats(lat),
+            "backbone_ms_p50": round(float(np.percentile(backbone, 50)), 1),
+            "bank_build_s_per_100_images": round(100 * build_s / sum(len(c.templates) for c in cats), 2),
+            "start_s": round(start_s, 2),
+            "image_auroc": round(float(np.mean(aurocs)), 4),
+        }
+        if not base:
+            base, base_verdicts = got, verdicts
+            thresholds = {b.category: b.calibration.threshold for b in service.stats(LINE) if b.calibration}
+        else:
+            shift = [abs(a - b) / thresholds[c] for c in got for a, b in zip(got[c], base[c], strict=True)]
+            torch_entry = out["torch"]
+            entry.update(
+                score_shift_max=float(f"{max(shift):.3g}"),
+                score_shift_p50=float(f"{float(np.median(shift)):.3g}"),
+                verdicts_equal=sum(a == b for a, b in zip(verdicts, base_verdicts, strict=True)),
+                analyze_speedup_p50=round(torch_entry["analyze_ms"]["p50"] / entry["analyze_ms"]["p50"], 2),
+                backbone_speedup_p50=round(torch_entry["backbone_ms_p50"] / entry["backbone_ms_p50"], 2),
+            )
+        out[rt] = entry
+    return {
+        "queries": sum(min(len(c.queries), args.queries) for c in cats),
+        "templates_per_category": args.templates,
+        "threads": torch.get_num_threads(),
+        "backbone_id": service.backbone_id,
+        "runtimes": out,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu", action="store_true", help="Run the stage on CUDA.")
@@ -206,6 +294,9 @@ def main() -> None:
     ap.add_argument("--per-request", type=int, default=16, help="--gpu: images per pipeline submission")
     ap.add_argument("--in-flight", type=int, default=32, help="--gpu: concurrent pipeline submissions")
     ap.add_argument("--min-seconds", type=float, default=3.0, help="--gpu: shortest raw-forward measurement")
+    ap.add_argument("--runtimes", default="", help="Compare CPU runtimes instead, e.g. torch,onnxruntime,openvino.")
+    ap.add_argument("--templates", type=int, default=0, help="--runtimes: normal images per bank (0: all).")
+    ap.add_argument("--backbone-reps", type=int, default=10, help="--runtimes: backbone-alone calls timed.")
     args = ap.parse_args()
     if args.gpu and not args.device:
         import torch
@@ -217,6 +308,15 @@ def main() -> None:
     cats = load_categories(split_data("eval", Path(args.cache)), only)
     images = sum(len(c.templates) for c in cats)
     line: dict[str, Any] = {"bench": "evidence", "device": device, "categories": [c.name for c in cats]}
+    if args.runtimes:
+        if args.templates:
+            for c in cats:
+                c.templates = c.templates[: args.templates]
+        line["bench"] = "evidence_runtime"
+        with tempfile.TemporaryDirectory() as tmp:
+            line.update(runtime_comparison(args, cats, tmp))
+        print(json.dumps(line))
+        return
     if args.gpu:
         line["mode"] = "gpu" if device == "cuda" else f"gpu-path-on-{device}"
 

@@ -10,6 +10,10 @@ queries from the same mixture plus a few far-off "defect" patches. Measured in o
 - ms per image (one batch of an image's patch queries; Qdrant Edge through `query_batch`), two threads;
 - recall@1 against exact search, and the mean relative error of the nearest distance.
 
+IVF is the stage's own (services/evidence/bank.py `PatchIndex`): nlist ~4 sqrt(N), nprobe raised at build from
+`evidence.ivf_nprobe` until `evidence.ivf_min_recall` holds on a sample of the bank (its build time includes
+that check).
+
 Prints one JSON line.
 
     python -m loadtests.bench.evidence_nn [--sizes 10000,100000,1000000] [--engines flat,hnsw,ivf,qdrant_edge]
@@ -27,11 +31,13 @@ from typing import Any
 
 import numpy as np
 
+from services.evidence.bank import PatchIndex
 from services.evidence.config import EvidenceSettings
 
 DIM = 152  # EvidenceSettings' default levels 2+3 of EfficientNet-Lite0: 40 + 112 channels
 QUERIES = (EvidenceSettings().input_size // 8) ** 2  # one image's patches at the default input size
 HNSW = {"m": 32, "ef_construction": 80, "ef_search": 64}
+IVF = {"nprobe": EvidenceSettings().ivf_nprobe, "min_recall": EvidenceSettings().ivf_min_recall}
 
 
 def patches(n: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,17 +95,21 @@ def bench_size(n: int, engines: list[str], seed: int, tmp: Path) -> dict[str, An
         (d, i), ms = timed(lambda: index.search(queries, 1, params=params))
         q = quality(np.sqrt(np.maximum(d[:, 0], 0)), i[:, 0], exact_d, exact_i)
         row["faiss_hnsw"] = {"build_s": round(build, 2), "ms_per_image": round(ms, 1), **q}
-    if "ivf" in engines:
-        nlist = int(2 * np.sqrt(n))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(DIM), DIM, nlist)
+    if "ivf" in engines:  # the stage's own IVF (PatchIndex): nprobe raised at build until recall@1 >= 0.99
         t0 = time.perf_counter()
-        index.train(data[np.random.default_rng(seed).choice(n, min(n, 40 * nlist), replace=False)])
-        index.add(data)
+        ivf = PatchIndex(data, "ivf", ivf=(IVF["nprobe"], IVF["min_recall"]))
         build = time.perf_counter() - t0
-        params = faiss.SearchParametersIVF(nprobe=16)
-        (d, i), ms = timed(lambda: index.search(queries, 1, params=params))
+        params = faiss.SearchParametersIVF(nprobe=ivf.nprobe)
+        (d, i), ms = timed(lambda: ivf.index.search(queries, 1, params=params))
         q = quality(np.sqrt(np.maximum(d[:, 0], 0)), i[:, 0], exact_d, exact_i)
-        row["faiss_ivf"] = {"nlist": nlist, "nprobe": 16, "build_s": round(build, 2), "ms_per_image": round(ms, 1), **q}
+        row["faiss_ivf"] = {
+            "nlist": int(ivf.index.nlist),
+            "nprobe": ivf.nprobe,
+            "build_recall_check": round(ivf.recall, 4),
+            "build_s": round(build, 2),
+            "ms_per_image": round(ms, 1),
+            **q,
+        }
     if "qdrant_edge" in engines:
         row["qdrant_edge"] = bench_edge(data, queries, exact_d, exact_i, tmp / f"edge-{n}")
     for name in ("faiss_hnsw", "faiss_ivf", "qdrant_edge"):

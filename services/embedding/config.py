@@ -25,6 +25,15 @@ class EmbeddingSettings(Section):
             "Ignored when model is 'local-dir:DIR'."
         ),
     )
+    image_encoder: Literal["clip", "auto", "efficientnet-lite0"] = Field(
+        "clip",
+        description=(
+            "What embeds images: clip (the model above); efficientnet-lite0 (the pooled ImageNet features of the "
+            "EfficientNet-Lite0 weights shipped with Echo-IAD, 1280-d, images only: EmbedTexts is refused and "
+            "category inference votes on image neighbours); auto (efficientnet-lite0 when the CLIP has random "
+            "weights, else clip). A memory built with one encoder is refused by the other (its vector size)."
+        ),
+    )
     cache_dir: str = Field(
         "", description="Where pretrained tags are looked up: a Hugging Face hub cache folder; empty: the HF default."
     )

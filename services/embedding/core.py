@@ -24,8 +24,10 @@ from services.common.errors import EchoError, FailedPrecondition, InvalidArgumen
 from services.common.images import ImageLimits
 from services.common.pipeline import Pipeline, Prepared
 from services.embedding.config import EmbeddingSettings
+from services.embedding.lite import load_lite
 from services.embedding.model import LoadedClip, load_clip
 from services.embedding.preprocess import prepare_tensor_batch, preprocess_cpu
+from services.embedding.pretrained import uses_lite
 
 
 @dataclass
@@ -85,8 +87,17 @@ class ClipEncoder:
 
     @classmethod
     def from_settings(cls, settings: EmbeddingSettings) -> ClipEncoder:
+        """The configured CLIP (image and text towers, patch tokens), whatever embedding.image_encoder says."""
         limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels, section="embedding")
         return cls(load_clip(settings), limits, settings.gpu_decode)
+
+    @classmethod
+    def for_images(cls, settings: EmbeddingSettings) -> ClipEncoder:
+        """The stage's image encoder: embedding.image_encoder's choice (CLIP, or EfficientNet-Lite0 offline)."""
+        if not uses_lite(settings):
+            return cls.from_settings(settings)
+        limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels, section="embedding")
+        return cls(load_lite(settings), limits, settings.gpu_decode)
 
     def blank_batch(self, n: int) -> Any:
         import torch
@@ -269,7 +280,7 @@ class EmbeddingService:
     def from_settings(
         cls, settings: EmbeddingSettings, batcher_factory: BatcherFactory = MicroBatcher
     ) -> EmbeddingService:
-        return cls(ClipEncoder.from_settings(settings), settings, batcher_factory=batcher_factory)
+        return cls(ClipEncoder.for_images(settings), settings, batcher_factory=batcher_factory)
 
     async def embed_images(self, images: list[bytes], return_patch_tokens: bool = False) -> EmbedResult:
         """Encoded images -> normalized embeddings; INVALID_ARGUMENT names the first bad `images[i]`."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from services.common.errors import ConfigError
 from services.embedding.config import EmbeddingSettings
+from services.embedding.pretrained import LITE_DIM, uses_lite
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ def model_config(model: str) -> dict[str, Any]:
 
 
 def embedding_dim(settings: EmbeddingSettings) -> int:
-    """The embedding size the configured model gives, read from its config (cheap: nothing is built)."""
+    """The embedding size the configured image encoder gives, read from its config (cheap: nothing is built)."""
+    if uses_lite(settings):
+        return LITE_DIM
     return int(model_config(settings.model)["embed_dim"])
 
 

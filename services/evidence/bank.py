@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 BANK_FORMAT = 1
 TORCH_QUERY_CHUNK = 2048
 TORCH_MEMORY_CHUNK = 262_144
+IVF_PROBES = 2000  # patches searched exactly and through IVF when an IVF index is built (its recall check)
 CORESET_CHUNK = 16_384  # patches per greedy pass (about ten images at 320 px)
 
 
@@ -103,15 +104,32 @@ def greedy_coreset(
 
 
 class PatchIndex:
-    """Nearest-patch search over a bank's memory: Faiss flat (exact), Faiss HNSW, or exact torch on the device.
+    """Nearest-patch search over a bank's memory: Faiss flat (exact), HNSW, IVF, or exact torch on the device.
 
     Distances are Euclidean (not squared). `exclude` = (start, stop) leaves out one image's patches.
+
+    IVF (big banks on the CPU) is checked when built: `probe` patches (the bank's own images' patches, the
+    queries it will see; by default a sample of the memory) are searched exactly and through IVF, and nprobe
+    doubles from `ivf[0]` until the share of probes whose two nearest distances equal the exact ones reaches
+    `ivf[1]` (the second makes a probe that is itself a memory patch a leave-one-out query; at nprobe = nlist
+    IVF is exact).
+    `recall` and `nprobe` say what the check found.
     """
 
-    def __init__(self, memory: np.ndarray, engine: str, hnsw: tuple[int, int, int] = (32, 80, 64), device: Any = None):
+    def __init__(
+        self,
+        memory: np.ndarray,
+        engine: str,
+        hnsw: tuple[int, int, int] = (32, 80, 64),
+        device: Any = None,
+        ivf: tuple[int, float] = (8, 0.99),
+        probe: np.ndarray | None = None,
+    ):
         self.engine = engine
         self.size = int(memory.shape[0])
         self.dim = int(memory.shape[1])
+        self.recall = 1.0
+        self.nprobe = 0
         if engine == "torch":
             import torch
 
@@ -128,9 +146,42 @@ class PatchIndex:
             self.index.hnsw.efConstruction = ef_construction
         elif engine == "flat":
             self.index = faiss.IndexFlatL2(self.dim)
+        elif engine == "ivf":
+            self._build_ivf(data, *ivf, probe)
+            return
         else:
             raise ValueError(f"unknown nearest-patch engine {engine!r}")
         self.index.add(data)
+
+    def _build_ivf(self, data: np.ndarray, nprobe: int, min_recall: float, probe: np.ndarray | None) -> None:
+        """IVF-Flat with ~4 sqrt(N) lists (at least 39 training points each), nprobe raised until recall holds."""
+        import faiss
+
+        n = data.shape[0]
+        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
+        self.index = faiss.IndexIVFFlat(faiss.IndexFlatL2(self.dim), self.dim, nlist)
+        self.index.cp.niter = 10  # k-means iterations: the recall check below guards the result, not the fit
+        self.index.train(data)
+        self.index.add(data)
+        if probe is None:
+            probe = data[np.random.default_rng(0).choice(n, min(n, IVF_PROBES), replace=False)]
+        q = np.ascontiguousarray(probe, dtype=np.float32)
+        k = min(2, n)  # a probe that is itself a memory patch is checked on its nearest other patch
+        exact = faiss.IndexFlatL2(self.dim)
+        exact.add(data)
+        want, want_ids = exact.search(q, k)
+        # flat search over a batch computes |x|^2 + |y|^2 - 2xy (BLAS); IVF sums squares: they differ by rounding
+        # of the order of the squared norms, so a match is the same patch, or a distance equal within that
+        atol = 1e-5 * float(np.mean(np.sum(q * q, axis=1)))
+        self.nprobe = max(1, min(nprobe, nlist))
+        while True:
+            got, ids = self.index.search(q, k, params=faiss.SearchParametersIVF(nprobe=self.nprobe))
+            same = (ids == want_ids) | np.isclose(got, want, rtol=1e-4, atol=atol)
+            self.recall = float(np.mean(same.all(1)))
+            if self.recall >= min_recall or self.nprobe >= nlist:
+                break
+            self.nprobe = min(nlist, 2 * self.nprobe)
+        log.info("IVF over %d patches: nlist %d, nprobe %d, recall@1 %.4f", n, nlist, self.nprobe, self.recall)
 
     def search(self, queries: np.ndarray, exclude: tuple[int, int] | None = None) -> np.ndarray:
         """(Q, D) queries -> (Q,) distance to the nearest memory patch (outside `exclude`)."""
@@ -145,10 +196,14 @@ class PatchIndex:
             params = (
                 faiss.SearchParametersHNSW(efSearch=self.ef_search, sel=sel)
                 if self.engine == "hnsw"
+                else faiss.SearchParametersIVF(nprobe=self.nprobe, sel=sel)
+                if self.engine == "ivf"
                 else faiss.SearchParameters(sel=sel)
             )
         elif self.engine == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=self.ef_search)
+        elif self.engine == "ivf":
+            params = faiss.SearchParametersIVF(nprobe=self.nprobe)
         dist, _ = self.index.search(q, 1, params=params)
         return np.sqrt(np.maximum(dist[:, 0], 0.0))
 
@@ -173,13 +228,18 @@ class PatchIndex:
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
-def choose_engine(configured: str, patches: int, hnsw_min_patches: int, device: Any) -> str:
-    """auto: exact torch search on a GPU; on the CPU, Faiss flat for small banks and HNSW from hnsw_min_patches."""
+def choose_engine(
+    configured: str, patches: int, hnsw_min_patches: int, device: Any, ivf_min_patches: int | None = None
+) -> str:
+    """auto: exact torch search on a GPU; on the CPU, Faiss flat for small banks, IVF from ivf_min_patches and
+    HNSW from hnsw_min_patches (None: no IVF step)."""
     if configured != "auto":
         return configured
     if device is not None and getattr(device, "type", "cpu") == "cuda":
         return "torch"
-    return "hnsw" if patches >= hnsw_min_patches else "flat"
+    if patches >= hnsw_min_patches:
+        return "hnsw"
+    return "ivf" if ivf_min_patches is not None and patches >= ivf_min_patches else "flat"
 
 
 # --- the bank --------------------------------------------------------------------------------------------
@@ -316,8 +376,15 @@ class Bank:
             parts.append(s + greedy_coreset(x, n, start, projection, seed + s, device))
         return np.sort(np.concatenate(parts))
 
-    def build_index(self, engine: str, hnsw: tuple[int, int, int], device: Any = None) -> PatchIndex:
-        self.index = PatchIndex(self.memory, engine, hnsw, device)
+    def build_index(
+        self, engine: str, hnsw: tuple[int, int, int], device: Any = None, ivf: tuple[int, float] = (8, 0.99)
+    ) -> PatchIndex:
+        """The bank's search index; IVF's recall is checked on a sample of the bank's own images' patches."""
+        probe = None
+        if engine == "ivf" and len(self.features):
+            rows = np.random.default_rng(0).choice(len(self.features), min(len(self.features), IVF_PROBES), False)
+            probe = np.asarray(self.features[np.sort(rows)], np.float32)
+        self.index = PatchIndex(self.memory, engine, hnsw, device, ivf, probe)
         return self.index
 
     def meta(self) -> dict[str, Any]:

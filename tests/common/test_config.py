@@ -32,6 +32,7 @@ def test_state_paths_follow_data_dir(tmp_path: Path) -> None:
     s = load_settings(data_dir=str(tmp_path))
     assert s.retrieval.path == str(tmp_path / "memory")
     assert s.retrieval.image_store == str(tmp_path / "images")
+    assert s.evidence.runtime_cache == str(tmp_path / "evidence-runtime")
 
 
 def test_a_bad_value_names_the_dotted_key(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def test_coreset_grown_from_an_existing_bank_picks_only_what_it_does_not_cover()
     assert labels[picked[0]] == 3
 
 
-@pytest.mark.parametrize("engine", ["flat", "hnsw", "torch"])
+@pytest.mark.parametrize("engine", ["flat", "hnsw", "ivf", "torch"])
 def test_every_engine_finds_the_exact_nearest_patch_distance(engine: str) -> None:
     rng = np.random.default_rng(3)
     memory = rng.normal(size=(2000, 24)).astype(np.float32)
@@ -47,7 +47,7 @@ def test_every_engine_finds_the_exact_nearest_patch_distance(engine: str) -> Non
     np.testing.assert_allclose(got, exact, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("engine", ["flat", "hnsw", "torch"])
+@pytest.mark.parametrize("engine", ["flat", "hnsw", "ivf", "torch"])
 def test_leave_one_out_search_ignores_the_left_out_rows(engine: str) -> None:
     rng = np.random.default_rng(4)
     memory = rng.normal(size=(300, 8)).astype(np.float32)
@@ -63,6 +63,22 @@ def test_auto_engine_is_exact_on_small_banks_and_hnsw_on_large_ones() -> None:
     assert choose_engine("auto", 10_000, 200_000, None) == "flat"
     assert choose_engine("auto", 500_000, 200_000, None) == "hnsw"
     assert choose_engine("flat", 500_000, 200_000, None) == "flat"
+
+
+def test_auto_engine_takes_ivf_between_its_threshold_and_hnsws() -> None:
+    assert choose_engine("auto", 10_000, 200_000, None, 50_000) == "flat"
+    assert choose_engine("auto", 60_000, 200_000, None, 50_000) == "ivf"
+    assert choose_engine("auto", 500_000, 200_000, None, 50_000) == "hnsw"
+
+
+def test_ivf_raises_nprobe_at_build_until_recall_holds_on_the_probe_queries() -> None:
+    x, _ = clusters(40, 250, dim=16, seed=6)
+    rng = np.random.default_rng(7)
+    queries = x[rng.choice(len(x), 400, replace=False)] + rng.normal(0, 0.3, (400, x.shape[1])).astype(np.float32)
+    index = PatchIndex(x, "ivf", ivf=(1, 0.99), probe=queries)
+    assert index.recall >= 0.99 and index.nprobe > 1  # one list per query was not enough; the check raised it
+    exact = PatchIndex(x, "flat").search(queries)
+    assert np.mean(np.isclose(index.search(queries), exact, rtol=1e-4)) >= 0.99
 
 
 def small_bank(images: int = 3, grid: tuple[int, int] = (2, 2), dim: int = 4, ratio: float = 1.0) -> Bank:
@@ -88,6 +104,19 @@ def test_a_coreset_bank_still_knows_which_image_each_patch_came_from() -> None:
     for owner in range(10):
         a, b = bank.owner_range(owner)
         assert np.all(bank.owners[a:b] == owner)
+
+
+def test_a_banks_ivf_index_is_checked_on_its_own_images_patches() -> None:
+    bank = small_bank(images=60, grid=(8, 8), dim=8, ratio=0.5)  # 3,840 coreset patches: 98 lists
+    index = bank.build_index("ivf", (16, 40, 16), ivf=(1, 0.99))
+    assert index.engine == "ivf" and index.recall >= 0.99 and index.index.nlist > 1
+    queries = np.asarray(bank.features, np.float32)
+    exact = PatchIndex(bank.memory, "flat").search(queries)
+    assert np.mean(np.isclose(index.search(queries), exact, rtol=1e-4)) >= 0.99
+    a, b = bank.owner_range(0)  # leave-one-out: image 0's patches searched without its own
+    np.testing.assert_allclose(
+        index.search(queries[:5], exclude=(a, b)), PatchIndex(bank.memory, "flat").search(queries[:5], (a, b)), 1e-4
+    )
 
 
 def test_store_round_trips_a_bank_and_commits_a_new_generation_each_time(tmp_path: Path) -> None:
