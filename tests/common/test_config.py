@@ -28,7 +28,8 @@ def test_yaml_is_read_and_environment_overrides_it(tmp_path: Path, monkeypatch: 
     assert s.server.port == 7000
 
 
-def test_state_paths_follow_data_dir(tmp_path: Path) -> None:
+def test_state_paths_follow_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ECHO_IAD__EVIDENCE__RUNTIME_CACHE", raising=False)  # the test run's shared cache (conftest)
     s = load_settings(data_dir=str(tmp_path))
     assert s.retrieval.path == str(tmp_path / "memory")
     assert s.retrieval.image_store == str(tmp_path / "images")
