@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,9 @@ import numpy as np
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.images import check_sha256, sha256_hex
+from services.common.names import check_defect_type as check_type
 from services.common.names import check_name
+from services.common.names import defect_type_key as type_key
 from services.common.values import Box
 from services.evidence.bank import Bank, BankKey, BankStore
 from services.evidence.features import Geometry
@@ -36,29 +37,6 @@ if TYPE_CHECKING:
     from services.evidence.core import EvidenceService
 
 LIBRARY_FORMAT = 1
-MAX_TYPE_CHARS = 64
-_TYPE_RE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
-_SEPARATORS = re.compile(r"[\s_\-]+")
-
-
-def type_key(text: str) -> str:
-    """A defect type's canonical form: lower case, words joined by '_', a final period dropped ("Color defect." ->
-    "color_defect"), so an operator's words and an MMAD option's text name the same type. "" when it is none."""
-    words = _SEPARATORS.sub("_", text.strip().rstrip(".").strip().lower()).strip("_")
-    return words if _TYPE_RE.match(words) and len(words) <= MAX_TYPE_CHARS else ""
-
-
-def check_type(text: str, field_name: str = "defect_type") -> str:
-    """The canonical type, or INVALID_ARGUMENT naming the field."""
-    key = type_key(text)
-    if not key:
-        shown = text if len(text) <= MAX_TYPE_CHARS else text[:MAX_TYPE_CHARS] + "..."
-        raise InvalidArgument(
-            f"{shown!r} is not a defect type: use letters and digits, words separated by spaces, '_' or '-' "
-            f"(at most {MAX_TYPE_CHARS} characters), e.g. 'crack' or 'color defect'",
-            field=field_name,
-        )
-    return key
 
 
 def check_box(box: Box, width: int, height: int, field_name: str = "box") -> Box:

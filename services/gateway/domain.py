@@ -81,6 +81,8 @@ class Evidence:
     sent_as_image: bool = False
     heatmap: HeatMap | None = None  # in the trace only when the request asks (settings.return_heatmap)
     overlay_png: bytes = b""  # likewise
+    defect_type: str = ""  # Defect Classification: the nearest confirmed defects' type ("" when none answered)
+    defect_summary: str = ""  # their vote in words, or why the library could not answer
 
 
 @dataclass
@@ -273,6 +275,18 @@ class DecisionAsk:
     reference_images: list[bytes] = field(default_factory=list)  # sent as bytes instead of reference_uris
     evidence: Evidence | None = None  # sent_as_text / sent_as_image say what the prompt shows
     evidence_overlay: bytes = b""  # the overlay as the extra image, when sent_as_image
+    defect_example: bytes = b""  # the nearest confirmed defect's image (gateway.defect_example), after the others
+    defect_example_type: str = ""
+
+
+@dataclass
+class DefectFound:
+    """The defect library's answer for a query: the winning type, the vote in words, the nearest example."""
+
+    defect_type: str
+    summary: str
+    example_image: bytes = b""  # only when asked
+    example_type: str = ""
 
 
 @dataclass
