@@ -423,13 +423,8 @@ class DefectLibraries:
                 self.store.drop_image(key, sha)
         return removed, len(lib.entries)
 
-    def classify_features(
-        self, bank: Bank, feats: np.ndarray, geom: Geometry, box: Box | None, candidates: list[str], k: int
-    ) -> DefectClassified:
-        s = self.service.settings
-        wanted = sorted({key for c in candidates if (key := type_key(c))})
-        if candidates and not wanted:
-            raise InvalidArgument("names no defect type (e.g. 'crack', 'Color defect.')", field="candidate_types")
+    def library_of(self, bank: Bank) -> Library:
+        """The product's library, or FAILED_PRECONDITION naming what to add (before any features are extracted)."""
         lib = self._library(bank)
         if lib is None or not lib.entries:
             raise FailedPrecondition(
@@ -437,13 +432,37 @@ class DefectLibraries:
                 "types first (AddDefect, or the review queue's 'defect: <type>'); Defect Classification without an "
                 "MLLM answers from them"
             )
+        return lib
+
+    def features(self, line_id: str, dataset: str, category: str, image: bytes) -> tuple[Bank, np.ndarray, Geometry]:
+        """The product's ready bank and the image's patch grid in its features (a benchmark extracts once, then
+        classifies against a growing library with classify_features)."""
+        bank = self._bank(line_id, dataset, category)
+        return (bank, *self.service._extract_for(bank, image))
+
+    def classify_features(
+        self,
+        bank: Bank,
+        lib: Library,
+        feats: np.ndarray,
+        geom: Geometry,
+        box: Box | None,
+        wanted: list[str],
+        k: int,
+    ) -> DefectClassified:
+        s = self.service.settings
         box, patches, anomaly = self._box_features(bank, feats, geom, box)
         query = descriptor(patches, anomaly, s.defect_top_patches)
         return DefectClassified(lib.classify(query, wanted, k or s.defect_k, s.defect_top_patches), box)
 
-    def _check_k(self, k: int) -> None:
+    def candidate_types(self, candidates: Sequence[str], k: int) -> list[str]:
+        """The candidates' canonical types; INVALID_ARGUMENT naming the field for a bad k or no type at all."""
         if k < 0 or k > 50:
             raise InvalidArgument(f"is {k}; it must be between 0 (the configured default) and 50", field="k")
+        wanted = sorted({key for c in candidates if (key := type_key(c))})
+        if candidates and not wanted:
+            raise InvalidArgument("names no defect type (e.g. 'crack', 'Color defect.')", field="candidate_types")
+        return wanted
 
     def classify_sync(
         self,
@@ -456,10 +475,11 @@ class DefectLibraries:
         k: int = 0,
     ) -> DefectClassified:
         """The type of the image's box (its top evidence box when None) by kNN over the library (benchmarks)."""
-        self._check_k(k)
+        wanted = self.candidate_types(candidates, k)
         bank = self._bank(line_id, dataset, category)
+        lib = self.library_of(bank)
         feats, geom = self.service._extract_for(bank, image)
-        return self.classify_features(bank, feats, geom, box, list(candidates), k)
+        return self.classify_features(bank, lib, feats, geom, box, wanted, k)
 
     async def classify(
         self,
@@ -472,12 +492,13 @@ class DefectLibraries:
         k: int = 0,
     ) -> DefectClassified:
         """As classify_sync, with the query's features through the stage's shared batches."""
-        self._check_k(k)
+        wanted = self.candidate_types(candidates, k)
         s = self.service
         key = s._key(line_id, dataset, category)
         bank = s._fresh_bank(key) or await asyncio.to_thread(s._ready_bank, key)
+        lib = await asyncio.to_thread(self._nonempty, bank)
         if bank.backbone_id == s.backbone_id:
             feats, geom = await s.extract(image)
         else:
             feats, geom = await asyncio.to_thread(s._extract_for, bank, image)
-        return await asyncio.to_thread(self.classify_features, bank, feats, geom, box, list(candidates), k)
+        return await asyncio.to_thread(self.classify_features, bank, lib, feats, geom, box, wanted, k)

@@ -423,7 +423,8 @@ class Inspector:
                 ),
             )
         except StageCallError as e:
-            trace.degraded.append(f"evidence.defects: {e.message}")
+            if not e.caller_error:  # an outage degrades; an empty library is the product's state, said in the trace
+                trace.degraded.append(f"evidence.defects: {e.message}")
             return e.details
 
     async def _embed_query(self, run: _Run) -> list[float]:
