@@ -496,7 +496,7 @@ class DefectLibraries:
         s = self.service
         key = s._key(line_id, dataset, category)
         bank = s._fresh_bank(key) or await asyncio.to_thread(s._ready_bank, key)
-        lib = await asyncio.to_thread(self._nonempty, bank)
+        lib = await asyncio.to_thread(self.library_of, bank)
         if bank.backbone_id == s.backbone_id:
             feats, geom = await s.extract(image)
         else:
