@@ -359,26 +359,26 @@ class DefectLibraries:
         assert bank.index is not None
         return box, patches, bank.index.search(patches).astype(np.float32)
 
-    def _library(self, bank: Bank) -> Library | None:
+    def _library(self, bank: Bank, locked: bool = False) -> Library | None:
         """The product's library in the bank's current features (made again from the kept images when the bank
-        changed its feature view since)."""
+        changed its feature view since). `locked`: the caller holds the stage's write lock."""
         lib = self.store.load(bank.key)
         if lib is None or lib.backbone_id == bank.backbone_id:
             return lib
-        with self.service._write_lock:
-            lib = self.store.load(bank.key)
-            if lib is None or lib.backbone_id == bank.backbone_id:
-                return lib
-            fresh = Library(bank.key, bank.backbone_id, bank.dim, generation=lib.generation)
-            for e in lib.entries:
-                data = self.store.get_image(bank.key, e.sha256)
-                if data is None:  # kept with every entry; a missing one cannot be re-extracted
-                    continue
-                feats, geom = self.service._extract_for(bank, data)
-                _, patches, anomaly = self._box_features(bank, feats, geom, e.box)
-                fresh.add(DefectEntry(e.sha256, e.defect_type, e.box, e.inspection_id, e.added_at), patches, anomaly)
-            self.store.save(fresh)
-            return fresh
+        if not locked:
+            with self.service._write_lock:
+                return self._library(bank, locked=True)
+        # under the write lock: nobody else re-extracts or writes meanwhile
+        fresh = Library(bank.key, bank.backbone_id, bank.dim, generation=lib.generation)
+        for e in lib.entries:
+            data = self.store.get_image(bank.key, e.sha256)
+            if data is None:  # kept with every entry; a missing one cannot be re-extracted
+                continue
+            feats, geom = self.service._extract_for(bank, data)
+            _, patches, anomaly = self._box_features(bank, feats, geom, e.box)
+            fresh.add(DefectEntry(e.sha256, e.defect_type, e.box, e.inspection_id, e.added_at), patches, anomaly)
+        self.store.save(fresh)
+        return fresh
 
     # --- the RPCs' logic ------------------------------------------------------------------------------
     def add(
@@ -399,7 +399,7 @@ class DefectLibraries:
         box, patches, anomaly = self._box_features(bank, feats, geom, box)
         sha = sha256_hex(image)
         with self.service._write_lock:
-            lib = self._library(bank) or Library(bank.key, bank.backbone_id, bank.dim)
+            lib = self._library(bank, locked=True) or Library(bank.key, bank.backbone_id, bank.dim)
             known = lib.find(sha, kind, box)
             if known is not None:
                 return DefectAdded(False, known, len(lib.entries), lib.types())
