@@ -38,7 +38,7 @@ PAPER_EXPERT_MAP: dict[str, list[str]] = {
 # its pixel AUROC about 0.99 (loadtests/bench/evidence_quality.py, tuning seed), so its verdict (Anomaly
 # Detection) and its boxes' position words (Defect Localization) carry real signal, where every MLLM runnable
 # offline has random weights. Defect Classification gets it too: the product's defect library (operator-confirmed
-# defects) answers it by the nearest confirmed defects, above chance on the generator's data (0.43 to 0.59 with 1 to 5
+# defects) answers it by the nearest confirmed defects, above chance on the generator's data (0.44 to 0.59 with 1 to 5
 # confirmed per type, against 0.25:
 # loadtests/bench/defect_classification.py, docs/results/defect_classification.json). For the other four types
 # the evidence only helps through a real MLLM reading it;
