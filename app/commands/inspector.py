@@ -208,6 +208,8 @@ def verdict_lines(t) -> list[str]:  # type: ignore[no-untyped-def]
         e = t.evidence
         words = evidence_words(e.score, e.threshold, e.anomalous, e.boxes[0].region if e.boxes else "")
         lines.append(f"evidence      {words}")
+        if e.defect_summary:  # Defect Classification: the product's confirmed defects (its defect library)
+            lines.append(f"defects       {e.defect_summary}")
     if t.model_answer:
         lines.append(f"model answer  {t.model_answer} (the evidence answered instead)")
     if t.evidence_disagrees:

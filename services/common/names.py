@@ -25,27 +25,27 @@ def check_name(value: str, field: str, *, required: bool = True) -> str:
     return value
 
 
-# Defect types: the library's keys, compared by the review loop's idempotence too, so one canonical form.
-MAX_TYPE_CHARS = 64
-_TYPE_RE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
+# Defect types: an operator's words ("Color defect") and an MMAD option's text ("Color defect.") name one type.
+MAX_DEFECT_TYPE_CHARS = 64
+_DEFECT_TYPE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 _SEPARATORS = re.compile(r"[\s_\-]+")
 
 
-def type_key(text: str) -> str:
+def defect_type_key(text: str) -> str:
     """A defect type's canonical form: lower case, words joined by '_', a final period dropped ("Color defect." ->
     "color_defect"), so an operator's words and an MMAD option's text name the same type. "" when it is none."""
     words = _SEPARATORS.sub("_", text.strip().rstrip(".").strip().lower()).strip("_")
-    return words if _TYPE_RE.match(words) and len(words) <= MAX_TYPE_CHARS else ""
+    return words if _DEFECT_TYPE.match(words) and len(words) <= MAX_DEFECT_TYPE_CHARS else ""
 
 
-def check_type(text: str, field_name: str = "defect_type") -> str:
+def check_defect_type(text: str, field: str = "defect_type") -> str:
     """The canonical type, or INVALID_ARGUMENT naming the field."""
-    key = type_key(text)
+    key = defect_type_key(text)
     if not key:
-        shown = text if len(text) <= MAX_TYPE_CHARS else text[:MAX_TYPE_CHARS] + "..."
+        shown = text if len(text) <= MAX_DEFECT_TYPE_CHARS else text[:MAX_DEFECT_TYPE_CHARS] + "..."
         raise InvalidArgument(
             f"{shown!r} is not a defect type: use letters and digits, words separated by spaces, '_' or '-' "
-            f"(at most {MAX_TYPE_CHARS} characters), e.g. 'crack' or 'color defect'",
-            field=field_name,
+            f"(at most {MAX_DEFECT_TYPE_CHARS} characters), e.g. 'crack' or 'color defect'",
+            field=field,
         )
     return key

@@ -37,13 +37,18 @@ PAPER_EXPERT_MAP: dict[str, list[str]] = {
 # the two types it answers directly: on the synthetic generator's data the stage's image AUROC is about 0.99 and
 # its pixel AUROC about 0.99 (loadtests/bench/evidence_quality.py, tuning seed), so its verdict (Anomaly
 # Detection) and its boxes' position words (Defect Localization) carry real signal, where every MLLM runnable
-# offline has random weights. For the other five types the evidence only helps through a real MLLM reading it;
+# offline has random weights. Defect Classification gets it too: the product's defect library (operator-confirmed
+# defects) answers it by the nearest confirmed defects, above chance on the generator's data (0.44 to 0.59 with 1 to 5
+# confirmed per type, against 0.25:
+# loadtests/bench/defect_classification.py, docs/results/defect_classification.json). For the other four types
+# the evidence only helps through a real MLLM reading it;
 # none runs here, so they stay off until one measures them (`echo-iad eval ablate`, the evidence axis). Switch
 # per request with settings.experts.evidence.
 PRODUCT_EXPERT_MAP: dict[str, list[str]] = {
     **{k: list(v) for k, v in PAPER_EXPERT_MAP.items()},
     "Anomaly Detection": ["reference", "evidence"],
     "Defect Localization": ["evidence"],
+    "Defect Classification": ["reference", "knowledge", "evidence"],
 }
 
 MMAD_MAX_PIXELS = 1280 * 28 * 28  # about 1.0 MP: 1280 visual tokens per image

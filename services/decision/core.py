@@ -23,6 +23,7 @@ from PIL import Image
 from services.common.answers import match_option, parse_yes_no, read_letter
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.health import working
+from services.common.names import defect_type_key
 from services.decision.backends.base import Backend, Reply
 from services.decision.config import DecisionSettings
 from services.decision.offline_model import OFFLINE_MODEL
@@ -53,6 +54,8 @@ class EvidenceInput:
     summary: str = ""
     as_text: bool = False  # the prompt shows the summary
     overlay: bytes = b""  # the heat-map overlay; non-empty: the prompt shows it as an extra image
+    defect_type: str = ""  # Defect Classification: the nearest confirmed defects' type ("" when none answered)
+    defect_summary: str = ""  # their vote in words, or why the product's defect library could not answer
 
 
 @dataclass
@@ -72,10 +75,17 @@ class DecisionInput:
     request_id: str = ""
     question_type: str = ""  # an MMAD type, "" when unknown (the prompt then never names the product)
     evidence: EvidenceInput | None = None
+    defect_example: bytes = b""  # the product's nearest confirmed defect: one more example image, after the others
+    defect_example_type: str = ""
 
     @property
     def overlay(self) -> bytes:
         return self.evidence.overlay if self.evidence is not None else b""
+
+    @property
+    def extra_images(self) -> list[bytes]:
+        """The images after the query: the heat-map overlay, then the confirmed defect, each when there."""
+        return [b for b in (self.overlay, self.defect_example) if b]
 
 
 @dataclass
@@ -144,9 +154,12 @@ def validate_input(inp: DecisionInput, max_images: int | None = None) -> None:
         raise InvalidArgument(f"{inp.question_type!r} is not an MMAD question type", field="question.type")
     if inp.max_reasoning_tokens < 0:
         raise InvalidArgument(f"is {inp.max_reasoning_tokens}; use 0 for the default", field="max_reasoning_tokens")
-    n = 1 + len(inp.reference_images) + bool(inp.overlay)
+    if inp.defect_example and not defect_type_key(inp.defect_example_type):
+        raise InvalidArgument("is not a defect type; the example image needs its type", field="defect_example_type")
+    n = 1 + len(inp.reference_images) + len(inp.extra_images)
     if max_images is not None and n > max_images:
         heat = " and the evidence heat map" if inp.overlay else ""
+        heat += " and a confirmed defect" if inp.defect_example else ""
         raise InvalidArgument(
             f"has {n} images (the query, {len(inp.reference_images)} references{heat}); the model allows "
             f"{max_images} (decision.max_images)",
@@ -227,9 +240,12 @@ class DecisionMaker:
             fields += [(f"reference_images[{i}]", b) for i, b in enumerate(inp.reference_images)]
             if inp.overlay:
                 fields.append(("evidence.overlay_png", inp.overlay))
+            if inp.defect_example:
+                fields.append(("defect_example", inp.defect_example))
             with working("decision"):  # health: decoding queues on the shared threads; busy, not stuck
                 images = await asyncio.to_thread(prepare_images, fields, s.min_pixels, s.max_pixels)
             t1 = time.perf_counter()
+            example = images.pop() if inp.defect_example else None
             heatmap = images.pop() if inp.overlay else None
             query, refs = images[0], images[1:]
             ev = inp.evidence
@@ -245,6 +261,7 @@ class DecisionMaker:
                 style=s.prompt_style,
                 evidence=ev.summary if ev is not None and ev.as_text else "",
                 heatmap=heatmap is not None,
+                defect_example=defect_type_key(inp.defect_example_type) if example is not None else "",
             )
             replies: list[Reply] = []
             reasoning: str | None = None
@@ -256,6 +273,7 @@ class DecisionMaker:
                     refs,
                     min(inp.max_reasoning_tokens or s.max_reasoning_tokens, s.max_reasoning_tokens),
                     heatmap,
+                    example,
                 )
                 r = await self.backend.complete(first)
                 replies.append(r)
@@ -270,6 +288,7 @@ class DecisionMaker:
                 max_answer_tokens=s.max_answer_tokens,
                 free_answer_tokens=s.free_answer_tokens if free else 0,
                 heatmap=heatmap,
+                example=example,
             )
             final_replies = list(await asyncio.gather(*(self.backend.complete(p) for p in finals)))
             replies += final_replies
@@ -291,7 +310,7 @@ class DecisionMaker:
             raw_reply=raw,
             reasoning=reasoning or "",
             prompt=prompt,
-            prompt_sha256=prompt_hash(rendered, [inp.query_image, *inp.reference_images, *filter(None, [inp.overlay])]),
+            prompt_sha256=prompt_hash(rendered, [inp.query_image, *inp.reference_images, *inp.extra_images]),
             model_id=self.model_id,
             compute_ms=(t2 - t1) * 1000,
             preprocess_ms=(t1 - t0) * 1000,

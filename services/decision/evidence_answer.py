@@ -1,10 +1,13 @@
 """`decision.backend: evidence`: answer from the visual evidence expert alone, no MLLM (lines without a GPU).
 
-Two question types have an answer in the evidence itself:
+Three question types have an answer in the evidence itself:
 - Anomaly Detection: the calibrated verdict picks the Yes or No option;
 - Defect Localization: the option whose position words best match the most anomalous box's region
-  (MMAD's 3x3 words: "top left", "center", "bottom right", ...).
-Every other type needs a model that reads the image, and is refused (FAILED_PRECONDITION) naming these two.
+  (MMAD's 3x3 words: "top left", "center", "bottom right", ...);
+- Defect Classification: the option naming the type of the nearest operator-confirmed defects of the product
+  (its defect library, kNN on the top box's patch features); an empty library is FAILED_PRECONDITION naming
+  what to add.
+Every other type needs a model that reads the image, and is refused (FAILED_PRECONDITION) naming these three.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 
 from services.common.answers import parse_yes_no
 from services.common.errors import FailedPrecondition
+from services.common.names import defect_type_key
 from services.decision.baselines import no_text_model
 from services.decision.core import (
     DecisionInput,
@@ -23,9 +27,9 @@ from services.decision.core import (
     health_input,
     validate_input,
 )
-from services.mmad.types import ANOMALY_DETECTION, DEFECT_LOCALIZATION
+from services.mmad.types import ANOMALY_DETECTION, DEFECT_CLASSIFICATION, DEFECT_LOCALIZATION
 
-ANSWERS = (ANOMALY_DETECTION, DEFECT_LOCALIZATION)
+ANSWERS = (ANOMALY_DETECTION, DEFECT_LOCALIZATION, DEFECT_CLASSIFICATION)
 _SYNONYMS = {"upper": "top", "lower": "bottom", "middle": "center", "centre": "center", "central": "center"}
 _POSITION_WORDS = {"top", "bottom", "left", "right", "center"}
 
@@ -60,7 +64,7 @@ class EvidenceDecider:
         if inp.question_type not in ANSWERS:
             asked = f"a {inp.question_type} question" if inp.question_type else "a question of unknown type"
             raise FailedPrecondition(
-                f"decision backend 'evidence' answers {' and '.join(ANSWERS)} only (from the visual evidence, no "
+                f"decision backend 'evidence' answers {', '.join(ANSWERS)} only (from the visual evidence, no "
                 f"MLLM); this is {asked}: configure an MLLM backend (transformers, openai or vllm) for it"
             )
         ev = inp.evidence
@@ -73,6 +77,8 @@ class EvidenceDecider:
             )
         if inp.question_type == ANOMALY_DETECTION:
             letter, raw = self._detect(ev, inp.options)
+        elif inp.question_type == DEFECT_CLASSIFICATION:
+            letter, raw = self._classify(ev, inp.options)
         else:
             letter, raw = self._locate(ev, inp.options)
         return DecisionResult(
@@ -95,6 +101,20 @@ class EvidenceDecider:
                 field="question.options",
             )
         return letter, f"{'anomalous' if ev.anomalous else 'normal'}: {why}"
+
+    @staticmethod
+    def _classify(ev: EvidenceInput, options: dict[str, str]) -> tuple[str, str]:
+        if not ev.defect_type:
+            why = ev.defect_summary or (
+                "the gateway did not ask the defect library (gateway.classify_defects is off, or an older gateway)"
+            )
+            raise FailedPrecondition(
+                f"decision backend 'evidence' answers Defect Classification from the product's confirmed defects, "
+                f"and has none for this question: {why}",
+                field="evidence.defect_type",
+            )
+        letter = next((k for k in sorted(options) if defect_type_key(options[k]) == ev.defect_type), "")
+        return letter, ev.defect_summary or f"nearest confirmed defects: {ev.defect_type}"
 
     @staticmethod
     def _locate(ev: EvidenceInput, options: dict[str, str]) -> tuple[str, str]:

@@ -107,6 +107,7 @@ class PromptInput:
     style: PromptStyle = "mmad"
     evidence: str = ""  # the visual evidence expert's summary, after the query image
     heatmap: bool = False  # the evidence's heat-map overlay follows as one more image (after the query)
+    defect_example: str = ""  # a confirmed defect of this type follows as one more image (after the heat map)
 
     @property
     def letters(self) -> tuple[str, ...]:
@@ -255,6 +256,9 @@ def _echo_message(inp: PromptInput, question_block: str, answer_line: str) -> di
     if inp.heatmap:
         c.text(HEATMAP_WORDING)
         c.image(inp.n_references + 1)
+    if inp.defect_example:
+        c.text(example_wording(inp.defect_example))
+        c.image(inp.n_references + 1 + inp.heatmap)
     if inp.evidence.strip():
         c.text(inp.evidence.strip())
     if inp.reasoning:
@@ -283,6 +287,8 @@ def _mmad_message(inp: PromptInput, question_item: str, answer_line: str) -> dic
     parts += [_text_part(MMAD_QUERY), _image_part(inp.n_references)]
     if inp.heatmap:
         parts += [_text_part(HEATMAP_WORDING), _image_part(inp.n_references + 1)]
+    if inp.defect_example:
+        parts += [_text_part(example_wording(inp.defect_example)), _image_part(inp.n_references + 1 + inp.heatmap)]
     if inp.evidence.strip():
         parts.append(_text_part(inp.evidence.strip()))
     if inp.reasoning:
@@ -308,8 +314,21 @@ def _first_user_message(inp: PromptInput, question_block: str, answer_line: str)
     return build(inp, question_block, answer_line)
 
 
-def _ordered(query: Image.Image, references: list[Image.Image], heatmap: Image.Image | None) -> list[Image.Image]:
-    return [*references, query, *([heatmap] if heatmap is not None else [])]
+def _ordered(
+    query: Image.Image,
+    references: list[Image.Image],
+    heatmap: Image.Image | None,
+    example: Image.Image | None = None,
+) -> list[Image.Image]:
+    return [*references, query, *(img for img in (heatmap, example) if img is not None)]
+
+
+def example_wording(defect_type: str) -> str:
+    """The words before a confirmed defect's image: its type, as the operator confirmed it."""
+    return (
+        f"Following is another image of this product with a confirmed defect of type "
+        f"'{defect_type.replace('_', ' ')}' (an example, not the query):"
+    )
 
 
 def reasoning_prompt(
@@ -318,11 +337,13 @@ def reasoning_prompt(
     references: list[Image.Image],
     max_tokens: int,
     heatmap: Image.Image | None = None,
+    example: Image.Image | None = None,
 ) -> ChatPrompt:
-    """The Reasoning Expert's pass: free text, bounded. `heatmap`: the evidence overlay (with inp.heatmap)."""
+    """The Reasoning Expert's pass: free text, bounded. `heatmap`: the evidence overlay (with inp.heatmap);
+    `example`: a confirmed defect (with inp.defect_example)."""
     block = _question_block(inp, with_options=inp.answer_format == "multiple_choice")
     msg = _first_user_message(inp, block, REASONING_ANSWER)
-    return ChatPrompt([msg], _ordered(query, references, heatmap), (), max_tokens)
+    return ChatPrompt([msg], _ordered(query, references, heatmap, example), (), max_tokens)
 
 
 def final_prompts(
@@ -335,15 +356,17 @@ def final_prompts(
     max_answer_tokens: int = 16,
     free_answer_tokens: int = 0,
     heatmap: Image.Image | None = None,
+    example: Image.Image | None = None,
 ) -> list[ChatPrompt]:
     """The Decision Maker's pass(es): one prompt, or one per option for true/false.
 
     With `reasoning` (and the `first_pass` it answered), each prompt replays that
     turn and the analysis, then asks for the answer. `free_answer_tokens` > 0
     generates the multiple-choice and true/false answers freely (up to that many
-    tokens, parsed afterwards) instead of constraining them. `heatmap`: the evidence overlay (with inp.heatmap).
+    tokens, parsed afterwards) instead of constraining them. `heatmap`: the evidence overlay (with inp.heatmap);
+    `example`: a confirmed defect (with inp.defect_example).
     """
-    images = _ordered(query, references, heatmap)
+    images = _ordered(query, references, heatmap, example)
     two_pass = reasoning is not None
     if two_pass and first_pass is None:
         raise ValueError("the two-pass mode needs the first pass it continues")

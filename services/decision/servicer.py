@@ -35,6 +35,10 @@ def to_input(request: decision_pb2.DecideRequest) -> DecisionInput:
         request_id=request.request_id,
         question_type=to_name(QUESTION_TYPE_ENUM, request.question.type, "question.type"),
         evidence=_evidence(request),
+        defect_example=(
+            image_bytes(request.defect_example, field="defect_example") if request.HasField("defect_example") else b""
+        ),
+        defect_example_type=request.defect_example_type,
     )
 
 
@@ -50,6 +54,8 @@ def _evidence(request: decision_pb2.DecideRequest) -> EvidenceInput | None:
         summary=e.summary,
         as_text=e.sent_as_text,
         overlay=e.overlay_png if e.sent_as_image else b"",
+        defect_type=e.defect_type,
+        defect_summary=e.defect_summary,
     )
 
 

@@ -1,30 +1,32 @@
-"""A threshold per product from the leave-one-out scores of its normal images, at a configured false-alarm rate.
+"""Two thresholds per product from held-out scores of its normal images: fail above one, review between them.
 
-Each normal image is scored against the bank without its own patches, as a new normal image would be. A
-bank usually holds tens of images, too few for an empirical 1% quantile (a conformal quantile needs
-1/FAR - 1 = 99), so by default a distribution is fitted: an image score is a maximum over patches, and
-maxima follow a Gumbel law (a normal fit misses the right skew: 5% false alarms at a 1% target on the
-tuning split).
+The scores come from the caller (services/evidence/core.py): k-fold, each normal image scored against a bank
+built without its fold, as a new part is scored against the bank (`method` says which; banks saved before
+k-fold carry their leave-one-out scores). A bank usually holds tens of images, too few for an empirical 1%
+quantile (a conformal quantile needs 1/FAR - 1 = 99), so by default a distribution is fitted: an image score is
+a maximum over patches, and maxima follow a Gumbel law (a normal fit misses the right skew: 5% false alarms at
+a 1% target on the tuning split).
 
-Why the fitted quantile alone was not enough: the plug-in 99% quantile of a Gumbel fitted to 40 scores
-calls a fresh normal image anomalous 1.36% of the time on average even when the scores are exactly Gumbel,
-because the false-alarm rate is convex in the fitted parameters and their sampling noise pushes it up.
-The threshold is therefore mu + z * beta with the predictive factor z chosen so the *expected* rate over
-fresh normals is the target (z = 4.96 instead of 4.60 at n=40, 1%); the fit is location-scale equivariant,
-so z depends only on (n, FAR) and is computed once on standard Gumbel samples.
+Why the fitted quantile alone is not enough: the plug-in 99% quantile of a Gumbel fitted to 40 scores calls a
+fresh normal image anomalous 1.36% of the time on average even when the scores are exactly Gumbel, because the
+false-alarm rate is convex in the fitted parameters and their sampling noise pushes it up. The threshold is
+therefore mu + z * beta with the predictive factor z chosen so the *expected* rate over fresh normals is the
+target (z = 4.96 instead of 4.60 at n=40, 1%); the fit is location-scale equivariant, so z depends only on
+(n, FAR) and is computed once on standard Gumbel samples.
 
-Leave-one-out against held-out, measured on the tuning split (seed 0, 448 px, coreset 0.1, 150 more normal
-images per category from the generator): held-out normals scored against the full bank are not lower than
-the leave-one-out scores, as one might expect from a bank one image larger, but higher and more spread
-(held-out minus LOO mean, std ratio: round_part +0.3, 1.12; printed_board +0.7, 1.27; woven_fabric +0.3,
-1.44 on 40). The coreset is one reason: the patches kept from the other images were chosen around what the
-left-out image covered. So the finite-sample factor alone leaves false alarms above the target there (10 of
-420 held-out normals, 2.4%, against 11 before it); widening beta by that std ratio (x1.25) gave 3 of 420 on
-the same images, but it is not configured: it was found on the images it would be judged by.
+Why not leave-one-out any more (measured on the tuning split, seed 0, 150 more normals per category):
+held-out normals scored against the full bank were higher and more spread than the leave-one-out scores
+(std ratio 1.12-1.44), because the coreset kept from the other images was chosen around what the left-out
+image covered; false alarms were 2.4% at a 1% target (2.5% on the eval seed). A fold's bank is built by the
+same coreset procedure without the fold's images, so that bias is gone.
 
-Below `min_fit_images` no fit is trusted and the threshold is the largest score plus a margin. Every
-calibration reports what it did and the false-alarm rate it gives on its own scores, so nobody reads more
-precision into it than is there.
+The review band: `review_threshold` (T_low) is the same policy's threshold at `far + review_rate`, so about
+`review_rate` of normal parts land between it and `threshold` (T_high) and go to a person; review_rate 0: no
+band (review_threshold == threshold).
+
+Below `min_fit_images` no fit is trusted and the threshold is the largest score plus a margin (the review
+threshold: the largest score itself). Every calibration reports what it did and the false-alarm rate it gives
+on its own scores, so nobody reads more precision into it than is there.
 """
 
 from __future__ import annotations
@@ -44,16 +46,19 @@ PREDICTIVE_SEED = 0
 
 @dataclass
 class Calibration:
-    """A product's threshold and how it was obtained.
+    """A product's thresholds and how they were obtained.
 
     Attributes:
-        threshold: image scores above it are anomalous.
+        threshold: image scores above it fail (T_high, at the false-alarm rate).
         policy: the policy that set it (max_margin when there were too few images for the configured one).
-        images: how many leave-one-out scores it rests on.
+        images: how many held-out normal scores it rests on.
         far_target: the configured false-alarm rate.
         far_in_sample: the share of those scores above the threshold (0 for max_margin, by construction).
         mean, std, max: of the scores.
         note: a sentence for humans about how far to trust it.
+        review_threshold: scores above it and up to `threshold` go to review (T_low; == threshold: no band).
+        review_target: the share of normal parts the band was set to send to review.
+        method: how the normal scores were obtained: kfold or leave-one-out (banks saved before k-fold).
     """
 
     threshold: float
@@ -65,13 +70,25 @@ class Calibration:
     std: float
     max: float
     note: str
+    review_threshold: float = 0.0
+    review_target: float = 0.0
+    method: str = "kfold"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.review_threshold <= self.threshold:
+            self.review_threshold = self.threshold
+
+    def band(self, score: float) -> str:
+        """pass (<= review_threshold), review (up to threshold) or fail (> threshold)."""
+        return "fail" if score > self.threshold else "review" if score > self.review_threshold else "pass"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        return cls(**d)
+        """A stored calibration; one saved before the band and k-fold has no band and was leave-one-out."""
+        return cls(**{"method": "leave-one-out", **d})
 
 
 def gumbel_fit(scores: np.ndarray) -> tuple[float, float]:
@@ -112,43 +129,64 @@ def gumbel_predictive_factor(n: int, far: float, draws: int = PREDICTIVE_DRAWS) 
     return hi
 
 
+def _threshold(s: np.ndarray, far: float, used: str, margin: float) -> float:
+    """The policy's threshold at false-alarm rate `far` (see `calibrate`)."""
+    n = int(s.size)
+    if used == "gumbel":
+        mu, beta = gumbel_fit(s)
+        return mu + gumbel_predictive_factor(n, far) * beta
+    if used == "normal":
+        return float(np.mean(s)) + float(student_t.ppf(1.0 - far, n - 1)) * float(np.std(s, ddof=1)) * math.sqrt(
+            1.0 + 1.0 / n
+        )
+    if used == "quantile":
+        rank = math.ceil((n + 1) * (1.0 - far))  # conformal: a fresh normal exceeds it with probability <= far
+        return float(np.sort(s)[min(max(rank, 1), n) - 1])
+    return float(s.max()) * (1.0 + margin)
+
+
 def calibrate(
     scores: np.ndarray | list[float],
     far: float,
     policy: str = "gumbel",
     margin: float = 0.1,
     min_fit_images: int = 8,
+    review_rate: float = 0.0,
+    method: str = "kfold",
 ) -> Calibration:
-    """Threshold at false-alarm rate `far` from leave-one-out normal scores (at least 2).
+    """Thresholds at false-alarm rate `far` (fail) and `far + review_rate` (review) from held-out normal scores.
 
     Args:
-        scores: leave-one-out image scores of the normal images.
-        far: target share of normal images called anomalous.
+        scores: held-out image scores of the normal images (at least 2).
+        far: target share of normal images that fail.
         policy: gumbel, normal, quantile or max_margin (see EvidenceSettings.threshold_policy).
         margin: max_margin's relative margin above the largest score.
         min_fit_images: fewer scores than this use max_margin whatever the policy.
+        review_rate: target share of normal images in the review band (0: no band).
+        method: how the scores were obtained (kfold or leave-one-out), recorded and said in the note.
     """
     s = np.asarray(scores, dtype=np.float64).ravel()
     if s.size < 2:
-        raise ValueError(f"calibration needs at least 2 leave-one-out scores, got {s.size}")
+        raise ValueError(f"calibration needs at least 2 held-out scores, got {s.size}")
     if not np.all(np.isfinite(s)):
         raise ValueError("calibration scores hold NaN or infinite values")
+    if not 0 <= review_rate < 1 - far:
+        raise ValueError(f"review_rate must be in [0, {1 - far:g}), got {review_rate}")
     n = int(s.size)
-    used = policy if n >= min_fit_images else "max_margin"
     std = float(np.std(s, ddof=1))
-    if used == "gumbel" and std > 0:
-        mu, beta = gumbel_fit(s)
-        thr = mu + gumbel_predictive_factor(n, far) * beta
-    elif used == "normal" and std > 0:
-        thr = float(np.mean(s)) + float(student_t.ppf(1.0 - far, n - 1)) * std * math.sqrt(1.0 + 1.0 / n)
-    elif used == "quantile":
-        rank = math.ceil((n + 1) * (1.0 - far))  # conformal: a fresh normal exceeds it with probability <= far
-        thr = float(np.sort(s)[min(rank, n) - 1])
-    else:
+    used = policy if n >= min_fit_images else "max_margin"
+    if used in ("gumbel", "normal") and std <= 0:
         used = "max_margin"
-        thr = float(s.max()) * (1.0 + margin)
-    thr = max(thr, float(s.max()) * 1e-6, 1e-12)  # a positive threshold even for a degenerate bank
+    floor = max(float(s.max()) * 1e-6, 1e-12)  # a positive threshold even for a degenerate bank
+    thr = max(_threshold(s, far, used, margin), floor)
+    if review_rate <= 0:
+        low = thr
+    elif used == "max_margin":
+        low = max(float(s.max()), floor)  # too few to estimate a rate: review what no normal image reached
+    else:
+        low = max(_threshold(s, far + review_rate, used, margin), floor)
     in_sample = float(np.mean(s > thr))
+    scored = f"{n} {'k-fold' if method == 'kfold' else method} scores"
     if used == "max_margin":
         note = (
             f"{n} normal images: too few to estimate a {far:.1%} false-alarm rate; threshold = largest normal "
@@ -156,14 +194,16 @@ def calibrate(
         )
     elif used == "quantile":
         needs = math.ceil(1.0 / far) - 1
-        note = f"conformal {1 - far:.1%} quantile of {n} scores" + (
+        note = f"conformal {1 - far:.1%} quantile of {scored}" + (
             "" if n >= needs else f" (needs {needs}: with {n} it is the largest, about {1 / (n + 1):.1%} false alarms)"
         )
     else:
         note = (
-            f"{used} fit to {n} leave-one-out scores, corrected for their number to an expected {far:.1%} false "
-            f"alarms on fresh normal images; in-sample {in_sample:.1%}"
+            f"{used} fit to {scored}, corrected for their number to an expected {far:.1%} false alarms on fresh "
+            f"normal images; in-sample {in_sample:.1%}"
         )
+    if review_rate > 0:
+        note += f"; review band from {low:.4g} (about {review_rate:.1%} of normal parts)"
     return Calibration(
         threshold=float(thr),
         policy=used,
@@ -174,4 +214,7 @@ def calibrate(
         std=std,
         max=float(s.max()),
         note=note,
+        review_threshold=float(min(low, thr)),
+        review_target=float(review_rate),
+        method=method,
     )

@@ -152,8 +152,43 @@ class EvidenceSettings(Section):
     margin: float = Field(0.1, ge=0, description="max_margin (and small banks): threshold = max score x (1 + margin).")
     min_fit_images: int = Field(8, ge=3, description="Banks with fewer normal images use max_margin.")
     min_images: int = Field(2, ge=2, description="Analyze needs a bank of at least this many normal images.")
+    review_rate: float = Field(
+        0.05,
+        ge=0,
+        lt=0.5,
+        description=(
+            "The review band: the share of normal parts the operator accepts to review. A second, lower threshold "
+            "(review_threshold) is calibrated at false_alarm_rate + review_rate; a score above it and up to the "
+            "threshold answers band 'review', above the threshold 'fail', else 'pass'. 0: no band."
+        ),
+    )
+    calibration_folds: int = Field(
+        5,
+        ge=2,
+        description=(
+            "k-fold calibration: each fold's normal images are scored against a bank built without them by the "
+            "same coreset procedure (so they score as a new part does); k banks per recalibration."
+        ),
+    )
     max_calibration_images: int = Field(
-        100, ge=2, description="Leave-one-out scoring uses at most this many normal images (an even spread)."
+        100, ge=2, description="Calibration scores at most this many normal images (an even spread over the folds)."
+    )
+    calibration_max_distances: float = Field(
+        5e9,
+        ge=1e6,
+        description=(
+            "Calibration's nearest-patch work: fewer images are scored (never under 2 x min_fit_images) when "
+            "images x patches x fold-bank patches would pass this (with coreset_ratio 1 the fold banks are large)."
+        ),
+    )
+    calibration_max_patches: int = Field(
+        100_000,
+        ge=1000,
+        description=(
+            "A fold's bank is built from at most this many normal patches before the coreset (an even spread of the "
+            "other folds' images; fewer images score higher, so a capped calibration errs toward fewer false "
+            "alarms). Bounds each recalibration's cost whatever the bank's size and coreset_ratio."
+        ),
     )
     global_score: Literal["auto", "mahalanobis", "mean_distance", "off"] = Field(
         "auto",

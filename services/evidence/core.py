@@ -37,7 +37,7 @@ from services.common.names import check_name
 from services.common.pipeline import Pipeline, Prepared
 from services.common.values import Box
 from services.evidence import selfconfig
-from services.evidence.bank import Bank, BankKey, BankStore, choose_engine, key_of
+from services.evidence.bank import Bank, BankKey, BankStore, PatchIndex, choose_engine, key_of
 from services.evidence.calibration import Calibration, calibrate
 from services.evidence.config import EvidenceSettings
 from services.evidence.defects import DefectLibraries
@@ -53,7 +53,7 @@ from services.evidence.features import (
     poses,
     weights_prefix,
 )
-from services.evidence.global_score import GaussianModel, descriptor, mahalanobis_loo, mean_distance
+from services.evidence.global_score import GaussianModel, descriptor, mean_distance
 from services.mmad.catalogue import region_of
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,8 @@ class EvidenceResult:
     global_score: float = 0.0  # the image-level score (0 when the bank has none)
     global_threshold: float = 0.0  # its own threshold (0: no global score)
     fired: str = "none"  # which score is over its threshold: none, local, global or both
+    review_threshold: float = 0.0  # the band's lower edge on `score`'s scale (== threshold: no band)
+    band: str = "pass"  # pass (score <= review_threshold), review, or fail (score > threshold)
 
 
 @dataclass
@@ -252,6 +254,17 @@ def png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def on_local_scale(glob: float, glow: float, ghigh: float, low: float, high: float) -> float:
+    """The global score mapped onto the local score's scale, piecewise linearly: its review threshold to the local
+    review threshold, its threshold to the local threshold, 0 to 0. Monotone, so the combined score's band (pass,
+    review, fail) is the worse of the two scores' bands, and above the threshold it is glob x high / ghigh."""
+    if glob > ghigh or not 0 < glow < ghigh:
+        return glob * high / ghigh
+    if glob > glow:
+        return low + (glob - glow) * (high - low) / (ghigh - glow)
+    return glob * low / glow
+
+
 def summarize(r: EvidenceResult) -> str:
     """One paragraph of evidence for the Decision Maker's prompt and the trace."""
     ratio = r.score / r.threshold if r.threshold > 0 else float("inf")
@@ -271,6 +284,8 @@ def summarize(r: EvidenceResult) -> str:
             f" Local {r.local_score:.3g} (threshold {r.threshold:.3g}), global {r.global_score:.3g} "
             f"(threshold {r.global_threshold:.3g}): {fired}."
         )
+    if r.band == "review":
+        text += f" In the review band ({r.review_threshold:.3g} to {r.threshold:.3g}): a person should look."
     if r.boxes and r.anomalous:
         where = "; ".join(f"{b.region} (x {b.x0}-{b.x1}, y {b.y0}-{b.y1}, {b.area:.1%} of the image)" for b in r.boxes)
         text += f" Most anomalous regions: {where}."
@@ -474,7 +489,7 @@ class EvidenceService:
         if len(bank.images) < self.settings.min_images or bank.calibration is None:
             raise FailedPrecondition(
                 f"the evidence bank for {key.describe()} holds {len(bank.images)} normal image(s); add at least "
-                f"{self.settings.min_images - len(bank.images)} more (a threshold needs leave-one-out scores)"
+                f"{self.settings.min_images - len(bank.images)} more (a threshold needs held-out scores)"
             )
         return bank
 
@@ -596,30 +611,56 @@ class EvidenceService:
         bank.append(list(fresh), feats, s.coreset_ratio, s.coreset_projection, s.seed, device)
         return bank
 
-    def loo_scores(self, bank: Bank) -> list[float]:
-        """Each (sampled) normal image scored against the bank without its own patches."""
-        return self._loo(bank)[0]
+    def calibration_scores(self, bank: Bank) -> tuple[list[float], list[float]]:
+        """k-fold held-out local and global scores of the (sampled) normal images (global: [] when the bank has none).
 
-    def _loo(self, bank: Bank) -> tuple[list[float], list[float]]:
-        """Leave-one-out local and global scores of the (sampled) normal images (global: [] when the bank has none)."""
-        n = len(bank.images)
-        m = min(n, self.settings.max_calibration_images)
-        owners = np.unique(np.linspace(0, n - 1, m).round().astype(int))
-        assert bank.index is not None
-        local, dists = [], []
-        for o in owners:
-            dist = bank.index.search(bank.image_features(int(o)), exclude=bank.owner_range(int(o)))
-            local.append(self._image_score(dist.reshape(bank.grid), bank)[0])
-            dists.append(dist)
+        Image i is in fold i mod k (folds spread over the order images were added). Each fold's sampled images
+        are scored against a bank built without the fold by the same coreset procedure (`Bank.subset_memory`, from
+        the kept patches: no backbone forward), searched exactly (Faiss flat, or torch on a GPU), and the global
+        Gaussian is fitted without the fold too.
+
+        Cost, with n images of p patches, k folds, coreset ratio r, each fold bank drawn from
+        R = min(n (k-1)/k, calibration_max_patches / p) images (M = r R p patches kept) and c images scored
+        (max_calibration_images, fewer when c p M would pass calibration_max_distances, never below
+        2 min_fit_images): k greedy coresets of R p patches (chunks of CORESET_CHUNK: O(k R p (r CORESET_CHUNK
+        + M) D')) and c p M distances (D each) for the searches; memory O(R p D) at a time. Linear in n up to the
+        caps, then flat: at the defaults (k 5, 100k patches, 5e9 distances) at most 5 coresets of 100k patches
+        (about 4x the build's own coreset) and 5e9 distances, whatever the bank's size and coreset ratio.
+        """
+        s = self.settings
+        n, p = len(bank.images), bank.patches_per_image
+        k = min(s.calibration_folds, n)
+        fold = np.arange(n) % k
+        cap = max(2, s.calibration_max_patches // p)
+        fold_memory = min(n - n // k, cap) * p * min(s.coreset_ratio, 1.0)  # patches a fold bank holds, about
+        searchable = int(s.calibration_max_distances // max(p * fold_memory, 1.0))
+        count = min(n, s.max_calibration_images, max(searchable, 2 * s.min_fit_images))
+        scored = np.unique(np.linspace(0, n - 1, count).round().astype(int))
         kind = self._global_kind(bank)
-        if kind == "mean_distance":
-            return local, [mean_distance(d) for d in dists]
-        if kind == "mahalanobis":
-            if n <= 2:
-                return local, []
-            loo = mahalanobis_loo(self._descriptors(bank))
-            return local, [loo[int(o)] for o in owners]
-        return local, []
+        descs = self._descriptors(bank) if kind == "mahalanobis" and n > 2 else None
+        device = getattr(self.features, "device", None)
+        engine = "torch" if getattr(device, "type", "cpu") == "cuda" else "flat"
+        local: dict[int, float] = {}
+        glob: dict[int, float] = {}
+        for f in range(k):
+            held = scored[fold[scored] == f]
+            if not held.size:
+                continue
+            others = np.flatnonzero(fold != f)
+            if others.size > cap:  # an even spread of the other folds' images within the patch cap
+                others = others[np.unique(np.linspace(0, others.size - 1, cap).round().astype(int))]
+            memory = bank.subset_memory(others, s.coreset_ratio, s.coreset_projection, s.seed, device)
+            index = PatchIndex(memory, engine, device=device)
+            model = GaussianModel.fit(descs[fold != f]) if descs is not None else None
+            for o in held.tolist():
+                dist = index.search(bank.image_features(o))
+                local[o] = self._image_score(dist.reshape(bank.grid), bank)[0]
+                if kind == "mean_distance":
+                    glob[o] = mean_distance(dist)
+                elif model is not None:
+                    glob[o] = model.score(descs[o])
+        order = sorted(local)
+        return [local[o] for o in order], [glob[o] for o in order] if glob else []
 
     def _global_kind(self, bank: Bank) -> str:
         kind = bank.scoring.get("global_score") if bank.scoring else None
@@ -638,22 +679,33 @@ class EvidenceService:
         return bank.global_model
 
     def recalibrate(self, bank: Bank) -> None:
-        """Thresholds from leave-one-out scores: the local score's, and the global score's when the bank has one;
-        with both, each gets half the false-alarm budget (the image is anomalous when either fires)."""
+        """Thresholds from k-fold held-out scores: the local score's, and the global score's when the bank has one;
+        with both, each gets half the false-alarm and half the review budget (the worse of the two decides)."""
         s = self.settings
         bank.global_model = None
         if len(bank.images) < 2:
-            bank.calibration, bank.loo_scores = None, []
-            bank.global_calibration, bank.global_loo_scores = None, []
+            bank.calibration, bank.calibration_scores = None, []
+            bank.global_calibration, bank.global_calibration_scores = None, []
             return
-        bank.loo_scores, bank.global_loo_scores = self._loo(bank)
-        far = s.false_alarm_rate / 2 if bank.global_loo_scores else s.false_alarm_rate
-        bank.calibration = calibrate(bank.loo_scores, far, s.threshold_policy, s.margin, s.min_fit_images)
-        bank.global_calibration = (
-            calibrate(bank.global_loo_scores, far, s.threshold_policy, s.margin, s.min_fit_images)
-            if bank.global_loo_scores
-            else None
-        )
+        bank.calibration_scores, bank.global_calibration_scores = self.calibration_scores(bank)
+        share = 0.5 if bank.global_calibration_scores else 1.0
+        folds = f" ({min(s.calibration_folds, len(bank.images))} folds, each scored by a bank built without it)"
+
+        def fit(scores: list[float]) -> Calibration:
+            cal = calibrate(
+                scores,
+                s.false_alarm_rate * share,
+                s.threshold_policy,
+                s.margin,
+                s.min_fit_images,
+                s.review_rate * share,
+                method="kfold",
+            )
+            cal.note += folds
+            return cal
+
+        bank.calibration = fit(bank.calibration_scores)
+        bank.global_calibration = fit(bank.global_calibration_scores) if bank.global_calibration_scores else None
 
     def _info(self, bank: Bank) -> BankInfo:
         return BankInfo.from_meta(bank.meta())
@@ -745,14 +797,18 @@ class EvidenceService:
         assert bank.index is not None and bank.calibration is not None
         dist = bank.index.search(feats.reshape(-1, feats.shape[-1])).reshape(feats.shape[:2])
         local, smoothed = self._image_score(dist, bank)
-        thr = threshold if threshold > 0 else bank.calibration.threshold
+        cal = bank.calibration
+        thr = threshold if threshold > 0 else cal.threshold
+        low = thr * cal.review_threshold / cal.threshold  # a threshold in the request moves the band with it
         glob, gthr = 0.0, 0.0
+        score = local
         if bank.global_calibration is not None:
             kind = self._global_kind(bank)
             glob = mean_distance(dist) if kind == "mean_distance" else self._global_model(bank).score(descriptor(feats))
             gthr = bank.global_calibration.threshold
-        # one score on the local threshold's scale: over it exactly when either score is over its own threshold
-        score = max(local, glob * thr / gthr) if gthr > 0 else local
+            glow = bank.global_calibration.review_threshold
+            # one score on the local thresholds' scale: over each of them exactly when either score is over its own
+            score = max(local, on_local_scale(glob, glow, gthr, low, thr))
         fired = {(False, False): "none", (True, False): "local", (False, True): "global", (True, True): "both"}[
             (local > thr, gthr > 0 and glob > gthr)
         ]
@@ -768,6 +824,8 @@ class EvidenceService:
             global_score=glob,
             global_threshold=gthr,
             fired=fired,
+            review_threshold=low,
+            band="fail" if score > thr else "review" if score > low else "pass",
             boxes=boxes,
             width=geom.width,
             height=geom.height,

@@ -26,7 +26,9 @@ import numpy as np
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.images import check_sha256, sha256_hex
-from services.common.names import check_name, check_type, type_key
+from services.common.names import check_defect_type as check_type
+from services.common.names import check_name
+from services.common.names import defect_type_key as type_key
 from services.common.values import Box
 from services.evidence.bank import Bank, BankKey, BankStore
 from services.evidence.features import Geometry
@@ -357,26 +359,26 @@ class DefectLibraries:
         assert bank.index is not None
         return box, patches, bank.index.search(patches).astype(np.float32)
 
-    def _library(self, bank: Bank) -> Library | None:
+    def _library(self, bank: Bank, locked: bool = False) -> Library | None:
         """The product's library in the bank's current features (made again from the kept images when the bank
-        changed its feature view since)."""
+        changed its feature view since). `locked`: the caller holds the stage's write lock."""
         lib = self.store.load(bank.key)
         if lib is None or lib.backbone_id == bank.backbone_id:
             return lib
-        with self.service._write_lock:
-            lib = self.store.load(bank.key)
-            if lib is None or lib.backbone_id == bank.backbone_id:
-                return lib
-            fresh = Library(bank.key, bank.backbone_id, bank.dim, generation=lib.generation)
-            for e in lib.entries:
-                data = self.store.get_image(bank.key, e.sha256)
-                if data is None:  # kept with every entry; a missing one cannot be re-extracted
-                    continue
-                feats, geom = self.service._extract_for(bank, data)
-                _, patches, anomaly = self._box_features(bank, feats, geom, e.box)
-                fresh.add(DefectEntry(e.sha256, e.defect_type, e.box, e.inspection_id, e.added_at), patches, anomaly)
-            self.store.save(fresh)
-            return fresh
+        if not locked:
+            with self.service._write_lock:
+                return self._library(bank, locked=True)
+        # under the write lock: nobody else re-extracts or writes meanwhile
+        fresh = Library(bank.key, bank.backbone_id, bank.dim, generation=lib.generation)
+        for e in lib.entries:
+            data = self.store.get_image(bank.key, e.sha256)
+            if data is None:  # kept with every entry; a missing one cannot be re-extracted
+                continue
+            feats, geom = self.service._extract_for(bank, data)
+            _, patches, anomaly = self._box_features(bank, feats, geom, e.box)
+            fresh.add(DefectEntry(e.sha256, e.defect_type, e.box, e.inspection_id, e.added_at), patches, anomaly)
+        self.store.save(fresh)
+        return fresh
 
     # --- the RPCs' logic ------------------------------------------------------------------------------
     def add(
@@ -397,7 +399,7 @@ class DefectLibraries:
         box, patches, anomaly = self._box_features(bank, feats, geom, box)
         sha = sha256_hex(image)
         with self.service._write_lock:
-            lib = self._library(bank) or Library(bank.key, bank.backbone_id, bank.dim)
+            lib = self._library(bank, locked=True) or Library(bank.key, bank.backbone_id, bank.dim)
             known = lib.find(sha, kind, box)
             if known is not None:
                 return DefectAdded(False, known, len(lib.entries), lib.types())
@@ -421,13 +423,8 @@ class DefectLibraries:
                 self.store.drop_image(key, sha)
         return removed, len(lib.entries)
 
-    def classify_features(
-        self, bank: Bank, feats: np.ndarray, geom: Geometry, box: Box | None, candidates: list[str], k: int
-    ) -> DefectClassified:
-        s = self.service.settings
-        wanted = sorted({key for c in candidates if (key := type_key(c))})
-        if candidates and not wanted:
-            raise InvalidArgument("names no defect type (e.g. 'crack', 'Color defect.')", field="candidate_types")
+    def library_of(self, bank: Bank) -> Library:
+        """The product's library, or FAILED_PRECONDITION naming what to add (before any features are extracted)."""
         lib = self._library(bank)
         if lib is None or not lib.entries:
             raise FailedPrecondition(
@@ -435,13 +432,37 @@ class DefectLibraries:
                 "types first (AddDefect, or the review queue's 'defect: <type>'); Defect Classification without an "
                 "MLLM answers from them"
             )
+        return lib
+
+    def features(self, line_id: str, dataset: str, category: str, image: bytes) -> tuple[Bank, np.ndarray, Geometry]:
+        """The product's ready bank and the image's patch grid in its features (a benchmark extracts once, then
+        classifies against a growing library with classify_features)."""
+        bank = self._bank(line_id, dataset, category)
+        return (bank, *self.service._extract_for(bank, image))
+
+    def classify_features(
+        self,
+        bank: Bank,
+        lib: Library,
+        feats: np.ndarray,
+        geom: Geometry,
+        box: Box | None,
+        wanted: list[str],
+        k: int,
+    ) -> DefectClassified:
+        s = self.service.settings
         box, patches, anomaly = self._box_features(bank, feats, geom, box)
         query = descriptor(patches, anomaly, s.defect_top_patches)
         return DefectClassified(lib.classify(query, wanted, k or s.defect_k, s.defect_top_patches), box)
 
-    def _check_k(self, k: int) -> None:
+    def candidate_types(self, candidates: Sequence[str], k: int) -> list[str]:
+        """The candidates' canonical types; INVALID_ARGUMENT naming the field for a bad k or no type at all."""
         if k < 0 or k > 50:
             raise InvalidArgument(f"is {k}; it must be between 0 (the configured default) and 50", field="k")
+        wanted = sorted({key for c in candidates if (key := type_key(c))})
+        if candidates and not wanted:
+            raise InvalidArgument("names no defect type (e.g. 'crack', 'Color defect.')", field="candidate_types")
+        return wanted
 
     def classify_sync(
         self,
@@ -454,10 +475,11 @@ class DefectLibraries:
         k: int = 0,
     ) -> DefectClassified:
         """The type of the image's box (its top evidence box when None) by kNN over the library (benchmarks)."""
-        self._check_k(k)
+        wanted = self.candidate_types(candidates, k)
         bank = self._bank(line_id, dataset, category)
+        lib = self.library_of(bank)
         feats, geom = self.service._extract_for(bank, image)
-        return self.classify_features(bank, feats, geom, box, list(candidates), k)
+        return self.classify_features(bank, lib, feats, geom, box, wanted, k)
 
     async def classify(
         self,
@@ -470,12 +492,13 @@ class DefectLibraries:
         k: int = 0,
     ) -> DefectClassified:
         """As classify_sync, with the query's features through the stage's shared batches."""
-        self._check_k(k)
+        wanted = self.candidate_types(candidates, k)
         s = self.service
         key = s._key(line_id, dataset, category)
         bank = s._fresh_bank(key) or await asyncio.to_thread(s._ready_bank, key)
+        lib = await asyncio.to_thread(self.library_of, bank)
         if bank.backbone_id == s.backbone_id:
             feats, geom = await s.extract(image)
         else:
             feats, geom = await asyncio.to_thread(s._extract_for, bank, image)
-        return await asyncio.to_thread(self.classify_features, bank, feats, geom, box, list(candidates), k)
+        return await asyncio.to_thread(self.classify_features, bank, lib, feats, geom, box, wanted, k)

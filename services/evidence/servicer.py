@@ -26,6 +26,8 @@ def _calibration(c: Calibration | None) -> evidence_pb2.Calibration | None:
         far_target=c.far_target,
         far_in_sample=c.far_in_sample,
         note=c.note,
+        review_threshold=c.review_threshold,
+        method=c.method,
     )
 
 
@@ -132,6 +134,8 @@ def _response(r: EvidenceResult) -> evidence_pb2.AnalyzeResponse:
         global_score=r.global_score,
         global_threshold=r.global_threshold,
         fired=r.fired,
+        review_threshold=r.review_threshold,
+        band=r.band,
     )
 
 

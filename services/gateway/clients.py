@@ -44,6 +44,7 @@ from services.gateway.domain import (
     CategoryGuess,
     Decided,
     DecisionAsk,
+    DefectFound,
     Embedded,
     Evidence,
     EvidenceImages,
@@ -312,6 +313,32 @@ class StageClients:
             kept = EvidenceImages(HeatMap(h.png, h.width, h.height, h.scale), r.overlay_png)
         return Analyzed(evidence, kept, r.compute_ms)
 
+    async def classify_defect(
+        self,
+        image: bytes,
+        *,
+        line_id: str,
+        dataset: str,
+        category: str,
+        candidates: Sequence[str],
+        with_image: bool,
+        deadline: Deadline,
+    ) -> DefectFound:
+        """The query's top evidence box against the product's confirmed defects (of the candidates' types);
+        `with_image`: also the nearest confirmed defect's image (an MLLM's extra example)."""
+        req = evidence_pb2.ClassifyDefectRequest(
+            line_id=line_id,
+            dataset=dataset,
+            category=category,
+            image=common_pb2.Image(data=image),
+            candidate_types=candidates,
+            return_nearest_image=with_image,
+        )
+        r = await self["evidence"].call("ClassifyDefect", req, deadline)
+        votes = ", ".join(f"{v.defect_type} {v.weight:.2f} (distance {v.distance:.3g})" for v in r.votes)
+        summary = f"nearest confirmed defects of this product ({r.library_size} in its library): {votes}"
+        return DefectFound(r.defect_type, summary, r.nearest_image, r.nearest.defect_type)
+
     async def add_to_bank(
         self, line_id: str, dataset: str, category: str, images: Sequence[bytes], deadline: Deadline
     ) -> BankState:
@@ -383,6 +410,9 @@ class StageClients:
         if ask.evidence is not None:
             req.evidence.CopyFrom(evidence_to_proto(ask.evidence))
             req.evidence.overlay_png = ask.evidence_overlay
+        if ask.defect_example:
+            req.defect_example.data = ask.defect_example
+            req.defect_example_type = ask.defect_example_type
         r = await self["decision"].call("Decide", req, deadline)
         return Decided(
             r.answer, r.unparsed, r.raw_reply, r.reasoning, r.prompt, r.model_id, r.compute_ms, r.preprocess_ms,

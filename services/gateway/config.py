@@ -39,6 +39,23 @@ class GatewaySettings(Section):
             "One more image per prompt: it counts toward decision.max_images."
         ),
     )
+    classify_defects: bool = Field(
+        True,
+        description=(
+            "Defect Classification with the evidence expert on: also ask the product's defect library (operator-"
+            "confirmed defects) for the nearest confirmed defects of the options' types. The trace carries their vote; "
+            "decision.backend evidence answers from it (an empty library: FAILED_PRECONDITION naming what to add)."
+        ),
+    )
+    defect_example: bool = Field(
+        False,
+        description=(
+            "Defect Classification: give the Decision Maker the product's nearest confirmed defect as one more example "
+            "image, with its type (needs classify_defects and the evidence expert; one more image per prompt, counted "
+            "toward max_prompt_images). Off by default: whether it helps is decided by measurement only where an MLLM "
+            "can run (docs/defects.md)."
+        ),
+    )
     audit_evidence_images: bool = Field(
         True,
         description=(

@@ -40,6 +40,7 @@ from services.gateway.domain import (
     Added,
     Decided,
     DecisionAsk,
+    DefectFound,
     EvidenceImages,
     Inspection,
     InspectionResult,
@@ -58,6 +59,7 @@ from services.gateway.planner import EXPERTS, Plan, QuestionTypeClassifier, Type
 from services.gateway.validation import check_question, check_references, check_request_id, check_settings
 from services.gateway.verdict import PENDING, review_of, settle
 from services.knowledge.entries import Entry, canonical_dataset
+from services.mmad.types import DEFECT_CLASSIFICATION
 
 T = TypeVar("T")
 
@@ -85,6 +87,7 @@ class _Run:
     knowledge: str = ""
     passages: list[Passage] = field(default_factory=list)
     evidence_images: EvidenceImages | None = None
+    defect_example: DefectFound | None = None  # the nearest confirmed defect, for the prompt (gateway.defect_example)
 
     async def timed(self, stage: str, aw: Awaitable[T]) -> T:
         """Await one step of the fan-out, timed into the trace and, with tracing on, as its own span."""
@@ -222,10 +225,17 @@ class Inspector:
             else:
                 refs = 1
         heat = self.settings.evidence_as_image and "evidence" in plan.experts
-        if 1 + refs + heat > limit:
+        example = (
+            self.settings.defect_example
+            and self.settings.classify_defects
+            and "evidence" in plan.experts
+            and run.trace.question_type == DEFECT_CLASSIFICATION
+        )
+        if 1 + refs + heat + example > limit:
             raise InvalidArgument(
-                f"makes a prompt of {1 + refs + heat} images (the query, {refs} references"
-                f"{', the heat map' if heat else ''}); at most {limit} (gateway.max_prompt_images)",
+                f"makes a prompt of {1 + refs + heat + example} images (the query, {refs} references"
+                f"{', the heat map' if heat else ''}{', a confirmed defect' if example else ''}); at most {limit} "
+                "(gateway.max_prompt_images)",
                 field=field,
             )
 
@@ -318,6 +328,9 @@ class Inspector:
             if self.settings.evidence_as_image and run.evidence_images is not None:
                 trace.evidence.sent_as_image = True
                 ask.evidence_overlay = run.evidence_images.overlay_png
+        if run.defect_example is not None:
+            ask.defect_example = run.defect_example.example_image
+            ask.defect_example_type = run.defect_example.example_type
         try:
             decided = await run.timed("decision", self.clients.decide(ask, run.deadline))
         except StageCallError as e:
@@ -370,17 +383,24 @@ class Inspector:
         """The query against its product's bank of normal patches (the heat map when the trace or audit wants it)."""
         i, trace = run.inspection, run.trace
         want_images = i.return_heatmap or self.keep_evidence_images or self.settings.evidence_as_image
-        analyzed = await run.timed(
-            "evidence",
-            self.clients.analyze(
-                i.image,
-                line_id=i.line_id,
-                dataset=trace.dataset,
-                category=trace.category,
-                images=want_images,
-                deadline=run.deadline,
-            ),
+        analyze = self.clients.analyze(
+            i.image,
+            line_id=i.line_id,
+            dataset=trace.dataset,
+            category=trace.category,
+            images=want_images,
+            deadline=run.deadline,
         )
+        found: DefectFound | str | None = None
+        if trace.question_type == DEFECT_CLASSIFICATION and self.settings.classify_defects:
+            analyzed, found = await asyncio.gather(run.timed("evidence", analyze), self._defects(run))
+        else:
+            analyzed = await run.timed("evidence", analyze)
+        if isinstance(found, DefectFound):
+            analyzed.evidence.defect_type, analyzed.evidence.defect_summary = found.defect_type, found.summary
+            run.defect_example = found if found.example_image else None
+        elif found is not None:
+            analyzed.evidence.defect_summary = found
         run.set_compute("evidence", analyzed.compute_ms)
         trace.model_ids["evidence"] = analyzed.evidence.backbone_id
         run.evidence_images = analyzed.images
@@ -388,6 +408,28 @@ class Inspector:
             analyzed.evidence.heatmap = analyzed.images.heatmap
             analyzed.evidence.overlay_png = analyzed.images.overlay_png
         trace.evidence = analyzed.evidence
+
+    async def _defects(self, run: _Run) -> DefectFound | str:
+        """Defect Classification: the query's top box against the product's confirmed defects of the options' types;
+        what stood in the way, in words, when the library could not answer (an empty library says what to add)."""
+        i, trace = run.inspection, run.trace
+        try:
+            return await run.timed(
+                "evidence.defects",
+                self.clients.classify_defect(
+                    i.image,
+                    line_id=i.line_id,
+                    dataset=trace.dataset,
+                    category=trace.category,
+                    candidates=list(i.options.values()),
+                    with_image=self.settings.defect_example,
+                    deadline=run.deadline,
+                ),
+            )
+        except StageCallError as e:
+            if not e.caller_error:  # an outage degrades; an empty library is the product's state, said in the trace
+                trace.degraded.append(f"evidence.defects: {e.message}")
+            return e.details
 
     async def _embed_query(self, run: _Run) -> list[float]:
         embedded = await run.timed("embedding", self.clients.embed_images([run.inspection.image], run.deadline))

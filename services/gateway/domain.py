@@ -83,6 +83,8 @@ class Evidence:
     overlay_png: bytes = b""  # likewise
     review_threshold: float = 0.0  # the review band's lower edge (== threshold, or 0: no band)
     band: str = ""  # pass, review or fail; "" when the evidence stage gives no band
+    defect_type: str = ""  # Defect Classification: the nearest confirmed defects' type ("" when none answered)
+    defect_summary: str = ""  # their vote in words, or why the library could not answer
 
 
 @dataclass
@@ -276,6 +278,18 @@ class DecisionAsk:
     reference_images: list[bytes] = field(default_factory=list)  # bytes, never paths: stages may not share a disk
     evidence: Evidence | None = None  # sent_as_text / sent_as_image say what the prompt shows
     evidence_overlay: bytes = b""  # the overlay as the extra image, when sent_as_image
+    defect_example: bytes = b""  # the nearest confirmed defect's image (gateway.defect_example), after the others
+    defect_example_type: str = ""
+
+
+@dataclass
+class DefectFound:
+    """The defect library's answer for a query: the winning type, the vote in words, the nearest example."""
+
+    defect_type: str
+    summary: str
+    example_image: bytes = b""  # only when asked
+    example_type: str = ""
 
 
 @dataclass

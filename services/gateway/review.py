@@ -23,7 +23,7 @@ from echo.v1 import common_pb2, inspector_pb2
 from services.audit.record import iso_time, verdict_name
 from services.audit.store import DEFAULT_LIMIT, MAX_LIMIT, AuditQuery
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.common.names import MAX_TYPE_CHARS, check_name, type_key
+from services.common.names import MAX_DEFECT_TYPE_CHARS, check_name, defect_type_key
 from services.common.stage_client import Deadline
 from services.gateway.audit import AuditTrail
 from services.gateway.core import Inspector
@@ -45,8 +45,8 @@ def _check_confirm(req: inspector_pb2.ConfirmReviewRequest) -> None:
         raise InvalidArgument("is required with a defect: what kind (e.g. crack, scratch)", field="defect_type")
     if req.verdict == _GOOD and (kind or req.HasField("box")):
         raise InvalidArgument("is only for a defect confirmation", field="defect_type" if kind else "box")
-    if len(kind) > MAX_TYPE_CHARS or not kind.isprintable():
-        raise InvalidArgument(f"must be printable, at most {MAX_TYPE_CHARS} characters", field="defect_type")
+    if len(kind) > MAX_DEFECT_TYPE_CHARS or not kind.isprintable():
+        raise InvalidArgument(f"must be printable, at most {MAX_DEFECT_TYPE_CHARS} characters", field="defect_type")
     if req.HasField("box"):
         b = req.box
         if min(b.x0, b.y0) < 0 or b.x1 <= b.x0 or b.y1 <= b.y0:
@@ -66,7 +66,7 @@ def _same(c: inspector_pb2.ReviewConfirmation, req: inspector_pb2.ConfirmReviewR
     """Would this request confirm what already stands (a box given must match the standing one)? Types compare
     as the defect library keys them ("Color defect." is "color_defect"), so the same type in other words
     changes nothing."""
-    if c.verdict != req.verdict or type_key(c.defect_type) != type_key(req.defect_type):
+    if c.verdict != req.verdict or defect_type_key(c.defect_type) != defect_type_key(req.defect_type):
         return False
     return not req.HasField("box") or (c.box.x0, c.box.y0, c.box.x1, c.box.y1) == (
         req.box.x0, req.box.y0, req.box.x1, req.box.y1,

@@ -6,10 +6,17 @@ import pytest
 from PIL import Image
 
 from echo.v1 import common_pb2, decision_pb2
-from services.common.errors import FailedPrecondition
-from services.decision.core import DecisionInput, EvidenceInput, tiny_png
+from services.common.errors import FailedPrecondition, InvalidArgument
+from services.decision.core import DecisionInput, EvidenceInput, tiny_png, validate_input
 from services.decision.evidence_answer import EvidenceDecider, best_region_option
-from services.decision.prompt import HEATMAP_WORDING, PromptInput, final_prompts, image_index, reasoning_prompt
+from services.decision.prompt import (
+    HEATMAP_WORDING,
+    PromptInput,
+    example_wording,
+    final_prompts,
+    image_index,
+    reasoning_prompt,
+)
 from services.decision.servicer import to_input
 
 AD = {"A": "Yes.", "B": "No."}
@@ -51,11 +58,63 @@ async def test_localization_answers_with_the_top_box_region() -> None:
     assert result.unparsed and result.answer == ""
 
 
-@pytest.mark.parametrize("question_type", ["Defect Classification", "Object Analysis", ""])
-async def test_other_types_are_refused_naming_the_two_it_answers(question_type: str) -> None:
+@pytest.mark.parametrize("question_type", ["Defect Description", "Object Analysis", ""])
+async def test_other_types_are_refused_naming_the_three_it_answers(question_type: str) -> None:
     ev = EvidenceInput(anomalous=True, score=2.0, threshold=1.0, regions=["center"])
-    with pytest.raises(FailedPrecondition, match="answers Anomaly Detection and Defect Localization only"):
+    with pytest.raises(
+        FailedPrecondition, match="answers Anomaly Detection, Defect Localization, Defect Classification"
+    ):
         await EvidenceDecider().decide(_ask(question_type, AD, ev))
+
+
+DC = {"A": "Scratch.", "B": "Color defect.", "C": "Dent.", "D": "Hole."}
+
+
+async def test_classification_picks_the_option_naming_the_nearest_confirmed_type() -> None:
+    summary = "nearest confirmed defects of this product (6 in its library): color_defect 0.70, hole 0.30"
+    ev = EvidenceInput(True, 2.0, 1.0, ["center"], defect_type="color_defect", defect_summary=summary)
+    result = await EvidenceDecider().decide(_ask("Defect Classification", DC, ev))
+    assert result.answer == "B" and result.raw_reply == summary and result.model_kind == "evidence"
+
+
+async def test_classification_without_confirmed_defects_is_refused_with_the_library_s_reason() -> None:
+    why = "the defect library of line 'l' is empty: confirm defects of this product with their types first"
+    ev = EvidenceInput(True, 2.0, 1.0, ["center"], defect_summary=why)
+    with pytest.raises(FailedPrecondition, match="is empty: confirm defects") as err:
+        await EvidenceDecider().decide(_ask("Defect Classification", DC, ev))
+    assert err.value.field == "evidence.defect_type"
+
+
+@pytest.mark.parametrize("style", ["mmad", "echo"])
+def test_a_confirmed_defect_follows_the_heat_map_as_the_last_image_with_its_type(style: str) -> None:
+    query, heat, example = (Image.new("RGB", (56, 56), (v, v, v)) for v in (10, 30, 40))
+    inp = PromptInput("What is the type of the defect?", DC, style=style, heatmap=True, defect_example="color_defect",  # type: ignore[arg-type]
+                      question_type="Defect Classification")  # fmt: skip
+    for prompt in (*final_prompts(inp, query, [], heatmap=heat, example=example),
+                   reasoning_prompt(inp, query, [], 64, heat, example)):  # fmt: skip
+        assert prompt.images == [query, heat, example]
+        parts = prompt.messages[0]["content"]
+        order = [("image", image_index(p)) if image_index(p) is not None else ("text", p["text"]) for p in parts]
+        at_example = order.index(("image", 2))
+        assert order[at_example - 1][1].strip() == example_wording("color_defect")
+        assert "'color defect'" in example_wording("color_defect")
+
+
+async def test_the_decision_maker_shows_the_example_and_counts_it_against_max_images(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    req = decision_pb2.DecideRequest(
+        query_image=common_pb2.Image(data=tiny_png()),
+        question=common_pb2.Question(text="What is the type of the defect?", options=DC),
+        defect_example=common_pb2.Image(data=tiny_png(value=200)),
+        defect_example_type="Color defect",
+    )
+    inp = to_input(req)
+    assert inp.extra_images == [tiny_png(value=200)] and inp.defect_example_type == "Color defect"
+    validate_input(inp, 2)
+    with pytest.raises(InvalidArgument, match="a confirmed defect"):
+        validate_input(inp, 1)
+    inp.defect_example_type = "?!"
+    with pytest.raises(InvalidArgument, match=r"^defect_example_type"):
+        validate_input(inp, 2)
 
 
 async def test_a_question_without_evidence_is_refused_saying_what_to_add() -> None:

@@ -1,4 +1,4 @@
-"""Per-product thresholds from leave-one-out normal scores, honest about small samples."""
+"""Per-product thresholds (fail and review) from held-out normal scores, honest about small samples."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from services.evidence.calibration import calibrate, gumbel_predictive_factor, gumbel_quantile
+from services.evidence.calibration import Calibration, calibrate, gumbel_predictive_factor, gumbel_quantile
+from services.evidence.core import on_local_scale
 
 
 def fresh_far_gumbel(thr: float, mu: float, beta: float) -> float:
@@ -75,3 +76,54 @@ def test_identical_scores_still_give_a_threshold_above_them() -> None:
 def test_calibration_refuses_what_it_cannot_use(scores: list[float]) -> None:
     with pytest.raises(ValueError):
         calibrate(scores, far=0.01)
+
+
+def test_the_review_threshold_sits_below_the_fail_threshold_at_the_review_budget() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.gumbel(10.0, 1.5, size=40)
+    cal = calibrate(scores, far=0.01, review_rate=0.05)
+    wider = calibrate(scores, far=0.06)  # the same fit at false alarms + review: the band's lower edge
+    assert cal.review_threshold == pytest.approx(wider.threshold) and cal.review_threshold < cal.threshold
+    assert cal.review_target == 0.05 and "review band" in cal.note and cal.method == "kfold"
+
+
+def test_scores_around_both_thresholds_pass_go_to_review_or_fail() -> None:
+    cal = calibrate(np.random.default_rng(4).gumbel(10.0, 1.5, size=40), far=0.01, review_rate=0.05)
+    low, high = cal.review_threshold, cal.threshold
+    assert [cal.band(x) for x in (low - 1e-3, low, low + 1e-3, high, high + 1e-3)] == [
+        "pass",
+        "pass",
+        "review",
+        "review",
+        "fail",
+    ]
+
+
+def test_a_review_rate_of_zero_means_no_band() -> None:
+    cal = calibrate(np.random.default_rng(5).gumbel(10.0, 1.5, size=40), far=0.01, review_rate=0.0)
+    assert cal.review_threshold == cal.threshold
+    assert {cal.band(x) for x in np.linspace(0, 2 * cal.threshold, 101)} == {"pass", "fail"}
+
+
+def test_too_few_images_send_what_no_normal_image_reached_to_review() -> None:
+    cal = calibrate([1.0, 2.0, 4.0], far=0.01, margin=0.25, review_rate=0.05)
+    assert (cal.review_threshold, cal.threshold) == pytest.approx((4.0, 5.0))
+
+
+def test_a_calibration_saved_before_the_band_loads_as_leave_one_out_without_a_band() -> None:
+    old = calibrate(np.linspace(1, 2, 20), far=0.01).to_dict()
+    for key in ("review_threshold", "review_target", "method"):
+        old.pop(key)
+    cal = Calibration.from_dict(old)
+    assert cal.method == "leave-one-out" and cal.review_threshold == cal.threshold
+
+
+def test_the_global_score_maps_onto_the_local_scale_through_both_thresholds() -> None:
+    low, high, glow, ghigh = 8.0, 10.0, 3.0, 4.0
+    assert on_local_scale(glow, glow, ghigh, low, high) == pytest.approx(low)
+    assert on_local_scale(ghigh, glow, ghigh, low, high) == pytest.approx(high)
+    assert on_local_scale(3.5, glow, ghigh, low, high) == pytest.approx(9.0)
+    assert on_local_scale(8.0, glow, ghigh, low, high) == pytest.approx(20.0)  # above: the old linear scale
+    mapped = [on_local_scale(g, glow, ghigh, low, high) for g in np.linspace(0, 10, 201)]
+    assert np.all(np.diff(mapped) >= 0)
+    assert on_local_scale(2.0, 4.0, 4.0, 10.0, 10.0) == pytest.approx(5.0)  # no band: linear

@@ -140,3 +140,23 @@ def test_bad_type_box_and_k_are_refused_naming_the_field(service: EvidenceServic
         service.defects.classify_sync("line-1", DATASET, CATEGORY, image, k=-1)
     with pytest.raises(InvalidArgument, match=r"^sha256"):
         service.defects.remove("line-1", DATASET, CATEGORY, "not-a-hash")
+
+
+def test_a_library_in_another_feature_view_is_made_again_from_its_kept_images(
+    root: Path, real_features: TimmPatchFeatures, service: EvidenceService
+) -> None:
+    """A bank that changed its features (a self-configuration's new choice) makes its library's features again."""
+    s = small_settings(root)
+    svc = EvidenceService(s, real_features, BankStore(s.bank_store))
+    key = svc._key("line-1", DATASET, CATEGORY)
+    lib = svc.defects.store.load(key)
+    assert lib is not None
+    before = lib.patches.copy()
+    lib.backbone_id = "another-view"
+    svc.defects.store.save(lib)
+    image, box = drawn("hole", np.random.default_rng(77))
+    added = svc.defects.add("line-1", DATASET, CATEGORY, image, "hole", box)  # re-extracts under the write lock
+    again = svc.defects.store.load(key)
+    assert again is not None and again.backbone_id == svc.bank(key).backbone_id
+    assert added.library_size == 7 and np.allclose(again.patches[: before.shape[0]], before, atol=1e-2)
+    svc.defects.remove("line-1", DATASET, CATEGORY, sha256_hex(image))

@@ -70,21 +70,81 @@ def test_a_normal_image_still_gets_its_most_anomalous_spot_flagged_below_thresho
     assert "below the threshold" in r.summary
 
 
-def test_leave_one_out_scores_equal_scoring_against_a_bank_without_the_image(
+def test_a_folds_scores_come_from_a_bank_built_without_its_images(
     tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
 ) -> None:
-    def service(folder: str) -> EvidenceService:
-        s = small_settings(tmp_path / folder, coreset_ratio=1.0, nn_engine="flat")
+    def service(folder: str) -> EvidenceService:  # the default coreset ratio: the fold bank is a coreset too
+        s = small_settings(tmp_path / folder, calibration_folds=3, nn_engine="flat", global_score="off")
         return EvidenceService(s, real_features, BankStore(s.bank_store))
 
     full = service("full")
     full.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
-    without_first = service("rest")
-    without_first.add_normal_images("l", DATASET, "woven_fabric", fabric.normals[1:])
-    loo = full.bank(full._key("l", DATASET, "woven_fabric")).loo_scores
-    assert len(loo) == len(fabric.normals)
-    direct = without_first.analyze_sync("l", DATASET, "woven_fabric", fabric.normals[0]).score
-    assert loo[0] == pytest.approx(direct, rel=2e-3)
+    bank = full.bank(full._key("l", DATASET, "woven_fabric"))
+    assert len(bank.calibration_scores) == len(fabric.normals) and bank.calibration.method == "kfold"
+    without_fold = service("rest")  # fold 0 holds images 0, 3, 6, ...: a bank of the others, built from scratch
+    without_fold.add_normal_images("l", DATASET, "woven_fabric", [x for i, x in enumerate(fabric.normals) if i % 3])
+    direct = without_fold.analyze_sync("l", DATASET, "woven_fabric", fabric.normals[0]).score
+    assert bank.calibration_scores[0] == pytest.approx(direct, rel=0.02)
+    in_bank = full.analyze_sync("l", DATASET, "woven_fabric", fabric.normals[0]).score
+    assert bank.calibration_scores[0] > 1.1 * in_bank  # not its own patches: higher than the in-bank score
+
+
+def test_a_score_between_the_two_thresholds_goes_to_review(make_service: Make, fabric: Product) -> None:
+    svc = make_service(review_rate=0.3)
+    svc.add_normal_images("l", DATASET, fabric.category, fabric.normals)
+    cal = svc.bank(svc._key("l", DATASET, fabric.category)).calibration
+    assert cal.review_threshold < cal.threshold
+    normal = svc.analyze_sync("l", DATASET, fabric.category, fabric.held_out[0])
+    bad = svc.analyze_sync("l", DATASET, fabric.category, fabric.defective[0].image)
+    assert normal.review_threshold == pytest.approx(cal.review_threshold) and bad.band == "fail"
+    assert normal.band == ("pass" if normal.score <= cal.review_threshold else "review")
+    # a requested threshold just above the score moves the band with it: the score lands inside the band
+    between = svc.analyze_sync("l", DATASET, fabric.category, fabric.held_out[0], threshold=normal.score * 1.001)
+    assert between.band == "review" and not between.anomalous and "review band" in between.summary
+    under = svc.analyze_sync("l", DATASET, fabric.category, fabric.held_out[0], threshold=normal.score * 10)
+    assert under.band == "pass" and under.review_threshold == pytest.approx(
+        under.threshold * cal.review_threshold / cal.threshold
+    )
+
+
+def test_a_review_rate_of_zero_gives_every_part_pass_or_fail(make_service: Make, fabric: Product) -> None:
+    svc = make_service(review_rate=0.0)
+    svc.add_normal_images("l", DATASET, fabric.category, fabric.normals)
+    results = [
+        svc.analyze_sync("l", DATASET, fabric.category, x) for x in [*fabric.held_out, fabric.defective[0].image]
+    ]
+    assert all(r.review_threshold == r.threshold for r in results)
+    assert [r.band for r in results] == ["pass"] * len(fabric.held_out) + ["fail"]
+
+
+def test_a_bank_saved_before_k_fold_loads_and_answers_without_a_band(make_service: Make, fabric: Product) -> None:
+    import json
+
+    svc = make_service()
+    svc.add_normal_images("l", DATASET, fabric.category, fabric.normals)
+    key = svc._key("l", DATASET, fabric.category)
+    meta_path = Path(svc.settings.bank_store) / key.folder() / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    for cal in (meta["calibration"], meta["global_calibration"]):
+        for field in ("review_threshold", "review_target", "method"):
+            cal and cal.pop(field)
+    meta["loo_scores"] = meta.pop("calibration_scores")  # the old names
+    meta["global_loo_scores"] = meta.pop("global_calibration_scores")
+    meta_path.write_text(json.dumps(meta))
+    old = make_service()  # a fresh stage reads the store
+    bank = old.bank(key)
+    assert bank.calibration.method == "leave-one-out" and len(bank.calibration_scores) == len(fabric.normals)
+    r = old.analyze_sync("l", DATASET, fabric.category, fabric.defective[0].image)
+    assert r.review_threshold == r.threshold and r.band == "fail"
+
+
+def test_removing_images_recalibrates_on_the_remaining_ones_by_k_fold(make_service: Make, fabric: Product) -> None:
+    svc = make_service()
+    before = svc.add_normal_images("l", DATASET, fabric.category, fabric.normals).bank.calibration
+    assert svc.delete_bank("l", DATASET, fabric.category, [sha256_hex(x) for x in fabric.normals[:2]]) == 2
+    after = svc.stats("l")[0].calibration
+    assert after.images == len(fabric.normals) - 2 and after.method == "kfold"
+    assert after.threshold != before.threshold and after.review_threshold <= after.threshold
 
 
 def test_heat_map_comes_back_at_the_query_size_on_the_fixed_scale(
@@ -147,6 +207,7 @@ def test_adding_normal_images_recalibrates_the_threshold(make_service: Make, fab
     assert first.calibration is not None and second.calibration is not None
     assert (first.calibration.images, second.calibration.images) == (3, len(fabric.normals))
     assert first.calibration.policy == "max_margin" and second.calibration.policy == "gumbel"
+    assert first.calibration.method == second.calibration.method == "kfold"
     assert second.calibration.threshold != first.calibration.threshold and second.generation == 2
 
 

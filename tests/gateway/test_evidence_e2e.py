@@ -155,11 +155,38 @@ def test_backend_evidence_refuses_other_types_naming_those_it_answers(ev_client,
     _, _, defective = fabric
     with pytest.raises(grpc.RpcError) as err:
         ev_client.inspect(
-            defective[0][0], "What is the type of the defect?", {"A": "Hole.", "B": "Stain."}, line_id=LINE,
-            category="woven_fabric", dataset=DATASET,
+            defective[0][0], "What is the appearance of the defect?", {"A": "A dark line.", "B": "A stain."},
+            line_id=LINE, category="woven_fabric", dataset=DATASET, question_type="Defect Description",
         )  # fmt: skip
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "Anomaly Detection and Defect Localization" in err.value.details()
+    assert "Anomaly Detection, Defect Localization, Defect Classification only" in err.value.details()
+
+
+DC_QUESTION = "There is a defect in the object. What is the type of the defect?"
+
+
+def test_classification_answers_from_the_confirmed_defects_and_an_empty_library_says_what_to_add(  # type: ignore[no-untyped-def]
+    ev_client, evidence_server, fabric
+) -> None:
+    from services.mmad.catalogue import CATEGORIES
+
+    _, _, defective = fabric
+    types = CATEGORIES["woven_fabric"].defects[:2]  # the fixture's defects, in order
+    options = {"A": "Crack.", "B": f"{types[0].replace('_', ' ').capitalize()}.", "C": "Dent.",
+               "D": f"{types[1].replace('_', ' ').capitalize()}."}  # fmt: skip
+    ask = {"line_id": LINE, "category": "woven_fabric", "dataset": DATASET, "question_type": "Defect Classification"}
+    with pytest.raises(grpc.RpcError) as err:
+        ev_client.inspect(defective[0][0], DC_QUESTION, options, **ask)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "defect library" in err.value.details() and "is empty: confirm defects" in err.value.details()
+    evidence = evidence_server.embedded.stages[4].servicer.service  # the review queue's AddDefect, at its core
+    for (image, _), kind in zip(defective, types, strict=True):
+        assert evidence.defects.add(LINE, DATASET, "woven_fabric", image, kind).added
+    for (image, _), letter in zip(defective, "BD", strict=True):
+        resp = ev_client.inspect(image, DC_QUESTION, options, **ask)
+        e = resp.trace.evidence
+        assert resp.answer == letter and e.defect_type == types["BD".index(letter)], e.defect_summary
+        assert "nearest confirmed defects" in e.defect_summary and resp.trace.verdict_source.startswith("evidence")
 
 
 def test_backend_evidence_without_a_bank_is_refused_saying_what_to_add(ev_client, fabric) -> None:  # type: ignore[no-untyped-def]

@@ -267,7 +267,7 @@ def test_good_then_defect_the_later_stands_the_bank_and_library_follow_and_the_a
 
 
 def test_the_same_defect_type_in_other_words_changes_nothing(desk: Desk) -> None:
-    """ "Color defect." and "color-defect" are one type to the defect library (type_key), so to idempotence too."""
+    """ "Color defect." and "color-defect" are one type to the defect library (defect_type_key), so to idempotence."""
     with desk.client("lead") as lead:
         _inspect(lead, _normal_png(7000), "same-type")
         first = lead.confirm_review(LINE, "same-type", "defect", defect_type="Color defect.")
