@@ -3,7 +3,7 @@
 On the frozen evaluation split of bench_evidence_quality (a subset of each category's queries), measured
 in the same run:
 
-- bank build time per 100 normal images (features of every pose, coreset, index, leave-one-out calibration);
+- bank build time per 100 normal images (features of every pose, coreset, index, k-fold calibration);
 - per-image latency of one analysis at a time (decode, features, nearest patches, map, boxes), p50 and p90;
 - images/s with `--clients` concurrent analyses sharing backbone calls through the dynamic batcher;
 - image AUROC of the stage with the real weights against the same code with random weights.

@@ -60,6 +60,9 @@ async def test_a_product_is_onboarded_analyzed_listed_and_deleted_over_grpc(
         )
     )
     assert resp.anomalous and resp.score > resp.threshold == pytest.approx(add.bank.calibration.threshold)
+    assert resp.band == "fail" and add.bank.calibration.method == "kfold"
+    assert resp.review_threshold == pytest.approx(add.bank.calibration.review_threshold)
+    assert resp.review_threshold < resp.threshold
     assert resp.boxes[0].region == fabric.defective[0].region and len(resp.boxes) <= 2
     assert Image.open(io.BytesIO(resp.heatmap.png)).size == (resp.heatmap.width, resp.heatmap.height) == (128, 128)
     assert resp.heatmap.scale == pytest.approx(2 * resp.threshold)
