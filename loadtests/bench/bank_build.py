@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker(images_dir: str, ratio: float, category: str) -> None:
-    """In the child: build one bank from the PNGs in images_dir with the tree on sys.path; print its timing."""
+    """In the child: build one bank from the PNGs in images_dir with the tree on PYTHONPATH; print its timing."""
     from services.evidence.config import EvidenceSettings
     from services.evidence.core import EvidenceService
 
@@ -66,13 +66,11 @@ def tree_of(ref: str, into: Path) -> Path:
 
 
 def run_build(tree: Path, images_dir: Path, ratio: float, category: str) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'protos'}"}
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from bank_build import worker; "
-        "worker(sys.argv[2], float(sys.argv[3]), sys.argv[4])"
-    )
+    # the tree first, then this file's folder (its `worker` runs on whichever tree's services it finds)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "protos"), str(Path(__file__).parent)])}
+    code = "import sys; from bank_build import worker; worker(sys.argv[1], float(sys.argv[2]), sys.argv[3])"
     out = subprocess.run(
-        [sys.executable, "-c", code, str(Path(__file__).parent), str(images_dir), str(ratio), category],
+        [sys.executable, "-c", code, str(images_dir), str(ratio), category],
         env=env,
         check=True,
         capture_output=True,
