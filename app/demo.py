@@ -191,12 +191,13 @@ def _evidence(q, is_normal: bool, trace) -> dict | None:  # type: ignore[no-unty
 
 
 def _table(console, results: list[dict]) -> dict:  # type: ignore[no-untyped-def]
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from services.mmad.types import QUESTION_TYPES
 
     table = Table(
-        "question type", "n", "correct", "accuracy", "VE accuracy", "p50 ms", "max ms", "experts used", "unparsed",
+        Column("question type", no_wrap=True), "n", "correct", "accuracy", "VE accuracy", "p50 ms", "max ms",
+        "experts used", "unparsed",
         caption="accuracy: the Decision Maker's answers. VE accuracy: the visual evidence expert's own answer "
         "(AD: its verdict; DL: the option naming its top box's region), – where it does not answer the type.",
     )  # fmt: skip

@@ -107,7 +107,8 @@ def test_onboarding_a_product_makes_it_ready_and_inspectable(server: BackgroundS
     resp = json.loads(out)
     trace = resp["trace"]
     assert trace["question_type"] == "DEFECT_CLASSIFICATION"
-    assert trace["experts_used"] == ["reference", "knowledge", "decision"]
+    # Defect Classification runs the evidence expert too (its box is what the defect library classifies)
+    assert trace["experts_used"] == ["reference", "knowledge", "evidence", "decision"]
     assert trace["knowledge_entry_ids"] == ["Custom/brake_disc"]
     assert trace["references"][0]["category"] == "brake_disc"
     assert resp.get("answer", "") in {"A", "B", "C", "D", ""}
