@@ -693,8 +693,9 @@ def incompatible(settings: Any, types: set[str], cell: Cell) -> str | None:
     """Why these embedded-server settings cannot answer questions of these types under this cell, or None.
 
     `decision.backend: evidence` answers Anomaly Detection and Defect Localization from the visual evidence
-    alone: every other type, and every type whose plan runs no evidence expert (the paper protocol's map), would
-    fail request after request; say so before the first one.
+    alone, and Defect Classification from the product's defect library: every other type, and every type whose
+    plan runs no evidence expert (the paper protocol's map), would fail request after request; say so before the
+    first one.
     """
     if settings.decision.backend != "evidence":
         return None
@@ -702,8 +703,8 @@ def incompatible(settings: Any, types: set[str], cell: Cell) -> str | None:
 
     if other := sorted(types - set(ANSWERS)):
         return (
-            f"decision.backend 'evidence' (--backend evidence) answers {' and '.join(ANSWERS)} only, and this "
-            f"dataset also asks {', '.join(other)}: use an MLLM backend"
+            f"decision.backend 'evidence' (--backend evidence) answers {', '.join(ANSWERS[:-1])} and {ANSWERS[-1]} "
+            f"only, and this dataset also asks {', '.join(other)}: use an MLLM backend"
         )
     forced = dict(cell.experts).get("evidence")
     expert_map = settings.gateway.expert_map

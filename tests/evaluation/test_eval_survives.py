@@ -114,7 +114,8 @@ def test_the_evidence_backend_is_refused_before_the_first_request_where_it_canno
     small_dataset: MMADDataset, tmp_path: Path
 ) -> None:
     paper = load_settings(None, protocol="paper", data_dir=str(tmp_path), decision={"backend": "evidence"})
-    with pytest.raises(FailedPrecondition, match="answers Anomaly Detection and Defect Localization only"):
+    only = "answers Anomaly Detection, Defect Localization and Defect Classification only"
+    with pytest.raises(FailedPrecondition, match=only):
         asyncio.run(evaluate(small_dataset, [(FULL, tmp_path / "run")], RunOptions(), settings=paper))
     assert not (tmp_path / "run").exists()  # nothing was asked
     detection = {"Anomaly Detection"}
