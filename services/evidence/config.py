@@ -94,12 +94,13 @@ class EvidenceSettings(Section):
         ),
     )
     ivf_min_patches: int = Field(
-        20_000,
+        5_000,
         ge=1,
         description=(
             "auto: banks with at least this many patches use IVF. IVF beat flat from 3k patches up here (2.1x at "
-            "3k, 4.5x at 10k, 8x at 30k, 21x at 100k; docs/results/evidence_nn.json); 20k keeps the 40-image "
-            "bank (~12.5k patches) exact."
+            "3k, 4.5x at 10k, 8x at 30k, 21x at 100k; docs/results/evidence_nn.json), so a 40-image bank (~12.5k "
+            "patches at 448 px) searches its inverted lists; a 10-image bank (~3k) stays exact, where flat takes "
+            "a few tens of ms."
         ),
     )
     ivf_nprobe: int = Field(8, ge=1, description="IVF: lists searched per query to start the build-time check with.")

@@ -197,13 +197,19 @@ def find_boxes(
         threshold = threshold * peak / score
     above = peak > threshold
     level = threshold if above else peak * peak_ratio
-    labels, n = ndimage.label(crop >= level)
+    mask = crop >= level
+    labels, n = ndimage.label(mask)
     if n == 0:
         return []
-    idx = np.arange(1, n + 1)
-    peaks = ndimage.maximum(crop, labels, idx)
-    areas = ndimage.sum_labels(np.ones_like(crop), labels, idx)
-    centers = ndimage.center_of_mass(np.ones_like(crop), labels, idx)
+    # per-component peak, area and centre from the masked pixels alone (ndimage.maximum sorts the whole map)
+    lab = labels[mask]
+    rows, cols = np.nonzero(mask)  # the same C order as labels[mask]
+    peaks = np.full(n + 1, -np.inf)
+    np.maximum.at(peaks, lab, crop[mask])
+    peaks = peaks[1:]
+    areas = np.bincount(lab, minlength=n + 1)[1:]
+    cys = np.bincount(lab, rows, minlength=n + 1)[1:] / areas
+    cxs = np.bincount(lab, cols, minlength=n + 1)[1:] / areas
     slices = ndimage.find_objects(labels)
     h, w = crop.shape
     sx, sy = geom.width / w, geom.height / h
@@ -214,7 +220,7 @@ def find_boxes(
         if boxes and share < min_area:
             continue
         ys, xs = slices[j]
-        cy, cx = centers[j]
+        cy, cx = cys[j], cxs[j]
         boxes.append(
             Box(
                 x0=int(xs.start * sx),

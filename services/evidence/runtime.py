@@ -4,9 +4,11 @@ On a CPU line PC the backbone forward is most of an analysis, so the feature gra
 (the backbone up to its deepest tapped block, the taps, PatchCore's aggregation) is exported once to ONNX and
 run by the chosen runtime. The export is cached on disk, named by the features' backbone id (model, weights
 hash, blocks, input size, pooling, dim) and the exporter's version: a product that chose another block set
-or input size gets its own file. Every load is checked against torch on one probe batch; a file that does not
-load or does not agree (a truncated write, a stale export) is exported again. Writes are atomic (a temporary
-file renamed into place), so concurrent starts never read half a file.
+or input size gets its own file. An export is checked against torch on one probe batch the first time each
+runtime loads it; the check is recorded beside the file (`<file>.checked`: the file's sha256 and the runtimes
+and versions that agreed), so later starts load it without a torch forward, and a file whose bytes changed (a
+truncated write, a stale export) is checked again. A file that does not load or does not agree is exported
+again. Writes are atomic (a temporary file renamed into place), so concurrent starts never read half a file.
 
 The torch path stays for CUDA; the runtime is fp32 (OpenVINO's bf16 default on CPUs with AMX is turned off),
 so scores stay within a rounding of torch's and a bank built on one runtime serves the others.
@@ -15,6 +17,7 @@ so scores stay within a rounding of torch's and a bank built on one runtime serv
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -88,6 +91,53 @@ def export_onnx(fn: Callable[[Any], Any], model: Any, input_size: int, path: Pat
         raise
 
 
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _checked_path(path: Path) -> Path:
+    return path.with_name(path.name + ".checked")
+
+
+def _runtime_tag(runtime: str) -> str:
+    """The runtime and its version: an upgraded runtime checks the export again."""
+    from importlib.metadata import version
+
+    return f"{runtime}=={version(runtime)}"
+
+
+def was_checked(path: Path, runtime: str) -> bool:
+    """Whether this runtime (this version) already agreed with torch on exactly these bytes."""
+    try:
+        record = json.loads(_checked_path(path).read_text())
+        return _runtime_tag(runtime) in record.get("runtimes", []) and record.get("sha256") == _file_sha256(path)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def record_check(path: Path, runtime: str) -> None:
+    """Add this runtime to the file's check record, atomically (a record of other bytes is replaced)."""
+    checked = _checked_path(path)
+    digest = _file_sha256(path)
+    try:
+        record = json.loads(checked.read_text())
+        runtimes = record.get("runtimes", []) if record.get("sha256") == digest else []
+    except (OSError, ValueError, AttributeError):
+        runtimes = []
+    body = json.dumps({"sha256": digest, "runtimes": sorted({*runtimes, _runtime_tag(runtime)})})
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=checked.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(body)
+        os.replace(tmp, checked)
+    except OSError as e:  # a read-only cache still serves; the next start checks again
+        log.warning("evidence %s: cannot record the export check (%s)", runtime, type(e).__name__)
+
+
 class OrtRunner:
     """An ONNX Runtime CPU session over the exported graph."""
 
@@ -155,6 +205,11 @@ def compile_features(
     path = cache_path(cache_dir, backbone_id)
     make = OrtRunner if runtime == "onnxruntime" else OpenVinoRunner
     threads = max(1, torch.get_num_threads())
+    if path.is_file() and was_checked(path, runtime):
+        try:
+            return make(path, threads)
+        except Exception as e:  # checked once, unreadable now: check (and export) again below
+            log.warning("evidence %s: checked export for %s does not load (%s)", runtime, backbone_id, type(e).__name__)
     probe = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, input_size, input_size), np.float32))
     with torch.inference_mode():
         expected = fn(probe).float().numpy()
@@ -170,6 +225,7 @@ def compile_features(
             got = runner(probe.numpy())
             err = float(np.abs(got - expected).max() / max(float(np.abs(expected).max()), 1e-12))
             if got.shape == expected.shape and err <= PROBE_TOLERANCE:
+                record_check(path, runtime)
                 return runner
             why = f"disagrees with torch (shape {got.shape}, relative error {err:.2e})"
         except Exception as e:  # a truncated or foreign file: export again

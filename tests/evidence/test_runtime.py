@@ -12,7 +12,7 @@ from services.evidence.bank import BankStore
 from services.evidence.config import EvidenceSettings
 from services.evidence.core import EvidenceService
 from services.evidence.features import FeatureChoice, TimmPatchFeatures
-from services.evidence.runtime import cache_path
+from services.evidence.runtime import cache_path, compile_features
 from tests.evidence.conftest import DATASET, INPUT, Product, make_product, small_settings
 
 RUNTIMES = ("onnxruntime", "openvino")
@@ -70,7 +70,28 @@ def test_the_export_is_cached_and_reused_by_the_next_start(cache: Path) -> None:
     stamp = path.stat().st_mtime_ns
     second = runtime_features("openvino", cache)  # both runtimes read the same ONNX file
     assert path.stat().st_mtime_ns == stamp and second.runner is not None
-    assert sorted(p.suffix for p in cache.iterdir()) == [".onnx"] * len(list(cache.iterdir()))  # no temp files left
+    assert all(p.name.endswith((".onnx", ".onnx.checked")) for p in cache.iterdir())  # no temp files left
+
+
+def test_a_checked_export_loads_without_a_torch_forward_until_its_bytes_change(tmp_path: Path) -> None:
+    model = torch.nn.Conv2d(3, 4, 3, stride=2).eval()
+    calls: list[int] = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return model(x).permute(0, 2, 3, 1)
+
+    first = compile_features("onnxruntime", fn, model, 32, "tiny/size=32", tmp_path)
+    probed = len(calls)
+    assert probed >= 1  # the first load is checked against torch (and traced by the export)
+    compile_features("onnxruntime", fn, model, 32, "tiny/size=32", tmp_path)
+    assert len(calls) == probed  # the recorded check stands: no torch forward at the next start
+    path = cache_path(tmp_path, "tiny/size=32")
+    path.write_bytes(path.read_bytes()[:-1] + b"\0")  # other bytes: the record no longer vouches for them
+    again = compile_features("onnxruntime", fn, model, 32, "tiny/size=32", tmp_path)
+    assert len(calls) > probed
+    x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(again(x), first(x), rtol=0, atol=1e-5)
 
 
 def test_a_corrupt_cached_export_is_rebuilt(tmp_path: Path, torch_features: TimmPatchFeatures) -> None:
