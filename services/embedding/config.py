@@ -1,4 +1,4 @@
-"""Settings of the embedding stage (open_clip image and text towers)."""
+"""Settings of the embedding stage (open_clip image and text towers, or EfficientNet-Lite0 offline)."""
 
 from __future__ import annotations
 
@@ -26,12 +26,14 @@ class EmbeddingSettings(Section):
         ),
     )
     image_encoder: Literal["clip", "auto", "efficientnet-lite0"] = Field(
-        "clip",
+        "auto",
         description=(
-            "What embeds images: clip (the model above); efficientnet-lite0 (the pooled ImageNet features of the "
-            "EfficientNet-Lite0 weights shipped with Echo-IAD, 1280-d, images only: EmbedTexts is refused and "
-            "category inference votes on image neighbours); auto (efficientnet-lite0 when the CLIP has random "
-            "weights, else clip). A memory built with one encoder is refused by the other (its vector size)."
+            "What embeds images: auto (the CLIP above wherever its weights exist; EfficientNet-Lite0 when its "
+            "weights are 'random', i.e. no CLIP weights are configured); clip (the CLIP above, even with random "
+            "weights: offline tests only); efficientnet-lite0 (the pooled ImageNet features of the EfficientNet-Lite0 "
+            "weights shipped with Echo-IAD, 1280-d, images only: EmbedTexts is refused, Info says texts=false and "
+            "category inference votes on image neighbours). A memory built with one encoder is refused by the "
+            "other (its vector size): re-onboard the line's normal images."
         ),
     )
     cache_dir: str = Field(

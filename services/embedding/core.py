@@ -80,6 +80,7 @@ class ClipEncoder:
         size = loaded.preprocess_cfg["size"]
         self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         self.has_patch_tokens = bool(getattr(self.model.visual, "output_tokens", False))
+        self.has_text_tower = loaded.texts
         self.streams = DeviceStreams(self.device)
         self.gpu_decode = gpu_decode and self.device.type == "cuda"  # the tensor path for encoded images
         self.dim = int(self.forward(self.blank_batch(1)).shape[1])  # also warms the model up
@@ -313,6 +314,11 @@ class EmbeddingService:
         for i, t in enumerate(texts):
             if not t.strip():
                 raise InvalidArgument("is empty", field=f"texts[{i}]")
+        if not self.encoder.has_text_tower:
+            raise FailedPrecondition(
+                f"model {self.model_id} embeds images only (no text tower); configure CLIP weights for text embeddings",
+                field="texts",
+            )
         start = time.perf_counter()
         vectors = await self.pipeline.run_exclusive(
             self.encoder.embed_texts, list(texts), self.settings.text_batch_size

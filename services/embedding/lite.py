@@ -96,4 +96,4 @@ def load_lite(settings: EmbeddingSettings) -> LoadedClip:
         "fill_color": 0,
     }
     log.info("embedding model %s on %s (the offline image encoder: no CLIP weights configured)", model_id, device)
-    return LoadedClip(tower, NoTextTokenizer(model_id), preprocess, cfg, model_id, device, dtype, LITE_DIM)
+    return LoadedClip(tower, NoTextTokenizer(model_id), preprocess, cfg, model_id, device, dtype, LITE_DIM, texts=False)

@@ -1,4 +1,5 @@
-"""The offline image encoder: EfficientNet-Lite0's pooled ImageNet features where the CLIP has random weights."""
+"""The offline image encoder, the default where no CLIP weights are configured: EfficientNet-Lite0's pooled
+ImageNet features."""
 
 from __future__ import annotations
 
@@ -21,18 +22,20 @@ DATA = Path(__file__).resolve().parents[1] / "evidence" / "data"
 
 @pytest.fixture(scope="module")
 def lite() -> ClipEncoder:
-    return ClipEncoder.for_images(EmbeddingSettings(device="cpu", image_encoder="auto"))
+    return ClipEncoder.for_images(EmbeddingSettings(device="cpu"))
 
 
-def test_auto_embeds_with_efficientnet_lite0_when_clip_has_random_weights(lite: ClipEncoder) -> None:
+def test_the_default_embeds_with_efficientnet_lite0_when_no_clip_weights_are_configured(lite: ClipEncoder) -> None:
+    assert EmbeddingSettings().image_encoder == "auto"
     assert lite.model_id.startswith("efficientnet_lite0[efficientnet-lite0-57934424.pth@")
-    assert lite.dim == 1280 == embedding_dim(EmbeddingSettings(image_encoder="auto"))
-    assert not lite.has_patch_tokens
+    assert lite.dim == 1280 == embedding_dim(EmbeddingSettings())
+    assert not lite.has_patch_tokens and not lite.has_text_tower
 
 
 def test_clip_stays_the_encoder_when_configured_or_when_its_weights_are_real() -> None:
-    assert ClipEncoder.for_images(EmbeddingSettings(device="cpu")).model_id.startswith("echo-tiny-clip:random")
-    real = EmbeddingSettings(image_encoder="auto", weights="openai", model="ViT-B-16")
+    named = ClipEncoder.for_images(EmbeddingSettings(device="cpu", image_encoder="clip"))
+    assert named.model_id.startswith("echo-tiny-clip:random") and named.has_text_tower
+    real = EmbeddingSettings(weights="openai", model="ViT-B-16")
     assert embedding_dim(real) == 512  # auto keeps CLIP wherever real weights are configured
 
 
@@ -68,7 +71,8 @@ async def test_text_embeddings_are_refused_naming_the_field() -> None:
 
 def test_a_memory_built_with_the_clip_is_refused_with_the_lite_encoder(tmp_path: Path) -> None:
     settings = RetrievalSettings(engine="edge", path=str(tmp_path / "edge"), image_store=str(tmp_path / "img"))
-    clip_dim = embedding_dim(EmbeddingSettings())
+    clip_dim = embedding_dim(EmbeddingSettings(image_encoder="clip"))
     open_store(settings, clip_dim).close()
-    with pytest.raises(ConfigError, match=f"has dim {clip_dim} but the embedding model gives 1280"):
-        open_store(settings, embedding_dim(EmbeddingSettings(image_encoder="auto")))
+    with pytest.raises(ConfigError, match=f"has dim {clip_dim} but the embedding model gives 1280") as e:
+        open_store(settings, embedding_dim(EmbeddingSettings()))
+    assert "re-onboard the line's normal images" in str(e.value) and "\n" not in str(e.value)
