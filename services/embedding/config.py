@@ -36,6 +36,20 @@ class EmbeddingSettings(Section):
             "other (its vector size): re-onboard the line's normal images."
         ),
     )
+    runtime: Literal["torch", "onnxruntime", "openvino"] = Field(
+        "onnxruntime",
+        description=(
+            "What runs the offline image encoder (EfficientNet-Lite0) on the CPU in fp32: its graph exported once "
+            "to ONNX (cached under runtime_cache, checked against torch when loaded) and run by ONNX Runtime (the "
+            "default: faster here, docs/results/embedding_runtime.json) or OpenVINO, or torch itself. Vectors agree "
+            "within a rounding, so a memory built on one runtime serves the others. A CLIP, CUDA or a half "
+            "precision run on torch whatever this says."
+        ),
+    )
+    runtime_cache: str = Field(
+        "./echo-data/embedding-runtime",
+        description="A local folder for the exported encoder graphs (one file per model id; rebuilt if corrupt).",
+    )
     cache_dir: str = Field(
         "", description="Where pretrained tags are looked up: a Hugging Face hub cache folder; empty: the HF default."
     )

@@ -23,8 +23,9 @@ from services.common.devices import DeviceStreams
 from services.common.errors import EchoError, FailedPrecondition, InvalidArgument
 from services.common.images import ImageLimits
 from services.common.pipeline import Pipeline, Prepared
+from services.common.runtime import Runner
 from services.embedding.config import EmbeddingSettings
-from services.embedding.lite import load_lite
+from services.embedding.lite import lite_runner, load_lite
 from services.embedding.model import LoadedClip, load_clip
 from services.embedding.preprocess import prepare_tensor_batch, preprocess_cpu
 from services.embedding.pretrained import uses_lite
@@ -69,8 +70,15 @@ class ClipEncoder:
     """An open_clip model behind synchronous calls: callers serialize the preparing (one prepare thread) and the
     model calls (one model thread); the two may overlap."""
 
-    def __init__(self, loaded: LoadedClip, limits: ImageLimits = ImageLimits(), gpu_decode: bool = True) -> None:
+    def __init__(
+        self,
+        loaded: LoadedClip,
+        limits: ImageLimits = ImageLimits(),
+        gpu_decode: bool = True,
+        runner: Runner | None = None,
+    ) -> None:
         self.loaded = loaded
+        self.runner = runner  # an optimised CPU runtime's pooled-vector graph (embedding.runtime); None: torch
         self.model = loaded.model
         self.device = loaded.device
         self.dtype = loaded.dtype
@@ -98,7 +106,8 @@ class ClipEncoder:
         if not uses_lite(settings):
             return cls.from_settings(settings)
         limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels, section="embedding")
-        return cls(load_lite(settings), limits, settings.gpu_decode)
+        loaded = load_lite(settings)
+        return cls(loaded, limits, settings.gpu_decode, lite_runner(settings, loaded))
 
     def blank_batch(self, n: int) -> Any:
         import torch
@@ -174,6 +183,9 @@ class ClipEncoder:
         import torch.nn.functional as F
 
         with torch.inference_mode():
+            if self.runner is not None and not patch_tokens:  # the CPU runtime: pooled vectors only
+                pooled = torch.from_numpy(self.runner(np.ascontiguousarray(pixels.float().cpu().numpy())))
+                return F.normalize(pooled.float(), dim=-1)
             x = pixels.to(self.device, self.dtype, non_blocking=True)
             if self.has_patch_tokens:
                 pooled, tokens = self.model.visual(x)

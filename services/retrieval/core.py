@@ -177,11 +177,7 @@ class Memory:
         if v.size == 0:
             raise InvalidArgument("is empty: send the image's embedding", field=field)
         if v.size != self.dim:
-            raise InvalidArgument(
-                f"has {v.size} values, but this memory holds {self.dim}-d vectors (built with another image "
-                "encoder: re-onboard the line's normal images)",
-                field=field,
-            )
+            raise InvalidArgument(f"has {v.size} values, but this memory holds {self.dim}-d vectors", field=field)
         with np.errstate(over="ignore", under="ignore"):  # one pass; the slow checks only when it is not plain
             square = float(np.dot(v, v))
         if 0.0 < square < math.inf:

@@ -21,8 +21,13 @@ DATA = Path(__file__).resolve().parents[1] / "evidence" / "data"
 
 
 @pytest.fixture(scope="module")
-def lite() -> ClipEncoder:
-    return ClipEncoder.for_images(EmbeddingSettings(device="cpu"))
+def runtime_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("embedding-runtime"))
+
+
+@pytest.fixture(scope="module")
+def lite(runtime_cache: str) -> ClipEncoder:
+    return ClipEncoder.for_images(EmbeddingSettings(device="cpu", runtime_cache=runtime_cache))
 
 
 def test_the_default_embeds_with_efficientnet_lite0_when_no_clip_weights_are_configured(lite: ClipEncoder) -> None:
@@ -59,8 +64,21 @@ def test_real_photos_are_far_apart_unlike_a_random_clip(lite: ClipEncoder) -> No
     assert lite_sim < 0.6 < clip_sim, (lite_sim, clip_sim)  # a cat and an espresso: random features call them alike
 
 
-async def test_text_embeddings_are_refused_naming_the_field() -> None:
-    service = EmbeddingService.from_settings(EmbeddingSettings(device="cpu", image_encoder="efficientnet-lite0"))
+def test_the_cpu_runtime_gives_torchs_vectors(lite: ClipEncoder) -> None:
+    assert lite.runner is not None and lite.runner.name == "onnxruntime"  # the CPU default
+    on_torch = ClipEncoder.for_images(EmbeddingSettings(device="cpu", runtime="torch"))
+    assert on_torch.runner is None and on_torch.model_id == lite.model_id  # one memory serves both runtimes
+    photos = [(DATA / n).read_bytes() for n in ("chelsea.jpg", "coffee.jpg")]
+    rng = np.random.default_rng(5)
+    images = photos + [encode_png(render_normal(c, rng, 128)) for c in ("screw", "woven_fabric")]
+    cos = (lite.embed_batch(images) * on_torch.embed_batch(images)).sum(axis=1)
+    assert float((1.0 - cos).max()) < 1e-5, cos
+
+
+async def test_text_embeddings_are_refused_naming_the_field(runtime_cache: str) -> None:
+    service = EmbeddingService.from_settings(
+        EmbeddingSettings(device="cpu", image_encoder="efficientnet-lite0", runtime_cache=runtime_cache)
+    )
     try:
         with pytest.raises(FailedPrecondition, match="no text tower") as e:
             await service.embed_texts(["a photo of a screw"])
