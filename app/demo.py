@@ -299,3 +299,8 @@ def _say_models(console, results: list[dict]) -> None:  # type: ignore[no-untype
             "The visual evidence expert is the exception: pretrained weights (ImageNet), so its VE accuracy and "
             "heat maps are real measurements."
         )
+    if models.get("embedding", "").startswith("efficientnet_lite0"):
+        console.print(
+            "So is the Reference Extractor: with no CLIP weights configured it embeds images with EfficientNet-Lite0's "
+            "pretrained ImageNet features, so its references and inferred categories are real image neighbours."
+        )

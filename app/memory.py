@@ -92,7 +92,7 @@ async def _ingest(
                 report.rows.append(row)
         deadline = Deadline.after_ms(settings.gateway.default_deadline_ms)
         stats = await inspector.clients.stats(line_id, "", "", deadline)
-        report.model_id = await inspector.clients.embedding_model(deadline)
+        report.model_id = (await inspector.clients.embedding_info(deadline)).model_id
     totals = {(c.dataset, c.category): c.count for c in stats.counts}
     for row in report.rows:
         row.in_memory = totals.get((row.dataset, row.category), 0)

@@ -80,6 +80,8 @@ class EchoSettings(SettingsTree):
             self.evidence.bank_store = str(root / "evidence")
         if self.evidence.runtime_cache == EvidenceSettings().runtime_cache:
             self.evidence.runtime_cache = str(root / "evidence-runtime")
+        if self.embedding.runtime_cache == EmbeddingSettings().runtime_cache:
+            self.embedding.runtime_cache = str(root / "embedding-runtime")
         return self
 
 

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-# One export cache of the evidence backbone's ONNX graphs for the whole run (servers started by tests inherit it):
-# each test's own data_dir would otherwise export the same graphs again, seconds each.
+# One export cache of the evidence backbone's and the embedding encoder's ONNX graphs for the whole run (servers
+# started by tests inherit it): each test's own data_dir would otherwise export the same graphs again, seconds each.
 os.environ.setdefault("ECHO_IAD__EVIDENCE__RUNTIME_CACHE", os.path.join(tempfile.gettempdir(), "echo-iad-test-runtime"))
+os.environ.setdefault(
+    "ECHO_IAD__EMBEDDING__RUNTIME_CACHE", os.path.join(tempfile.gettempdir(), "echo-iad-test-runtime")
+)
 
 
 @pytest.fixture(scope="session")

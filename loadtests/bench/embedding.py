@@ -15,10 +15,15 @@ one after the other (the synchronous batch function), and the pipeline's overlap
 times over its wall time (1.0: serial; up to 2.0: fully overlapped). Goals: service/raw >= 0.9 on CPU;
 with --gpu, >= 6,000 img/s and >= 0.6x raw on one H100/H200. `--gpu` refuses to run without CUDA;
 `--gpu --device cpu` runs the same path on the CPU to check the benchmark itself (its figures say cpu).
+`--runtimes torch,onnxruntime[,openvino]` compares the CPU runtimes of the offline image encoder
+(EfficientNet-Lite0, embedding.runtime) instead, in one run on the same images: per-image p50 and p99 of the
+model call (one preprocessed 224 px image, batch 1), images/s at --batch, and the largest cosine difference
+of each runtime's vectors from torch's on the same images; ratios against torch from the same run.
 Prints one JSON line.
 
     python -m loadtests.bench.embedding [--quick] [--model ViT-B-16 --weights random] [--batch 32]
     python -m loadtests.bench.embedding --gpu [--batch 256] [--images 8192]
+    python -m loadtests.bench.embedding --runtimes torch,onnxruntime,openvino [--reps 200] [--batch 16]
 """
 
 from __future__ import annotations
@@ -138,6 +143,71 @@ def cpu_bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def runtime_bench(args: argparse.Namespace) -> dict[str, Any]:
+    """The lite encoder on each CPU runtime, same images, same run (see the module docstring)."""
+    import tempfile
+
+    from services.common.percentiles import percentile
+
+    runtimes = [r for r in args.runtimes.split(",") if r]
+    if runtimes[0] != "torch":
+        raise SystemExit("bench_embedding: --runtimes must start with torch (the baseline of the ratios)")
+    images = make_images(32, args.size, "PNG")
+    out: dict[str, Any] = {}
+    torch_vectors: np.ndarray | None = None
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as pool:  # the model thread, as served
+        for rt in runtimes:
+            settings = EmbeddingSettings(device="cpu", runtime=rt, runtime_cache=tmp, max_batch_size=args.batch)
+            encoder = ClipEncoder.for_images(settings)
+            tensors = [encoder.preprocess(d) for d in images]
+            one = encoder._stack(tensors[:1])
+            batch = encoder._stack([tensors[i % len(tensors)] for i in range(args.batch)])
+
+            def latencies(enc: ClipEncoder = encoder, x: Any = one) -> list[float]:
+                for _ in range(5):
+                    enc.forward(x)
+                ms = []
+                for _ in range(args.reps):
+                    start = time.perf_counter()
+                    enc.forward(x)
+                    ms.append((time.perf_counter() - start) * 1000.0)
+                return ms
+
+            ms = pool.submit(latencies).result()
+            n = args.images or (4 * args.batch if args.quick else 16 * args.batch)
+            ips = img_per_s(lambda enc=encoder, x=batch: enc.forward(x), args.batch, n, args.min_seconds)
+            vectors = pool.submit(encoder.embed_batch, images).result()
+            if torch_vectors is None:
+                torch_vectors = vectors
+            cos = (vectors * torch_vectors).sum(axis=1)
+            out[rt] = {
+                "p50_ms": round(percentile(ms, 50), 2),
+                "p99_ms": round(percentile(ms, 99), 2),
+                "img_s": round(ips, 1),
+                "max_cosine_diff_vs_torch": float(f"{float((1.0 - cos).max()):.2e}"),
+            }
+            out["model"] = encoder.model_id
+    base = out["torch"]
+    for rt in runtimes[1:]:
+        out[rt]["speedup_p50"] = round(base["p50_ms"] / out[rt]["p50_ms"], 2)
+        out[rt]["speedup_img_s"] = round(out[rt]["img_s"] / base["img_s"], 2)
+    import torch
+
+    return {
+        "bench": "embedding_runtime",
+        "mode": "cpu-runtimes",
+        "model": out.pop("model"),
+        "threads": torch.get_num_threads(),
+        "images": len(images),
+        "source": f"{args.size}px PNG bytes, preprocessed to 224 px",
+        "figure": "per-image p50/p99 of the model call (batch 1) and img/s at the batch, per runtime",
+        "batch": args.batch,
+        "reps": args.reps,
+        "baseline": "torch fp32, same encoder, same images, same run",
+        "runtimes": {rt: out[rt] for rt in runtimes},
+    }
+
+
 def gpu_bench(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -233,7 +303,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="preprocessing threads")
     ap.add_argument("--per-request", type=int, default=32, help="--gpu: images per request")
     ap.add_argument("--in-flight", type=int, default=32, help="--gpu: concurrent requests")
+    ap.add_argument("--runtimes", default="", help="compare the lite encoder's CPU runtimes, e.g. torch,onnxruntime")
+    ap.add_argument("--reps", type=int, default=100, help="--runtimes: timed single-image calls per runtime")
     args = ap.parse_args()
+    if args.runtimes:
+        args.batch, args.size = args.batch or 16, args.size or 256
+        print(json.dumps(runtime_bench(args)))
+        return
     args.model = args.model or ("ViT-B-16" if args.gpu else "echo-tiny-clip")
     args.batch = args.batch or (256 if args.gpu else 32)
     args.size = args.size or (1024 if args.gpu else 256)

@@ -1,4 +1,4 @@
-"""Settings of the embedding stage (open_clip image and text towers)."""
+"""Settings of the embedding stage (open_clip image and text towers, or EfficientNet-Lite0 offline)."""
 
 from __future__ import annotations
 
@@ -26,13 +26,29 @@ class EmbeddingSettings(Section):
         ),
     )
     image_encoder: Literal["clip", "auto", "efficientnet-lite0"] = Field(
-        "clip",
+        "auto",
         description=(
-            "What embeds images: clip (the model above); efficientnet-lite0 (the pooled ImageNet features of the "
-            "EfficientNet-Lite0 weights shipped with Echo-IAD, 1280-d, images only: EmbedTexts is refused and "
-            "category inference votes on image neighbours); auto (efficientnet-lite0 when the CLIP has random "
-            "weights, else clip). A memory built with one encoder is refused by the other (its vector size)."
+            "What embeds images: auto (the CLIP above wherever its weights exist; EfficientNet-Lite0 when its "
+            "weights are 'random', i.e. no CLIP weights are configured); clip (the CLIP above, even with random "
+            "weights: offline tests only); efficientnet-lite0 (the pooled ImageNet features of the EfficientNet-Lite0 "
+            "weights shipped with Echo-IAD, 1280-d, images only: EmbedTexts is refused, Info says texts=false and "
+            "category inference votes on image neighbours). A memory built with one encoder is refused by the "
+            "other (its vector size): re-onboard the line's normal images."
         ),
+    )
+    runtime: Literal["torch", "onnxruntime", "openvino"] = Field(
+        "onnxruntime",
+        description=(
+            "What runs the offline image encoder (EfficientNet-Lite0) on the CPU in fp32: its graph exported once "
+            "to ONNX (cached under runtime_cache, checked against torch when loaded) and run by ONNX Runtime (the "
+            "default: faster here, docs/results/embedding_runtime.json) or OpenVINO, or torch itself. Vectors agree "
+            "within a rounding, so a memory built on one runtime serves the others. A CLIP, CUDA or a half "
+            "precision run on torch whatever this says."
+        ),
+    )
+    runtime_cache: str = Field(
+        "./echo-data/embedding-runtime",
+        description="A local folder for the exported encoder graphs (one file per model id; rebuilt if corrupt).",
     )
     cache_dir: str = Field(
         "", description="Where pretrained tags are looked up: a Hugging Face hub cache folder; empty: the HF default."

@@ -23,8 +23,9 @@ from services.common.devices import DeviceStreams
 from services.common.errors import EchoError, FailedPrecondition, InvalidArgument
 from services.common.images import ImageLimits
 from services.common.pipeline import Pipeline, Prepared
+from services.common.runtime import Runner
 from services.embedding.config import EmbeddingSettings
-from services.embedding.lite import load_lite
+from services.embedding.lite import lite_runner, load_lite
 from services.embedding.model import LoadedClip, load_clip
 from services.embedding.preprocess import prepare_tensor_batch, preprocess_cpu
 from services.embedding.pretrained import uses_lite
@@ -69,8 +70,15 @@ class ClipEncoder:
     """An open_clip model behind synchronous calls: callers serialize the preparing (one prepare thread) and the
     model calls (one model thread); the two may overlap."""
 
-    def __init__(self, loaded: LoadedClip, limits: ImageLimits = ImageLimits(), gpu_decode: bool = True) -> None:
+    def __init__(
+        self,
+        loaded: LoadedClip,
+        limits: ImageLimits = ImageLimits(),
+        gpu_decode: bool = True,
+        runner: Runner | None = None,
+    ) -> None:
         self.loaded = loaded
+        self.runner = runner  # an optimised CPU runtime's pooled-vector graph (embedding.runtime); None: torch
         self.model = loaded.model
         self.device = loaded.device
         self.dtype = loaded.dtype
@@ -80,6 +88,7 @@ class ClipEncoder:
         size = loaded.preprocess_cfg["size"]
         self.image_size: tuple[int, int] = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         self.has_patch_tokens = bool(getattr(self.model.visual, "output_tokens", False))
+        self.has_text_tower = loaded.texts
         self.streams = DeviceStreams(self.device)
         self.gpu_decode = gpu_decode and self.device.type == "cuda"  # the tensor path for encoded images
         self.dim = int(self.forward(self.blank_batch(1)).shape[1])  # also warms the model up
@@ -97,7 +106,8 @@ class ClipEncoder:
         if not uses_lite(settings):
             return cls.from_settings(settings)
         limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels, section="embedding")
-        return cls(load_lite(settings), limits, settings.gpu_decode)
+        loaded = load_lite(settings)
+        return cls(loaded, limits, settings.gpu_decode, lite_runner(settings, loaded))
 
     def blank_batch(self, n: int) -> Any:
         import torch
@@ -173,6 +183,9 @@ class ClipEncoder:
         import torch.nn.functional as F
 
         with torch.inference_mode():
+            if self.runner is not None and not patch_tokens:  # the CPU runtime: pooled vectors only
+                pooled = torch.from_numpy(self.runner(np.ascontiguousarray(pixels.float().cpu().numpy())))
+                return F.normalize(pooled.float(), dim=-1)
             x = pixels.to(self.device, self.dtype, non_blocking=True)
             if self.has_patch_tokens:
                 pooled, tokens = self.model.visual(x)
@@ -313,6 +326,11 @@ class EmbeddingService:
         for i, t in enumerate(texts):
             if not t.strip():
                 raise InvalidArgument("is empty", field=f"texts[{i}]")
+        if not self.encoder.has_text_tower:
+            raise FailedPrecondition(
+                f"model {self.model_id} embeds images only (no text tower); configure CLIP weights for text embeddings",
+                field="texts",
+            )
         start = time.perf_counter()
         vectors = await self.pipeline.run_exclusive(
             self.encoder.embed_texts, list(texts), self.settings.text_batch_size

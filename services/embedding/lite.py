@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from services.common.errors import ConfigError, FailedPrecondition
+from services.common.runtime import Runner, compile_features
 from services.embedding.config import EmbeddingSettings
 from services.embedding.model import LoadedClip, _pick_device
 from services.embedding.pretrained import (
@@ -96,4 +97,25 @@ def load_lite(settings: EmbeddingSettings) -> LoadedClip:
         "fill_color": 0,
     }
     log.info("embedding model %s on %s (the offline image encoder: no CLIP weights configured)", model_id, device)
-    return LoadedClip(tower, NoTextTokenizer(model_id), preprocess, cfg, model_id, device, dtype, LITE_DIM)
+    return LoadedClip(tower, NoTextTokenizer(model_id), preprocess, cfg, model_id, device, dtype, LITE_DIM, texts=False)
+
+
+def lite_runner(settings: EmbeddingSettings, loaded: LoadedClip) -> Runner | None:
+    """embedding.runtime's runner of the lite encoder's pooled features (None: torch runs it: on CUDA, at a half
+    precision, or when the runtime is torch). ConfigError names embedding.runtime if the graph cannot run."""
+    import torch
+
+    if settings.runtime == "torch" or loaded.device.type != "cpu" or loaded.dtype != torch.float32:
+        return None
+    tower = loaded.model
+    runner = compile_features(
+        settings.runtime,
+        tower.encode_image,
+        tower,
+        LITE_SIZE,
+        f"{loaded.model_id}/graph=encode_image",
+        settings.runtime_cache,
+        setting="embedding.runtime",
+    )
+    log.info("embedding model %s on %s", loaded.model_id, settings.runtime)
+    return runner

@@ -51,6 +51,7 @@ class LoadedClip:
     dtype: Any  # torch.dtype
     dim: int = 0
     info: dict[str, str] = field(default_factory=dict)
+    texts: bool = True  # it has a text tower (EmbedTexts answers)
 
 
 def model_config(model: str) -> dict[str, Any]:

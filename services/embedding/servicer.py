@@ -49,6 +49,18 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServicer):
             compute_ms=res.compute_ms,
         )
 
+    @grpc_errors
+    async def Info(
+        self, request: embedding_pb2.EmbeddingInfoRequest, context: grpc.aio.ServicerContext
+    ) -> embedding_pb2.EmbeddingInfoResponse:
+        encoder = self.service.encoder
+        return embedding_pb2.EmbeddingInfoResponse(
+            model_id=self.service.model_id,
+            dim=self.service.dim,
+            texts=encoder.has_text_tower,
+            patch_tokens=encoder.has_patch_tokens,
+        )
+
     async def close(self) -> None:
         """Stop the batcher and its worker threads."""
         await self.service.close()

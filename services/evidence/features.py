@@ -30,9 +30,9 @@ from services.common.devices import DeviceStreams
 from services.common.errors import ConfigError, EchoError, FailedPrecondition, InvalidArgument
 from services.common.images import ImageLimits, check_header, decode
 from services.common.pipeline import Prepared
+from services.common.runtime import Runner, compile_features
 from services.embedding.pretrained import file_digest, load_weights, packaged_weights_path, read_state_dict
 from services.evidence.config import PACKAGED_WEIGHTS, EvidenceSettings
-from services.evidence.runtime import Runner, compile_features
 
 log = logging.getLogger(__name__)
 

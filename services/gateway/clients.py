@@ -46,6 +46,7 @@ from services.gateway.domain import (
     DecisionAsk,
     DefectFound,
     Embedded,
+    EncoderInfo,
     Evidence,
     EvidenceImages,
     HeatMap,
@@ -125,10 +126,10 @@ class StageClients:
         resp = await self["embedding"].call("EmbedTexts", embedding_pb2.EmbedTextsRequest(texts=texts), deadline)
         return [list(e.values) for e in resp.embeddings]
 
-    async def embedding_model(self, deadline: Deadline) -> str:
-        """The embedding stage's model id (from a one-word text embedding)."""
-        resp = await self["embedding"].call("EmbedTexts", embedding_pb2.EmbedTextsRequest(texts=["normal"]), deadline)
-        return resp.model_id
+    async def embedding_info(self, deadline: Deadline) -> EncoderInfo:
+        """What the embedding stage embeds with (its model id, vector size, whether it embeds texts)."""
+        resp = await self["embedding"].call("Info", embedding_pb2.EmbeddingInfoRequest(), deadline)
+        return EncoderInfo(resp.model_id, resp.dim, resp.texts, resp.patch_tokens)
 
     # ---- retrieval ---------------------------------------------------------------------------------------------
     async def search(

@@ -41,6 +41,7 @@ from services.gateway.domain import (
     Decided,
     DecisionAsk,
     DefectFound,
+    EncoderInfo,
     EvidenceImages,
     Inspection,
     InspectionResult,
@@ -137,6 +138,7 @@ class Inspector:
         )
         self._burst_bytes = 0  # decoded bytes admitted since the heap was last trimmed
         self._category_vectors: dict[tuple[str, str], tuple[float, dict[str, list[float]]]] = {}
+        self._encoder: tuple[float, EncoderInfo] | None = None  # the embedding stage's Info, cached like the above
 
     # ------------------------------------------------------------------ inspect
     async def inspect(self, inspection: Inspection, grpc_time_remaining: float | None = None) -> InspectionResult:
@@ -456,11 +458,17 @@ class Inspector:
             trace.dataset = guess.dataset
 
     async def _category_text_vectors(self, line_id: str, dataset: str, deadline: Deadline) -> dict[str, list[float]]:
-        """Text embeddings of the line's category names, cached briefly (the set changes on onboarding)."""
+        """Text embeddings of the line's category names, cached briefly (the set changes on onboarding).
+
+        Empty when the embedding stage has no text tower (EfficientNet-Lite0, the offline encoder): category
+        inference then votes on the memory's image neighbours alone.
+        """
         key = (line_id, dataset)
         cached = self._category_vectors.get(key)
         if cached and time.monotonic() - cached[0] < _CATEGORY_CACHE_S:
             return cached[1]
+        if not (await self._encoder_info(deadline)).texts:
+            return {}
         stats = await self.clients.stats(line_id, dataset, "", deadline)
         names = stats.categories
         if not names:
@@ -469,6 +477,12 @@ class Inspector:
         vectors = dict(zip(names, await self.clients.embed_texts(texts, deadline), strict=True))
         self._category_vectors[key] = (time.monotonic(), vectors)
         return vectors
+
+    async def _encoder_info(self, deadline: Deadline) -> EncoderInfo:
+        """The embedding stage's Info, asked once per _CATEGORY_CACHE_S (a restart may change its encoder)."""
+        if self._encoder is None or time.monotonic() - self._encoder[0] >= _CATEGORY_CACHE_S:
+            self._encoder = (time.monotonic(), await self.clients.embedding_info(deadline))
+        return self._encoder[1]
 
     async def _search(self, run: _Run, vector: list[float]) -> tuple[list[Reference], list[bytes]]:
         """The memory's references for this query and their bytes (see `_reference_bytes`)."""

@@ -216,6 +216,16 @@ class Embedded:
 
 
 @dataclass
+class EncoderInfo:
+    """What the embedding stage embeds with; `texts`: it has a text tower (category prompts can be embedded)."""
+
+    model_id: str
+    dim: int
+    texts: bool
+    patch_tokens: bool = False
+
+
+@dataclass
 class CategoryGuess:
     category: str
     dataset: str

@@ -210,8 +210,9 @@ def check_dim(name: str, stored: int, model_dim: int) -> None:
     """The service must not start when the collection and the embedding model disagree on the vector size."""
     if stored and model_dim and stored != model_dim:
         raise ConfigError(
-            f"collection {name!r} has dim {stored} but the embedding model gives {model_dim}; "
-            "use another retrieval.collection or rebuild the memory with this model"
+            f"collection {name!r} has dim {stored} but the embedding model gives {model_dim}: it was built with "
+            "another image encoder (embedding.image_encoder); re-onboard the line's normal images into a new "
+            "retrieval.collection (echo-iad memory build), or configure the encoder it was built with"
         )
 
 

@@ -48,6 +48,8 @@ def test_demo_runs_end_to_end_and_says_which_models_ran(tmp_path: Path, offline_
     assert "models that ran: decision=echo-tiny-qwen2-vl" in out and "RANDOM weights" in out
     # the evidence expert answers AD and DL itself: its accuracy is shown beside the MLLM's, the others have none
     assert "VE accuracy" in out and "evidence=efficientnet_lite0" in out
+    # no CLIP weights configured: the Reference Extractor embeds with real ImageNet features, said so
+    assert "embedding=efficientnet_lite0" in out and "So is the Reference Extractor" in out
     assert re.search(r"Anomaly Detection .*\d+% \(\d/2\)", out) and re.search(r"Localization .*\d+% \(\d/2\)", out)
     assert re.search(r"Object Analysis +│ 2 +│ \d +│ +\d+% +│ – ", out)
     # Anomaly Detection is the evidence's verdict (the decision model is the offline random one), and says so

@@ -30,10 +30,12 @@ def test_yaml_is_read_and_environment_overrides_it(tmp_path: Path, monkeypatch: 
 
 def test_state_paths_follow_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ECHO_IAD__EVIDENCE__RUNTIME_CACHE", raising=False)  # the test run's shared cache (conftest)
+    monkeypatch.delenv("ECHO_IAD__EMBEDDING__RUNTIME_CACHE", raising=False)
     s = load_settings(data_dir=str(tmp_path))
     assert s.retrieval.path == str(tmp_path / "memory")
     assert s.retrieval.image_store == str(tmp_path / "images")
     assert s.evidence.runtime_cache == str(tmp_path / "evidence-runtime")
+    assert s.embedding.runtime_cache == str(tmp_path / "embedding-runtime")
 
 
 def test_a_bad_value_names_the_dotted_key(tmp_path: Path) -> None:

@@ -41,7 +41,8 @@ def make_jpeg() -> Callable[..., bytes]:
 
 @pytest.fixture(scope="session")
 def settings() -> EmbeddingSettings:
-    return EmbeddingSettings(device="cpu", max_wait_ms=2.0, max_batch_size=8)
+    # the tiny CLIP, named: the default (auto) would embed with EfficientNet-Lite0 since its weights are random
+    return EmbeddingSettings(device="cpu", image_encoder="clip", max_wait_ms=2.0, max_batch_size=8)
 
 
 @pytest.fixture(scope="session")

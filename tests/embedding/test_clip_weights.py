@@ -23,7 +23,7 @@ def test_tiny_model_is_a_registered_open_clip_config_built_without_downloads() -
     cfg = json.loads((MODEL_CONFIG_DIR / f"{TINY_MODEL}.json").read_text())
     out = model.encode_image(torch.zeros(2, 3, cfg["vision_cfg"]["image_size"], cfg["vision_cfg"]["image_size"]))
     assert out.shape == (2, cfg["embed_dim"])
-    assert embedding_dim(EmbeddingSettings()) == cfg["embed_dim"]
+    assert embedding_dim(EmbeddingSettings(image_encoder="clip")) == cfg["embed_dim"]
 
 
 def test_default_settings_give_the_tiny_model_with_normalized_image_and_text_towers(

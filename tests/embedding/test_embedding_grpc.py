@@ -1,4 +1,4 @@
-"""The embedding stage over a real socket: health, both towers, statuses for bad input."""
+"""The embedding stage over a real socket: health, both towers, Info, statuses for bad input."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from services.embedding.server import SERVICE_NAME, build_stage
 
 @pytest.fixture
 async def stage_address() -> AsyncIterator[tuple[str, EchoSettings]]:
-    settings = load_settings(None, embedding={"device": "cpu", "max_image_bytes": 200_000, "max_images_per_request": 8})
+    settings = load_settings(
+        None,
+        embedding={"device": "cpu", "image_encoder": "clip", "max_image_bytes": 200_000, "max_images_per_request": 8},
+    )
     stage = await build_stage(settings.embedding)
     server, port, _ = await start_server([stage], "127.0.0.1", 0)
     yield f"127.0.0.1:{port}", settings
@@ -79,3 +82,29 @@ async def test_bad_images_get_a_status_naming_the_problem(
         expected = grpc.StatusCode.NOT_FOUND if "no image at" in message else grpc.StatusCode.INVALID_ARGUMENT
         assert e.value.code() == expected
         assert message in e.value.details()
+
+
+async def test_info_says_the_clip_embeds_texts_and_patch_tokens(stage_address: tuple[str, EchoSettings]) -> None:
+    address, _ = stage_address
+    async with grpc.aio.insecure_channel(address) as ch:
+        info = await embedding_pb2_grpc.EmbeddingStub(ch).Info(embedding_pb2.EmbeddingInfoRequest())
+    assert (info.model_id, info.dim, info.texts, info.patch_tokens) == ("echo-tiny-clip:random(seed=0)", 64, True, True)
+
+
+async def test_the_default_offline_stage_says_it_has_no_text_tower_and_refuses_texts_naming_the_field() -> None:
+    settings = load_settings(None, embedding={"device": "cpu"})  # no CLIP weights configured: EfficientNet-Lite0
+    stage = await build_stage(settings.embedding)
+    server, port, _ = await start_server([stage], "127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = embedding_pb2_grpc.EmbeddingStub(ch)
+            info = await stub.Info(embedding_pb2.EmbeddingInfoRequest())
+            assert info.model_id.startswith("efficientnet_lite0[") and info.dim == 1280
+            assert not info.texts and not info.patch_tokens
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await stub.EmbedTexts(embedding_pb2.EmbedTextsRequest(texts=["a photo of a screw"]))
+            assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert e.value.details().startswith("texts: ") and "no text tower" in e.value.details()
+    finally:
+        await server.stop(0)
+        await stage.servicer.service.close()

@@ -1,4 +1,5 @@
-"""The offline image encoder: EfficientNet-Lite0's pooled ImageNet features where the CLIP has random weights."""
+"""The offline image encoder, the default where no CLIP weights are configured: EfficientNet-Lite0's pooled
+ImageNet features."""
 
 from __future__ import annotations
 
@@ -20,19 +21,26 @@ DATA = Path(__file__).resolve().parents[1] / "evidence" / "data"
 
 
 @pytest.fixture(scope="module")
-def lite() -> ClipEncoder:
-    return ClipEncoder.for_images(EmbeddingSettings(device="cpu", image_encoder="auto"))
+def runtime_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("embedding-runtime"))
 
 
-def test_auto_embeds_with_efficientnet_lite0_when_clip_has_random_weights(lite: ClipEncoder) -> None:
+@pytest.fixture(scope="module")
+def lite(runtime_cache: str) -> ClipEncoder:
+    return ClipEncoder.for_images(EmbeddingSettings(device="cpu", runtime_cache=runtime_cache))
+
+
+def test_the_default_embeds_with_efficientnet_lite0_when_no_clip_weights_are_configured(lite: ClipEncoder) -> None:
+    assert EmbeddingSettings().image_encoder == "auto"
     assert lite.model_id.startswith("efficientnet_lite0[efficientnet-lite0-57934424.pth@")
-    assert lite.dim == 1280 == embedding_dim(EmbeddingSettings(image_encoder="auto"))
-    assert not lite.has_patch_tokens
+    assert lite.dim == 1280 == embedding_dim(EmbeddingSettings())
+    assert not lite.has_patch_tokens and not lite.has_text_tower
 
 
 def test_clip_stays_the_encoder_when_configured_or_when_its_weights_are_real() -> None:
-    assert ClipEncoder.for_images(EmbeddingSettings(device="cpu")).model_id.startswith("echo-tiny-clip:random")
-    real = EmbeddingSettings(image_encoder="auto", weights="openai", model="ViT-B-16")
+    named = ClipEncoder.for_images(EmbeddingSettings(device="cpu", image_encoder="clip"))
+    assert named.model_id.startswith("echo-tiny-clip:random") and named.has_text_tower
+    real = EmbeddingSettings(weights="openai", model="ViT-B-16")
     assert embedding_dim(real) == 512  # auto keeps CLIP wherever real weights are configured
 
 
@@ -56,8 +64,21 @@ def test_real_photos_are_far_apart_unlike_a_random_clip(lite: ClipEncoder) -> No
     assert lite_sim < 0.6 < clip_sim, (lite_sim, clip_sim)  # a cat and an espresso: random features call them alike
 
 
-async def test_text_embeddings_are_refused_naming_the_field() -> None:
-    service = EmbeddingService.from_settings(EmbeddingSettings(device="cpu", image_encoder="efficientnet-lite0"))
+def test_the_cpu_runtime_gives_torchs_vectors(lite: ClipEncoder) -> None:
+    assert lite.runner is not None and lite.runner.name == "onnxruntime"  # the CPU default
+    on_torch = ClipEncoder.for_images(EmbeddingSettings(device="cpu", runtime="torch"))
+    assert on_torch.runner is None and on_torch.model_id == lite.model_id  # one memory serves both runtimes
+    photos = [(DATA / n).read_bytes() for n in ("chelsea.jpg", "coffee.jpg")]
+    rng = np.random.default_rng(5)
+    images = photos + [encode_png(render_normal(c, rng, 128)) for c in ("screw", "woven_fabric")]
+    cos = (lite.embed_batch(images) * on_torch.embed_batch(images)).sum(axis=1)
+    assert float((1.0 - cos).max()) < 1e-5, cos
+
+
+async def test_text_embeddings_are_refused_naming_the_field(runtime_cache: str) -> None:
+    service = EmbeddingService.from_settings(
+        EmbeddingSettings(device="cpu", image_encoder="efficientnet-lite0", runtime_cache=runtime_cache)
+    )
     try:
         with pytest.raises(FailedPrecondition, match="no text tower") as e:
             await service.embed_texts(["a photo of a screw"])
@@ -68,7 +89,8 @@ async def test_text_embeddings_are_refused_naming_the_field() -> None:
 
 def test_a_memory_built_with_the_clip_is_refused_with_the_lite_encoder(tmp_path: Path) -> None:
     settings = RetrievalSettings(engine="edge", path=str(tmp_path / "edge"), image_store=str(tmp_path / "img"))
-    clip_dim = embedding_dim(EmbeddingSettings())
+    clip_dim = embedding_dim(EmbeddingSettings(image_encoder="clip"))
     open_store(settings, clip_dim).close()
-    with pytest.raises(ConfigError, match=f"has dim {clip_dim} but the embedding model gives 1280"):
-        open_store(settings, embedding_dim(EmbeddingSettings(image_encoder="auto")))
+    with pytest.raises(ConfigError, match=f"has dim {clip_dim} but the embedding model gives 1280") as e:
+        open_store(settings, embedding_dim(EmbeddingSettings()))
+    assert "re-onboard the line's normal images" in str(e.value) and "\n" not in str(e.value)

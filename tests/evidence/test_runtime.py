@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from services.common.runtime import cache_path, compile_features
 from services.evidence.bank import BankStore
 from services.evidence.config import EvidenceSettings
 from services.evidence.core import EvidenceService
 from services.evidence.features import FeatureChoice, TimmPatchFeatures
-from services.evidence.runtime import cache_path, compile_features
 from tests.evidence.conftest import DATASET, INPUT, Product, make_product, small_settings
 
 RUNTIMES = ("onnxruntime", "openvino")

@@ -48,15 +48,17 @@ def test_build_ingests_every_template_once_and_a_rerun_adds_nothing(dataset: Pat
     assert sorted((m["category"], len(m["images"])) for m in banks) == [("screw", 4), ("woven_fabric", 4)]
 
 
-def test_build_reports_a_bad_folder_and_a_model_of_another_size(dataset: Path, tmp_path: Path) -> None:
+def test_build_reports_a_bad_folder_and_a_memory_of_another_encoder(dataset: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     config = tmp_path / "echo.yaml"
     config.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "state"), "embedding": {"device": "cpu"}}))
     missing = runner.invoke(app, ["memory", "build", "--data", str(tmp_path / "nope"), "--config", str(config)])
     assert missing.exit_code == 1 and "is not a folder" in missing.output
-    assert runner.invoke(app, ["memory", "stats", "--config", str(config)]).exit_code == 0  # creates the 64-d memory
+    # the default creates an EfficientNet-Lite0 (1280-d) memory; a CLIP configured later is refused at once
+    assert runner.invoke(app, ["memory", "stats", "--config", str(config)]).exit_code == 0
     config.write_text(
-        yaml.safe_dump({"data_dir": str(tmp_path / "state"), "embedding": {"device": "cpu"}, "retrieval": {"dim": 32}})
+        yaml.safe_dump({"data_dir": str(tmp_path / "state"), "embedding": {"device": "cpu", "image_encoder": "clip"}})
     )
     wrong = runner.invoke(app, ["memory", "build", "--data", str(dataset), "--config", str(config)])
-    assert wrong.exit_code == 1 and "has dim 64 but the embedding model gives 32" in wrong.output
+    assert wrong.exit_code == 1 and "has dim 1280 but the embedding model gives 64" in wrong.output
+    assert "re-onboard the line's normal images" in wrong.output and wrong.output.count("\n") == 1

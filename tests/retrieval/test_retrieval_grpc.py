@@ -29,7 +29,7 @@ def _sections(engine: str, root: Path, **retrieval: Any) -> tuple[RetrievalSetti
     settings = load_settings(
         None,
         data_dir=str(root),
-        embedding={"device": "cpu"},
+        embedding={"device": "cpu", "image_encoder": "clip"},  # the tiny CLIP, as the encoder fixture
         retrieval={"engine": engine, "url": str(root / "qdrant-local"), **retrieval},
     )
     return settings.retrieval, settings.embedding

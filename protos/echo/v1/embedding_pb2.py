@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from echo.v1 import common_pb2 as echo_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x63ho/v1/embedding.proto\x12\x07\x65\x63ho.v1\x1a\x14\x65\x63ho/v1/common.proto\"Q\n\x12\x45mbedImagesRequest\x12\x1e\n\x06images\x18\x01 \x03(\x0b\x32\x0e.echo.v1.Image\x12\x1b\n\x13return_patch_tokens\x18\x02 \x01(\x08\">\n\x0bPatchTokens\x12\x12\n\nnum_tokens\x18\x01 \x01(\x05\x12\x0b\n\x03\x64im\x18\x02 \x01(\x05\x12\x0e\n\x06values\x18\x03 \x03(\x02\"\xb0\x01\n\x13\x45mbedImagesResponse\x12#\n\nembeddings\x18\x01 \x03(\x0b\x32\x0f.echo.v1.Vector\x12\x0b\n\x03\x64im\x18\x02 \x01(\x05\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x12\n\ncompute_ms\x18\x04 \x01(\x01\x12*\n\x0cpatch_tokens\x18\x05 \x03(\x0b\x32\x14.echo.v1.PatchTokens\x12\x15\n\rpreprocess_ms\x18\x06 \x01(\x01\"\"\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"l\n\x12\x45mbedTextsResponse\x12#\n\nembeddings\x18\x01 \x03(\x0b\x32\x0f.echo.v1.Vector\x12\x0b\n\x03\x64im\x18\x02 \x01(\x05\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x12\n\ncompute_ms\x18\x04 \x01(\x01\x32\x9c\x01\n\tEmbedding\x12H\n\x0b\x45mbedImages\x12\x1b.echo.v1.EmbedImagesRequest\x1a\x1c.echo.v1.EmbedImagesResponse\x12\x45\n\nEmbedTexts\x12\x1a.echo.v1.EmbedTextsRequest\x1a\x1b.echo.v1.EmbedTextsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x63ho/v1/embedding.proto\x12\x07\x65\x63ho.v1\x1a\x14\x65\x63ho/v1/common.proto\"Q\n\x12\x45mbedImagesRequest\x12\x1e\n\x06images\x18\x01 \x03(\x0b\x32\x0e.echo.v1.Image\x12\x1b\n\x13return_patch_tokens\x18\x02 \x01(\x08\">\n\x0bPatchTokens\x12\x12\n\nnum_tokens\x18\x01 \x01(\x05\x12\x0b\n\x03\x64im\x18\x02 \x01(\x05\x12\x0e\n\x06values\x18\x03 \x03(\x02\"\xb0\x01\n\x13\x45mbedImagesResponse\x12#\n\nembeddings\x18\x01 \x03(\x0b\x32\x0f.echo.v1.Vector\x12\x0b\n\x03\x64im\x18\x02 \x01(\x05\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x12\n\ncompute_ms\x18\x04 \x01(\x01\x12*\n\x0cpatch_tokens\x18\x05 \x03(\x0b\x32\x14.echo.v1.PatchTokens\x12\x15\n\rpreprocess_ms\x18\x06 \x01(\x01\"\"\n\x11\x45mbedTextsRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"l\n\x12\x45mbedTextsResponse\x12#\n\nembeddings\x18\x01 \x03(\x0b\x32\x0f.echo.v1.Vector\x12\x0b\n\x03\x64im\x18\x02 \x01(\x05\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x12\n\ncompute_ms\x18\x04 \x01(\x01\"\x16\n\x14\x45mbeddingInfoRequest\"[\n\x15\x45mbeddingInfoResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\x05\x12\r\n\x05texts\x18\x03 \x01(\x08\x12\x14\n\x0cpatch_tokens\x18\x04 \x01(\x08\x32\xe3\x01\n\tEmbedding\x12H\n\x0b\x45mbedImages\x12\x1b.echo.v1.EmbedImagesRequest\x1a\x1c.echo.v1.EmbedImagesResponse\x12\x45\n\nEmbedTexts\x12\x1a.echo.v1.EmbedTextsRequest\x1a\x1b.echo.v1.EmbedTextsResponse\x12\x45\n\x04Info\x12\x1d.echo.v1.EmbeddingInfoRequest\x1a\x1e.echo.v1.EmbeddingInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +42,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMBEDTEXTSREQUEST']._serialized_end=418
   _globals['_EMBEDTEXTSRESPONSE']._serialized_start=420
   _globals['_EMBEDTEXTSRESPONSE']._serialized_end=528
-  _globals['_EMBEDDING']._serialized_start=531
-  _globals['_EMBEDDING']._serialized_end=687
+  _globals['_EMBEDDINGINFOREQUEST']._serialized_start=530
+  _globals['_EMBEDDINGINFOREQUEST']._serialized_end=552
+  _globals['_EMBEDDINGINFORESPONSE']._serialized_start=554
+  _globals['_EMBEDDINGINFORESPONSE']._serialized_end=645
+  _globals['_EMBEDDING']._serialized_start=648
+  _globals['_EMBEDDING']._serialized_end=875
 # @@protoc_insertion_point(module_scope)

@@ -58,3 +58,19 @@ class EmbedTextsResponse(_message.Message):
     model_id: str
     compute_ms: float
     def __init__(self, embeddings: _Optional[_Iterable[_Union[_common_pb2.Vector, _Mapping]]] = ..., dim: _Optional[int] = ..., model_id: _Optional[str] = ..., compute_ms: _Optional[float] = ...) -> None: ...
+
+class EmbeddingInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EmbeddingInfoResponse(_message.Message):
+    __slots__ = ("model_id", "dim", "texts", "patch_tokens")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    PATCH_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    dim: int
+    texts: bool
+    patch_tokens: bool
+    def __init__(self, model_id: _Optional[str] = ..., dim: _Optional[int] = ..., texts: _Optional[bool] = ..., patch_tokens: _Optional[bool] = ...) -> None: ...

@@ -44,6 +44,11 @@ class EmbeddingStub:
                 request_serializer=echo_dot_v1_dot_embedding__pb2.EmbedTextsRequest.SerializeToString,
                 response_deserializer=echo_dot_v1_dot_embedding__pb2.EmbedTextsResponse.FromString,
                 _registered_method=True)
+        self.Info = channel.unary_unary(
+                '/echo.v1.Embedding/Info',
+                request_serializer=echo_dot_v1_dot_embedding__pb2.EmbeddingInfoRequest.SerializeToString,
+                response_deserializer=echo_dot_v1_dot_embedding__pb2.EmbeddingInfoResponse.FromString,
+                _registered_method=True)
 
 
 class EmbeddingServicer:
@@ -61,6 +66,14 @@ class EmbeddingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Info(self, request, context):
+        """What this stage embeds with: its model id, vector size, and whether it has a text tower (EmbedTexts) and
+        patch tokens. Callers ask this once instead of catching a refusal on every call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbeddingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +86,11 @@ def add_EmbeddingServicer_to_server(servicer, server):
                     servicer.EmbedTexts,
                     request_deserializer=echo_dot_v1_dot_embedding__pb2.EmbedTextsRequest.FromString,
                     response_serializer=echo_dot_v1_dot_embedding__pb2.EmbedTextsResponse.SerializeToString,
+            ),
+            'Info': grpc.unary_unary_rpc_method_handler(
+                    servicer.Info,
+                    request_deserializer=echo_dot_v1_dot_embedding__pb2.EmbeddingInfoRequest.FromString,
+                    response_serializer=echo_dot_v1_dot_embedding__pb2.EmbeddingInfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +147,33 @@ class Embedding:
             '/echo.v1.Embedding/EmbedTexts',
             echo_dot_v1_dot_embedding__pb2.EmbedTextsRequest.SerializeToString,
             echo_dot_v1_dot_embedding__pb2.EmbedTextsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Info(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/echo.v1.Embedding/Info',
+            echo_dot_v1_dot_embedding__pb2.EmbeddingInfoRequest.SerializeToString,
+            echo_dot_v1_dot_embedding__pb2.EmbeddingInfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,5 @@
-"""The evidence backbone on an optimised CPU runtime: ONNX Runtime or OpenVINO (evidence.runtime).
+"""A backbone on an optimised CPU runtime, ONNX Runtime or OpenVINO: the evidence stage's (evidence.runtime) and the
+embedding stage's offline image encoder (embedding.runtime).
 
 On a CPU line PC the backbone forward is most of an analysis, so the feature graph of a product's choice
 (the backbone up to its deepest tapped block, the taps, PatchCore's aggregation) is exported once to ONNX and
@@ -135,7 +136,7 @@ def record_check(path: Path, runtime: str) -> None:
             f.write(body)
         os.replace(tmp, checked)
     except OSError as e:  # a read-only cache still serves; the next start checks again
-        log.warning("evidence %s: cannot record the export check (%s)", runtime, type(e).__name__)
+        log.warning("%s: cannot record the export check (%s)", runtime, type(e).__name__)
 
 
 class OrtRunner:
@@ -194,14 +195,15 @@ def compile_features(
     input_size: int,
     backbone_id: str,
     cache_dir: str | Path,
+    setting: str = "evidence.runtime",
 ) -> Runner:
     """The runtime's runner for these features (`fn`, computed by the torch module `model`): the cached export
-    when it loads and agrees with torch, else a fresh export. ConfigError names evidence.runtime when the graph
-    cannot be exported or run."""
+    when it loads and agrees with torch, else a fresh export. ConfigError names `setting` (the stage's runtime
+    key) when the graph cannot be exported or run."""
     import torch
 
     if runtime not in RUNTIMES[1:]:
-        raise ConfigError(f"evidence.runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+        raise ConfigError(f"{setting} {runtime!r} is not one of {', '.join(RUNTIMES)}")
     path = cache_path(cache_dir, backbone_id)
     make = OrtRunner if runtime == "onnxruntime" else OpenVinoRunner
     threads = max(1, torch.get_num_threads())
@@ -209,7 +211,9 @@ def compile_features(
         try:
             return make(path, threads)
         except Exception as e:  # checked once, unreadable now: check (and export) again below
-            log.warning("evidence %s: checked export for %s does not load (%s)", runtime, backbone_id, type(e).__name__)
+            log.warning(
+                "%s %s: checked export for %s does not load (%s)", setting, runtime, backbone_id, type(e).__name__
+            )
     probe = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, input_size, input_size), np.float32))
     with torch.inference_mode():
         expected = fn(probe).float().numpy()
@@ -218,8 +222,8 @@ def compile_features(
             try:
                 export_onnx(fn, model, input_size, path)
             except Exception as e:
-                raise ConfigError(f"evidence.runtime {runtime!r}: the feature graph cannot be exported: {e}") from e
-            log.info("evidence %s: exported %s", runtime, backbone_id)
+                raise ConfigError(f"{setting} {runtime!r}: the feature graph cannot be exported: {e}") from e
+            log.info("%s %s: exported %s", setting, runtime, backbone_id)
         try:
             runner = make(path, threads)
             got = runner(probe.numpy())
@@ -231,6 +235,6 @@ def compile_features(
         except Exception as e:  # a truncated or foreign file: export again
             why = f"does not load ({type(e).__name__})"
         if attempt == "fresh":
-            raise ConfigError(f"evidence.runtime {runtime!r}: the exported feature graph {why}")
-        log.warning("evidence %s: cached export for %s %s; exporting again", runtime, backbone_id, why)
+            raise ConfigError(f"{setting} {runtime!r}: the exported feature graph {why}")
+        log.warning("%s %s: cached export for %s %s; exporting again", setting, runtime, backbone_id, why)
     raise AssertionError("unreachable")
