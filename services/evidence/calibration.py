@@ -24,6 +24,14 @@ The review band: `review_threshold` (T_low) is the same policy's threshold at `f
 `review_rate` of normal parts land between it and `threshold` (T_high) and go to a person; review_rate 0: no
 band (review_threshold == threshold).
 
+The miss budget: once an operator has confirmed defects of the product (its defect library), the review threshold
+also answers to them: it is lowered, if need be, so that at most `miss_rate` of the confirmed defects score at or
+under it (pass, unseen by anyone), but never below the normal scores' threshold at `far + review_max` (the review
+load it may cost is bounded). The fail threshold stays the false-alarm budget's alone: lowering it for a defect would
+spend false alarms the line did not agree to, while a defect sent to review is seen by a person. So adding good
+images can move T_high up (a bank that knows more normal variation scores it lower) without a confirmed defect
+going back to pass.
+
 Below `min_fit_images` no fit is trusted and the threshold is the largest score plus a margin (the review
 threshold: the largest score itself). Every calibration reports what it did and the false-alarm rate it gives
 on its own scores, so nobody reads more precision into it than is there.
@@ -31,6 +39,7 @@ on its own scores, so nobody reads more precision into it than is there.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -59,6 +68,9 @@ class Calibration:
         review_threshold: scores above it and up to `threshold` go to review (T_low; == threshold: no band).
         review_target: the share of normal parts the band was set to send to review.
         method: how the normal scores were obtained: kfold or leave-one-out (banks saved before k-fold).
+        far_review_threshold: the review threshold the normal scores alone set (0: review_threshold's own).
+        miss_target: the share of confirmed defects the review threshold may let pass (the miss budget).
+        defects: how many confirmed defects the miss budget rests on (0: none applied).
     """
 
     threshold: float
@@ -73,10 +85,15 @@ class Calibration:
     review_threshold: float = 0.0
     review_target: float = 0.0
     method: str = "kfold"
+    far_review_threshold: float = 0.0
+    miss_target: float = 0.0
+    defects: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.review_threshold <= self.threshold:
             self.review_threshold = self.threshold
+        if not 0 < self.far_review_threshold <= self.threshold:
+            self.far_review_threshold = self.review_threshold
 
     def band(self, score: float) -> str:
         """pass (<= review_threshold), review (up to threshold) or fail (> threshold)."""
@@ -218,3 +235,30 @@ def calibrate(
         review_target=float(review_rate),
         method=method,
     )
+
+
+def with_miss_budget(cal: Calibration, defect_scores: list[float], miss_rate: float, floor: float) -> Calibration:
+    """`cal` with its review threshold lowered so at most `miss_rate` of the confirmed defects pass (module docstring).
+
+    Args:
+        cal: the normal scores' calibration (its `far_review_threshold` is where the review threshold starts).
+        defect_scores: the confirmed defects' scores against the bank as it stands (not in it: a fresh part's score).
+        miss_rate: the share of them that may score at or under the review threshold.
+        floor: the review threshold never goes under this (the normal scores' threshold at far + review_max).
+    """
+    if not 0 <= miss_rate < 1:
+        raise ValueError(f"miss_rate must be in [0, 1), got {miss_rate}")
+    d = np.sort(np.asarray(defect_scores, dtype=np.float64).ravel())
+    start = cal.far_review_threshold
+    if not d.size:
+        return dataclasses.replace(cal, review_threshold=start, miss_target=miss_rate, defects=0)
+    allowed = math.floor(miss_rate * d.size)  # this many of the lowest may pass
+    cut = float(d[allowed]) * (1.0 - 1e-6)  # just under it: the band is score > review_threshold
+    low = min(cal.threshold, max(min(start, cut), min(floor, start)))
+    out = dataclasses.replace(cal, review_threshold=low, miss_target=miss_rate, defects=int(d.size))
+    passing = int(np.sum(d <= low))
+    out.note = cal.note.split("; miss budget")[0] + (
+        f"; miss budget: {passing} of {d.size} confirmed defects at or under the review threshold {low:.4g} "
+        f"(allowed {miss_rate:.0%}{', held at the review-load floor' if low > cut else ''})"
+    )
+    return out

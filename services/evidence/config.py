@@ -163,6 +163,22 @@ class EvidenceSettings(Section):
             "threshold answers band 'review', above the threshold 'fail', else 'pass'. 0: no band."
         ),
     )
+    miss_rate: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description=(
+            "The miss budget: once operators have confirmed defects of a product, its review_threshold is lowered "
+            "so that at most this share of them would pass (score at or under it), never below the normal scores' "
+            "threshold at false_alarm_rate + review_max. The fail threshold stays the false-alarm budget's."
+        ),
+    )
+    review_max: float = Field(
+        0.25,
+        ge=0,
+        lt=0.9,
+        description="The miss budget's bound on the review load: the share of normal parts it may send to review.",
+    )
     calibration_folds: int = Field(
         5,
         ge=2,

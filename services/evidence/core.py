@@ -38,7 +38,7 @@ from services.common.pipeline import Pipeline, Prepared
 from services.common.values import Box
 from services.evidence import selfconfig
 from services.evidence.bank import Bank, BankKey, BankStore, PatchIndex, choose_engine, key_of
-from services.evidence.calibration import Calibration, calibrate
+from services.evidence.calibration import Calibration, calibrate, with_miss_budget
 from services.evidence.config import EvidenceSettings
 from services.evidence.defects import DefectLibraries
 from services.evidence.features import (
@@ -712,6 +712,54 @@ class EvidenceService:
 
         bank.calibration = fit(bank.calibration_scores)
         bank.global_calibration = fit(bank.global_calibration_scores) if bank.global_calibration_scores else None
+        self.apply_miss_budget(bank)
+
+    def apply_miss_budget(self, bank: Bank) -> None:
+        """The review threshold answers to the product's confirmed defects too (calibration.with_miss_budget): a
+        defect an operator confirmed is not let back to pass when good images move the thresholds. Its floor is
+        the normal scores' threshold at false_alarm_rate + review_max (the review load it may cost)."""
+        cal, s = bank.calibration, self.settings
+        if cal is None or len(bank.calibration_scores) < 2:
+            return
+        share = 0.5 if bank.global_calibration is not None else 1.0
+        wide = max(s.review_max * share, cal.review_target)
+        floor = calibrate(
+            bank.calibration_scores, cal.far_target, s.threshold_policy, s.margin, s.min_fit_images, wide
+        ).review_threshold
+        bank.calibration = with_miss_budget(cal, self.confirmed_defect_scores(bank), s.miss_rate, floor)
+
+    def confirmed_defect_scores(self, bank: Bank) -> list[float]:
+        """Each confirmed defect's local score against the bank as it stands, from its box's kept patch features
+        (no backbone forward; the box holds the image's top patches, so this is at most the image's own score:
+        the miss budget errs toward review). [] without a library in the bank's current feature view."""
+        lib = self.defects.store.load(bank.key)
+        if lib is None or not lib.entries or lib.backbone_id != bank.backbone_id or bank.index is None:
+            return []
+        mode = (bank.scoring.get("image_score") if bank.scoring else None) or self.settings.image_score
+        mode = "max_patch" if mode == "max" else mode  # no smoothed map of a box's patches
+        out = []
+        for a, b in (e.rows for e in lib.entries):
+            dist = np.asarray(bank.index.search(np.ascontiguousarray(lib.patches[a:b], np.float32)), np.float64)
+            out.append(image_score(dist, dist.ravel(), mode, self.settings.topk_patches))
+        return out
+
+    def refit_review(self, key: BankKey) -> None:
+        """After the product's defect library changed (the caller holds the write lock): the review threshold follows
+        the confirmed defects, and the bank is saved as a new generation when it moved, so every replica follows."""
+        try:
+            bank = self.bank(key)
+        except FailedPrecondition:  # no bank (deleted meanwhile): nothing to follow
+            return
+        cal = bank.calibration
+        if cal is None:
+            return
+        self.apply_miss_budget(bank)
+        assert bank.calibration is not None
+        if (bank.calibration.review_threshold, bank.calibration.defects) != (cal.review_threshold, cal.defects):
+            self.store.save(bank)
+            with self._cache_lock:
+                self._banks[key] = bank
+                self._checked[key] = time.monotonic()
 
     def _info(self, bank: Bank) -> BankInfo:
         return BankInfo.from_meta(bank.meta())

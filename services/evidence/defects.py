@@ -407,6 +407,7 @@ class DefectLibraries:
             self.store.put_image(bank.key, sha, image)
             lib.add(entry, patches, anomaly)
             self.store.save(lib)
+            self.service.refit_review(bank.key)  # the miss budget: the review threshold follows the defects
         return DefectAdded(True, entry, len(lib.entries), lib.types())
 
     def remove(self, line_id: str, dataset: str, category: str, sha: str) -> tuple[int, int]:
@@ -421,6 +422,7 @@ class DefectLibraries:
             if removed:
                 self.store.save(lib)
                 self.store.drop_image(key, sha)
+                self.service.refit_review(key)
         return removed, len(lib.entries)
 
     def library_of(self, bank: Bank) -> Library:

@@ -7,7 +7,13 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from services.evidence.calibration import Calibration, calibrate, gumbel_predictive_factor, gumbel_quantile
+from services.evidence.calibration import (
+    Calibration,
+    calibrate,
+    gumbel_predictive_factor,
+    gumbel_quantile,
+    with_miss_budget,
+)
 from services.evidence.core import on_local_scale
 
 
@@ -127,3 +133,37 @@ def test_the_global_score_maps_onto_the_local_scale_through_both_thresholds() ->
     mapped = [on_local_scale(g, glow, ghigh, low, high) for g in np.linspace(0, 10, 201)]
     assert np.all(np.diff(mapped) >= 0)
     assert on_local_scale(2.0, 4.0, 4.0, 10.0, 10.0) == pytest.approx(5.0)  # no band: linear
+
+
+def normal_calibration() -> Calibration:
+    return calibrate(np.random.default_rng(3).gumbel(30.0, 2.0, size=40), 0.01, review_rate=0.05)
+
+
+def test_the_miss_budget_lowers_the_review_threshold_under_the_confirmed_defects() -> None:
+    cal = normal_calibration()
+    defects = [cal.review_threshold - 1.0, cal.threshold + 5.0, cal.threshold + 9.0]
+    out = with_miss_budget(cal, defects, miss_rate=0.0, floor=0.0)
+    assert out.band(defects[0]) == "review" and out.threshold == cal.threshold
+    assert out.defects == 3 and out.far_review_threshold == cal.review_threshold
+
+
+def test_the_miss_budget_never_raises_the_review_threshold_nor_passes_its_floor() -> None:
+    cal = normal_calibration()
+    high = with_miss_budget(cal, [cal.threshold + 10.0], miss_rate=0.1, floor=0.0)
+    assert high.review_threshold == cal.review_threshold
+    floor = cal.review_threshold - 2.0
+    low = with_miss_budget(cal, [floor - 5.0, cal.threshold + 1.0], miss_rate=0.0, floor=floor)
+    assert low.review_threshold == floor and "review-load floor" in low.note
+
+
+def test_the_miss_budget_lets_its_share_of_confirmed_defects_pass() -> None:
+    cal = normal_calibration()
+    below = [cal.review_threshold - 3.0 - i for i in range(10)]  # all ten would pass at the normal band
+    out = with_miss_budget(cal, below, miss_rate=0.2, floor=0.0)
+    assert sum(out.band(d) == "pass" for d in below) == 2
+
+
+def test_no_confirmed_defects_restore_the_normal_review_threshold() -> None:
+    cal = normal_calibration()
+    lowered = with_miss_budget(cal, [cal.review_threshold - 4.0], miss_rate=0.0, floor=0.0)
+    assert with_miss_budget(lowered, [], miss_rate=0.0, floor=0.0).review_threshold == cal.review_threshold

@@ -160,3 +160,12 @@ def test_a_library_in_another_feature_view_is_made_again_from_its_kept_images(
     assert again is not None and again.backbone_id == svc.bank(key).backbone_id
     assert added.library_size == 7 and np.allclose(again.patches[: before.shape[0]], before, atol=1e-2)
     svc.defects.remove("line-1", DATASET, CATEGORY, sha256_hex(image))
+
+
+def test_confirmed_defects_set_the_miss_budget_and_none_of_them_passes(service: EvidenceService) -> None:
+    bank = service.bank(service._key("line-1", DATASET, CATEGORY))
+    assert bank.calibration is not None and bank.calibration.defects == 6
+    scores = service.confirmed_defect_scores(bank)
+    allowed = int(service.settings.miss_rate * len(scores))
+    assert sum(bank.calibration.band(x) == "pass" for x in scores) <= allowed
+    assert bank.calibration.review_threshold <= bank.calibration.far_review_threshold
