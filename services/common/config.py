@@ -85,6 +85,17 @@ class ServerSettings(Section):
             "in the environment wins; empty: OpenMP's default."
         ),
     )
+    intra_op_threads: int = Field(
+        1,
+        ge=0,
+        description=(
+            "Threads each CPU model call may use (OMP_NUM_THREADS: torch's intra-op threads, the evidence runtime's "
+            "and faiss's follow it). The embedded server runs every stage's model on a thread of its own and several "
+            "inspections at once, so the cores are shared between calls, not within one: on the 2-core machine, "
+            "1 thread cost 16% less CPU per inspection than 2 (169 -> 142 ms, loadtests/bench/inspection_cpu.py). Set "
+            "before torch loads; OMP_NUM_THREADS in the environment wins; 0: OpenMP's default (one per core)."
+        ),
+    )
 
 
 class TelemetrySettings(Section):

@@ -285,13 +285,22 @@ async def start_server(
 
 
 def set_openmp_policy(settings: ServerSettings) -> None:
-    """Apply server.omp_wait_policy to this process; only works before torch loads (OpenMP reads it once)."""
-    if not settings.omp_wait_policy or "OMP_WAIT_POLICY" in os.environ:
+    """Apply server.omp_wait_policy and server.intra_op_threads to this process; only works before torch loads
+    (OpenMP reads them once)."""
+    wanted = {}
+    if settings.omp_wait_policy and "OMP_WAIT_POLICY" not in os.environ:
+        wanted["OMP_WAIT_POLICY"] = settings.omp_wait_policy.upper()
+    if settings.intra_op_threads and "OMP_NUM_THREADS" not in os.environ:
+        wanted["OMP_NUM_THREADS"] = str(settings.intra_op_threads)
+    if not wanted:
         return
     if "torch" in sys.modules:
-        log.warning("server.omp_wait_policy: torch is already loaded here, so OpenMP keeps its default policy")
+        log.warning(
+            "server.omp_wait_policy, server.intra_op_threads: torch is already loaded here, so OpenMP keeps its "
+            "defaults"
+        )
         return
-    os.environ["OMP_WAIT_POLICY"] = settings.omp_wait_policy.upper()
+    os.environ.update(wanted)
 
 
 async def serve_stage(build_stage: Callable[[Any], Awaitable[Stage]], settings: Any) -> None:
