@@ -178,12 +178,9 @@ class Library:
             [descriptor(self.patches[a:b], self.anomaly[a:b], top) for a, b in (e.rows for e in self.entries)]
         )
 
-    def classify(self, query: np.ndarray, candidates: list[str], k: int, top: int) -> Classified:
-        """The type of a query descriptor by its k nearest entries among `candidates` (all types when empty).
-
-        Each neighbour votes 1 / (distance + eps) for its type; the vote's shares are the weights. FAILED_PRECONDITION
-        when the library holds no entry of any candidate type, naming what to add.
-        """
+    def require(self, candidates: Sequence[str]) -> list[int]:
+        """The entries of the candidate types (all when empty); FAILED_PRECONDITION naming what to add when there are
+        none, checked before the query's backbone forward is spent."""
         allowed = set(candidates)
         idx = [i for i, e in enumerate(self.entries) if not allowed or e.defect_type in allowed]
         if not idx:
@@ -194,6 +191,15 @@ class Library:
                 f"{have}: confirm a defect of one of these types first (AddDefect, or the review queue's "
                 "'defect: <type>')"
             )
+        return idx
+
+    def classify(self, query: np.ndarray, candidates: list[str], k: int, top: int) -> Classified:
+        """The type of a query descriptor by its k nearest entries among `candidates` (all types when empty).
+
+        Each neighbour votes 1 / (distance + eps) for its type; the vote's shares are the weights. FAILED_PRECONDITION
+        when the library holds no entry of any candidate type, naming what to add.
+        """
+        idx = self.require(candidates)
         descs = self.descriptors(top)[idx]
         dist = np.linalg.norm(descs - query[None, :], axis=1)
         order = np.argsort(dist, kind="stable")[: max(1, k)]
@@ -480,6 +486,7 @@ class DefectLibraries:
         wanted = self.candidate_types(candidates, k)
         bank = self._bank(line_id, dataset, category)
         lib = self.library_of(bank)
+        lib.require(wanted)
         feats, geom = self.service._extract_for(bank, image)
         return self.classify_features(bank, lib, feats, geom, box, wanted, k)
 
@@ -499,6 +506,7 @@ class DefectLibraries:
         key = s._key(line_id, dataset, category)
         bank = s._fresh_bank(key) or await asyncio.to_thread(s._ready_bank, key)
         lib = await asyncio.to_thread(self.library_of, bank)
+        lib.require(wanted)
         if bank.backbone_id == s.backbone_id:
             feats, geom = await s.extract(image)
         else:

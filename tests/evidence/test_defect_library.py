@@ -101,6 +101,18 @@ def test_candidates_limit_the_answer_to_the_question_options(service: EvidenceSe
         service.defects.classify_sync("line-1", DATASET, CATEGORY, image, candidates=["Dent.", "Burr."])
 
 
+def test_a_question_of_types_the_library_lacks_is_refused_before_any_backbone_forward(
+    service: EvidenceService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forward(*args: object) -> None:
+        raise AssertionError("the query's features were extracted for a refusal")
+
+    monkeypatch.setattr(service, "_extract_for", forward)
+    image, _ = drawn("hole", np.random.default_rng(6))
+    with pytest.raises(FailedPrecondition, match="no defect of the types asked"):
+        service.defects.classify_sync("line-1", DATASET, CATEGORY, image, candidates=["Dent.", "Burr."])
+
+
 def test_the_library_survives_a_restart(root: Path, real_features: TimmPatchFeatures, service: EvidenceService) -> None:
     s = small_settings(root)
     again = EvidenceService(s, real_features, BankStore(s.bank_store))
