@@ -254,7 +254,7 @@ class Bank:
         memory: (M, D) float32 coreset patches, sorted by owner.
         owners: (M,) int32 owner image of each coreset patch.
         features: (n_images * patches_per_image, D) float16 patches of each image in its own pose, kept
-            so that calibration (k-fold banks) and removal rebuild coresets without a backbone forward
+            so that calibration scores held-out images and removal rebuilds coresets without a backbone forward
             (2 bytes x D per patch: 95 MB for 100 images of 3,136 152-d patches).
         patches_seen: patches offered to the coreset (every pose of every image).
         calibration_scores: the held-out image scores behind `calibration` (k-fold; leave-one-out in banks
@@ -378,22 +378,18 @@ class Bank:
             parts.append(s + greedy_coreset(x, n, start, projection, seed + s, device))
         return np.sort(np.concatenate(parts))
 
-    def subset_memory(
-        self, owners: np.ndarray, ratio: float, projection: int, seed: int, device: Any = None
-    ) -> np.ndarray:
-        """The memory a bank of only these images would hold: their kept patches through the same coreset
-        procedure as a build (`append` on an empty bank), with no backbone forward. Calibration's fold banks.
+    def without_owners(self, owners: np.ndarray) -> np.ndarray:
+        """The memory's rows that did not come from these images: calibration's fold bank.
 
-        The kept patches are each image's own pose: with evidence.augment the fold bank lacks the extra poses
-        (it covers less, so its scores err high: fewer false alarms, not more).
+        Every memory row remembers its image (`owners`), so leaving a fold out is a mask, O(M), with no coreset
+        run again. What it misses against a fold bank built from scratch: where the fold's own patches were the
+        coreset's only cover of a region, the others' patches there were not kept, so a held-out image scores
+        a little higher there (fewer false alarms, not more). At coreset_ratio 1 both hold every patch of the
+        other images (this one with every evidence.augment pose too).
         """
-        p = self.patches_per_image
-        rows = (np.asarray(owners, np.int64)[:, None] * p + np.arange(p)).ravel()
-        flat = self.features[rows].astype(np.float32)
-        if ratio >= 1:
-            return flat
-        empty = Bank(self.key, self.backbone_id, self.dim, self.grid)
-        return flat[empty._coreset(flat, ratio, projection, seed, device)]
+        gone = np.zeros(len(self.images), dtype=bool)
+        gone[np.asarray(owners, np.int64)] = True
+        return np.ascontiguousarray(self.memory[~gone[self.owners]])
 
     def build_index(
         self, engine: str, hnsw: tuple[int, int, int], device: Any = None, ivf: tuple[int, float] = (8, 0.99)

@@ -615,17 +615,20 @@ class EvidenceService:
         """k-fold held-out local and global scores of the (sampled) normal images (global: [] when the bank has none).
 
         Image i is in fold i mod k (folds spread over the order images were added). Each fold's sampled images
-        are scored against a bank built without the fold by the same coreset procedure (`Bank.subset_memory`, from
-        the kept patches: no backbone forward), searched exactly (Faiss flat, or torch on a GPU), and the global
-        Gaussian is fitted without the fold too.
+        are scored against the bank's own memory less every patch that came from the fold's images
+        (`Bank.without_owners`: the memory knows each patch's image, so no coreset runs again and no backbone
+        forward), searched exactly (Faiss flat, or torch on a GPU), and the global Gaussian is fitted without the
+        fold too. Where the fold's patches were the coreset's only cover of a region, the held-out image finds
+        no other image's patch there and scores higher than against a bank rebuilt without it: the error is
+        toward fewer false alarms; at coreset_ratio 1 the two banks are the same.
 
-        Cost, with n images of p patches, k folds, coreset ratio r, each fold bank drawn from
-        R = min(n (k-1)/k, calibration_max_patches / p) images (M = r R p patches kept) and c images scored
+        Cost, with n images of p patches, k folds, coreset ratio r, each fold bank holding the memory rows of
+        R = min(n (k-1)/k, calibration_max_patches / p) images (M = r R p patches) and c images scored
         (max_calibration_images, fewer when c p M would pass calibration_max_distances, never below
-        2 min_fit_images): k greedy coresets of R p patches (chunks of CORESET_CHUNK: O(k R p (r CORESET_CHUNK
-        + M) D')) and c p M distances (D each) for the searches; memory O(R p D) at a time. Linear in n up to the
-        caps, then flat: at the defaults (k 5, 100k patches, 5e9 distances) at most 5 coresets of 100k patches
-        (about 4x the build's own coreset) and 5e9 distances, whatever the bank's size and coreset ratio.
+        2 min_fit_images): O(k n r p) to mask the memory, and c p M distances (D each) for the searches;
+        memory O(M D) at a time. Linear in n up to the caps, then flat: at the defaults (k 5, 100k patches,
+        5e9 distances) at most 5e9 distances, whatever the bank's size and coreset ratio. (Fold banks built
+        by a fresh coreset each cost k greedy coresets of R p patches on top: about 4x the build's own.)
         """
         s = self.settings
         n, p = len(bank.images), bank.patches_per_image
@@ -649,11 +652,12 @@ class EvidenceService:
             others = np.flatnonzero(fold != f)
             if others.size > cap:  # an even spread of the other folds' images within the patch cap
                 others = others[np.unique(np.linspace(0, others.size - 1, cap).round().astype(int))]
-            memory = bank.subset_memory(others, s.coreset_ratio, s.coreset_projection, s.seed, device)
+            memory = bank.without_owners(np.setdiff1d(np.arange(n), others))
             index = PatchIndex(memory, engine, device=device)
             model = GaussianModel.fit(descs[fold != f]) if descs is not None else None
-            for o in held.tolist():
-                dist = index.search(bank.image_features(o))
+            held_feats = np.concatenate([bank.image_features(o) for o in held.tolist()])
+            dists = index.search(held_feats).reshape(len(held), -1)  # one search: bigger BLAS blocks
+            for o, dist in zip(held.tolist(), dists, strict=True):
                 local[o] = self._image_score(dist.reshape(bank.grid), bank)[0]
                 if kind == "mean_distance":
                     glob[o] = mean_distance(dist)

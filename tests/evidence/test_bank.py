@@ -106,6 +106,15 @@ def test_a_coreset_bank_still_knows_which_image_each_patch_came_from() -> None:
         assert np.all(bank.owners[a:b] == owner)
 
 
+def test_a_fold_bank_is_the_memory_without_the_folds_patches_and_no_coreset_runs_again() -> None:
+    bank = small_bank(images=10, ratio=0.25)
+    fold = np.array([0, 3, 6, 9])
+    kept = bank.without_owners(fold)
+    rows = ~np.isin(bank.owners, fold)
+    np.testing.assert_array_equal(kept, bank.memory[rows])  # every other image's coreset rows, in order
+    assert 0 < kept.shape[0] < bank.memory.shape[0]
+
+
 def test_a_banks_ivf_index_is_checked_on_its_own_images_patches() -> None:
     bank = small_bank(images=60, grid=(8, 8), dim=8, ratio=0.5)  # 3,840 coreset patches: 98 lists
     index = bank.build_index("ivf", (16, 40, 16), ivf=(1, 0.99))
