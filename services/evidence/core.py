@@ -623,7 +623,7 @@ class EvidenceService:
         toward fewer false alarms; at coreset_ratio 1 the two banks are the same.
 
         Cost, with n images of p patches, k folds, coreset ratio r, each fold bank holding the memory rows of
-        R = min(n (k-1)/k, calibration_max_patches / p) images (M = r R p patches) and c images scored
+        R = min(n (k-1)/k, calibration_max_patches / (r p)) images (M = r R p patches) and c images scored
         (max_calibration_images, fewer when c p M would pass calibration_max_distances, never below
         2 min_fit_images): O(k n r p) to mask the memory, and c p M distances (D each) for the searches;
         memory O(M D) at a time. Linear in n up to the caps, then flat: at the defaults (k 5, 100k patches,
@@ -634,8 +634,9 @@ class EvidenceService:
         n, p = len(bank.images), bank.patches_per_image
         k = min(s.calibration_folds, n)
         fold = np.arange(n) % k
-        cap = max(2, s.calibration_max_patches // p)
-        fold_memory = min(n - n // k, cap) * p * min(s.coreset_ratio, 1.0)  # patches a fold bank holds, about
+        rows = max(bank.memory.shape[0] / n, 1.0)  # memory patches per image
+        cap = max(2, int(s.calibration_max_patches // rows))  # images whose memory rows a fold bank may hold
+        fold_memory = min(n - n // k, cap) * rows  # patches a fold bank holds, about
         searchable = int(s.calibration_max_distances // max(p * fold_memory, 1.0))
         count = min(n, s.max_calibration_images, max(searchable, 2 * s.min_fit_images))
         scored = np.unique(np.linspace(0, n - 1, count).round().astype(int))

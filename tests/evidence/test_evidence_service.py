@@ -70,10 +70,12 @@ def test_a_normal_image_still_gets_its_most_anomalous_spot_flagged_below_thresho
     assert "below the threshold" in r.summary
 
 
-def test_a_folds_scores_come_from_the_banks_memory_without_the_folds_patches(
+def test_a_folds_scores_come_from_the_banks_whole_memory_without_the_folds_patches(
     tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
 ) -> None:
-    s = small_settings(tmp_path, calibration_folds=3, nn_engine="flat", global_score="off")  # a 0.1 coreset
+    # a 0.1 coreset; the fold bank's patch cap counts memory rows (8 images x 40), not 8 x 400 patches before it
+    fixed = {"calibration_folds": 3, "nn_engine": "flat", "global_score": "off"}
+    s = small_settings(tmp_path, calibration_max_patches=1000, **fixed)
     svc = EvidenceService(s, real_features, BankStore(s.bank_store))
     svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
     bank = svc.bank(svc._key("l", DATASET, "woven_fabric"))
