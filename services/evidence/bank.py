@@ -143,6 +143,7 @@ class PatchIndex:
         data = np.ascontiguousarray(memory, dtype=np.float32)
         if engine == "hnsw":
             m, ef_construction, self.ef_search = hnsw
+            self.hnsw_m = m
             self.index = faiss.IndexHNSWFlat(self.dim, m)
             self.index.hnsw.efConstruction = ef_construction
         elif engine == "flat":
@@ -184,15 +185,40 @@ class PatchIndex:
             self.nprobe = min(nlist, 2 * self.nprobe)
         log.info("IVF over %d patches: nlist %d, nprobe %d, recall@1 %.4f", n, nlist, self.nprobe, self.recall)
 
-    def search(self, queries: np.ndarray, exclude: tuple[int, int] | None = None) -> np.ndarray:
-        """(Q, D) queries -> (Q,) distance to the nearest memory patch (outside `exclude`)."""
+    def distances_per_query(self, rows: int) -> float:
+        """About how many patches one query is compared with when `rows` of the memory are searchable."""
+        if self.engine == "ivf":
+            nlist = int(self.index.nlist)
+            return nlist + rows * min(self.nprobe, nlist) / nlist
+        if self.engine == "hnsw":
+            return float(min(rows, 2 * self.ef_search * self.hnsw_m))
+        return float(rows)
+
+    def search(
+        self, queries: np.ndarray, exclude: tuple[int, int] | None = None, keep: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(Q, D) queries -> (Q,) distance to the nearest memory patch (outside `exclude`; only rows where the
+        boolean `keep` is true, for IVF and HNSW: Faiss's flat search leaves BLAS when filtered, so a filtered
+        exact search copies the kept rows into an index of their own instead). inf where the search found no
+        row: a filter can leave none in the lists IVF probes."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
+        if keep is not None and self.engine not in ("ivf", "hnsw"):
+            raise ValueError("a row filter is for the IVF and HNSW engines")
         if self.engine == "torch":
             return self._search_torch(q, exclude)
         import faiss
 
         params = None
-        if exclude is not None:
+        bitmap = None
+        if keep is not None:
+            bitmap = np.packbits(np.asarray(keep, bool), bitorder="little")  # faiss reads bit i of byte i >> 3
+            sel = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bitmap))
+            params = (
+                faiss.SearchParametersHNSW(efSearch=self.ef_search, sel=sel)
+                if self.engine == "hnsw"
+                else faiss.SearchParametersIVF(nprobe=self.nprobe, sel=sel)
+            )
+        elif exclude is not None:
             sel = faiss.IDSelectorNot(faiss.IDSelectorRange(int(exclude[0]), int(exclude[1])))
             params = (
                 faiss.SearchParametersHNSW(efSearch=self.ef_search, sel=sel)
@@ -205,8 +231,11 @@ class PatchIndex:
             params = faiss.SearchParametersHNSW(efSearch=self.ef_search)
         elif self.engine == "ivf":
             params = faiss.SearchParametersIVF(nprobe=self.nprobe)
-        dist, _ = self.index.search(q, 1, params=params)
-        return np.sqrt(np.maximum(dist[:, 0], 0.0))
+        dist, ids = self.index.search(q, 1, params=params)
+        del bitmap  # the selector points into it: alive until the search is done
+        out = np.sqrt(np.maximum(dist[:, 0], 0.0))
+        out[ids[:, 0] < 0] = np.inf  # nothing searchable where it looked (a filter left no row in the probed lists)
+        return out
 
     def _search_torch(self, q: np.ndarray, exclude: tuple[int, int] | None) -> np.ndarray:
         import torch
@@ -379,18 +408,18 @@ class Bank:
             parts.append(s + greedy_coreset(x, n, start, projection, seed + s, device))
         return np.sort(np.concatenate(parts))
 
-    def without_owners(self, owners: np.ndarray) -> np.ndarray:
-        """The memory's rows that did not come from these images: calibration's fold bank.
+    def rows_of(self, owners: np.ndarray) -> np.ndarray:
+        """Which rows of the memory came from these images (boolean, one per row): calibration's fold banks.
 
-        Every memory row remembers its image (`owners`), so leaving a fold out is a mask, O(M), with no coreset
-        run again. What it misses against a fold bank built from scratch: where the fold's own patches were the
-        coreset's only cover of a region, the others' patches there were not kept, so a held-out image scores
-        a little higher there (fewer false alarms, not more). At coreset_ratio 1 both hold every patch of the
-        other images (this one with every evidence.augment pose too).
+        Every memory row remembers its image (`owners`), so a bank without a fold is a mask, O(M), with no
+        coreset run again. What it misses against a bank rebuilt without the fold: where the fold's own patches
+        were the coreset's only cover of a region, the others' patches there were not kept, so a held-out image
+        scores a little higher there (fewer false alarms, not more). At coreset_ratio 1 both hold every patch of
+        the other images (this one with every evidence.augment pose too).
         """
-        gone = np.zeros(len(self.images), dtype=bool)
-        gone[np.asarray(owners, np.int64)] = True
-        return np.ascontiguousarray(self.memory[~gone[self.owners]])
+        chosen = np.zeros(len(self.images), dtype=bool)
+        chosen[np.asarray(owners, np.int64)] = True
+        return chosen[self.owners]
 
     def build_index(
         self, engine: str, hnsw: tuple[int, int, int], device: Any = None, ivf: tuple[int, float] = (8, 0.99)

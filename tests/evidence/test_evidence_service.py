@@ -88,6 +88,22 @@ def test_a_folds_scores_come_from_the_banks_whole_memory_without_the_folds_patch
     assert bank.calibration_scores[0] > 1.1 * in_bank  # not its own patches: higher than the in-bank score
 
 
+def test_a_bank_served_through_ivf_scores_its_folds_through_that_index_without_the_folds_rows(
+    tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
+) -> None:
+    fixed = {"calibration_folds": 3, "global_score": "off", "coreset_ratio": 1.0}
+    s = small_settings(tmp_path, nn_engine="ivf", **fixed)
+    svc = EvidenceService(s, real_features, BankStore(s.bank_store))
+    svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
+    bank = svc.bank(svc._key("l", DATASET, "woven_fabric"))
+    assert bank.index is not None and bank.index.engine == "ivf"
+    fold0 = np.arange(0, len(fabric.normals), 3)
+    exact = PatchIndex(bank.memory[~np.isin(bank.owners, fold0)], "flat").search(bank.image_features(0))
+    direct = svc._image_score(exact.reshape(bank.grid), bank)[0]
+    # approximate as a served query's search is: never below the exact score, and close to it
+    assert direct * (1 - 1e-4) <= bank.calibration_scores[0] <= direct * 1.05
+
+
 def test_at_coreset_ratio_1_a_folds_scores_match_a_bank_built_without_the_fold(
     tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
 ) -> None:
