@@ -619,10 +619,9 @@ class EvidenceService:
         (`Bank.rows_of`: the memory knows each patch's image, so no coreset runs again and no backbone forward),
         through the index the bank serves with (IVF or HNSW, the fold's rows filtered out: the search a new
         part's patches get, approximate as theirs is) or exactly (Faiss flat on the kept rows, or torch on a
-        GPU), and the global Gaussian is fitted without the fold too. Where the fold's patches were the
-        coreset's only cover of a region, the held-out image finds no other image's patch there and scores
-        higher than against a bank rebuilt without it: the error is toward fewer false alarms; at
-        coreset_ratio 1 the two banks are the same.
+        GPU), and the global Gaussian is fitted without the fold too. The masked bank is not a rebuild without
+        the fold (its coreset was picked with the fold in it; `Bank.rows_of` says what that measured); at
+        coreset_ratio 1 the two are the same.
 
         Cost, with n images of p patches, k folds, coreset ratio r, each fold bank holding the memory rows of
         R = min(n (k-1)/k, calibration_max_patches / (r p)) images (M = r R p patches) and c images scored
