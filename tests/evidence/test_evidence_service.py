@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -89,14 +90,24 @@ def test_a_folds_scores_come_from_the_banks_whole_memory_without_the_folds_patch
 
 
 def test_a_bank_served_through_ivf_scores_its_folds_through_that_index_without_the_folds_rows(
-    tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
+    tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    filtered: list[str] = []  # the engines searched with a row filter
+    plain_search = PatchIndex.search
+
+    def search(self: PatchIndex, queries: np.ndarray, exclude: Any = None, keep: Any = None) -> np.ndarray:
+        if keep is not None:
+            filtered.append(self.engine)
+        return plain_search(self, queries, exclude, keep)
+
+    monkeypatch.setattr(PatchIndex, "search", search)
     fixed = {"calibration_folds": 3, "global_score": "off", "coreset_ratio": 1.0}
     s = small_settings(tmp_path, nn_engine="ivf", **fixed)
     svc = EvidenceService(s, real_features, BankStore(s.bank_store))
     svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
     bank = svc.bank(svc._key("l", DATASET, "woven_fabric"))
     assert bank.index is not None and bank.index.engine == "ivf"
+    assert filtered == ["ivf"] * 3  # one filtered search of the serving index per fold
     fold0 = np.arange(0, len(fabric.normals), 3)
     exact = PatchIndex(bank.memory[~np.isin(bank.owners, fold0)], "flat").search(bank.image_features(0))
     direct = svc._image_score(exact.reshape(bank.grid), bank)[0]
