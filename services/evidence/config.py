@@ -202,9 +202,9 @@ class EvidenceSettings(Section):
         100_000,
         ge=1000,
         description=(
-            "A fold's bank is built from at most this many normal patches before the coreset (an even spread of the "
+            "A fold's bank holds at most this many of the memory's patches (the rows of an even spread of the "
             "other folds' images; fewer images score higher, so a capped calibration errs toward fewer false "
-            "alarms). Bounds each recalibration's cost whatever the bank's size and coreset_ratio."
+            "alarms). Bounds each recalibration's memory whatever the bank's size and coreset_ratio."
         ),
     )
     global_score: Literal["auto", "mahalanobis", "mean_distance", "off"] = Field(

@@ -621,25 +621,33 @@ class EvidenceService:
         """k-fold held-out local and global scores of the (sampled) normal images (global: [] when the bank has none).
 
         Image i is in fold i mod k (folds spread over the order images were added). Each fold's sampled images
-        are scored against a bank built without the fold by the same coreset procedure (`Bank.subset_memory`, from
-        the kept patches: no backbone forward), searched exactly (Faiss flat, or torch on a GPU), and the global
-        Gaussian is fitted without the fold too.
+        are scored against the bank's own memory less every patch that came from the fold's images
+        (`Bank.rows_of`: the memory knows each patch's image, so no coreset runs again and no backbone forward),
+        through the index the bank serves with (IVF or HNSW, the fold's rows filtered out: the search a new
+        part's patches get, approximate as theirs is) or exactly (Faiss flat on the kept rows, or torch on a
+        GPU), and the global Gaussian is fitted without the fold too. The masked bank is not a rebuild without
+        the fold (its coreset was picked with the fold in it; `Bank.rows_of` says what that measured); at
+        coreset_ratio 1 the two are the same.
 
-        Cost, with n images of p patches, k folds, coreset ratio r, each fold bank drawn from
-        R = min(n (k-1)/k, calibration_max_patches / p) images (M = r R p patches kept) and c images scored
-        (max_calibration_images, fewer when c p M would pass calibration_max_distances, never below
-        2 min_fit_images): k greedy coresets of R p patches (chunks of CORESET_CHUNK: O(k R p (r CORESET_CHUNK
-        + M) D')) and c p M distances (D each) for the searches; memory O(R p D) at a time. Linear in n up to the
-        caps, then flat: at the defaults (k 5, 100k patches, 5e9 distances) at most 5 coresets of 100k patches
-        (about 4x the build's own coreset) and 5e9 distances, whatever the bank's size and coreset ratio.
+        Cost, with n images of p patches, k folds, coreset ratio r, each fold bank holding the memory rows of
+        R = min(n (k-1)/k, calibration_max_patches / (r p)) images (M = r R p patches) and c images scored
+        (max_calibration_images, fewer when c p M' would pass calibration_max_distances, never below
+        2 min_fit_images), M' the patches a query is compared with (M exact; L + M P / L through an IVF of L
+        lists probing P): O(k n r p) to mask the memory and c p M' distances (D each); memory O(M D) at a
+        time. Linear in n up to the caps, then flat: at the defaults (k 5, 100k patches, 5e9 distances) at
+        most 5e9 distances, whatever the bank's size and coreset ratio. (Fold banks built by a fresh coreset
+        each cost k greedy coresets of R p patches on top: about 4x the build's own.)
         """
         s = self.settings
         n, p = len(bank.images), bank.patches_per_image
         k = min(s.calibration_folds, n)
         fold = np.arange(n) % k
-        cap = max(2, s.calibration_max_patches // p)
-        fold_memory = min(n - n // k, cap) * p * min(s.coreset_ratio, 1.0)  # patches a fold bank holds, about
-        searchable = int(s.calibration_max_distances // max(p * fold_memory, 1.0))
+        rows = max(bank.memory.shape[0] / n, 1.0)  # memory patches per image
+        cap = max(2, int(s.calibration_max_patches // rows))  # images whose memory rows a fold bank may hold
+        fold_memory = min(n - n // k, cap) * rows  # patches a fold bank holds, about
+        served = bank.index if bank.index is not None and bank.index.engine in ("ivf", "hnsw") else None
+        per_query = served.distances_per_query(int(fold_memory)) if served is not None else fold_memory
+        searchable = int(s.calibration_max_distances // max(p * per_query, 1.0))
         count = min(n, s.max_calibration_images, max(searchable, 2 * s.min_fit_images))
         scored = np.unique(np.linspace(0, n - 1, count).round().astype(int))
         kind = self._global_kind(bank)
@@ -655,11 +663,15 @@ class EvidenceService:
             others = np.flatnonzero(fold != f)
             if others.size > cap:  # an even spread of the other folds' images within the patch cap
                 others = others[np.unique(np.linspace(0, others.size - 1, cap).round().astype(int))]
-            memory = bank.subset_memory(others, s.coreset_ratio, s.coreset_projection, s.seed, device)
-            index = PatchIndex(memory, engine, device=device)
+            keep = bank.rows_of(others)
             model = GaussianModel.fit(descs[fold != f]) if descs is not None else None
-            for o in held.tolist():
-                dist = index.search(bank.image_features(o))
+            held_feats = np.concatenate([bank.image_features(o) for o in held.tolist()])  # one search: big blocks
+            dists = served.search(held_feats, keep=keep) if served is not None else np.full(len(held_feats), np.inf)
+            missed = ~np.isfinite(dists)  # every patch without the served index, or where its filter found none
+            if missed.any():
+                dists[missed] = PatchIndex(bank.memory[keep], engine, device=device).search(held_feats[missed])
+            dists = dists.reshape(len(held), -1)
+            for o, dist in zip(held.tolist(), dists, strict=True):
                 local[o] = self._image_score(dist.reshape(bank.grid), bank)[0]
                 if kind == "mean_distance":
                     glob[o] = mean_distance(dist)

@@ -106,6 +106,26 @@ def test_a_coreset_bank_still_knows_which_image_each_patch_came_from() -> None:
         assert np.all(bank.owners[a:b] == owner)
 
 
+def test_a_fold_bank_is_the_memory_rows_of_the_other_images_and_no_coreset_runs_again() -> None:
+    bank = small_bank(images=10, ratio=0.25)
+    others = np.array([1, 2, 4, 5, 7, 8])
+    keep = bank.rows_of(others)
+    np.testing.assert_array_equal(keep, np.isin(bank.owners, others))
+    assert 0 < keep.sum() < len(keep)
+
+
+def test_a_filtered_ivf_or_hnsw_search_finds_the_nearest_kept_row() -> None:
+    bank = small_bank(images=60, grid=(8, 8), dim=8, ratio=0.5)
+    keep = bank.rows_of(np.arange(1, 60, 2))  # the odd images' rows only
+    queries = np.asarray(bank.features[: 2 * 64], np.float32)  # images 0 and 1: one left out, one kept
+    exact = PatchIndex(bank.memory[keep], "flat").search(queries)
+    for index in (bank.build_index("ivf", (16, 40, 16), ivf=(8, 0.99)), bank.build_index("hnsw", (16, 40, 64))):
+        got = index.search(queries, keep=keep)
+        assert np.mean(np.isclose(got, exact, rtol=1e-4)) >= 0.95 and np.all(got >= exact * (1 - 1e-4))
+    with pytest.raises(ValueError):
+        PatchIndex(bank.memory, "flat").search(queries, keep=keep)
+
+
 def test_a_banks_ivf_index_is_checked_on_its_own_images_patches() -> None:
     bank = small_bank(images=60, grid=(8, 8), dim=8, ratio=0.5)  # 3,840 coreset patches: 98 lists
     index = bank.build_index("ivf", (16, 40, 16), ivf=(1, 0.99))

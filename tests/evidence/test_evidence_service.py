@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from services.common.errors import ConfigError, FailedPrecondition, InvalidArgument
 from services.common.images import sha256_hex
-from services.evidence.bank import BankStore
+from services.evidence.bank import BankStore, PatchIndex
 from services.evidence.core import EvidenceService, find_boxes, region_name
 from services.evidence.features import Geometry, TimmPatchFeatures
 from tests.evidence.conftest import DATASET, Product, make_product, small_settings
@@ -70,23 +71,65 @@ def test_a_normal_image_still_gets_its_most_anomalous_spot_flagged_below_thresho
     assert "below the threshold" in r.summary
 
 
-def test_a_folds_scores_come_from_a_bank_built_without_its_images(
+def test_a_folds_scores_come_from_the_banks_whole_memory_without_the_folds_patches(
     tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
 ) -> None:
-    def service(folder: str) -> EvidenceService:  # the default coreset ratio: the fold bank is a coreset too
-        s = small_settings(tmp_path / folder, calibration_folds=3, nn_engine="flat", global_score="off")
+    # a 0.1 coreset; the fold bank's patch cap counts memory rows (8 images x 40), not 8 x 400 patches before it
+    fixed = {"calibration_folds": 3, "nn_engine": "flat", "global_score": "off"}
+    s = small_settings(tmp_path, calibration_max_patches=1000, **fixed)
+    svc = EvidenceService(s, real_features, BankStore(s.bank_store))
+    svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
+    bank = svc.bank(svc._key("l", DATASET, "woven_fabric"))
+    assert len(bank.calibration_scores) == len(fabric.normals) and bank.calibration.method == "kfold"
+    fold0 = np.arange(0, len(fabric.normals), 3)  # fold 0 holds images 0, 3, 6, ...
+    others = PatchIndex(bank.memory[~np.isin(bank.owners, fold0)], "flat")
+    direct = svc._image_score(others.search(bank.image_features(0)).reshape(bank.grid), bank)[0]
+    assert bank.calibration_scores[0] == pytest.approx(direct, rel=1e-5)
+    in_bank = svc.analyze_sync("l", DATASET, "woven_fabric", fabric.normals[0]).score
+    assert bank.calibration_scores[0] > 1.1 * in_bank  # not its own patches: higher than the in-bank score
+
+
+def test_a_bank_served_through_ivf_scores_its_folds_through_that_index_without_the_folds_rows(
+    tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    filtered: list[str] = []  # the engines searched with a row filter
+    plain_search = PatchIndex.search
+
+    def search(self: PatchIndex, queries: np.ndarray, exclude: Any = None, keep: Any = None) -> np.ndarray:
+        if keep is not None:
+            filtered.append(self.engine)
+        return plain_search(self, queries, exclude, keep)
+
+    monkeypatch.setattr(PatchIndex, "search", search)
+    fixed = {"calibration_folds": 3, "global_score": "off", "coreset_ratio": 1.0}
+    s = small_settings(tmp_path, nn_engine="ivf", **fixed)
+    svc = EvidenceService(s, real_features, BankStore(s.bank_store))
+    svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
+    bank = svc.bank(svc._key("l", DATASET, "woven_fabric"))
+    assert bank.index is not None and bank.index.engine == "ivf"
+    assert filtered == ["ivf"] * 3  # one filtered search of the serving index per fold
+    fold0 = np.arange(0, len(fabric.normals), 3)
+    exact = PatchIndex(bank.memory[~np.isin(bank.owners, fold0)], "flat").search(bank.image_features(0))
+    direct = svc._image_score(exact.reshape(bank.grid), bank)[0]
+    # approximate as a served query's search is: never below the exact score, and close to it
+    assert direct * (1 - 1e-4) <= bank.calibration_scores[0] <= direct * 1.05
+
+
+def test_at_coreset_ratio_1_a_folds_scores_match_a_bank_built_without_the_fold(
+    tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
+) -> None:
+    def service(folder: str) -> EvidenceService:
+        fixed = {"calibration_folds": 3, "nn_engine": "flat", "global_score": "off"}
+        s = small_settings(tmp_path / folder, coreset_ratio=1.0, **fixed)
         return EvidenceService(s, real_features, BankStore(s.bank_store))
 
     full = service("full")
     full.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
     bank = full.bank(full._key("l", DATASET, "woven_fabric"))
-    assert len(bank.calibration_scores) == len(fabric.normals) and bank.calibration.method == "kfold"
-    without_fold = service("rest")  # fold 0 holds images 0, 3, 6, ...: a bank of the others, built from scratch
+    without_fold = service("rest")  # a bank of the other folds' images, built from scratch
     without_fold.add_normal_images("l", DATASET, "woven_fabric", [x for i, x in enumerate(fabric.normals) if i % 3])
     direct = without_fold.analyze_sync("l", DATASET, "woven_fabric", fabric.normals[0]).score
     assert bank.calibration_scores[0] == pytest.approx(direct, rel=0.02)
-    in_bank = full.analyze_sync("l", DATASET, "woven_fabric", fabric.normals[0]).score
-    assert bank.calibration_scores[0] > 1.1 * in_bank  # not its own patches: higher than the in-bank score
 
 
 def test_a_score_between_the_two_thresholds_goes_to_review(make_service: Make, fabric: Product) -> None:
