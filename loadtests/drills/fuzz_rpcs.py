@@ -9,7 +9,10 @@ The server code (`services`) is instrumented, so libFuzzer steers towards new pa
     python -m loadtests.drills.fuzz_rpcs --runs 5000 --seconds 600
 
 Prints one JSON line: inputs tried, statuses seen, crashes (replies that were not a
-defined status, or the server failing its health check at the end), and the time.
+defined status, messages or OK answers showing a path, an address or a repr, or the server
+failing its health check at the end), the tracebacks the server logged (any log record
+carrying an exception, "Task exception was never retrieved" included, and exceptions in threads
+or unraisable ones), and the time.
 Exit status 1 when there was a crash.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -55,6 +59,26 @@ class _Provided:
 
     def blob(self) -> bytes:
         return self.fdp.ConsumeBytes(self.fdp.ConsumeIntInRange(0, 2048))
+
+
+class _Tracebacks(logging.Handler):
+    """Counts what the server logged with a traceback; the first few, by logger and message, as examples."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info or record.exc_text or "Traceback (most recent call last)" in record.getMessage():
+            self.seen.append(f"{record.name}: {record.getMessage()[:200]}")
+
+    def watch(self) -> None:
+        """On the root logger, and for exceptions that reach no logger (threads, unraisable ones)."""
+        logging.getLogger().addHandler(self)
+        import threading
+
+        threading.excepthook = lambda a: self.seen.append(f"thread: {a.exc_type.__name__}: {a.exc_value}"[:200])
+        sys.unraisablehook = lambda u: self.seen.append(f"unraisable: {u.exc_type.__name__}: {u.exc_value}"[:200])
 
 
 def _known_answers(channel: grpc.Channel, targets: list[Rpc], image: bytes) -> list[str]:
@@ -102,6 +126,8 @@ def main() -> None:
     settings = load_settings(
         data_dir=data_dir, server={"port": 0}, decision={"backend": "random", **overrides}
     )  # the real decision model answers the same checks, slower
+    tracebacks = _Tracebacks()
+    tracebacks.watch()
     server = BackgroundServer(settings).start()
     with InspectorClient(server.address) as c:
         images = [encode_png(render_normal("screw", np.random.default_rng(i), size=96)) for i in range(3)]
@@ -122,6 +148,7 @@ def main() -> None:
             healthy = False
         if not healthy:
             problems.append("the server was not SERVING after the run")
+        problems.extend(f"traceback logged: {t}" for t in tracebacks.seen)
         line = {
             "bench": "fuzz_rpcs",
             "fuzzer": "atheris",
@@ -130,6 +157,7 @@ def main() -> None:
             "statuses": dict(sorted(statuses.items())),
             "crashes": len(problems),
             "examples": problems[:5],
+            "tracebacks": len(tracebacks.seen),
             "healthy_after": healthy,
             "seconds": round(time.monotonic() - started, 1),
         }

@@ -11,6 +11,11 @@ the peak of each burst and the idle RSS after, against gateway.max_inflight_byte
 
     python -m loadtests.drills.memory --n 200 --mb 5 --bombs 64
 
+`--per-stage` measures instead what one image costs each stage that decodes it (the figures the budget's charge in
+services/gateway/limits.py comes from): every stage's own decode-and-preprocess path runs on the drill's large
+JPEG and a 36 MP flat PNG, each in a fresh process, and its peak RSS over the same process warmed on a small
+image is that stage's working memory for the image, in bytes per pixel.
+
 Prints ONE JSON line; progress goes to stderr.
 """
 
@@ -19,17 +24,22 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
+import psutil
 from PIL import Image
 
-from loadtests.kit.load import Server, onboard, say, start_server, uptime, workspace
+from loadtests.kit.load import Server, checkout_env, onboard, say, start_server, uptime, workspace
 from services.client import build_inspect_request
 from services.mmad.loader import load_dataset
 
@@ -58,6 +68,83 @@ def flat_png(megapixels: float) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (side, side), (128, 128, 128)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+STAGES = ("embedding", "evidence", "decision")
+
+
+def _stage_path(stage: str) -> Any:
+    """The stage's own path from encoded bytes to what its model takes, with its default settings."""
+    from services.common.images import ImageLimits
+
+    if stage == "embedding":
+        import open_clip
+
+        from services.embedding.preprocess import preprocess_cpu
+
+        transform = open_clip.image_transform(224, is_train=False, resize_mode="shortest", interpolation="bicubic")
+        return lambda data: preprocess_cpu(data, transform, ImageLimits())
+    if stage == "evidence":
+        from services.evidence.config import EvidenceSettings
+        from services.evidence.features import IMAGENET_MEAN, IMAGENET_STD, Preprocessor
+
+        ev = EvidenceSettings()
+        return Preprocessor(ev.input_size, ev.resize_mode, IMAGENET_MEAN, IMAGENET_STD, ImageLimits())
+    from services.decision.config import DecisionSettings
+    from services.decision.preprocess import prepare_images
+
+    dec = DecisionSettings()
+    return lambda data: prepare_images([("image", data)], dec.min_pixels, dec.max_pixels)
+
+
+def probe_stage(stage: str, path: str) -> None:
+    """In this (fresh) process: the stage's path warmed on a small image, then its peak RSS over the RSS just before
+    (the heap trimmed, sampled every millisecond on a thread) while it prepares `path`."""
+    from services.common.memory import trim_heap
+
+    run = _stage_path(stage)
+    run(flat_png(0.25))
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
+        pixels = img.width * img.height
+    proc = psutil.Process()
+    trim_heap()
+    before = proc.memory_info().rss
+    peak, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.001):
+            peak.append(proc.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out = run(data)
+    peak.append(proc.memory_info().rss)
+    done.set()
+    sampler.join()
+    del out
+    grown = max(peak) - before
+    print(json.dumps({"stage": stage, "peak_mb": round(grown / 2**20, 1), "bytes_per_pixel": round(grown / pixels, 2)}))
+
+
+def per_stage(mb: float, bomb_mp: float) -> dict[str, Any]:
+    """Each stage's working memory per image, for the large JPEG and the flat PNG, each stage in its own process."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="echo-drill-memory-") as tmp:
+        jpeg, (w, h) = large_jpeg(mb)
+        images = {"large_jpeg": (jpeg, w * h), "flat_png": (flat_png(bomb_mp), int((bomb_mp * 1e6) ** 0.5) ** 2)}
+        for name, (data, pixels) in images.items():
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            rows = {}
+            for stage in STAGES:
+                cmd = [sys.executable, "-m", "loadtests.drills.memory", "--probe", stage, str(path)]
+                done = subprocess.run(cmd, env=checkout_env(), capture_output=True, text=True, check=True)
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                rows[stage] = {k: row[k] for k in ("peak_mb", "bytes_per_pixel")}
+                say(name, stage, rows[stage])
+            out[name] = {"pixels": pixels, "encoded_bytes": len(data), "stages": rows}
+    return out
 
 
 class Watch:
@@ -144,7 +231,16 @@ def main() -> None:
     ap.add_argument("--deadline-s", type=float, default=120.0, help="Each Inspect's deadline.")
     ap.add_argument("--idle-s", type=float, default=20.0, help="Idle time after each burst before RSS is read.")
     ap.add_argument("--workdir", default="", help="Data and server state (default: a temp dir).")
+    ap.add_argument("--per-stage", action="store_true", help="Measure each stage's working memory per image instead.")
+    ap.add_argument("--probe", nargs=2, metavar=("STAGE", "IMAGE"), help=argparse.SUPPRESS)  # --per-stage's child
     args = ap.parse_args()
+    if args.probe:
+        probe_stage(*args.probe)
+        return
+    if args.per_stage:
+        line = {"bench": "drill_memory_per_stage", **per_stage(args.mb, args.bomb_mp), "uptime": uptime()}
+        print(json.dumps(line), flush=True)
+        return
 
     work, data = workspace(args.workdir, "echo-drill-memory-")
     budget = int(args.budget_mb * 2**20)

@@ -44,7 +44,7 @@ def preprocess_cpu(item: Any, transform: Any, limits: ImageLimits, field: str = 
     img = decode(item, limits, field=field) if isinstance(item, bytes | bytearray | memoryview) else item
     if not isinstance(img, Image.Image):
         raise InvalidArgument(f"must be encoded bytes or a PIL image, got {type(item).__name__}", field=field)
-    return transform(img.convert("RGB"))
+    return transform(img if img.mode == "RGB" else img.convert("RGB"))  # convert() copies even an RGB image
 
 
 def _target_size(cfg: dict[str, Any]) -> tuple[int, int]:

@@ -23,15 +23,22 @@ MAX_QUESTION_CHARS = 4000
 MAX_OPTION_CHARS = 1000
 MAX_OPTIONS = 5  # the letters A to E
 RATIO_FLOOR_PIXELS = 4_000_000  # below this an image costs little whatever it compresses to
-# What one inspection holds in embedded mode, per image: the encoded bytes once per stage call (the Inspector's
-# request, then for each of the embedding, evidence and decision calls the request message, its serialized form on
-# the in-process channel and the stage's parsed copy), and three full-size RGB decodes, one per stage that needs
-# pixels (CLIP, patch features, the MLLM's processor), each resized to its own input size. Decoding once and
-# sharing the pixels would cross the stages' gRPC contracts (the in-process channel serializes on purpose, so
-# embedded mode behaves as the cluster), so it is not done. loadtests/drills/memory.py measured about 4.6 RGB copies
-# per 16-megapixel inspection in flight while decode() still copied every RGB image once more (since fixed); the
-# charge is the three decodes and one copy of headroom:
-DECODES_PER_IMAGE = 4
+# What one inspection holds at once in embedded mode, per image, measured by `python -m loadtests.drills.memory
+# --per-stage` (each stage's own decode-and-preprocess path in a fresh process, peak RSS over the RSS before, on a
+# 16-megapixel JPEG and a 36-megapixel flat PNG; the larger figure of the two): Pillow keeps RGB at 4 bytes a pixel,
+# and each stage that needs pixels decodes the image once (decoding once and sharing the pixels would cross the
+# stages' gRPC contracts: the in-process channel serializes on purpose, so embedded mode behaves as the cluster).
+STAGE_BYTES_PER_PIXEL = {"embedding": 4.45, "evidence": 4.65, "decision": 5.32}
+# The embedding and evidence stages run at once (the gateway's fan-out), the decision stage after both answered,
+# so an inspection holds at most the larger of the two phases; the memory drill's burst peak matched this model
+# (11 inspections of the 16 MP JPEG in flight grew the RSS by 234 MB each: the fan-out's pixels plus ~5 copies of
+# the encoded bytes).
+BYTES_PER_PIXEL = max(
+    STAGE_BYTES_PER_PIXEL["embedding"] + STAGE_BYTES_PER_PIXEL["evidence"], STAGE_BYTES_PER_PIXEL["decision"]
+)
+# The encoded bytes held at once: the Inspector's received message and its parsed request, then for each of the two
+# stages called at once the serialized request on the in-process channel and the stage's parsed copy.
+ENCODED_COPIES = 6
 
 
 @dataclass(frozen=True)
@@ -86,13 +93,12 @@ def door_limits(gateway: GatewaySettings, images: ImageLimits = ImageLimits()) -
 
 
 def decoded_bytes(data: bytes, max_pixels_per_byte: float, field: str) -> int:
-    """The bytes an image's pixels take once decoded by every stage that decodes it (width x height x channels,
-    at least RGB's 3, x DECODES_PER_IMAGE), read from its header before any pixel is allocated; an image over
-    RATIO_FLOOR_PIXELS that
-    decodes to more than `max_pixels_per_byte` pixels per encoded byte (a flat PNG bomb) is refused.
+    """The bytes an inspection holds at once for this image (its pixels at BYTES_PER_PIXEL, its encoded bytes
+    ENCODED_COPIES times), read from its header before any pixel is allocated; an image over RATIO_FLOOR_PIXELS
+    that decodes to more than `max_pixels_per_byte` pixels per encoded byte (a flat PNG bomb) is refused.
     The header was checked (check_header) first, so it opens."""
     with Image.open(io.BytesIO(data)) as img:
-        (w, h), bands = img.size, len(img.getbands())
+        w, h = img.size
     pixels = w * h
     if pixels > RATIO_FLOOR_PIXELS and pixels > max_pixels_per_byte * len(data):
         raise InvalidArgument(
@@ -100,4 +106,4 @@ def decoded_bytes(data: bytes, max_pixels_per_byte: float, field: str) -> int:
             f"the limit of {max_pixels_per_byte:g} (gateway.max_pixels_per_byte): a decompression bomb",
             field=field,
         )
-    return pixels * max(3, bands) * DECODES_PER_IMAGE
+    return math.ceil(pixels * BYTES_PER_PIXEL) + len(data) * ENCODED_COPIES

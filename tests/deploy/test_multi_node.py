@@ -342,6 +342,9 @@ def test_losing_the_gpu_worker_under_load_gives_unavailable_naming_the_stage_and
     recovered_at = min((r["start"] + r["seconds"] for r in requests if r["code"] == "OK" and r["start"] >= dead_at),
                        default=None)  # fmt: skip
     after = [r for r in requests if recovered_at is not None and r["start"] >= recovered_at]
+    # warm: the returned replica has answered an inspection that it served from start to end
+    warm_at = min((r["start"] + r["seconds"] for r in after if r["code"] == "OK"), default=None)
+    after_warm = [r for r in after if warm_at is not None and r["start"] >= warm_at]
     drill = {
         "drill": "gpu_worker_loss",
         "load": "locust -u 4 against cpu-a's proxy",
@@ -363,6 +366,11 @@ def test_losing_the_gpu_worker_under_load_gives_unavailable_naming_the_stage_and
         "inspector_serving_after_return_s": round(inspector_health.first("SERVING", back_at) - back_at, 1),
         "requests_after_recovery": len(after),
         "errors_after_recovery": sum(r["code"] != "OK" for r in after),
+        "client_saw_after_recovery": dict(
+            Counter(f"{r['code']}: {_shape(r['details'])}" for r in after if r["code"] != "OK").most_common(4)
+        ),
+        "requests_after_warm": len(after_warm),
+        "errors_after_warm": sum(r["code"] != "OK" for r in after_warm),
         "drill_s": round(done_at - killed_at, 1),
     }
     _report(drill, capsys)

@@ -11,7 +11,7 @@ import torch
 from services.common.errors import InvalidArgument
 from services.common.images import ImageLimits, check_header
 from services.embedding.core import ClipEncoder
-from services.embedding.preprocess import preprocess_tensors
+from services.embedding.preprocess import preprocess_cpu, preprocess_tensors
 
 # torchvision >= 0.29 deprecates its decoders in favour of TorchCodec; nvjpeg batch decoding still needs them.
 pytestmark = [
@@ -72,3 +72,12 @@ def test_cpu_preprocessing_is_open_clips_eval_transform(encoder: ClipEncoder, ma
     data = make_png(7, 100, 50)
     expected = encoder.loaded.preprocess(Image.open(BytesIO(data)).convert("RGB"))
     np.testing.assert_array_equal(encoder.preprocess(data).numpy(), expected.numpy())
+
+
+def test_cpu_preprocessing_hands_an_rgb_image_to_the_transform_without_copying_it() -> None:
+    """A full-size copy per image was half the embedding stage's working memory (the memory drill's --per-stage)."""
+    from PIL import Image
+
+    rgb, gray = Image.new("RGB", (64, 48)), Image.new("L", (64, 48))
+    assert preprocess_cpu(rgb, lambda img: img, ImageLimits()) is rgb
+    assert preprocess_cpu(gray, lambda img: img, ImageLimits()).mode == "RGB"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from services.gateway.admission import Admission
 from services.gateway.config import GatewaySettings
 from services.gateway.core import Inspector
 from services.gateway.domain import Inspection
+from services.gateway.limits import BYTES_PER_PIXEL, ENCODED_COPIES, STAGE_BYTES_PER_PIXEL, decoded_bytes
 
 
 class _NoStage:
@@ -55,9 +57,18 @@ def test_the_charge_is_read_from_the_header_before_any_stage_is_called(tmp_path:
     inspector = _inspector(tmp_path, max_inflight_bytes=3_000_000)
     held = inspector.admission.admit(10, charge=1)  # another inspection in flight
     with pytest.raises(ResourceExhausted) as e:
-        asyncio.run(inspector.inspect(_inspection(_png(1000, 400))))  # 1000 x 400 x 3 = 1.2 MB decoded
-    assert "4800000" in str(e.value) and "gateway.max_inflight_bytes" in str(e.value)
+        asyncio.run(inspector.inspect(_inspection(image := _png(1000, 400))))
+    charge = math.ceil(1000 * 400 * BYTES_PER_PIXEL) + len(image) * ENCODED_COPIES  # about 3.6 MB
+    assert f"this inspection's {charge} " in str(e.value) and "gateway.max_inflight_bytes" in str(e.value)
     inspector.admission.finished(held, answered=False)
+
+
+def test_the_charge_holds_the_fan_out_stages_pixels_at_pillows_four_bytes_each_and_the_encoded_copies() -> None:
+    image = _png(2000, 1000)
+    fan_out = STAGE_BYTES_PER_PIXEL["embedding"] + STAGE_BYTES_PER_PIXEL["evidence"]
+    assert max(fan_out, STAGE_BYTES_PER_PIXEL["decision"]) <= BYTES_PER_PIXEL  # two stages decode at once
+    assert BYTES_PER_PIXEL >= 2 * 4  # each at four bytes a pixel
+    assert decoded_bytes(image, 100, "image") == math.ceil(2_000_000 * BYTES_PER_PIXEL) + len(image) * ENCODED_COPIES
 
 
 def test_a_flat_png_bomb_under_the_pixel_limit_is_refused_by_its_ratio(tmp_path: Path) -> None:
