@@ -60,7 +60,7 @@ def load_lite(settings: EmbeddingSettings) -> LoadedClip:
     path = packaged_weights_path(SETTING)
     model = timm.create_model("efficientnet_lite0", pretrained=False)
     load_weights(model, read_state_dict(path, SETTING), "positional", repr(path.name), "efficientnet_lite0", SETTING)
-    model_id = f"efficientnet_lite0[{path.name}@{file_digest(path)[:12]}]/pooled/size={LITE_SIZE}"
+    model_id = f"efficientnet_lite0[{path.name}@{file_digest(path)[:12]}]/pool=avg/size={LITE_SIZE}"
 
     class Tower(torch.nn.Module):
         """The CLIP-like surface ClipEncoder calls: `visual` (no patch tokens) and `encode_image`."""

@@ -71,7 +71,7 @@ def test_inspections_of_every_question_type_run_through_the_proxy(cluster: Clust
         if "reference" in experts:
             assert t.references and t.references[0].uri, qtype
             assert {"embedding", "retrieval"} <= stages
-            assert t.model_ids["embedding"].startswith("echo-tiny")
+            assert t.model_ids["embedding"].startswith("efficientnet_lite0")  # no CLIP weights: the lite encoder
         if "knowledge" in experts:
             assert t.knowledge_entry_ids, qtype
 
