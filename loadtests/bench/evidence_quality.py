@@ -5,7 +5,7 @@ image AUROC, pixel AUROC and AUPRO of
 
 - `real`: the evidence stage as configured (EfficientNet-Lite0 with the packaged ImageNet weights), which
   self-configures each product's features from its normal images (evidence.auto_config) and adds the global score;
-- `fixed`: today's fixed default (evidence.auto_config off, evidence.global_score off);
+- `fixed`: the fixed default before self-configuration (evidence.auto_config, global_score, position_norm off);
 - `random`: the fixed default, same code, with random weights (what the pretrained weights bring);
 - `baseline`: a plain PatchCore-style scorer: EfficientNet-Lite0 levels 2+3 at 320 px, 3x3 average-pooled,
   every normal patch kept (no coreset), the image score the largest nearest-patch distance, the pixel map
@@ -248,8 +248,8 @@ def verdict_scores(cats: list[Category], outcomes: dict[str, Outcome], far_targe
 
 VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
     "real": {},
-    "fixed": {"auto_config": False, "global_score": "off"},
-    "random": {"weights": "random", "auto_config": False, "global_score": "off"},
+    "fixed": {"auto_config": False, "global_score": "off", "position_norm": "off"},
+    "random": {"weights": "random", "auto_config": False, "global_score": "off", "position_norm": "off"},
 }
 
 

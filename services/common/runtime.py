@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from services.common.errors import ConfigError
+from services.common.images import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +93,6 @@ def export_onnx(fn: Callable[[Any], Any], model: Any, input_size: int, path: Pat
         raise
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _checked_path(path: Path) -> Path:
     return path.with_name(path.name + ".checked")
 
@@ -115,7 +108,7 @@ def was_checked(path: Path, runtime: str) -> bool:
     """Whether this runtime (this version) already agreed with torch on exactly these bytes."""
     try:
         record = json.loads(_checked_path(path).read_text())
-        return _runtime_tag(runtime) in record.get("runtimes", []) and record.get("sha256") == _file_sha256(path)
+        return _runtime_tag(runtime) in record.get("runtimes", []) and record.get("sha256") == file_digest(path)
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -123,7 +116,7 @@ def was_checked(path: Path, runtime: str) -> bool:
 def record_check(path: Path, runtime: str) -> None:
     """Add this runtime to the file's check record, atomically (a record of other bytes is replaced)."""
     checked = _checked_path(path)
-    digest = _file_sha256(path)
+    digest = file_digest(path)
     try:
         record = json.loads(checked.read_text())
         runtimes = record.get("runtimes", []) if record.get("sha256") == digest else []

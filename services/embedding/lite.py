@@ -17,13 +17,13 @@ import logging
 from typing import Any
 
 from services.common.errors import ConfigError, FailedPrecondition
+from services.common.images import file_digest
 from services.common.runtime import Runner, compile_features
 from services.embedding.config import EmbeddingSettings
 from services.embedding.model import LoadedClip, _pick_device
 from services.embedding.pretrained import (
     LITE_DIM,
     LITE_ENCODER,
-    file_digest,
     load_weights,
     packaged_weights_path,
     read_state_dict,

@@ -7,7 +7,6 @@ name the same file and hash. `setting` names the configuration key an error is a
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -39,14 +38,6 @@ def packaged_weights_path(setting: str = "evidence.weights") -> Path:
     if not path.is_file():
         raise ConfigError(f"{setting} {PACKAGED_WEIGHTS!r}: {path} is missing from the installed package")
     return path
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_state_dict(path: Path, setting: str = "evidence.weights") -> dict[str, Any]:

@@ -25,6 +25,7 @@ import fsspec
 import numpy as np
 
 from services.evidence.calibration import Calibration
+from services.evidence.position import PositionStats
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,7 @@ class Bank:
     global_calibration: Calibration | None = None
     global_calibration_scores: list[float] = field(default_factory=list)
     global_model: Any = None  # fitted from `features` when needed, never stored
+    position: PositionStats | None = None  # what normal images score at each grid position (position_norm)
 
     @property
     def patches_per_image(self) -> int:
@@ -455,6 +457,7 @@ class Bank:
             "auto_images": self.auto_images,
             "global_calibration": self.global_calibration.to_dict() if self.global_calibration else None,
             "global_calibration_scores": self.global_calibration_scores,
+            "position_stats": self.position.to_dict() if self.position is not None else None,
         }
 
 
@@ -549,6 +552,7 @@ class BankStore:
                 global_calibration_scores=list(
                     meta.get("global_calibration_scores", meta.get("global_loo_scores", []))
                 ),
+                position=PositionStats.from_dict(ps) if (ps := meta.get("position_stats")) else None,
             )
         return None
 

@@ -54,6 +54,8 @@ from services.evidence.features import (
     weights_prefix,
 )
 from services.evidence.global_score import GaussianModel, descriptor, mean_distance
+from services.evidence.position import MIN_MAPS as MIN_POSITION_MAPS
+from services.evidence.position import PositionStats, standardised_out_of_sample
 from services.mmad.catalogue import region_of
 
 log = logging.getLogger(__name__)
@@ -196,7 +198,8 @@ def find_boxes(
     if score is not None and score > 0 and peak > 0:
         threshold = threshold * peak / score
     above = peak > threshold
-    level = threshold if above else peak * peak_ratio
+    lo = min(0.0, float(crop.min()))  # a standardised map (position_norm) runs below zero: measure from its floor
+    level = threshold if above else lo + (peak - lo) * peak_ratio
     mask = crop >= level
     labels, n = ndimage.label(mask)
     if n == 0:
@@ -563,6 +566,7 @@ class EvidenceService:
                     "note": f"evidence.source {s.source!r}: the fixed configuration",
                     "images": len(pil),
                 },
+                "standardised" if s.position_norm == "on" else "raw",
             )
         if not s.auto_config:
             return selfconfig.fixed(s, self.default_choice, "off", "evidence.auto_config is off", len(pil))
@@ -583,11 +587,16 @@ class EvidenceService:
         bank = Bank(key, features.backbone_id, int(feats[0].shape[-1]), (int(grid[0]), int(grid[1])))
         if features is not self.features:
             bank.feature_choice = choice.choice.to_dict()
-        bank.scoring = {"image_score": choice.image_score, "global_score": choice.global_score}
+        bank.scoring = {
+            "image_score": choice.image_score,
+            "global_score": choice.global_score,
+            "position": choice.position,
+        }
         bank.self_config = choice.record
         bank.auto_images = len(shas) if choice.record.get("status") == "chosen" else 0
         s = self.settings
-        bank.append(shas, feats, s.coreset_ratio, s.coreset_projection, s.seed, getattr(features, "device", None))
+        ratio = self.coreset_ratio(bank, feats)
+        bank.append(shas, feats, ratio, s.coreset_projection, s.seed, getattr(features, "device", None))
         return bank
 
     def _decoded(self, data: bytes, field_name: str) -> Image.Image:
@@ -614,11 +623,18 @@ class EvidenceService:
             self._index(bank)
         s = self.settings
         device = getattr(features, "device", None)
-        bank.append(list(fresh), feats, s.coreset_ratio, s.coreset_projection, s.seed, device)
+        bank.append(list(fresh), feats, self.coreset_ratio(bank, feats), s.coreset_projection, s.seed, device)
         return bank
 
-    def calibration_scores(self, bank: Bank) -> tuple[list[float], list[float]]:
-        """k-fold held-out local and global scores of the (sampled) normal images (global: [] when the bank has none).
+    def coreset_ratio(self, bank: Bank, feats: list[np.ndarray]) -> float:
+        """1 (every patch) while the bank's patches stay within coreset_keep_all, else coreset_ratio."""
+        total = bank.patches_seen + sum(int(np.prod(f.shape[:-1])) for f in feats)
+        return 1.0 if total <= self.settings.coreset_keep_all else self.settings.coreset_ratio
+
+    def calibration_scores(self, bank: Bank) -> tuple[list[float], list[float], PositionStats | None]:
+        """k-fold held-out local and global scores of the (sampled) normal images (global: [] when the bank has none),
+        and the per-position statistics of their distance maps (position_norm; each local score here standardised
+        by the other maps' statistics, services/evidence/position.py).
 
         Image i is in fold i mod k (folds spread over the order images were added). Each fold's sampled images
         are scored against the bank's own memory less every patch that came from the fold's images
@@ -654,7 +670,7 @@ class EvidenceService:
         descs = self._descriptors(bank) if kind == "mahalanobis" and n > 2 else None
         device = getattr(self.features, "device", None)
         engine = "torch" if getattr(device, "type", "cpu") == "cuda" else "flat"
-        local: dict[int, float] = {}
+        maps: dict[int, np.ndarray] = {}
         glob: dict[int, float] = {}
         for f in range(k):
             held = scored[fold[scored] == f]
@@ -672,13 +688,22 @@ class EvidenceService:
                 dists[missed] = PatchIndex(bank.memory[keep], engine, device=device).search(held_feats[missed])
             dists = dists.reshape(len(held), -1)
             for o, dist in zip(held.tolist(), dists, strict=True):
-                local[o] = self._image_score(dist.reshape(bank.grid), bank)[0]
+                maps[o] = dist.reshape(bank.grid)
                 if kind == "mean_distance":
                     glob[o] = mean_distance(dist)
                 elif model is not None:
                     glob[o] = model.score(descs[o])
-        order = sorted(local)
-        return [local[o] for o in order], [glob[o] for o in order] if glob else []
+        order = sorted(maps)
+        position, ready = None, [maps[o] for o in order]
+        if self._standardises(bank) and len(order) >= MIN_POSITION_MAPS:  # each map by the others' statistics
+            position, ready = standardised_out_of_sample(np.stack(ready))
+        local = [self._score_map(m, bank)[0] for m in ready]
+        return local, [glob[o] for o in order] if glob else [], position
+
+    def _standardises(self, bank: Bank) -> bool:
+        """Whether the bank's local scores standardise positions: its self-configuration's choice, else the setting."""
+        chosen = bank.scoring.get("position") if bank.scoring else None
+        return chosen == "standardised" if chosen else self.settings.position_norm == "on"
 
     def _global_kind(self, bank: Bank) -> str:
         kind = bank.scoring.get("global_score") if bank.scoring else None
@@ -704,8 +729,9 @@ class EvidenceService:
         if len(bank.images) < 2:
             bank.calibration, bank.calibration_scores = None, []
             bank.global_calibration, bank.global_calibration_scores = None, []
+            bank.position = None
             return
-        bank.calibration_scores, bank.global_calibration_scores = self.calibration_scores(bank)
+        bank.calibration_scores, bank.global_calibration_scores, bank.position = self.calibration_scores(bank)
         share = 0.5 if bank.global_calibration_scores else 1.0
         folds = f" ({min(s.calibration_folds, len(bank.images))} folds, each scored by a bank built without it)"
 
@@ -752,6 +778,8 @@ class EvidenceService:
         out = []
         for a, b in (e.rows for e in lib.entries):
             dist = np.asarray(bank.index.search(np.ascontiguousarray(lib.patches[a:b], np.float32)), np.float64)
+            if bank.position is not None:
+                dist = bank.position.standardise_anywhere(dist)
             out.append(image_score(dist, dist.ravel(), mode, self.settings.topk_patches))
         return out
 
@@ -839,6 +867,12 @@ class EvidenceService:
 
     # --- scoring ---------------------------------------------------------------------------------------
     def _image_score(self, patch_dist: np.ndarray, bank: Bank | None = None) -> tuple[float, np.ndarray]:
+        """A query's (h, w) nearest-patch distances -> its local score and smoothed map, on the bank's scale."""
+        if bank is not None and bank.position is not None:
+            patch_dist = bank.position.standardise(patch_dist)
+        return self._score_map(patch_dist, bank)
+
+    def _score_map(self, patch_dist: np.ndarray, bank: Bank | None = None) -> tuple[float, np.ndarray]:
         s = self.settings
         size = self.input_size
         if bank is not None and bank.feature_choice is not None:

@@ -28,10 +28,10 @@ from PIL import Image
 
 from services.common.devices import DeviceStreams
 from services.common.errors import ConfigError, EchoError, FailedPrecondition, InvalidArgument
-from services.common.images import ImageLimits, check_header, decode
+from services.common.images import ImageLimits, check_header, decode, file_digest
 from services.common.pipeline import Prepared
 from services.common.runtime import Runner, compile_features
-from services.embedding.pretrained import file_digest, load_weights, packaged_weights_path, read_state_dict
+from services.embedding.pretrained import load_weights, packaged_weights_path, read_state_dict
 from services.evidence.config import PACKAGED_WEIGHTS, EvidenceSettings
 
 log = logging.getLogger(__name__)

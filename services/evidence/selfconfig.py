@@ -36,6 +36,8 @@ from services.common.anomaly_metrics import auroc
 from services.evidence.config import EvidenceSettings
 from services.evidence.features import FeatureChoice, Preprocessor, TimmPatchFeatures, aggregate
 from services.evidence.global_score import GaussianModel, descriptor, mean_distance
+from services.evidence.position import MIN_MAPS as MIN_POSITION_MAPS
+from services.evidence.position import leave_one_out
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ MAX_HELD_OUT = 8  # held-out normals at most (each costs a forward per input siz
 MIN_ANOMALIES = 8  # per family group (local, global): fewer make the AUROC too coarse to choose by
 MAX_FIT_IMAGES = 12  # the self-test's bank draws on at most this many kept images (forward cost)
 TIE = 0.005  # self-test AUROCs closer than this are a tie: the fixed default, then the faster one wins
+POSITION_GAIN = 0.02  # position_norm auto: standardised maps must beat raw ones by this much (their tail is wider)
 
 
 # --- synthetic anomalies (the self-test's own; the foreign benchmark draws different ones) ------------------
@@ -216,6 +219,7 @@ class Outcome:
     auroc_global: float = float("nan")
     image_score: str = "topk_mean"
     global_score: str = "mahalanobis"
+    position: str = "raw"  # raw or standardised distances (position_norm)
     latency_ms: float = float("nan")
     seconds: float = 0.0
     status: str = "ok"  # ok, over budget, failed: <why>
@@ -233,6 +237,7 @@ class Outcome:
             **self.choice.to_dict(),
             "image_score": self.image_score,
             "global_score": self.global_score,
+            "position": self.position,
             "auroc": r(self.auroc),
             "auroc_local": r(self.auroc_local),
             "auroc_global": r(self.auroc_global),
@@ -250,6 +255,7 @@ class Choice:
     image_score: str
     global_score: str
     record: dict[str, Any] = field(default_factory=dict)
+    position: str = "raw"  # raw or standardised distances (position_norm)
 
 
 def fixed(
@@ -257,9 +263,11 @@ def fixed(
 ) -> Choice:
     """The fixed configuration, with a record saying why no choice was made."""
     glob = "mahalanobis" if settings.global_score == "auto" else settings.global_score
+    position = "standardised" if settings.position_norm == "on" else "raw"
     record = {"status": status, "note": note, "images": images, "needs_more_images": needs, "chosen": default.name}
-    record.update({"image_score": settings.image_score, "global_score": glob, "candidates": [], "seconds": 0.0})
-    return Choice(default, settings.image_score, glob, record)
+    record.update({"image_score": settings.image_score, "global_score": glob, "position": position})
+    record.update({"candidates": [], "seconds": 0.0})
+    return Choice(default, settings.image_score, glob, record, position)
 
 
 def _pixels(prep: Preprocessor, images: Sequence[Image.Image]) -> Any:
@@ -301,7 +309,7 @@ def choose(
     labels_local = [0] * h + [1] * count
     labels_global = [0] * h + [1] * count
     fit_images = [images[i] for i in fit_idx[:MAX_FIT_IMAGES]]
-    expected_memory = settings.coreset_ratio * n  # images' worth of patches in the real bank
+    expected_memory = float(n)  # images' worth of patches in the real bank: all of them, or a coreset (below)
     outcomes: list[Outcome] = []
     forward_ms: dict[int, float] = {}
     for size in sorted({c.input_size for c in family}):
@@ -340,9 +348,8 @@ def choose(
                 d, _ = index.search(np.ascontiguousarray(q_f.reshape(-1, q_f.shape[-1]), np.float32), 1)
                 search_ms = 1000 * (cpu_clock() - t3) / len(queries)
                 dist = np.sqrt(np.maximum(d[:, 0], 0)).reshape(q_f.shape[:3])
-                o.image_score, o.auroc_local = _best(
-                    {s: [_image_score(m, s, settings.topk_patches) for m in dist[: h + count]] for s in IMAGE_SCORES},
-                    labels_local,
+                o.position, o.image_score, o.auroc_local = _local_variant(
+                    dist[: h + count], h, labels_local, settings.position_norm, settings.topk_patches
                 )
                 model = GaussianModel.fit(np.stack([descriptor(f) for f in fit_f]))
                 globals_ = {
@@ -356,7 +363,10 @@ def choose(
                     {k: [v[i] for i in keep_idx] for k, v in globals_.items()}, labels_global
                 )
                 # the real bank is a coreset of all the images: scale the search to its expected size
-                o.latency_ms = forward_ms[size] + search_ms * max(1.0, expected_memory * dist[0].size / keep)
+                bank_patches = expected_memory * dist[0].size
+                if bank_patches > settings.coreset_keep_all:
+                    bank_patches *= settings.coreset_ratio
+                o.latency_ms = forward_ms[size] + search_ms * max(1.0, bank_patches / keep)
                 if o.latency_ms > settings.latency_budget_ms:
                     o.status = "over budget"
             except Exception as e:  # one candidate failing (memory, a bad block) must not stop the choice
@@ -390,6 +400,7 @@ def choose(
             "chosen": best.choice.name,
             "image_score": best.image_score,
             "global_score": glob_kind,
+            "position": best.position,
             "auroc": round(best.auroc, 4),
             "latency_ms": round(best.latency_ms, 1),
             "seconds": round(seconds, 2),
@@ -401,7 +412,7 @@ def choose(
             ),
         }
     )
-    return Choice(best.choice, best.image_score, glob_kind, record)
+    return Choice(best.choice, best.image_score, glob_kind, record, best.position)
 
 
 def cpu_clock() -> float:
@@ -444,6 +455,37 @@ def _aggregate(raw: list[list[Any]], blocks: list[int], c: FeatureChoice) -> np.
     with torch.inference_mode():
         parts = [aggregate([raw[blocks.index(b)][k] for b in c.blocks], c.pool, 0) for k in range(len(raw[0]))]
         return torch.cat(parts).numpy()
+
+
+def position_maps(dist: np.ndarray, normals: int) -> np.ndarray:
+    """The stage's position_norm on the self-test (services/evidence/position.py): each held-out normal's map
+    standardised by the other held-out normals' per-position statistics, and each anomaly's by those of the
+    normals other than the one it was drawn on (anomaly j is drawn on held-out image j mod normals: statistics
+    that include its own source would flatten it everywhere but the defect). Raw when too few to estimate."""
+    if normals < MIN_POSITION_MAPS:
+        return dist
+    _, others = leave_one_out(dist[:normals])
+    return np.stack([others[i % normals].standardise(m) for i, m in enumerate(dist)])
+
+
+def _local_variant(
+    dist: np.ndarray, normals: int, labels: list[int], position_norm: str, topk: int
+) -> tuple[str, str, float]:
+    """(position, image score, AUROC): the best local score variant of one candidate's distance maps. Under
+    position_norm auto, standardised maps are kept only when they beat raw ones by POSITION_GAIN."""
+    variants = {"raw": dist} if position_norm != "on" else {}
+    if position_norm != "off" and normals >= MIN_POSITION_MAPS:
+        variants["standardised"] = position_maps(dist, normals)
+    if not variants:  # on, with too few held-out normals to estimate: raw
+        variants["raw"] = dist
+    best: dict[str, tuple[str, float]] = {
+        k: _best({s: [_image_score(m, s, topk) for m in maps] for s in IMAGE_SCORES}, labels)
+        for k, maps in variants.items()
+    }
+    pick = "raw" if "raw" in best else "standardised"
+    if "standardised" in best and (pick == "standardised" or best["standardised"][1] > best["raw"][1] + POSITION_GAIN):
+        pick = "standardised"
+    return pick, *best[pick]
 
 
 def _image_score(dist: np.ndarray, mode: str, topk: int) -> float:

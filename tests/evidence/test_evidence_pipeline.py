@@ -38,7 +38,8 @@ SHIFT_TOLERANCE = 0.1
 
 
 def service(root: Path, features: TimmPatchFeatures, decode_on_device: bool | None = None, **kw: Any):
-    s = small_settings(root, **kw)
+    # raw distances: shifts here are the pipeline's (decode, precision), measured on the distance's own scale
+    s = small_settings(root, **{"position_norm": "off", **kw})
     return EvidenceService(s, features, BankStore(s.bank_store), decode_on_device=decode_on_device)
 
 

@@ -75,7 +75,7 @@ def test_a_folds_scores_come_from_the_banks_whole_memory_without_the_folds_patch
     tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
 ) -> None:
     # a 0.1 coreset; the fold bank's patch cap counts memory rows (8 images x 40), not 8 x 400 patches before it
-    fixed = {"calibration_folds": 3, "nn_engine": "flat", "global_score": "off"}
+    fixed = {"calibration_folds": 3, "nn_engine": "flat", "global_score": "off", "position_norm": "off"}
     s = small_settings(tmp_path, calibration_max_patches=1000, **fixed)
     svc = EvidenceService(s, real_features, BankStore(s.bank_store))
     svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
@@ -101,7 +101,7 @@ def test_a_bank_served_through_ivf_scores_its_folds_through_that_index_without_t
         return plain_search(self, queries, exclude, keep)
 
     monkeypatch.setattr(PatchIndex, "search", search)
-    fixed = {"calibration_folds": 3, "global_score": "off", "coreset_ratio": 1.0}
+    fixed = {"calibration_folds": 3, "global_score": "off", "coreset_ratio": 1.0, "position_norm": "off"}
     s = small_settings(tmp_path, nn_engine="ivf", **fixed)
     svc = EvidenceService(s, real_features, BankStore(s.bank_store))
     svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
@@ -119,7 +119,7 @@ def test_at_coreset_ratio_1_a_folds_scores_match_a_bank_built_without_the_fold(
     tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
 ) -> None:
     def service(folder: str) -> EvidenceService:
-        fixed = {"calibration_folds": 3, "nn_engine": "flat", "global_score": "off"}
+        fixed = {"calibration_folds": 3, "nn_engine": "flat", "global_score": "off", "position_norm": "off"}
         s = small_settings(tmp_path / folder, coreset_ratio=1.0, **fixed)
         return EvidenceService(s, real_features, BankStore(s.bank_store))
 
@@ -133,7 +133,7 @@ def test_at_coreset_ratio_1_a_folds_scores_match_a_bank_built_without_the_fold(
 
 
 def test_a_score_between_the_two_thresholds_goes_to_review(make_service: Make, fabric: Product) -> None:
-    svc = make_service(review_rate=0.3)
+    svc = make_service(review_rate=0.3, global_score="off")  # the local score alone: it is what the band cuts
     svc.add_normal_images("l", DATASET, fabric.category, fabric.normals)
     cal = svc.bank(svc._key("l", DATASET, fabric.category)).calibration
     assert cal.review_threshold < cal.threshold
