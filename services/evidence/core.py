@@ -49,7 +49,9 @@ from services.evidence.features import (
     Preprocessor,
     TimmPatchFeatures,
     build_features,
+    choose_augment,
     make_preprocessor,
+    pose_name,
     poses,
     weights_prefix,
 )
@@ -300,6 +302,10 @@ def summarize(r: EvidenceResult) -> str:
     return text
 
 
+AUGMENT_MIN_IMAGES = 4  # augment auto: fewer normal images than this bank no extra pose (none to hold out)
+AUGMENT_HELD_OUT = 8  # at most this many held-out images test the poses
+
+
 class EvidenceService:
     """Analyze queries against per-product banks of normal patches; add normal images; list and delete banks.
 
@@ -332,7 +338,6 @@ class EvidenceService:
         on_cuda = getattr(features.device, "type", "cpu") == "cuda"
         self.tensor_path = (settings.gpu_decode and on_cuda) if decode_on_device is None else decode_on_device
         self.input_size = features.input_size
-        self.poses = poses(settings.augment)
         self.hnsw = (settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search)
         self._banks: dict[BankKey, Bank] = {}
         self._checked: dict[BankKey, float] = {}
@@ -421,21 +426,93 @@ class EvidenceService:
             return self.features, self.preprocess
         return self.view_for(FeatureChoice.from_dict(bank.feature_choice))
 
-    def _bank_features(self, pixels: list[Any], features: PatchFeatures | None = None) -> list[np.ndarray]:
-        """Each normal image in every configured pose -> (poses, h, w, D) each (pose 0: the image as it is)."""
+    def bank_poses(self, bank: Bank | None) -> list[tuple[bool, int]]:
+        """The poses a bank's normal images are banked in: its own choice (augment auto), else the setting's."""
+        chosen = (bank.scoring.get("augment") if bank is not None and bank.scoring else None) or self.settings.augment
+        return poses("none" if chosen == "auto" else chosen)
+
+    def _bank_features(
+        self, pixels: list[Any], features: PatchFeatures | None = None, pose_list: list[tuple[bool, int]] | None = None
+    ) -> list[np.ndarray]:
+        """Each normal image in every pose of pose_list -> (poses, h, w, D) each (default: the image as it is)."""
         import torch
 
+        pose_list = pose_list or [(False, 0)]
         stacked = []
         for px in pixels:
-            for flip, turns in self.poses:
+            for flip, turns in pose_list:
                 x = torch.flip(px, dims=[2]) if flip else px
                 stacked.append(torch.rot90(x, turns, dims=[1, 2]) if turns else x)
         out: list[np.ndarray] = []
         step = self.settings.ingest_batch_size
         for s in range(0, len(stacked), step):
             out.extend(self.features_batch(stacked[s : s + step], features))
-        k = len(self.poses)
+        k = len(pose_list)
         return [np.stack(out[i * k : (i + 1) * k]) for i in range(len(pixels))]
+
+    def _features_of(
+        self,
+        pil: list[Image.Image],
+        fields: list[str],
+        features: PatchFeatures,
+        prep: Preprocessor,
+        pose_list: list[tuple[bool, int]],
+    ) -> list[np.ndarray]:
+        """Decoded normal images in these poses -> (poses, h, w, D) each, ingest_batch_size images at a time."""
+        feats: list[np.ndarray] = []
+        step = self.settings.ingest_batch_size
+        for s0 in range(0, len(pil), step):
+            batch = prep.batch([(img, f) for img, f in zip(pil[s0 : s0 + step], fields[s0 : s0 + step], strict=True)])
+            with self.streams.running([batch.payload.ready], [batch.payload.pixels]):
+                feats += self._bank_features(list(batch.payload.pixels), features, pose_list)
+        return feats
+
+    def _choose_augment(
+        self,
+        bank: Bank,
+        pil: list[Image.Image],
+        fields: list[str],
+        own: list[np.ndarray],
+        features: PatchFeatures,
+        prep: Preprocessor,
+    ) -> tuple[str, dict[str, Any]]:
+        """augment auto: which poses this product's normal images are seen in (features.choose_augment).
+
+        A few images spread over the bank (a quarter, 2 to AUGMENT_HELD_OUT) are held out; each is scored as it is
+        and in every other pose of the dihedral group against at most auto_config_patches own-pose patches of the
+        others (exact search), with the bank's image score. Cost: 7 backbone forwards per held-out image and one
+        search of its 8 grids.
+        """
+        s = self.settings
+        if s.augment != "auto":
+            return s.augment, {}
+        n = len(own)
+        if n < AUGMENT_MIN_IMAGES:
+            note = f"poses: none ({n} normal images: too few to test poses; needs {AUGMENT_MIN_IMAGES})"
+            return "none", {"augment": "none", "note": note}
+        h = min(AUGMENT_HELD_OUT, max(2, n // 4))
+        held = np.unique(np.linspace(0, n - 1, h).round().astype(int)).tolist()
+        ref = np.concatenate([own[i][0].reshape(-1, bank.dim) for i in range(n) if i not in held]).astype(np.float32)
+        if ref.shape[0] > s.auto_config_patches:
+            rows = np.random.default_rng(s.seed).choice(ref.shape[0], s.auto_config_patches, replace=False)
+            ref = ref[np.sort(rows)]
+        index = PatchIndex(ref, "flat")
+        extra = poses("dihedral")[1:]
+        posed = self._features_of([pil[i] for i in held], [fields[i] for i in held], features, prep, extra)
+
+        def score(grid: np.ndarray) -> float:
+            dist = index.search(grid.reshape(-1, bank.dim)).reshape(grid.shape[:2])
+            return self._image_score(dist, bank)[0]
+
+        own_scores = np.array([score(own[i][0]) for i in held])
+        posed_scores = {p: np.array([score(f[j]) for f in posed]) for j, p in enumerate(extra)}
+        group, ratios = choose_augment(own_scores, posed_scores, s.augment_tolerance)
+        worst = max(ratios.items(), key=lambda kv: kv[1])
+        note = (
+            f"poses: {group} ({len(held)} held-out images score {ratios[pose_name(extra[0])]:.2f}x their own pose "
+            f"turned a quarter, at worst {worst[1]:.2f}x ({worst[0]}); tolerance {s.augment_tolerance:g}x)"
+        )
+        return group, {"augment": group, "pose_ratios": ratios, "note": note}
 
     # --- banks -----------------------------------------------------------------------------------------
     def _key(self, line_id: str, dataset: str, category: str) -> BankKey:
@@ -573,18 +650,21 @@ class EvidenceService:
         pil = [self._decoded(d, f) for d, f in zip(datas, fields, strict=True)]
         choice = self._choose(pil)
         features, prep = self.view_for(choice.choice if self.default_choice is not None else None)
-        feats: list[np.ndarray] = []
-        step = self.settings.ingest_batch_size
-        for s0 in range(0, len(pil), step):
-            batch = prep.batch([(img, f) for img, f in zip(pil[s0 : s0 + step], fields[s0 : s0 + step], strict=True)])
-            with self.streams.running([batch.payload.ready], [batch.payload.pixels]):
-                feats += self._bank_features(list(batch.payload.pixels), features)
+        feats = self._features_of(pil, fields, features, prep, [(False, 0)])
         grid = feats[0].shape[1:3]
         bank = Bank(key, features.backbone_id, int(feats[0].shape[-1]), (int(grid[0]), int(grid[1])))
         if features is not self.features:
             bank.feature_choice = choice.choice.to_dict()
         bank.scoring = {"image_score": choice.image_score, "global_score": choice.global_score}
+        augment, record = self._choose_augment(bank, pil, fields, feats, features, prep)
+        bank.scoring["augment"] = augment
+        if extra := poses(augment)[1:]:
+            more = self._features_of(pil, fields, features, prep, extra)
+            feats = [np.concatenate([f, m]) for f, m in zip(feats, more, strict=True)]
         bank.self_config = choice.record
+        if record:
+            bank.self_config = {**choice.record, "augment": record["augment"], "pose_ratios": record.get("pose_ratios")}
+            bank.self_config["note"] = "; ".join(x for x in (choice.record.get("note", ""), record["note"]) if x)
         bank.auto_images = len(shas) if choice.record.get("status") == "chosen" else 0
         s = self.settings
         bank.append(shas, feats, s.coreset_ratio, s.coreset_projection, s.seed, getattr(features, "device", None))
@@ -605,7 +685,7 @@ class EvidenceService:
                 raise e
         batch = prepared.payload
         with self.streams.running([batch.ready], [batch.pixels]):
-            feats = self._bank_features(list(batch.pixels), features)
+            feats = self._bank_features(list(batch.pixels), features, self.bank_poses(current))
         with self._cache_lock:
             cached = self._banks.get(key)
         same = cached is not None and cached.generation == current.generation
@@ -684,6 +764,8 @@ class EvidenceService:
         kind = bank.scoring.get("global_score") if bank.scoring else None
         if kind is None:  # a bank from before global scores: the configured one (auto: mahalanobis)
             kind = "mahalanobis" if self.settings.global_score == "auto" else self.settings.global_score
+        if len(bank.images) < self.settings.global_min_images:  # too few images to fit its Gaussian (config.py)
+            return "off"
         return kind
 
     def _descriptors(self, bank: Bank) -> np.ndarray:
