@@ -29,6 +29,7 @@ def small_settings(root: Path, **overrides: Any) -> EvidenceSettings:
         "input_size": INPUT,
         "bank_store": str(root / "banks"),
         "auto_config": False,  # the fixed configuration; tests/evidence/test_self_config.py turns it on
+        "augment": "none",  # every image as it is; tests/evidence/test_augment.py turns auto on
     }
     return EvidenceSettings(**{**base, **overrides})
 

@@ -55,7 +55,7 @@ def test_choose_augment_takes_the_largest_group_whose_every_pose_scores_like_the
 
 
 def test_a_round_part_seen_at_any_angle_is_banked_in_every_pose(make_service: Make) -> None:
-    svc = make_service()  # evidence.augment defaults to auto
+    svc = make_service(augment="auto")  # the stage's default
     info = svc.add_normal_images(LINE, DATASET, "round_part", _round_parts(8)).bank
     bank = svc.bank(svc._key(LINE, DATASET, "round_part"))
     assert bank.scoring["augment"] == "dihedral", info.self_config
@@ -67,7 +67,7 @@ def test_a_round_part_seen_at_any_angle_is_banked_in_every_pose(make_service: Ma
 
 
 def test_a_part_that_arrives_one_way_up_is_banked_as_it_is(make_service: Make) -> None:
-    svc = make_service()
+    svc = make_service(augment="auto")
     info = svc.add_normal_images(LINE, DATASET, "plate", [_png(a) for a in _one_way_up(8)]).bank
     bank = svc.bank(svc._key(LINE, DATASET, "plate"))
     assert bank.scoring["augment"] == "none", info.self_config
@@ -79,7 +79,10 @@ def test_a_part_that_arrives_one_way_up_is_banked_as_it_is(make_service: Make) -
     assert svc.analyze_sync(LINE, DATASET, "plate", _png(np.rot90(upright, 2))).anomalous
 
 
-def test_a_fixed_augment_setting_is_kept_without_testing_poses(make_service: Make) -> None:
+def test_the_default_is_auto_and_a_fixed_augment_setting_is_kept_without_testing_poses(make_service: Make) -> None:
+    from services.evidence.config import EvidenceSettings
+
+    assert EvidenceSettings().augment == "auto" and EvidenceSettings().global_min_images == 20
     svc = make_service(augment="none")
     info = svc.add_normal_images(LINE, DATASET, "round_part", _round_parts(8)).bank
     bank = svc.bank(svc._key(LINE, DATASET, "round_part"))
