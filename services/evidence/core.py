@@ -303,7 +303,7 @@ def summarize(r: EvidenceResult) -> str:
 
 
 AUGMENT_MIN_IMAGES = 4  # augment auto: fewer normal images than this bank no extra pose (none to hold out)
-AUGMENT_HELD_OUT = 8  # at most this many held-out images test the poses
+AUGMENT_HELD_OUT = 8  # at most this many images test the poses, each held out in turn
 
 
 class EvidenceService:
@@ -478,10 +478,10 @@ class EvidenceService:
     ) -> tuple[str, dict[str, Any]]:
         """augment auto: which poses this product's normal images are seen in (features.choose_augment).
 
-        A few images spread over the bank (a quarter, 2 to AUGMENT_HELD_OUT) are held out; each is scored as it is
-        and in every other pose of the dihedral group against at most auto_config_patches own-pose patches of the
-        others (exact search), with the bank's image score. Cost: 7 backbone forwards per held-out image and one
-        search of its 8 grids.
+        Up to AUGMENT_HELD_OUT images spread over the bank are held out in turn; each is scored as it is and in
+        every other pose of the dihedral group against at most auto_config_patches own-pose patches of all the
+        other images (exact search), with the bank's image score. Cost, whatever the bank's size: 7 backbone
+        forwards per held-out image and a search of its 8 grids.
         """
         s = self.settings
         if s.augment != "auto":
@@ -490,22 +490,28 @@ class EvidenceService:
         if n < AUGMENT_MIN_IMAGES:
             note = f"poses: none ({n} normal images: too few to test poses; needs {AUGMENT_MIN_IMAGES})"
             return "none", {"augment": "none", "note": note}
-        h = min(AUGMENT_HELD_OUT, max(2, n // 4))
-        held = np.unique(np.linspace(0, n - 1, h).round().astype(int)).tolist()
-        ref = np.concatenate([own[i][0].reshape(-1, bank.dim) for i in range(n) if i not in held]).astype(np.float32)
-        if ref.shape[0] > s.auto_config_patches:
-            rows = np.random.default_rng(s.seed).choice(ref.shape[0], s.auto_config_patches, replace=False)
-            ref = ref[np.sort(rows)]
-        index = PatchIndex(ref, "flat")
+        if n > s.augment_max_images:
+            note = f"poses: none ({n} normal images, over augment_max_images {s.augment_max_images})"
+            return "none", {"augment": "none", "note": note}
+        held = np.unique(np.linspace(0, n - 1, min(AUGMENT_HELD_OUT, n)).round().astype(int)).tolist()
+        rng = np.random.default_rng(s.seed)
         extra = poses("dihedral")[1:]
         posed = self._features_of([pil[i] for i in held], [fields[i] for i in held], features, prep, extra)
+        own_scores = np.zeros(len(held))
+        posed_scores = {p: np.zeros(len(held)) for p in extra}
+        for j, i in enumerate(held):  # each held-out image against every other image, as it is
+            ref = np.concatenate([own[o][0].reshape(-1, bank.dim) for o in range(n) if o != i]).astype(np.float32)
+            if ref.shape[0] > s.auto_config_patches:
+                ref = ref[np.sort(rng.choice(ref.shape[0], s.auto_config_patches, replace=False))]
+            index = PatchIndex(ref, "flat")
 
-        def score(grid: np.ndarray) -> float:
-            dist = index.search(grid.reshape(-1, bank.dim)).reshape(grid.shape[:2])
-            return self._image_score(dist, bank)[0]
+            def score(grid: np.ndarray, index: PatchIndex = index) -> float:
+                dist = index.search(grid.reshape(-1, bank.dim)).reshape(grid.shape[:2])
+                return self._image_score(dist, bank)[0]
 
-        own_scores = np.array([score(own[i][0]) for i in held])
-        posed_scores = {p: np.array([score(f[j]) for f in posed]) for j, p in enumerate(extra)}
+            own_scores[j] = score(own[i][0])
+            for k, p in enumerate(extra):
+                posed_scores[p][j] = score(posed[j][k])
         group, ratios = choose_augment(own_scores, posed_scores, s.augment_tolerance)
         worst = max(ratios.items(), key=lambda kv: kv[1])
         note = (

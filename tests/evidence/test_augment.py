@@ -79,6 +79,13 @@ def test_a_part_that_arrives_one_way_up_is_banked_as_it_is(make_service: Make) -
     assert svc.analyze_sync(LINE, DATASET, "plate", _png(np.rot90(upright, 2))).anomalous
 
 
+def test_a_bank_of_more_images_than_augment_max_images_is_banked_as_it_is(make_service: Make) -> None:
+    svc = make_service(augment="auto", augment_max_images=6)
+    info = svc.add_normal_images(LINE, DATASET, "round_part", _round_parts(8)).bank
+    assert "over augment_max_images 6" in (info.self_config or {})["note"]
+    assert info.patches_seen == 8 * svc.bank(svc._key(LINE, DATASET, "round_part")).patches_per_image
+
+
 def test_the_default_is_auto_and_a_fixed_augment_setting_is_kept_without_testing_poses(make_service: Make) -> None:
     from services.evidence.config import EvidenceSettings
 
