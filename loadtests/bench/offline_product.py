@@ -7,7 +7,8 @@ process:
     echo-iad eval --data DIR/data --protocol product --out DIR/run
 
 (the default decision backend, i.e. the offline random-weight model, whose Anomaly Detection answers the evidence
-settles; `--build-memory` gives each product its 12 templates). The line carries Anomaly Detection's balanced
+settles; `--build-memory` gives each product its 12 templates), with a fresh state folder (ECHO_IAD__DATA_DIR), so
+no bank or memory of an earlier run answers. The line carries Anomaly Detection's balanced
 accuracy (the mean of the defective images answered Yes and the normal ones answered No, pooled over the set, as
 the report's table), per category, where every AD verdict came from (`trace.verdict_source`), each product's
 banked poses and thresholds, the commit, the seed, the load and the wall time.
@@ -35,9 +36,11 @@ AD = "Anomaly Detection"
 TARGET = 0.85
 
 
-def cli(*args: str) -> None:
-    """Run `echo-iad ARGS` with this tree's code; a failure stops the bench with the command's own output."""
+def cli(*args: str, state: Path) -> None:
+    """Run `echo-iad ARGS` with this tree's code and its state (banks, memory, audit) under `state`; a failure
+    stops the bench with the command's own output."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env["ECHO_IAD__DATA_DIR"] = str(state)  # never the banks of an earlier run: each product gets this set's templates
     done = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"error: echo-iad {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
@@ -97,14 +100,16 @@ def main(argv: list[str] | None = None) -> None:
         data, run = base / "data", base / "run"
         synth = ["data", "synth", "--seed", str(args.seed), "--per-category", str(args.per_category)]
         synth += ["--out", str(data), "--no-progress", "--no-contact-sheet"]
-        cli(*synth, *(["--categories", args.categories] if args.categories else []))
-        cli("eval", "--data", str(data), "--protocol", "product", "--out", str(run), "--no-show-categories")
+        state = base / "state"
+        cli(*synth, *(["--categories", args.categories] if args.categories else []), state=state)
+        evaluate = ["eval", "--data", str(data), "--protocol", "product", "--out", str(run), "--no-show-categories"]
+        cli(*evaluate, state=state)
         result = summarize(run)
     wall = time.perf_counter() - start
     line = {
         "bench": "offline_product",
         "seed": args.seed,
-        "per_category": args.per_category,
+        "queries_per_category": args.per_category,
         "categories": args.categories or "all",
         "commit": commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else ""),
         "cpus": os.cpu_count(),

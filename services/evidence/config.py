@@ -247,10 +247,17 @@ class EvidenceSettings(Section):
         20,
         ge=2,
         description=(
-            "Banks with fewer normal images use the nearest-patch score alone, with the whole false-alarm budget: "
-            "a Gaussian of image statistics fitted on a fold of a few images gives thresholds no query reaches "
-            "(12-image banks, tuning seeds 3 and 5: 0 of 80 queries fired it) while halving the local budget."
+            "Banks with fewer normal images give the global score only global_small_share of the false-alarm and "
+            "review budgets (half from here on): a Gaussian fitted on folds of a few images set thresholds no "
+            "synthetic defect reached (12-image banks, tuning seeds 3 and 5: 0 of 80 queries fired it) while "
+            "halving the nearest-patch score's budget; it still fires on gross changes such as another product."
         ),
+    )
+    global_small_share: float = Field(
+        0.1,
+        gt=0,
+        lt=0.5,
+        description="The global score's share of the budgets in banks under global_min_images images.",
     )
     # --- self-configuration per product -------------------------------------------------------------------
     auto_config: bool = Field(

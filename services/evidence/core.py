@@ -770,8 +770,6 @@ class EvidenceService:
         kind = bank.scoring.get("global_score") if bank.scoring else None
         if kind is None:  # a bank from before global scores: the configured one (auto: mahalanobis)
             kind = "mahalanobis" if self.settings.global_score == "auto" else self.settings.global_score
-        if len(bank.images) < self.settings.global_min_images:  # too few images to fit its Gaussian (config.py)
-            return "off"
         return kind
 
     def _descriptors(self, bank: Bank) -> np.ndarray:
@@ -784,9 +782,16 @@ class EvidenceService:
             bank.global_model = GaussianModel.fit(self._descriptors(bank))
         return bank.global_model
 
+    def global_share(self, bank: Bank) -> float:
+        """The global score's share of the false-alarm and review budgets (the local score has the rest): half, or
+        global_small_share below global_min_images (a Gaussian fitted on folds of a few images is kept for gross
+        changes, e.g. another product, and costs the local score little of its budget)."""
+        return 0.5 if len(bank.images) >= self.settings.global_min_images else self.settings.global_small_share
+
     def recalibrate(self, bank: Bank) -> None:
         """Thresholds from k-fold held-out scores: the local score's, and the global score's when the bank has one;
-        with both, each gets half the false-alarm and half the review budget (the worse of the two decides)."""
+        with both, each gets its share of the false-alarm and review budgets (global_share; the worse of the two
+        decides)."""
         s = self.settings
         bank.global_model = None
         if len(bank.images) < 2:
@@ -794,10 +799,10 @@ class EvidenceService:
             bank.global_calibration, bank.global_calibration_scores = None, []
             return
         bank.calibration_scores, bank.global_calibration_scores = self.calibration_scores(bank)
-        share = 0.5 if bank.global_calibration_scores else 1.0
+        glob = self.global_share(bank) if bank.global_calibration_scores else 0.0
         folds = f" ({min(s.calibration_folds, len(bank.images))} folds, each scored by a bank built without it)"
 
-        def fit(scores: list[float]) -> Calibration:
+        def fit(scores: list[float], share: float) -> Calibration:
             cal = calibrate(
                 scores,
                 s.false_alarm_rate * share,
@@ -810,8 +815,8 @@ class EvidenceService:
             cal.note += folds
             return cal
 
-        bank.calibration = fit(bank.calibration_scores)
-        bank.global_calibration = fit(bank.global_calibration_scores) if bank.global_calibration_scores else None
+        bank.calibration = fit(bank.calibration_scores, 1.0 - glob)
+        bank.global_calibration = fit(bank.global_calibration_scores, glob) if glob else None
         self.apply_miss_budget(bank)
 
     def apply_miss_budget(self, bank: Bank) -> None:
@@ -821,8 +826,8 @@ class EvidenceService:
         cal, s = bank.calibration, self.settings
         if cal is None or len(bank.calibration_scores) < 2:
             return
-        share = 0.5 if bank.global_calibration is not None else 1.0
-        wide = max(s.review_max * share, cal.review_target)
+        glob = self.global_share(bank) if bank.global_calibration is not None else 0.0
+        wide = max(s.review_max * (1.0 - glob), cal.review_target)
         floor = calibrate(
             bank.calibration_scores, cal.far_target, s.threshold_policy, s.margin, s.min_fit_images, wide
         ).review_threshold

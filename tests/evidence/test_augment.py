@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from services.common.images import encode_png
@@ -97,14 +98,15 @@ def test_the_default_is_auto_and_a_fixed_augment_setting_is_kept_without_testing
     assert info.patches_seen == 8 * bank.patches_per_image
 
 
-def test_a_bank_below_global_min_images_has_no_global_score_and_the_local_one_has_the_whole_budget(
+def test_a_bank_below_global_min_images_gives_the_global_score_a_small_share_and_the_local_one_the_rest(
     make_service: Make,
 ) -> None:
     images = _round_parts(8)
     small = make_service(augment="none", global_score="mahalanobis").add_normal_images(LINE, DATASET, "rp", images)
-    assert small.bank.global_calibration is None
-    assert small.bank.calibration is not None and small.bank.calibration.far_target == 0.01
+    assert small.bank.calibration is not None and small.bank.global_calibration is not None
+    assert small.bank.calibration.far_target == pytest.approx(0.009)
+    assert small.bank.global_calibration.far_target == pytest.approx(0.001)
     fitted = make_service(augment="none", global_score="mahalanobis", global_min_images=2)
     info = fitted.add_normal_images(LINE + "-2", DATASET, "rp", images).bank
     assert info.global_calibration is not None and info.calibration is not None
-    assert info.calibration.far_target == 0.005  # each score gets half the budget
+    assert info.calibration.far_target == info.global_calibration.far_target == 0.005  # half the budget each
