@@ -243,10 +243,25 @@ def self_config_summary(record: dict[str, Any] | None) -> dict[str, Any]:
     """The choice and why: each candidate's self-test AUROC (local, global) and latency, and what was skipped."""
     if not record:
         return {}
-    keys = ("status", "chosen", "image_score", "global_score", "auroc", "latency_ms", "seconds", "note")
+    keys = (
+        "status",
+        "chosen",
+        "image_score",
+        "global_score",
+        "position",
+        "augment",
+        "auroc",
+        "latency_ms",
+        "seconds",
+        "note",
+    )
     out = {k: record[k] for k in keys if k in record}
     out["candidates"] = {
-        c["name"]: {k: c[k] for k in ("auroc", "auroc_local", "auroc_global", "latency_ms", "status", "seconds")}
+        c["name"]: {
+            k: c[k]
+            for k in ("auroc", "auroc_local", "auroc_global", "position", "latency_ms", "status", "seconds")
+            if k in c
+        }
         for c in record.get("candidates", [])
     }
     return out

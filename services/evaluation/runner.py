@@ -606,6 +606,12 @@ async def ensure_memory(
         have = products.get((ds, cat))
         if have is not None and have.normal_images and have.evidence_bank_images >= have.normal_images:
             added[key] = 0
+            if console is not None:  # an earlier run's memory answers: say so, the figures depend on it
+                console.print(
+                    f"memory: line={line_id} {key} already holds {have.normal_images} normal images and an evidence "
+                    f"bank (from an earlier run; the dataset has {len(paths)} templates): this run uses them as they "
+                    "are; a new --line or data_dir starts afresh"
+                )
             continue
         n = 0
         for start in range(0, len(paths), batch):

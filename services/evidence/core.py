@@ -49,7 +49,9 @@ from services.evidence.features import (
     Preprocessor,
     TimmPatchFeatures,
     build_features,
+    choose_augment,
     make_preprocessor,
+    pose_name,
     poses,
     weights_prefix,
 )
@@ -303,6 +305,10 @@ def summarize(r: EvidenceResult) -> str:
     return text
 
 
+AUGMENT_MIN_IMAGES = 4  # augment auto: fewer normal images than this bank no extra pose (none to hold out)
+AUGMENT_HELD_OUT = 8  # at most this many images test the poses, each held out in turn
+
+
 class EvidenceService:
     """Analyze queries against per-product banks of normal patches; add normal images; list and delete banks.
 
@@ -335,7 +341,6 @@ class EvidenceService:
         on_cuda = getattr(features.device, "type", "cpu") == "cuda"
         self.tensor_path = (settings.gpu_decode and on_cuda) if decode_on_device is None else decode_on_device
         self.input_size = features.input_size
-        self.poses = poses(settings.augment)
         self.hnsw = (settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search)
         self._banks: dict[BankKey, Bank] = {}
         self._checked: dict[BankKey, float] = {}
@@ -424,21 +429,99 @@ class EvidenceService:
             return self.features, self.preprocess
         return self.view_for(FeatureChoice.from_dict(bank.feature_choice))
 
-    def _bank_features(self, pixels: list[Any], features: PatchFeatures | None = None) -> list[np.ndarray]:
-        """Each normal image in every configured pose -> (poses, h, w, D) each (pose 0: the image as it is)."""
+    def bank_poses(self, bank: Bank | None) -> list[tuple[bool, int]]:
+        """The poses a bank's normal images are banked in: its own choice (augment auto), else the setting's."""
+        chosen = (bank.scoring.get("augment") if bank is not None and bank.scoring else None) or self.settings.augment
+        return poses("none" if chosen == "auto" else chosen)
+
+    def _bank_features(
+        self, pixels: list[Any], features: PatchFeatures | None = None, pose_list: list[tuple[bool, int]] | None = None
+    ) -> list[np.ndarray]:
+        """Each normal image in every pose of pose_list -> (poses, h, w, D) each (default: the image as it is)."""
         import torch
 
+        pose_list = pose_list or [(False, 0)]
         stacked = []
         for px in pixels:
-            for flip, turns in self.poses:
+            for flip, turns in pose_list:
                 x = torch.flip(px, dims=[2]) if flip else px
                 stacked.append(torch.rot90(x, turns, dims=[1, 2]) if turns else x)
         out: list[np.ndarray] = []
         step = self.settings.ingest_batch_size
         for s in range(0, len(stacked), step):
             out.extend(self.features_batch(stacked[s : s + step], features))
-        k = len(self.poses)
+        k = len(pose_list)
         return [np.stack(out[i * k : (i + 1) * k]) for i in range(len(pixels))]
+
+    def _features_of(
+        self,
+        pil: list[Image.Image],
+        fields: list[str],
+        features: PatchFeatures,
+        prep: Preprocessor,
+        pose_list: list[tuple[bool, int]],
+    ) -> list[np.ndarray]:
+        """Decoded normal images in these poses -> (poses, h, w, D) each, ingest_batch_size images at a time."""
+        feats: list[np.ndarray] = []
+        step = self.settings.ingest_batch_size
+        for s0 in range(0, len(pil), step):
+            batch = prep.batch([(img, f) for img, f in zip(pil[s0 : s0 + step], fields[s0 : s0 + step], strict=True)])
+            with self.streams.running([batch.payload.ready], [batch.payload.pixels]):
+                feats += self._bank_features(list(batch.payload.pixels), features, pose_list)
+        return feats
+
+    def _choose_augment(
+        self,
+        bank: Bank,
+        pil: list[Image.Image],
+        fields: list[str],
+        own: list[np.ndarray],
+        features: PatchFeatures,
+        prep: Preprocessor,
+    ) -> tuple[str, dict[str, Any]]:
+        """augment auto: which poses this product's normal images are seen in (features.choose_augment).
+
+        Up to AUGMENT_HELD_OUT images spread over the bank are held out in turn; each is scored as it is and in
+        every other pose of the dihedral group against at most auto_config_patches own-pose patches of all the
+        other images (exact search), with the bank's image score. Cost, whatever the bank's size: 7 backbone
+        forwards per held-out image and a search of its 8 grids.
+        """
+        s = self.settings
+        if s.augment != "auto":
+            return s.augment, {}
+        n = len(own)
+        if n < AUGMENT_MIN_IMAGES:
+            note = f"poses: none ({n} normal images: too few to test poses; needs {AUGMENT_MIN_IMAGES})"
+            return "none", {"augment": "none", "note": note}
+        if n > s.augment_max_images:
+            note = f"poses: none ({n} normal images, over augment_max_images {s.augment_max_images})"
+            return "none", {"augment": "none", "note": note}
+        held = np.unique(np.linspace(0, n - 1, min(AUGMENT_HELD_OUT, n)).round().astype(int)).tolist()
+        rng = np.random.default_rng(s.seed)
+        extra = poses("dihedral")[1:]
+        posed = self._features_of([pil[i] for i in held], [fields[i] for i in held], features, prep, extra)
+        own_scores = np.zeros(len(held))
+        posed_scores = {p: np.zeros(len(held)) for p in extra}
+        for j, i in enumerate(held):  # each held-out image against every other image, as it is
+            ref = np.concatenate([own[o][0].reshape(-1, bank.dim) for o in range(n) if o != i]).astype(np.float32)
+            if ref.shape[0] > s.auto_config_patches:
+                ref = ref[np.sort(rng.choice(ref.shape[0], s.auto_config_patches, replace=False))]
+            index = PatchIndex(ref, "flat")
+
+            def score(grid: np.ndarray, index: PatchIndex = index) -> float:
+                dist = index.search(grid.reshape(-1, bank.dim)).reshape(grid.shape[:2])
+                return self._image_score(dist, bank)[0]
+
+            own_scores[j] = score(own[i][0])
+            for k, p in enumerate(extra):
+                posed_scores[p][j] = score(posed[j][k])
+        group, ratios = choose_augment(own_scores, posed_scores, s.augment_tolerance)
+        worst = max(ratios.items(), key=lambda kv: kv[1])
+        note = (
+            f"poses: {group} ({len(held)} held-out images score {ratios[pose_name(extra[0])]:.2f}x their own pose "
+            f"turned a quarter, at worst {worst[1]:.2f}x ({worst[0]}); tolerance {s.augment_tolerance:g}x)"
+        )
+        return group, {"augment": group, "pose_ratios": ratios, "note": note}
 
     # --- banks -----------------------------------------------------------------------------------------
     def _key(self, line_id: str, dataset: str, category: str) -> BankKey:
@@ -577,12 +660,7 @@ class EvidenceService:
         pil = [self._decoded(d, f) for d, f in zip(datas, fields, strict=True)]
         choice = self._choose(pil)
         features, prep = self.view_for(choice.choice if self.default_choice is not None else None)
-        feats: list[np.ndarray] = []
-        step = self.settings.ingest_batch_size
-        for s0 in range(0, len(pil), step):
-            batch = prep.batch([(img, f) for img, f in zip(pil[s0 : s0 + step], fields[s0 : s0 + step], strict=True)])
-            with self.streams.running([batch.payload.ready], [batch.payload.pixels]):
-                feats += self._bank_features(list(batch.payload.pixels), features)
+        feats = self._features_of(pil, fields, features, prep, [(False, 0)])
         grid = feats[0].shape[1:3]
         bank = Bank(key, features.backbone_id, int(feats[0].shape[-1]), (int(grid[0]), int(grid[1])))
         if features is not self.features:
@@ -592,7 +670,15 @@ class EvidenceService:
             "global_score": choice.global_score,
             "position": choice.position,
         }
+        augment, record = self._choose_augment(bank, pil, fields, feats, features, prep)
+        bank.scoring["augment"] = augment
+        if extra := poses(augment)[1:]:
+            more = self._features_of(pil, fields, features, prep, extra)
+            feats = [np.concatenate([f, m]) for f, m in zip(feats, more, strict=True)]
         bank.self_config = choice.record
+        if record:
+            bank.self_config = {**choice.record, "augment": record["augment"], "pose_ratios": record.get("pose_ratios")}
+            bank.self_config["note"] = "; ".join(x for x in (choice.record.get("note", ""), record["note"]) if x)
         bank.auto_images = len(shas) if choice.record.get("status") == "chosen" else 0
         s = self.settings
         ratio = self.coreset_ratio(bank, feats)
@@ -614,7 +700,7 @@ class EvidenceService:
                 raise e
         batch = prepared.payload
         with self.streams.running([batch.ready], [batch.pixels]):
-            feats = self._bank_features(list(batch.pixels), features)
+            feats = self._bank_features(list(batch.pixels), features, self.bank_poses(current))
         with self._cache_lock:
             cached = self._banks.get(key)
         same = cached is not None and cached.generation == current.generation
@@ -721,9 +807,16 @@ class EvidenceService:
             bank.global_model = GaussianModel.fit(self._descriptors(bank))
         return bank.global_model
 
+    def global_share(self, bank: Bank) -> float:
+        """The global score's share of the false-alarm and review budgets (the local score has the rest): half, or
+        global_small_share below global_min_images (a Gaussian fitted on folds of a few images is kept for gross
+        changes, e.g. another product, and costs the local score little of its budget)."""
+        return 0.5 if len(bank.images) >= self.settings.global_min_images else self.settings.global_small_share
+
     def recalibrate(self, bank: Bank) -> None:
         """Thresholds from k-fold held-out scores: the local score's, and the global score's when the bank has one;
-        with both, each gets half the false-alarm and half the review budget (the worse of the two decides)."""
+        with both, each gets its share of the false-alarm and review budgets (global_share; the worse of the two
+        decides)."""
         s = self.settings
         bank.global_model = None
         if len(bank.images) < 2:
@@ -732,10 +825,10 @@ class EvidenceService:
             bank.position = None
             return
         bank.calibration_scores, bank.global_calibration_scores, bank.position = self.calibration_scores(bank)
-        share = 0.5 if bank.global_calibration_scores else 1.0
+        glob = self.global_share(bank) if bank.global_calibration_scores else 0.0
         folds = f" ({min(s.calibration_folds, len(bank.images))} folds, each scored by a bank built without it)"
 
-        def fit(scores: list[float]) -> Calibration:
+        def fit(scores: list[float], share: float) -> Calibration:
             cal = calibrate(
                 scores,
                 s.false_alarm_rate * share,
@@ -748,8 +841,8 @@ class EvidenceService:
             cal.note += folds
             return cal
 
-        bank.calibration = fit(bank.calibration_scores)
-        bank.global_calibration = fit(bank.global_calibration_scores) if bank.global_calibration_scores else None
+        bank.calibration = fit(bank.calibration_scores, 1.0 - glob)
+        bank.global_calibration = fit(bank.global_calibration_scores, glob) if glob else None
         self.apply_miss_budget(bank)
 
     def apply_miss_budget(self, bank: Bank) -> None:
@@ -759,8 +852,8 @@ class EvidenceService:
         cal, s = bank.calibration, self.settings
         if cal is None or len(bank.calibration_scores) < 2:
             return
-        share = 0.5 if bank.global_calibration is not None else 1.0
-        wide = max(s.review_max * share, cal.review_target)
+        glob = self.global_share(bank) if bank.global_calibration is not None else 0.0
+        wide = max(s.review_max * (1.0 - glob), cal.review_target)
         floor = calibrate(
             bank.calibration_scores, cal.far_target, s.threshold_policy, s.margin, s.min_fit_images, wide
         ).review_threshold

@@ -93,9 +93,43 @@ def poses(augment: str) -> list[tuple[bool, int]]:
         return [(False, 0), (True, 0), (True, 2)]  # a vertical flip is a horizontal flip turned twice
     if augment == "rot90":
         return [(False, k) for k in range(4)]
+    if augment == "rot180":
+        return [(False, 0), (False, 2)]
     if augment == "dihedral":
         return [(f, k) for f in (False, True) for k in range(4)]
     return [(False, 0)]
+
+
+AUGMENT_GROUPS = ("dihedral", "rot90", "flips", "rot180")  # largest first: augment auto banks the first admitted
+
+
+def pose_name(pose: tuple[bool, int]) -> str:
+    flip, turns = pose
+    return f"{'flip+' if flip else ''}rot{90 * turns}"
+
+
+def choose_augment(
+    own: np.ndarray, posed: dict[tuple[bool, int], np.ndarray], tolerance: float
+) -> tuple[str, dict[str, float]]:
+    """augment auto: the largest group of poses whose every extra pose is a normal view of the product.
+
+    A pose is a normal view when the held-out normal images, turned or flipped into it, score against the other
+    normal images (in their own pose) at most `tolerance` times what they score as they are (the median ratio over
+    the held-out images). A product that comes in any orientation scores alike in every pose; one that does not
+    (a board read the right way up, a nut whose flipped side is a defect) scores higher and keeps those poses out.
+
+    Args:
+        own: each held-out image's score in its own pose.
+        posed: its scores in each extra pose, in the same order.
+    Returns the group ("dihedral", "rot90", "flips", "rot180" or "none") and each pose's median ratio.
+    """
+    base = np.maximum(np.asarray(own, np.float64), 1e-12)
+    ratios = {pose_name(p): round(float(np.median(np.asarray(v, np.float64) / base)), 4) for p, v in posed.items()}
+    for group in AUGMENT_GROUPS:
+        extra = poses(group)[1:]
+        if all(pose_name(p) in ratios and ratios[pose_name(p)] <= tolerance for p in extra):
+            return group, ratios
+    return "none", ratios
 
 
 class PatchFeatures(Protocol):

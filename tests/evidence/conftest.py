@@ -30,6 +30,7 @@ def small_settings(root: Path, **overrides: Any) -> EvidenceSettings:
         "bank_store": str(root / "banks"),
         "auto_config": False,  # the fixed configuration; tests/evidence/test_self_config.py turns it on
         "coreset_keep_all": 0,  # the coreset at every size (test_position_norm.py proves small banks keep all)
+        "augment": "none",  # every image as it is; tests/evidence/test_augment.py turns auto on
     }
     return EvidenceSettings(**{**base, **overrides})
 

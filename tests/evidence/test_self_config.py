@@ -102,7 +102,7 @@ def test_the_off_switch_keeps_the_fixed_configuration(make_service: Make, fabric
 
 
 def test_the_verdict_fires_when_either_score_is_over_its_own_threshold(make_service: Make, fabric: Product) -> None:
-    service = make_service(global_score="mahalanobis")
+    service = make_service(global_score="mahalanobis", global_min_images=2)  # 8 images: under the default 20
     info = service.add_normal_images("l", "Synthetic", "fabric", fabric.normals).bank
     assert info.global_calibration is not None
     assert info.calibration.far_target == info.global_calibration.far_target == 0.005  # half of 1% each
