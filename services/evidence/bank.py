@@ -161,7 +161,7 @@ class PatchIndex:
         import faiss
 
         n = data.shape[0]
-        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
+        nlist = ivf_lists(n)
         self.index = faiss.IndexIVFFlat(faiss.IndexFlatL2(self.dim), self.dim, nlist)
         self.index.cp.niter = 10  # k-means iterations: the recall check below guards the result, not the fit
         self.index.train(data)
@@ -191,9 +191,7 @@ class PatchIndex:
         if self.engine == "ivf":
             nlist = int(self.index.nlist)
             return nlist + rows * min(self.nprobe, nlist) / nlist
-        if self.engine == "hnsw":
-            return float(min(rows, 2 * self.ef_search * self.hnsw_m))
-        return float(rows)
+        return searched_per_query(self.engine, rows, self.nprobe, self.hnsw_m, self.ef_search)
 
     def search(
         self, queries: np.ndarray, exclude: tuple[int, int] | None = None, keep: np.ndarray | None = None
@@ -257,6 +255,21 @@ class PatchIndex:
                     best = torch.minimum(best, d.min(1).values)
                 out.append(best.clamp_min(0).sqrt().cpu())
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def ivf_lists(patches: int) -> int:
+    """IVF's list count for a bank of this many patches: ~4 sqrt(N), at least 39 training points each."""
+    return max(1, min(int(4 * np.sqrt(patches)), patches // 39))
+
+
+def searched_per_query(engine: str, patches: int, nprobe: int, hnsw_m: int, ef_search: int) -> float:
+    """About how many patches one query patch is compared with in a bank of this many patches on this engine."""
+    if engine == "ivf":
+        nlist = ivf_lists(patches)
+        return nlist + patches * min(nprobe, nlist) / nlist
+    if engine == "hnsw":
+        return float(min(patches, 2 * ef_search * hnsw_m))
+    return float(patches)
 
 
 def choose_engine(

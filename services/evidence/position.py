@@ -8,7 +8,8 @@ defects (local image AUROC 0.56-0.60). On an aligned object the same holds for i
 print) against its flat ones. So each position's distance is standardised by what normal images score there:
 z = (d - mean) / (std + floor), mean and std over the k-fold held-out maps the calibration already computes
 (no extra search), smoothed over neighbouring positions (a few dozen maps are a noisy estimate per cell), the
-floor a tenth of the mean spread (a cell where every normal scored alike must not blow up). PaDiM fits a
+floor half the mean spread (a cell where every normal scored alike must not blow up: with a tenth, round_part's
+normal scores had a longer tail at the same foreign AUROC). PaDiM fits a
 Gaussian per position over features; this is the same idea on the one-dimensional distance.
 
 Tuning split of the foreign set, blocks 2+3 at 448 px, 40 normals, 4-fold maps: local image AUROC (max patch)

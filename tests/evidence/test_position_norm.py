@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from services.evidence.bank import BankStore
+from services.evidence.config import EvidenceSettings
 from services.evidence.core import EvidenceService
 from services.evidence.features import TimmPatchFeatures
 from services.evidence.position import PositionStats, leave_one_out, standardised_out_of_sample
-from services.evidence.selfconfig import _local_variant, position_maps
+from services.evidence.selfconfig import _local_variant, _search_scale, position_maps
 from tests.evidence.conftest import DATASET, Product, small_settings
 
 
@@ -103,3 +104,12 @@ def test_a_bank_within_coreset_keep_all_keeps_every_patch_and_a_bigger_one_takes
     assert kept == seen
     sampled, seen = bank_of("coreset", 10)
     assert sampled == round(0.1 * seen) or sampled < 0.2 * seen
+
+
+def test_the_self_tests_latency_scales_its_search_to_the_bank_it_will_serve() -> None:
+    s = EvidenceSettings()
+    small = _search_scale(s, 2_000, 4096)  # a tiny bank: exact, never cheaper than what was measured
+    kept = _search_scale(s, 40 * 3136, 4096)  # every patch, through IVF
+    big = _search_scale(s, 400 * 3136, 4096)  # over coreset_keep_all: the coreset, through IVF
+    flat = _search_scale(EvidenceSettings(nn_engine="flat"), 40 * 3136, 4096)
+    assert small == 1.0 and kept < flat / 10 and flat == 40 * 3136 / 4096 and big > 0
