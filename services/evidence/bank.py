@@ -132,6 +132,7 @@ class PatchIndex:
         self.dim = int(memory.shape[1])
         self.recall = 1.0
         self.nprobe = 0
+        self._exact: tuple[Any, Any] | None = None  # IVF: the memory and its squared norms as tensors (exact())
         if engine == "torch":
             import torch
 
@@ -161,6 +162,7 @@ class PatchIndex:
         import faiss
 
         n = data.shape[0]
+        self._memory = data  # the bank's own array (no copy): exact() reads it
         nlist = ivf_lists(n)
         self.index = faiss.IndexIVFFlat(faiss.IndexFlatL2(self.dim), self.dim, nlist)
         self.index.cp.niter = 10  # k-means iterations: the recall check below guards the result, not the fit
@@ -235,6 +237,23 @@ class PatchIndex:
         out = np.sqrt(np.maximum(dist[:, 0], 0.0))
         out[ids[:, 0] < 0] = np.inf  # nothing searchable where it looked (a filter left no row in the probed lists)
         return out
+
+    def exact(self, queries: np.ndarray) -> np.ndarray:
+        """(Q, D) queries -> (Q,) exact nearest-patch distances for a few queries (IVF: one matrix product with the
+        memory, faster than probing every list; other engines: their own search, HNSW left approximate). The
+        patches that decide a score are measured this way (PEAK_PATCHES in core.py)."""
+        if self.engine != "ivf":
+            return self.search(queries)
+        import torch  # its thread pool: NumPy's OpenBLAS threads would spin against the backbone's and Faiss's
+
+        if self._exact is None:
+            memory = torch.from_numpy(self._memory)  # shares the array
+            self._exact = (memory, (memory * memory).sum(1))
+        memory, memory_sq = self._exact
+        with torch.inference_mode():
+            q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+            d = torch.addmm(memory_sq[None, :], q, memory.T, alpha=-2.0).min(1).values
+            return (d + (q * q).sum(1)).clamp_min(0).sqrt().numpy()
 
     def _search_torch(self, q: np.ndarray, exclude: tuple[int, int] | None) -> np.ndarray:
         import torch

@@ -359,16 +359,18 @@ class Inspector:
             run.evidence_images,
         )  # fmt: skip
 
-    @staticmethod
-    def _settle(trace: Trace, options: dict[str, str], decided: Decided) -> str:
+    def _settle(self, trace: Trace, options: dict[str, str], decided: Decided) -> str:
         """The verdict that counts (services/gateway/verdict.py): its answer, and its source in the trace."""
         why_none = "; ".join(d.removeprefix("evidence: ") for d in trace.degraded if d.startswith("evidence:"))
         model_answer = decided.answer if decided.answer in options else ""
-        settled = settle(trace.question_type, options, model_answer, decided.model_kind, trace.evidence, why_none)
+        settled = settle(
+            trace.question_type, options, model_answer, decided.model_kind, trace.evidence, why_none,
+            self.settings.hold_review_band,
+        )  # fmt: skip
         trace.verdict_source = settled.source
         trace.evidence_disagrees = settled.disagrees
         trace.model_answer = settled.model_answer
-        if reason := review_of(trace.evidence, settled.disagrees):
+        if reason := review_of(trace.evidence, settled.disagrees, settled.held):
             trace.review, trace.review_reason = PENDING, reason
         return settled.answer
 

@@ -129,7 +129,8 @@ def test_inspect_prints_the_evidence_line_and_where_the_verdict_comes_from(serve
     anomalous = evidence[1] == "anomalous"
     assert anomalous == (float(evidence[2]) > float(evidence[4])) and (evidence[3] == ">") == anomalous
     assert "verdict from  evidence (the decision model is the offline random model)" in out
-    assert re.search(r"answer +A\. Yes\." if anomalous else r"answer +B\. No\.", out)  # the evidence's verdict
+    held = "held until a person confirms it" in out  # a part in the review band is answered Yes, held for review
+    assert re.search(r"answer +A\. Yes\." if anomalous or held else r"answer +B\. No\.", out)  # the evidence's
     assert re.search(r"model answer +[AB] \(the evidence answered instead\)", out)
 
 

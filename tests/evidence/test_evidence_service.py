@@ -115,6 +115,28 @@ def test_a_bank_served_through_ivf_scores_its_folds_through_that_index_without_t
     assert direct * (1 - 1e-4) <= bank.calibration_scores[0] <= direct * 1.05
 
 
+def test_an_ivf_banks_score_is_measured_exactly_at_its_peak(
+    tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
+) -> None:
+    fixed = {"global_score": "off", "coreset_ratio": 1.0, "position_norm": "off"}
+    s = small_settings(tmp_path, nn_engine="ivf", ivf_nprobe=1, ivf_min_recall=0.5, **fixed)  # a coarse IVF
+    svc = EvidenceService(s, real_features, BankStore(s.bank_store))
+    svc.add_normal_images("l", DATASET, "woven_fabric", fabric.normals)
+    bank = svc.bank(svc._key("l", DATASET, "woven_fabric"))
+    assert bank.index is not None and bank.index.engine == "ivf" and bank.index.recall < 1
+    missed = 0
+    for part in fabric.defective:
+        feats, _ = svc._extract_for(bank, part.image)
+        flat = feats.reshape(-1, feats.shape[-1])
+        exact = PatchIndex(bank.memory, "flat").search(flat).reshape(feats.shape[:2])
+        want = svc._image_score(exact, bank)[0]
+        ivf_alone = svc._image_score(bank.index.search(flat).reshape(exact.shape), bank)[0]
+        missed += ivf_alone > want * 1.001
+        served = svc.analyze_sync("l", DATASET, "woven_fabric", part.image).score
+        assert want * (1 - 1e-5) <= served <= min(ivf_alone * (1 + 1e-5), want * 1.005)  # parity's bar: 0.5%
+    assert missed  # IVF alone scored some part more than 0.1% over its exact score
+
+
 def test_at_coreset_ratio_1_a_folds_scores_match_a_bank_built_without_the_fold(
     tmp_path: Path, real_features: TimmPatchFeatures, fabric: Product
 ) -> None:

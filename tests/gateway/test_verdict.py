@@ -27,6 +27,31 @@ def test_offline_random_model_with_normal_evidence_answers_no() -> None:
     assert s.answer == "B" and s.source.startswith("evidence")
 
 
+def _in_review_band() -> Evidence:
+    e = _evidence(False)
+    e.score, e.review_threshold, e.band = 30.0, 25.0, "review"
+    return e
+
+
+def test_offline_random_model_holds_a_part_in_the_review_band_as_a_defect() -> None:
+    s = settle(ANOMALY_DETECTION, AD, "B", "random-weights", _in_review_band())
+    assert (s.answer, s.held) == ("A", True)
+    assert s.source == "evidence (the decision model is the offline random model)"
+    assert review_of(_in_review_band(), s.disagrees, s.held) == (
+        "the evidence scored 30 in the review band (25 to 39); answered Yes: held until a person confirms it"
+    )
+
+
+def test_review_band_passes_when_holding_is_switched_off() -> None:
+    s = settle(ANOMALY_DETECTION, AD, "A", "random-weights", _in_review_band(), hold_review=False)
+    assert (s.answer, s.held) == ("B", False)
+
+
+def test_a_real_model_answer_in_the_review_band_is_not_replaced() -> None:
+    s = settle(ANOMALY_DETECTION, AD, "B", "mllm", _in_review_band())
+    assert (s.answer, s.disagrees) == ("B", False)
+
+
 def test_real_model_answer_stands_and_a_disagreement_is_flagged() -> None:
     s = settle(ANOMALY_DETECTION, AD, "B", "mllm", _evidence(True))
     assert (s.answer, s.disagrees, s.model_answer) == ("B", True, "")
