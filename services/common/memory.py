@@ -41,6 +41,22 @@ def trim_heap() -> bool:
     return True
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def limit_arenas(arenas: int) -> bool:
+    """Cap glibc's malloc arenas (threads share them instead of each keeping its own freed pages); False where the
+    C library has no mallopt, or `arenas` is 0 (glibc's default), or MALLOC_ARENA_MAX already says."""
+    if arenas <= 0 or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None
+    except OSError:
+        return False
+    return bool(mallopt is not None and mallopt(M_ARENA_MAX, arenas) == 1)
+
+
 def rss_bytes() -> int:
     """This process's resident set size now (Linux /proc; 0 elsewhere)."""
     try:

@@ -33,7 +33,12 @@ STAGE_BYTES_PER_PIXEL = {"embedding": 4.45, "evidence": 4.65, "decision": 5.32}
 # so an inspection holds at most the larger of the two phases; the memory drill's burst peak matched this model
 # (11 inspections of the 16 MP JPEG in flight grew the RSS by 234 MB each: the fan-out's pixels plus ~5 copies of
 # the encoded bytes).
-BYTES_PER_PIXEL = max(
+# In a burst each admitted inspection held more than the stages' one-image probes add up to: the memory drill's
+# 200-request bursts (2026-12-08, 12 of the 16 MP JPEG admitted, 2 malloc arenas, bodies gated at
+# server.max_concurrent_rpcs 32) grew the RSS by 213-226 MB per admitted inspection against 175 MB charged: freed
+# pages held between threads, and the stages' copies alive together. The charge carries that measured factor.
+BURST_OVERHEAD = 1.4
+BYTES_PER_PIXEL = BURST_OVERHEAD * max(
     STAGE_BYTES_PER_PIXEL["embedding"] + STAGE_BYTES_PER_PIXEL["evidence"], STAGE_BYTES_PER_PIXEL["decision"]
 )
 # The encoded bytes held at once: the Inspector's received message and its parsed request, then for each of the two
