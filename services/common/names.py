@@ -10,6 +10,14 @@ from services.common.errors import InvalidArgument
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
+def shown(text: str, limit: int = 40) -> str:
+    """A caller's rejected text as a message may quote it: at most `limit` characters, in double quotes, with
+    anything unprintable and every backslash as '?' (no Python repr: its escapes read as paths, e.g. 'c:\\x00')."""
+    cut = text[:limit]
+    safe = "".join(c if c.isprintable() and c != "\\" else "?" for c in cut)
+    return f'"{safe}"' + ("..." if len(text) > limit else "")
+
+
 def check_name(value: str, field: str, *, required: bool = True) -> str:
     """The name, or INVALID_ARGUMENT naming the field: empty when required, or outside the rule."""
     if not value:
@@ -18,7 +26,7 @@ def check_name(value: str, field: str, *, required: bool = True) -> str:
         return value
     if not _NAME.match(value):
         raise InvalidArgument(
-            f"{value[:40]!r} is not a valid name (letters, digits and . _ : -, starting with a letter or digit, "
+            f"{shown(value)} is not a valid name (letters, digits and . _ : -, starting with a letter or digit, "
             "at most 128 characters)",
             field=field,
         )
@@ -42,10 +50,9 @@ def check_defect_type(text: str, field: str = "defect_type") -> str:
     """The canonical type, or INVALID_ARGUMENT naming the field."""
     key = defect_type_key(text)
     if not key:
-        shown = text if len(text) <= MAX_DEFECT_TYPE_CHARS else text[:MAX_DEFECT_TYPE_CHARS] + "..."
         raise InvalidArgument(
-            f"{shown!r} is not a defect type: use letters and digits, words separated by spaces, '_' or '-' "
-            f"(at most {MAX_DEFECT_TYPE_CHARS} characters), e.g. 'crack' or 'color defect'",
+            f"{shown(text, MAX_DEFECT_TYPE_CHARS)} is not a defect type: use letters and digits, words separated "
+            f"by spaces, '_' or '-' (at most {MAX_DEFECT_TYPE_CHARS} characters), e.g. 'crack' or 'color defect'",
             field=field,
         )
     return key

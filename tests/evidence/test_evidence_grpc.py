@@ -116,7 +116,7 @@ BAD_REQUESTS = [
     (
         evidence_pb2.AddDefectRequest(dataset=DATASET, category="screw", image=common_pb2.Image(data=b"x")),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "defect_type: '' is not a defect type",
+        'defect_type: "" is not a defect type',
     ),
     (
         evidence_pb2.AddDefectRequest(dataset=DATASET, category="screw", defect_type="crack"),
@@ -178,7 +178,7 @@ BAD_REQUESTS = [
     (
         evidence_pb2.DeleteBankRequest(line_id="a/b", dataset=DATASET, category="screw"),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "line_id: 'a/b' is not a valid name",
+        'line_id: "a/b" is not a valid name',
     ),
 ]
 

@@ -353,7 +353,7 @@ def test_stats_filter_banks_and_delete_removes_one(make_service: Make, fabric: P
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda s, p: s.add_normal_images("a/b", DATASET, p.category, p.normals), "line_id: 'a/b' is not a valid name"),
+        (lambda s, p: s.add_normal_images("a/b", DATASET, p.category, p.normals), 'line_id: "a/b" is not a valid name'),
         (lambda s, p: s.add_normal_images("l", "", p.category, p.normals), "dataset: is required"),
         (lambda s, p: s.add_normal_images("l", DATASET, p.category, []), "images: is empty"),
         (lambda s, p: s.add_normal_images("l", DATASET, p.category, [b"junk"]), "images[0]: cannot be decoded"),

@@ -163,7 +163,7 @@ def test_bad_query_vectors_are_invalid_argument(
 
 def test_bad_names_and_k_are_invalid_argument(open_memory: Callable[..., Memory], scenes: list[Scene]) -> None:
     memory = open_memory()
-    with pytest.raises(InvalidArgument, match="category: 'a/b' is not a valid name"):
+    with pytest.raises(InvalidArgument, match='category: "a/b" is not a valid name'):
         memory.add_images("line-1", DATASET, "a/b", [scenes[0].normal])
     with pytest.raises(InvalidArgument, match="dataset: is required"):
         memory.add_images("line-1", "", "screw", [scenes[0].normal])
