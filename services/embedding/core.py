@@ -27,7 +27,7 @@ from services.common.runtime import Runner
 from services.embedding.config import EmbeddingSettings
 from services.embedding.lite import lite_runner, load_lite
 from services.embedding.model import LoadedClip, load_clip
-from services.embedding.preprocess import prepare_tensor_batch, preprocess_cpu
+from services.embedding.preprocess import prepare_tensor_batch, preprocess_cpu, resizes_short_side
 from services.embedding.pretrained import uses_lite
 
 
@@ -117,7 +117,8 @@ class ClipEncoder:
     # --- preprocessing ----------------------------------------------------------------------------------
     def preprocess(self, item: Any, field: str = "image") -> Any:
         """One image (encoded bytes or PIL) -> normalized CHW float32 tensor on the CPU (open_clip's transform)."""
-        return preprocess_cpu(item, self.loaded.preprocess, self.limits, field)
+        shortest = resizes_short_side(self.loaded.preprocess_cfg)
+        return preprocess_cpu(item, self.loaded.preprocess, self.limits, field, shortest=shortest)
 
     def prepare_batch(
         self, jobs: list[ImageJob], pool: ThreadPoolExecutor | None = None, tensor_path: bool | None = None

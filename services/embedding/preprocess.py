@@ -39,11 +39,27 @@ warnings.filterwarnings(
 warnings.filterwarnings("ignore", message="The given buffer is not writable", category=UserWarning)
 
 
-def preprocess_cpu(item: Any, transform: Any, limits: ImageLimits, field: str = "image") -> Any:
-    """bytes or PIL image -> normalized CHW float32 tensor, via the shared decoder and open_clip's transform."""
+MAX_ASPECT = 4  # 'shortest': the long side is cut to this many short sides, centred, before resizing
+
+
+def resizes_short_side(cfg: dict[str, Any]) -> bool:
+    """Whether the preprocessing resizes the short side, then centre-crops (open_clip's 'shortest')."""
+    return cfg.get("resize_mode", "shortest") == "shortest"
+
+
+def preprocess_cpu(
+    item: Any, transform: Any, limits: ImageLimits, field: str = "image", *, shortest: bool = True
+) -> Any:
+    """bytes or PIL image -> normalized CHW float32 tensor, via the shared decoder and open_clip's transform
+    (`shortest`: it resizes the short side, so a very elongated image is cut to its centre first, _central_band)."""
     img = decode(item, limits, field=field) if isinstance(item, bytes | bytearray | memoryview) else item
     if not isinstance(img, Image.Image):
         raise InvalidArgument(f"must be encoded bytes or a PIL image, got {type(item).__name__}", field=field)
+    if shortest and max(img.size) > MAX_ASPECT * min(img.size):
+        w, h = img.size
+        keep = MAX_ASPECT * min(w, h)
+        left, top = (w - keep) // 2 if w > h else 0, (h - keep) // 2 if h > w else 0
+        img = img.crop((left, top, left + min(w, keep), top + min(h, keep)))
     return transform(img if img.mode == "RGB" else img.convert("RGB"))  # convert() copies even an RGB image
 
 
@@ -74,6 +90,22 @@ def _crop_box(h: int, w: int, cfg: dict[str, Any]) -> tuple[list[int], list[int]
     return ([size, new_long] if h <= w else [new_long, size]), None
 
 
+def _central_band(batch: Any) -> Any:
+    """The centre of a very elongated image, at most MAX_ASPECT short sides long: resizing its short side first
+    would make the long side huge (a 1 x 30,000 PNG of a few hundred bytes became a 224 x 6.7M image, 4.5 GB),
+    while the centre crop keeps only the middle square anyway. Images within the ratio pass untouched."""
+    h, w = batch.shape[-2:]
+    short = min(h, w)
+    keep = MAX_ASPECT * short
+    if max(h, w) <= keep:
+        return batch
+    if w > h:
+        start = (w - keep) // 2
+        return batch[..., :, start : start + keep]
+    start = (h - keep) // 2
+    return batch[..., start : start + keep, :]
+
+
 def resize_crop_uint8(batch: Any, cfg: dict[str, Any]) -> Any:
     """uint8 NCHW (one size) -> uint8 NCHW at the model's input size, on batch's device.
 
@@ -84,6 +116,8 @@ def resize_crop_uint8(batch: Any, cfg: dict[str, Any]) -> Any:
 
     th, tw = _target_size(cfg)
     interp = InterpolationMode(cfg.get("interpolation", "bicubic"))
+    if resizes_short_side(cfg):
+        batch = _central_band(batch)
     size, pad = _crop_box(*batch.shape[-2:], cfg)
     x = tvf.resize(batch, size, interpolation=interp, antialias=True)
     if pad is not None:
@@ -188,7 +222,7 @@ def prepare_tensor_batch(
     rows: dict[int, Any] = {}  # image index -> normalized CHW float32 from the CPU path
     for i in failed:
         try:
-            rows[i] = preprocess_cpu(datas[i], transform, limits, fields[i])
+            rows[i] = preprocess_cpu(datas[i], transform, limits, fields[i], shortest=resizes_short_side(cfg))
         except EchoError as e:
             errors[i] = e
     good = [i for i, e in enumerate(errors) if e is None]

@@ -81,3 +81,23 @@ def test_cpu_preprocessing_hands_an_rgb_image_to_the_transform_without_copying_i
     rgb, gray = Image.new("RGB", (64, 48)), Image.new("L", (64, 48))
     assert preprocess_cpu(rgb, lambda img: img, ImageLimits()) is rgb
     assert preprocess_cpu(gray, lambda img: img, ImageLimits()).mode == "RGB"
+
+
+def test_a_very_elongated_image_is_cut_to_its_centre_before_its_short_side_is_resized() -> None:
+    """A 30,000 x 1 PNG is a few hundred bytes; resized by its short side to 224 it was a 6.7-megapixel-long strip
+    (4.5 GB), while the centre crop keeps only the middle square."""
+    from PIL import Image
+
+    from services.embedding.preprocess import MAX_ASPECT, resize_crop_uint8
+
+    seen: list[tuple[int, int]] = []
+    strip = Image.new("RGB", (30_000, 1))
+    preprocess_cpu(strip, lambda img: seen.append(img.size), ImageLimits())
+    assert seen == [(MAX_ASPECT, 1)]
+    tall = Image.new("RGB", (3, 100))
+    preprocess_cpu(tall, lambda img: seen.append(img.size), ImageLimits())
+    assert seen[-1] == (3, 3 * MAX_ASPECT)
+    usual = Image.new("RGB", (400, 100))  # within the ratio: untouched, open_clip's transform sees it whole
+    assert preprocess_cpu(usual, lambda img: img, ImageLimits()) is usual
+    cfg = {"size": 224, "resize_mode": "shortest", "interpolation": "bicubic"}
+    assert resize_crop_uint8(torch.zeros(1, 3, 1, 30_000, dtype=torch.uint8), cfg).shape == (1, 3, 224, 224)
