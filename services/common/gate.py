@@ -15,25 +15,28 @@ receive window so the transport buffered bodies ahead of the handler (the server
 calibrated to bursts (services/gateway/limits.py) +2.6-2.7 GB; without BDP probing +2.47 GB; frames cleared
 +2.22 GB, within the 2 GB budget + 20%.
 
-Health checks are never refused (a busy server is not a gone one), and an embedded gateway's in-process calls to
-its stages never pass here (the in-process channel has its own interceptor list).
+Only the line's services are gated (the Inspector: `services`): health checks are never refused (a busy server is
+not a gone one), and the gateway's own calls to its stages never count, whether in-process (the in-process channel
+has its own interceptor list) or over the embedded server's private socket.
 """
 
 from __future__ import annotations
 
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
 
+from services.common.telemetry import split_method
+
 SETTING = "server.max_concurrent_rpcs"
-EXEMPT = ("/grpc.health.v1.Health/",)
 
 
 class CallGate(grpc.aio.ServerInterceptor):
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, services: Iterable[str]) -> None:
         self.limit = limit
+        self.services = frozenset(services)  # full names, e.g. echo.v1.Inspector
         self.active = 0
 
     async def intercept_service(
@@ -42,7 +45,7 @@ class CallGate(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None or details.method.startswith(EXEMPT):
+        if handler is None or handler.unary_unary is None or split_method(details.method)[0] not in self.services:
             return handler
         inner = handler.unary_unary
         gate = self

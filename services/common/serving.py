@@ -84,12 +84,14 @@ def new_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] | None = None,
     max_concurrent_rpcs: int = 0,
+    gated: Iterable[str] = (),
 ) -> grpc.aio.Server:
     """A gRPC server with our interceptors: interceptor_chain(guard), or the very list given (shared with an
-    in-process channel), behind a CallGate when `max_concurrent_rpcs` is set (the server's calls only)."""
+    in-process channel), behind a CallGate for the `gated` services when `max_concurrent_rpcs` is set (the
+    server's calls only)."""
     chosen = interceptor_chain(guard) if interceptors is None else list(interceptors)
-    if max_concurrent_rpcs:  # outermost: a call over the limit is refused before anything reads its body
-        chosen.insert(0, CallGate(max_concurrent_rpcs))
+    if max_concurrent_rpcs and gated:  # outermost: a call over the limit is refused before anything reads its body
+        chosen.insert(0, CallGate(max_concurrent_rpcs, gated))
     # no BDP probing: each stream's receive window stays small, so the bodies of calls the gate or admission
     # refuses are not buffered by the transport ahead of them (the memory drill's burst peak: +2.75 -> +2.22 GB)
     options = [*channel_options(max_message_mb), ("grpc.http2.bdp_probe", 0)]
@@ -258,9 +260,11 @@ async def start_server(
         book, [st.service_name for st in stages if st.public], [m for st in stages for m in st.shared_methods]
     )
     interceptors = interceptor_chain(RequestGuard(authorizer))
-    # the line's door only: a stage server alone is called by gateways whose own admission bounds it
-    gate = cfg.max_concurrent_rpcs if any(st.public for st in stages) else 0
-    server = new_server(max_message_mb, interceptors=interceptors, max_concurrent_rpcs=gate)
+    # the line's door only (the Inspector): stages are called by gateways whose own admission bounds them
+    public = [st.service_name for st in stages if st.public]
+    server = new_server(
+        max_message_mb, interceptors=interceptors, max_concurrent_rpcs=cfg.max_concurrent_rpcs, gated=public
+    )
     in_process = (
         InProcessChannel(interceptors, max_message_mb * 1024 * 1024, client_interceptors())
         if on_bound is not None

@@ -1,5 +1,6 @@
 """The door before the body (services/common/gate.py): over server.max_concurrent_rpcs a call is refused, naming the
-setting, before its body is read; health checks still answer; the calls inside finish and free their places."""
+setting, before its body is read; health checks and ungated services still answer; the calls inside finish and
+free their places."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ async def _server(limit: int) -> tuple[grpc.aio.Server, int, list[int]]:
         return request[:4]
 
     handler = grpc.unary_unary_rpc_method_handler(slow, request_deserializer=decode, response_serializer=bytes)
-    server = new_server(interceptors=[], max_concurrent_rpcs=limit)
+    server = new_server(interceptors=[], max_concurrent_rpcs=limit, gated=["test.Slow"])
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Slow", {"Call": handler})])
+    stage = grpc.unary_unary_rpc_method_handler(slow, response_serializer=bytes)  # a stage the gateway calls
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Stage", {"Call": stage})])
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -48,6 +51,7 @@ async def test_a_call_over_the_limit_is_refused_unread_and_naming_the_setting_wh
                 assert "server.max_concurrent_rpcs (2)" in (e.details() or "")
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING  # a busy server is not a gone one
+            assert await channel.unary_unary("/test.Stage/Call")(b"dddd") == b"dddd"  # only the line's door counts
             assert await asyncio.gather(*inside) == [b"aaaa", b"aaaa"]
             assert decoded == [1000, 1000]  # the refused body was never read
             assert await call(b"c" * 10) == b"cccc"  # the places are free again
