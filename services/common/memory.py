@@ -20,11 +20,11 @@ import os
 
 
 @functools.cache
-def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _libc_function(symbol: str) -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    """A C library function by name; None where there is no such library or function (not glibc)."""
     name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        return getattr(libc, "malloc_trim", None)
+        return getattr(ctypes.CDLL(name), symbol, None) if name else None
     except OSError:
         return None
 
@@ -34,7 +34,7 @@ def trim_heap() -> bool:
     a large heap: call it off the event loop, once a burst drains); False where the C library has no malloc_trim
     (not glibc): the cycles are still collected."""
     gc.collect()
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim")
     if trim is None:
         return False
     trim(0)
@@ -49,11 +49,7 @@ def limit_arenas(arenas: int) -> bool:
     C library has no mallopt, or `arenas` is 0 (glibc's default), or MALLOC_ARENA_MAX already says."""
     if arenas <= 0 or "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None
-    except OSError:
-        return False
+    mallopt = _libc_function("mallopt")
     return bool(mallopt is not None and mallopt(M_ARENA_MAX, arenas) == 1)
 
 

@@ -51,15 +51,12 @@ def preprocess_cpu(
     item: Any, transform: Any, limits: ImageLimits, field: str = "image", *, shortest: bool = True
 ) -> Any:
     """bytes or PIL image -> normalized CHW float32 tensor, via the shared decoder and open_clip's transform
-    (`shortest`: it resizes the short side, so a very elongated image is cut to its centre first, _central_band)."""
+    (`shortest`: it resizes the short side, so a very elongated image is cut to its centre first, central_band)."""
     img = decode(item, limits, field=field) if isinstance(item, bytes | bytearray | memoryview) else item
     if not isinstance(img, Image.Image):
         raise InvalidArgument(f"must be encoded bytes or a PIL image, got {type(item).__name__}", field=field)
-    if shortest and max(img.size) > MAX_ASPECT * min(img.size):
-        w, h = img.size
-        keep = MAX_ASPECT * min(w, h)
-        left, top = (w - keep) // 2 if w > h else 0, (h - keep) // 2 if h > w else 0
-        img = img.crop((left, top, left + min(w, keep), top + min(h, keep)))
+    if shortest and (box := central_band(*img.size)) is not None:
+        img = img.crop(box)
     return transform(img if img.mode == "RGB" else img.convert("RGB"))  # convert() copies even an RGB image
 
 
@@ -90,20 +87,15 @@ def _crop_box(h: int, w: int, cfg: dict[str, Any]) -> tuple[list[int], list[int]
     return ([size, new_long] if h <= w else [new_long, size]), None
 
 
-def _central_band(batch: Any) -> Any:
-    """The centre of a very elongated image, at most MAX_ASPECT short sides long: resizing its short side first
-    would make the long side huge (a 1 x 30,000 PNG of a few hundred bytes became a 224 x 6.7M image, 4.5 GB),
-    while the centre crop keeps only the middle square anyway. Images within the ratio pass untouched."""
-    h, w = batch.shape[-2:]
-    short = min(h, w)
-    keep = MAX_ASPECT * short
-    if max(h, w) <= keep:
-        return batch
-    if w > h:
-        start = (w - keep) // 2
-        return batch[..., :, start : start + keep]
-    start = (h - keep) // 2
-    return batch[..., start : start + keep, :]
+def central_band(w: int, h: int) -> tuple[int, int, int, int] | None:
+    """The (left, top, right, bottom) centre of a very elongated w x h image, at most MAX_ASPECT short sides long;
+    None within the ratio. Resizing its short side first would make the long side huge (a 1 x 30,000 PNG of a few
+    hundred bytes became a 224 x 6.7M image, 4.5 GB), while the centre crop keeps only the middle square anyway."""
+    keep = MAX_ASPECT * min(w, h)
+    if max(w, h) <= keep:
+        return None
+    left, top = ((w - keep) // 2, 0) if w > h else (0, (h - keep) // 2)
+    return left, top, left + min(w, keep), top + min(h, keep)
 
 
 def resize_crop_uint8(batch: Any, cfg: dict[str, Any]) -> Any:
@@ -116,8 +108,9 @@ def resize_crop_uint8(batch: Any, cfg: dict[str, Any]) -> Any:
 
     th, tw = _target_size(cfg)
     interp = InterpolationMode(cfg.get("interpolation", "bicubic"))
-    if resizes_short_side(cfg):
-        batch = _central_band(batch)
+    if resizes_short_side(cfg) and (box := central_band(batch.shape[-1], batch.shape[-2])) is not None:
+        left, top, right, bottom = box
+        batch = batch[..., top:bottom, left:right]
     size, pad = _crop_box(*batch.shape[-2:], cfg)
     x = tvf.resize(batch, size, interpolation=interp, antialias=True)
     if pad is not None:

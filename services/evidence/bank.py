@@ -132,6 +132,7 @@ class PatchIndex:
         self.dim = int(memory.shape[1])
         self.recall = 1.0
         self.nprobe = 0
+        self.hnsw_m = self.ef_search = 0  # set for HNSW
         self._exact: tuple[Any, Any] | None = None  # IVF: the memory and its squared norms as tensors (exact())
         if engine == "torch":
             import torch
@@ -190,10 +191,8 @@ class PatchIndex:
 
     def distances_per_query(self, rows: int) -> float:
         """About how many patches one query is compared with when `rows` of the memory are searchable."""
-        if self.engine == "ivf":
-            nlist = int(self.index.nlist)
-            return nlist + rows * min(self.nprobe, nlist) / nlist
-        return searched_per_query(self.engine, rows, self.nprobe, self.hnsw_m, self.ef_search)
+        nlist = int(self.index.nlist) if self.engine == "ivf" else None  # the index's own lists, not a new bank's
+        return searched_per_query(self.engine, rows, self.nprobe, self.hnsw_m, self.ef_search, nlist)
 
     def search(
         self, queries: np.ndarray, exclude: tuple[int, int] | None = None, keep: np.ndarray | None = None
@@ -281,10 +280,13 @@ def ivf_lists(patches: int) -> int:
     return max(1, min(int(4 * np.sqrt(patches)), patches // 39))
 
 
-def searched_per_query(engine: str, patches: int, nprobe: int, hnsw_m: int, ef_search: int) -> float:
-    """About how many patches one query patch is compared with in a bank of this many patches on this engine."""
+def searched_per_query(
+    engine: str, patches: int, nprobe: int, hnsw_m: int, ef_search: int, nlist: int | None = None
+) -> float:
+    """About how many patches one query patch is compared with in a bank of this many patches on this engine
+    (IVF: over `nlist` lists, by default the count a bank of this size gets)."""
     if engine == "ivf":
-        nlist = ivf_lists(patches)
+        nlist = nlist or ivf_lists(patches)
         return nlist + patches * min(nprobe, nlist) / nlist
     if engine == "hnsw":
         return float(min(patches, 2 * ef_search * hnsw_m))

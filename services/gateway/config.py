@@ -62,8 +62,8 @@ class GatewaySettings(Section):
             "Where the evidence answers Anomaly Detection for a model that cannot judge (the offline random model, "
             "or a reply naming no option), a part in the review band answers Yes: it waits for the person who "
             "reviews it instead of passing unseen (about evidence.review_rate more normal parts held; the trace's "
-            "review_reason says so). False: only "
-            "the fail band answers Yes. A real model's answer is never replaced (docs/review.md)."
+            "review_reason says so). False: only the fail band answers Yes. A real model's answer is never "
+            "replaced (docs/review.md)."
         ),
     )
     audit_evidence_images: bool = Field(
